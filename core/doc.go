@@ -1,0 +1,19 @@
+// Package core is the domain of acctpool: accounts, quota snapshots, operation
+// errors and their backoff, the built-in error classifier and its effects
+// table, thresholds, the killswitch, routing, the background passes, the file
+// store with its lock protocol, and the Anthropic HTTP clients.
+//
+// core imports only the standard library and goccy/go-json. It never imports
+// rpc, plugins or wazero: those packages call core, never the reverse.
+// Everything that needs time reads it from a [Clock], so tests move time by
+// hand and never sleep.
+//
+// Entry points:
+//   - [ClassifyBuiltin] and [EffectOf]: the classification table of DESIGN.md
+//     section 3, applied in one place.
+//   - [Store]: load and save anthropic-auth.json and anthropic-auth-state.json
+//     in the upstream shapes, under the upstream lock-file protocol.
+//   - [Engine]: token refresh, quota checks, background passes and routing,
+//     the object the JSON-RPC server drives.
+//   - [Redact]: the one function that strips secrets from text.
+package core

@@ -1,0 +1,96 @@
+package core
+
+// RefreshBackoffKind is how a failure arms refresh backoff.
+type RefreshBackoffKind int
+
+// The refresh backoff kinds of the effects table.
+const (
+	// RefreshBackoffNone arms nothing.
+	RefreshBackoffNone RefreshBackoffKind = iota
+	// RefreshBackoffLong waits 24 h (Retry-After if given); not permanent.
+	RefreshBackoffLong
+	// RefreshBackoffPermanent waits 24 h and marks the account for re-login.
+	RefreshBackoffPermanent
+	// RefreshBackoffTransient honours Retry-After, else 5 min for network
+	// errors and 5 min doubling to 60 min for 429/5xx.
+	RefreshBackoffTransient
+)
+
+// QuotaBackoffKind is how a failure arms the per-account quota backoff.
+type QuotaBackoffKind int
+
+// The quota backoff kinds of the effects table.
+const (
+	// QuotaBackoffNone arms nothing.
+	QuotaBackoffNone QuotaBackoffKind = iota
+	// QuotaBackoffTransient waits 60 s doubling to 15 min.
+	QuotaBackoffTransient
+	// QuotaBackoffFlat waits 5 min.
+	QuotaBackoffFlat
+)
+
+// Effect is what a verdict does to an account: the row of the effects table
+// for its (source, class). Every path that records a failure asks [EffectOf]
+// and does what the row says, so the table below is the single place where
+// classification turns into state.
+type Effect struct {
+	RefreshBackoff RefreshBackoffKind
+	QuotaBackoff   QuotaBackoffKind
+	// PersistRefreshError records lastRefreshError.
+	PersistRefreshError bool
+	// PersistQuotaError records lastQuotaRefreshError.
+	PersistQuotaError bool
+	// RefreshAndRetry asks for one forced token refresh and one retry; the
+	// quota error is persisted only if the retry fails too.
+	RefreshAndRetry bool
+	// SkipAccount takes the account out of this request only.
+	SkipAccount bool
+	// Fallback moves a replayable request to the next routable account.
+	Fallback bool
+	// Relogin means the user must log in again.
+	Relogin bool
+}
+
+type effectKey struct {
+	source Source
+	class  Class
+}
+
+// effects is the classification effects table of DESIGN.md section 3. It is
+// the heart of acctpool: the PR #86 fix lives in the difference between the
+// token/org_policy row (arms 24 h refresh backoff) and the usage/org_policy
+// row (arms nothing, persists nothing).
+var effects = map[effectKey]Effect{
+	{SourceToken, ClassInvalidGrant}: {RefreshBackoff: RefreshBackoffPermanent, PersistRefreshError: true, Fallback: true, Relogin: true},
+	{SourceToken, ClassOrgPolicy}:    {RefreshBackoff: RefreshBackoffLong, PersistRefreshError: true, Fallback: true},
+	{SourceToken, ClassAuthExpired}:  {RefreshBackoff: RefreshBackoffLong, PersistRefreshError: true, Fallback: true},
+	{SourceToken, ClassClientError}:  {RefreshBackoff: RefreshBackoffLong, PersistRefreshError: true, Fallback: true},
+	{SourceToken, ClassRateLimited}:  {RefreshBackoff: RefreshBackoffTransient, PersistRefreshError: true, Fallback: true},
+	{SourceToken, ClassTransient}:    {RefreshBackoff: RefreshBackoffTransient, PersistRefreshError: true, Fallback: true},
+
+	{SourceUsage, ClassAuthExpired}:  {RefreshAndRetry: true, QuotaBackoff: QuotaBackoffFlat, PersistQuotaError: true},
+	{SourceUsage, ClassOrgPolicy}:    {SkipAccount: true},
+	{SourceUsage, ClassInvalidGrant}: {SkipAccount: true},
+	{SourceUsage, ClassRateLimited}:  {QuotaBackoff: QuotaBackoffTransient, PersistQuotaError: true},
+	{SourceUsage, ClassTransient}:    {QuotaBackoff: QuotaBackoffTransient, PersistQuotaError: true},
+	{SourceUsage, ClassClientError}:  {QuotaBackoff: QuotaBackoffFlat, PersistQuotaError: true},
+
+	{SourceMessages, ClassAuthExpired}:  {RefreshAndRetry: true, Fallback: true},
+	{SourceMessages, ClassOrgPolicy}:    {Fallback: true},
+	{SourceMessages, ClassInvalidGrant}: {Fallback: true, Relogin: true},
+	{SourceMessages, ClassRateLimited}:  {Fallback: true},
+	{SourceMessages, ClassTransient}:    {},
+	{SourceMessages, ClassClientError}:  {},
+}
+
+// EffectOf returns the effects-table row for a failure at source classified
+// as v. An unknown pair has no effect.
+//
+// # Notes
+//
+// The usage/auth_expired row arms the 5-minute quota backoff and persists
+// lastQuotaRefreshError only after its forced refresh and retry have failed
+// too; the caller does the retry first. For the messages source, Fallback
+// is further limited by the configured fallbackOn statuses and by whether
+// the request can be replayed (routing decides).
+func EffectOf(source Source, v Verdict) Effect { return effects[effectKey{source, v.Class}] }

@@ -1,0 +1,318 @@
+package core
+
+import (
+	json "github.com/goccy/go-json"
+)
+
+// AccountType says how an account authenticates.
+type AccountType string
+
+// The account types of the upstream files.
+const (
+	AccountOAuth AccountType = "oauth"
+	AccountAPI   AccountType = "api"
+)
+
+// OpError is a persisted record of a failed refresh or quota check, the
+// upstream AccountOperationError. Its NextRetryAt is the backoff: until then
+// the operation is not retried. Message is always redacted.
+type OpError struct {
+	Message                 string `json:"message"`
+	CheckedAt               int64  `json:"checkedAt"`
+	NextRetryAt             int64  `json:"nextRetryAt,omitempty"`
+	RetryCount              int    `json:"retryCount,omitempty"`
+	AccountIdentity         string `json:"accountIdentity,omitempty"`
+	TokenHash               string `json:"tokenHash,omitempty"`
+	RefreshTokenFingerprint string `json:"refreshTokenFingerprint,omitempty"`
+	Status                  int    `json:"status,omitempty"`
+	Permanent               *bool  `json:"permanent,omitempty"`
+	// Class and DecidedBy are acctpool additions; upstream ignores them.
+	Class     Class  `json:"class,omitempty"`
+	DecidedBy string `json:"decidedBy,omitempty"`
+}
+
+// IsPermanent reports whether the error needs a re-login: the explicit flag
+// if set, else a 400 status (upstream isPermanentRefreshError).
+func (e *OpError) IsPermanent() bool {
+	if e == nil {
+		return false
+	}
+	if e.Permanent != nil {
+		return *e.Permanent
+	}
+	return e.Status == 400
+}
+
+// QuotaWindow is one usage window of a quota snapshot.
+type QuotaWindow struct {
+	UsedPercent      float64 `json:"usedPercent"`
+	RemainingPercent float64 `json:"remainingPercent"`
+	ResetsAt         string  `json:"resetsAt,omitempty"`
+	CheckedAt        int64   `json:"checkedAt"`
+}
+
+// ScopedWindow is a model-scoped weekly window (for example "Fable only").
+type ScopedWindow struct {
+	ID               string  `json:"id"`
+	Title            string  `json:"title"`
+	ModelID          string  `json:"modelId,omitempty"`
+	ModelName        string  `json:"modelName"`
+	UsedPercent      float64 `json:"usedPercent"`
+	RemainingPercent float64 `json:"remainingPercent"`
+	ResetsAt         string  `json:"resetsAt,omitempty"`
+	CheckedAt        int64   `json:"checkedAt"`
+}
+
+// Window returns the scoped window as a plain window.
+func (s ScopedWindow) Window() QuotaWindow {
+	return QuotaWindow{UsedPercent: s.UsedPercent, RemainingPercent: s.RemainingPercent, ResetsAt: s.ResetsAt, CheckedAt: s.CheckedAt}
+}
+
+// Money is an amount in minor units of a currency.
+type Money struct {
+	AmountMinor float64 `json:"amountMinor"`
+	Currency    string  `json:"currency"`
+	Exponent    int     `json:"exponent"`
+}
+
+// ExtraUsage is paid usage beyond the plan, when enabled.
+type ExtraUsage struct {
+	Used               Money    `json:"used"`
+	Limit              Money    `json:"limit"`
+	UtilizationPercent *float64 `json:"utilizationPercent,omitempty"`
+	Severity           string   `json:"severity,omitempty"`
+	Exhausted          bool     `json:"exhausted"`
+}
+
+// Quota data sources, in precedence order poll > headers.
+const (
+	QuotaSourcePoll    = "poll"
+	QuotaSourceHeaders = "headers"
+)
+
+// QuotaSnapshot is what acctpool knows of one account's quota, from a poll of
+// the usage endpoint or from rate-limit response headers.
+type QuotaSnapshot struct {
+	FiveHour *QuotaWindow `json:"five_hour,omitempty"`
+	SevenDay *QuotaWindow `json:"seven_day,omitempty"`
+	// Scoped is nil when unknown; an empty non-nil slice means "owned,
+	// none visible" and is written as [].
+	Scoped              []ScopedWindow    `json:"scoped,omitzero"`
+	ExtraUsage          *ExtraUsage       `json:"extraUsage,omitempty"`
+	BindingWindow       string            `json:"bindingWindow,omitempty"`
+	BindingWindowSource string            `json:"bindingWindowSource,omitempty"`
+	FieldSources        map[string]string `json:"fieldSources,omitempty"`
+	FallbackAdvised     *bool             `json:"fallbackAdvised,omitempty"`
+	Source              string            `json:"source,omitempty"`
+	AccountIdentity     string            `json:"accountIdentity,omitempty"`
+	CheckedAt           int64             `json:"checkedAt,omitempty"`
+}
+
+// LatestCheck is the freshness key of a snapshot: the newest checkedAt of
+// any window or of the snapshot itself (upstream quotaSnapshotCheckedAt).
+func (q *QuotaSnapshot) LatestCheck() int64 {
+	if q == nil {
+		return 0
+	}
+	m := q.CheckedAt
+	if q.FiveHour != nil && q.FiveHour.CheckedAt > m {
+		m = q.FiveHour.CheckedAt
+	}
+	if q.SevenDay != nil && q.SevenDay.CheckedAt > m {
+		m = q.SevenDay.CheckedAt
+	}
+	for _, s := range q.Scoped {
+		if s.CheckedAt > m {
+			m = s.CheckedAt
+		}
+	}
+	return m
+}
+
+func sourceRank(s string) int {
+	switch s {
+	case QuotaSourcePoll:
+		return 2
+	case QuotaSourceHeaders:
+		return 1
+	}
+	return 0
+}
+
+// AccountConfig is one entry of the accounts array of anthropic-auth.json:
+// identity and settings only, never credentials.
+type AccountConfig struct {
+	ID         string      `json:"id"`
+	Label      string      `json:"label,omitempty"`
+	Type       AccountType `json:"type"`
+	Enabled    *bool       `json:"enabled,omitempty"`
+	AddedAt    int64       `json:"addedAt,omitempty"`
+	BaseURL    string      `json:"baseURL,omitempty"`
+	AuthHeader string      `json:"authHeader,omitempty"`
+	Extra      Extra       `json:"-"`
+}
+
+// legacyCredentialKeys are credential keys that very old configs carried
+// inline. They are read once as a fallback and never written back to config.
+var legacyCredentialKeys = []string{"access", "refresh", "expires", "apiKey", "lastRefreshedAt"}
+
+// UnmarshalJSON keeps unknown keys in Extra.
+func (a *AccountConfig) UnmarshalJSON(b []byte) error {
+	type alias AccountConfig
+	var x alias
+	extra, err := decodeWithExtra(b, &x)
+	*a = AccountConfig(x)
+	a.Extra = extra
+	return err
+}
+
+// MarshalJSON writes unknown keys back, but never legacy credentials.
+func (a AccountConfig) MarshalJSON() ([]byte, error) {
+	type alias AccountConfig
+	x := alias(a)
+	extra := a.Extra
+	if len(extra) > 0 {
+		extra = make(Extra, len(a.Extra))
+		for k, v := range a.Extra {
+			extra[k] = v
+		}
+		for _, k := range legacyCredentialKeys {
+			delete(extra, k)
+		}
+	}
+	return encodeWithExtra(&x, extra)
+}
+
+// IsEnabled reports whether the account is enabled (absent means enabled).
+func (a AccountConfig) IsEnabled() bool { return a.Enabled == nil || *a.Enabled }
+
+// ConfigFile is anthropic-auth.json, the user's file. acctpool rewrites it
+// only when accounts or settings are changed on purpose, and keeps every
+// key it does not model.
+type ConfigFile struct {
+	Version       int             `json:"version"`
+	MainAccountID string          `json:"mainAccountId,omitempty"`
+	Main          json.RawMessage `json:"main,omitempty"`
+	Accounts      []AccountConfig `json:"accounts"`
+	// Extra holds every other top-level key (routing, quota, killswitch,
+	// refresh, fallbackOn, and anything newer), verbatim.
+	Extra Extra `json:"-"`
+}
+
+// UnmarshalJSON keeps unknown keys in Extra.
+func (c *ConfigFile) UnmarshalJSON(b []byte) error {
+	type alias ConfigFile
+	var x alias
+	extra, err := decodeWithExtra(b, &x)
+	*c = ConfigFile(x)
+	c.Extra = extra
+	return err
+}
+
+// MarshalJSON writes unknown keys back.
+func (c ConfigFile) MarshalJSON() ([]byte, error) {
+	type alias ConfigFile
+	x := alias(c)
+	if x.Accounts == nil {
+		x.Accounts = []AccountConfig{}
+	}
+	return encodeWithExtra(&x, c.Extra)
+}
+
+// AccountState is one entry of the accounts map of
+// anthropic-auth-state.json: credentials, quota and errors.
+type AccountState struct {
+	AuthLineageID         string          `json:"authLineageId,omitempty"`
+	AnthropicAccountUUID  string          `json:"anthropicAccountUuid,omitempty"`
+	Access                Secret          `json:"access,omitempty"`
+	Refresh               Secret          `json:"refresh,omitempty"`
+	Expires               int64           `json:"expires,omitempty"`
+	APIKey                Secret          `json:"apiKey,omitempty"`
+	LastUsed              int64           `json:"lastUsed,omitempty"`
+	LastRefreshedAt       int64           `json:"lastRefreshedAt,omitempty"`
+	LastRefreshError      *OpError        `json:"lastRefreshError,omitempty"`
+	LastQuotaRefreshError *OpError        `json:"lastQuotaRefreshError,omitempty"`
+	Quota                 *QuotaSnapshot  `json:"quota,omitempty"`
+	Profile               json.RawMessage `json:"profile,omitempty"`
+	Extra                 Extra           `json:"-"`
+}
+
+// UnmarshalJSON keeps unknown keys in Extra.
+func (a *AccountState) UnmarshalJSON(b []byte) error {
+	type alias AccountState
+	var x alias
+	extra, err := decodeWithExtra(b, &x)
+	*a = AccountState(x)
+	a.Extra = extra
+	return err
+}
+
+// MarshalJSON writes unknown keys back.
+func (a AccountState) MarshalJSON() ([]byte, error) {
+	type alias AccountState
+	x := alias(a)
+	return encodeWithExtra(&x, a.Extra)
+}
+
+// MainState is the "main" section of the state file: what acctpool knows of
+// the host's own OAuth account. Its tokens live with the host, not here.
+type MainState struct {
+	Quota                 *QuotaSnapshot  `json:"quota,omitempty"`
+	QuotaCheckedAt        int64           `json:"quotaCheckedAt,omitempty"`
+	QuotaToken            string          `json:"quotaToken,omitempty"`
+	LastQuotaAPIError     *OpError        `json:"lastQuotaApiError,omitempty"`
+	QuotaErrorGeneration  int64           `json:"quotaErrorGeneration,omitempty"`
+	QuotaErrorClearedAt   int64           `json:"quotaErrorClearedAt,omitempty"`
+	LastRefreshError      *OpError        `json:"lastRefreshError,omitempty"`
+	RefreshErrorClearedAt int64           `json:"refreshErrorClearedAt,omitempty"`
+	RefreshLeaseID        string          `json:"refreshLeaseId,omitempty"`
+	RefreshLeaseUntil     int64           `json:"refreshLeaseUntil,omitempty"`
+	RefreshLeaseTokenHash string          `json:"refreshLeaseTokenHash,omitempty"`
+	Profile               json.RawMessage `json:"profile,omitempty"`
+	Extra                 Extra           `json:"-"`
+}
+
+// UnmarshalJSON keeps unknown keys in Extra.
+func (m *MainState) UnmarshalJSON(b []byte) error {
+	type alias MainState
+	var x alias
+	extra, err := decodeWithExtra(b, &x)
+	*m = MainState(x)
+	m.Extra = extra
+	return err
+}
+
+// MarshalJSON writes unknown keys back.
+func (m MainState) MarshalJSON() ([]byte, error) {
+	type alias MainState
+	x := alias(m)
+	return encodeWithExtra(&x, m.Extra)
+}
+
+// StateFile is anthropic-auth-state.json, written by background work.
+type StateFile struct {
+	Version  int                      `json:"version"`
+	Main     *MainState               `json:"main,omitempty"`
+	Accounts map[string]*AccountState `json:"accounts"`
+	Extra    Extra                    `json:"-"`
+}
+
+// UnmarshalJSON keeps unknown keys in Extra.
+func (s *StateFile) UnmarshalJSON(b []byte) error {
+	type alias StateFile
+	var x alias
+	extra, err := decodeWithExtra(b, &x)
+	*s = StateFile(x)
+	s.Extra = extra
+	return err
+}
+
+// MarshalJSON writes unknown keys back.
+func (s StateFile) MarshalJSON() ([]byte, error) {
+	type alias StateFile
+	x := alias(s)
+	if x.Accounts == nil {
+		x.Accounts = map[string]*AccountState{}
+	}
+	return encodeWithExtra(&x, s.Extra)
+}

@@ -1,0 +1,140 @@
+package core
+
+import (
+	"net/url"
+	"strings"
+)
+
+// MainAccountID is the id under which the host's own account appears in
+// views and routes.
+const MainAccountID = "main"
+
+// Account is one fallback account as the store sees it: its config entry
+// merged with its state entry.
+type Account struct {
+	AccountConfig
+	// State is the account's runtime state; the zero value when absent.
+	State AccountState
+	// Order is the account's position in the config (0 = first fallback).
+	Order int
+	// Problem, when not empty, says why the stored entry cannot be used at
+	// all (for example "no refresh token"). Such entries are kept in the
+	// files untouched and shown in views, but never routed to.
+	Problem string
+}
+
+// Snapshot is one consistent read of the config and state files.
+type Snapshot struct {
+	// Config is nil when anthropic-auth.json does not exist.
+	Config *ConfigFile
+	// State is nil when anthropic-auth-state.json does not exist.
+	State    *StateFile
+	Settings Settings
+	Accounts []Account
+	// Main is the state file's main section; never nil.
+	Main *MainState
+}
+
+// Account returns the account with the given id, or the first whose label
+// matches, and whether it was found.
+func (s *Snapshot) Account(idOrLabel string) (*Account, bool) {
+	key := strings.TrimSpace(idOrLabel)
+	for i := range s.Accounts {
+		if s.Accounts[i].ID == key {
+			return &s.Accounts[i], true
+		}
+	}
+	for i := range s.Accounts {
+		if key != "" && s.Accounts[i].Label == key {
+			return &s.Accounts[i], true
+		}
+	}
+	return nil, false
+}
+
+// buildSnapshot merges config and state into the account list, applying
+// the upstream normalization (upstream-core.md 1.3) without dropping
+// anything from the files.
+func buildSnapshot(cfg *ConfigFile, st *StateFile) (*Snapshot, error) {
+	snap := &Snapshot{Config: cfg, State: st}
+	settings, err := ParseSettings(cfg)
+	if err != nil {
+		return nil, err
+	}
+	snap.Settings = settings
+	if st != nil && st.Main != nil {
+		snap.Main = st.Main
+	} else {
+		snap.Main = &MainState{}
+	}
+	if cfg == nil {
+		return snap, nil
+	}
+	for i, ac := range cfg.Accounts {
+		a := Account{AccountConfig: ac, Order: i}
+		a.ID = strings.TrimSpace(a.ID)
+		if st != nil {
+			if s, ok := st.Accounts[a.ID]; ok && s != nil {
+				a.State = *s
+			}
+		}
+		applyLegacyCredentials(&a)
+		a.Problem = accountProblem(&a)
+		snap.Accounts = append(snap.Accounts, a)
+	}
+	return snap, nil
+}
+
+// applyLegacyCredentials takes inline credentials from a very old config
+// entry when the state file has none.
+func applyLegacyCredentials(a *Account) {
+	if len(a.Extra) == 0 {
+		return
+	}
+	var s string
+	if a.State.Refresh == "" && decodeExtra(a.Extra, "refresh", &s) && s != "" {
+		a.State.Refresh = Secret(strings.TrimSpace(s))
+		if decodeExtra(a.Extra, "access", &s) {
+			a.State.Access = Secret(s)
+		}
+		var exp int64
+		if decodeExtra(a.Extra, "expires", &exp) {
+			a.State.Expires = exp
+		}
+	}
+	if a.State.APIKey == "" && decodeExtra(a.Extra, "apiKey", &s) {
+		a.State.APIKey = Secret(strings.TrimSpace(s))
+	}
+}
+
+func decodeExtra(x Extra, key string, v any) bool {
+	raw, ok := x[key]
+	if !ok {
+		return false
+	}
+	return decodeSection(Extra{key: raw}, key, v) == nil
+}
+
+// accountProblem applies upstream's normalization rules as a diagnosis.
+func accountProblem(a *Account) string {
+	switch a.Type {
+	case AccountOAuth:
+		if strings.TrimSpace(string(a.State.Refresh)) == "" {
+			return "no refresh token"
+		}
+	case AccountAPI:
+		u, err := url.Parse(strings.TrimSpace(a.BaseURL))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			return "baseURL must be an http or https URL without credentials"
+		}
+		if a.State.APIKey == "" {
+			return "no API key"
+		}
+	default:
+		return "unknown account type " + string(a.Type)
+	}
+	if a.ID == "" {
+		return "missing id"
+	}
+	return ""
+}

@@ -122,3 +122,8 @@ func jsonErrorText(err error) string {
 		return "invalid JSON"
 	}
 }
+
+// errorf wraps a sentinel with a detail message: "sentinel: detail".
+func errorf(sentinel error, format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{sentinel}, args...)...)
+}

@@ -1,0 +1,132 @@
+package core
+
+import (
+	"fmt"
+	"time"
+
+	json "github.com/goccy/go-json"
+)
+
+// SelectRequest asks which account should serve the next model request.
+type SelectRequest struct {
+	// SessionID enables sticky-balanced affinity; it is stored only hashed.
+	SessionID string `json:"sessionId,omitempty"`
+	// Model is the model id of the request, for model-scoped quota.
+	Model string `json:"model,omitempty"`
+	// PromptBytes is the request body size, for the sticky allocator.
+	PromptBytes int64 `json:"promptBytes,omitempty"`
+	// Exclude lists account ids not to use (already tried).
+	Exclude []string `json:"exclude,omitempty"`
+}
+
+// Credential is what the host puts on the upstream request.
+type Credential struct {
+	// Type is "bearer" (Authorization: Bearer) or "x-api-key".
+	Type  string `json:"type"`
+	Token Secret `json:"token"`
+	// BaseURL is set for API-key routes: send to <BaseURL>/v1/messages.
+	BaseURL string `json:"baseURL,omitempty"`
+}
+
+// Route is the account chosen to serve a request, with its credential.
+type Route struct {
+	AccountID  string      `json:"accountId"`
+	Label      string      `json:"label,omitempty"`
+	Kind       string      `json:"kind"` // "main", "oauth" or "api"
+	Credential Credential  `json:"credential"`
+	Reason     string      `json:"reason"`
+	SessionID  string      `json:"sessionId,omitempty"`
+	Model      string      `json:"model,omitempty"`
+	Attempted  []string    `json:"attempted,omitempty"`
+	Sticky     *StickyInfo `json:"sticky,omitempty"`
+}
+
+// StickyInfo says how a sticky-balanced route was found.
+type StickyInfo struct {
+	Created  bool `json:"created"`
+	Migrated bool `json:"migrated"`
+}
+
+// AccountReason says why one account is not routable and until when.
+type AccountReason struct {
+	AccountID string `json:"accountId"`
+	Reason    string `json:"reason"`
+	// Until is epoch ms; 0 when the reason has no known end.
+	Until int64 `json:"until,omitempty"`
+}
+
+// NoRoute explains why no account can serve a request: for every account
+// the reason and its end, the retry-after, and the synthetic upstream error
+// a host should return (401 authentication_error or 429 rate_limit_error
+// with upstream's message).
+type NoRoute struct {
+	Status       int             `json:"status"`
+	ErrorType    string          `json:"errorType"`
+	Message      string          `json:"message"`
+	RetryAfterMs int64           `json:"retryAfterMs,omitempty"`
+	Accounts     []AccountReason `json:"accounts"`
+}
+
+// NoRouteError is the error form of a NoRoute; it matches ErrNoRoute.
+type NoRouteError struct{ NoRoute NoRoute }
+
+// Error implements error.
+func (e *NoRouteError) Error() string {
+	return fmt.Sprintf("no account available: %s", e.NoRoute.Message)
+}
+
+// Unwrap matches ErrNoRoute.
+func (e *NoRouteError) Unwrap() error { return ErrNoRoute }
+
+// ReportRequest says what the upstream response to a routed request was.
+type ReportRequest struct {
+	Route Route `json:"route"`
+	// Status is the HTTP status; 0 with Network for a transport failure.
+	Status  int               `json:"status"`
+	Network bool              `json:"network,omitempty"`
+	Headers map[string]string `json:"headers,omitempty"`
+	// Body is an excerpt of the response body (for classification).
+	Body string `json:"body,omitempty"`
+	// StreamRateLimit is true when a 200 stream opened with rate_limit_error.
+	StreamRateLimit bool `json:"streamRateLimit,omitempty"`
+	// Replayable is true when the request body can be sent again.
+	Replayable bool `json:"replayable"`
+}
+
+// Report actions.
+const (
+	ActionReturn = "return" // hand the response to the caller
+	ActionRetry  = "retry"  // send again on Next
+	ActionHold   = "hold"   // return a 429 with RetryAfterMs
+)
+
+// ReportResult is the verdict on a response and what to do next.
+type ReportResult struct {
+	Verdict      *Verdict `json:"verdict,omitempty"`
+	Action       string   `json:"action"`
+	Next         *Route   `json:"next,omitempty"`
+	RetryAfterMs int64    `json:"retryAfterMs,omitempty"`
+	NoRoute      *NoRoute `json:"noRoute,omitempty"`
+}
+
+type verdictWire struct {
+	Class        Class  `json:"class"`
+	RetryAfterMs int64  `json:"retryAfterMs,omitempty"`
+	Reason       string `json:"reason"`
+	DecidedBy    string `json:"decidedBy"`
+}
+
+// MarshalJSON writes RetryAfter as retryAfterMs.
+func (v Verdict) MarshalJSON() ([]byte, error) {
+	return json.Marshal(verdictWire{v.Class, v.RetryAfter.Milliseconds(), v.Reason, v.DecidedBy})
+}
+
+// UnmarshalJSON reads retryAfterMs into RetryAfter.
+func (v *Verdict) UnmarshalJSON(b []byte) error {
+	var w verdictWire
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*v = Verdict{Class: w.Class, RetryAfter: time.Duration(w.RetryAfterMs) * time.Millisecond, Reason: w.Reason, DecidedBy: w.DecidedBy}
+	return nil
+}

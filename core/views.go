@@ -1,0 +1,94 @@
+package core
+
+// MainCredentials are the host's own OAuth tokens. The host owns them: it
+// hands them over with accounts/setMain and receives rotated ones through
+// EventMainRefreshed.
+type MainCredentials struct {
+	Access  Secret `json:"access"`
+	Refresh Secret `json:"refresh"`
+	// Expires is the access token's expiry, epoch ms.
+	Expires int64 `json:"expires"`
+}
+
+// AccountView is what hosts see of an account: never a credential, always
+// whether it can serve now and, if not, why and until when.
+type AccountView struct {
+	ID      string      `json:"id"`
+	Label   string      `json:"label,omitempty"`
+	Type    AccountType `json:"type"`
+	Main    bool        `json:"main"`
+	Enabled bool        `json:"enabled"`
+	// Order is the fallback priority (0 first); -1 for main.
+	Order int `json:"order"`
+	// HasCredential is true when a token or key is stored.
+	HasCredential bool `json:"hasCredential"`
+	// ExpiresAt is the access token's expiry, epoch ms (OAuth only).
+	ExpiresAt       int64  `json:"expiresAt,omitempty"`
+	BaseURL         string `json:"baseURL,omitempty"`
+	LastUsed        int64  `json:"lastUsed,omitempty"`
+	LastRefreshedAt int64  `json:"lastRefreshedAt,omitempty"`
+	// Usable says whether the account can serve a request now.
+	Usable bool `json:"usable"`
+	// Reason explains Usable (for example "refresh backoff", "below 5h
+	// threshold"); Until is when that reason ends, epoch ms, 0 if unknown.
+	Reason              string         `json:"reason,omitempty"`
+	Until               int64          `json:"until,omitempty"`
+	NeedsRelogin        bool           `json:"needsRelogin"`
+	RefreshBackoffUntil int64          `json:"refreshBackoffUntil,omitempty"`
+	QuotaBackoffUntil   int64          `json:"quotaBackoffUntil,omitempty"`
+	LastRefreshError    *OpError       `json:"lastRefreshError,omitempty"`
+	LastQuotaError      *OpError       `json:"lastQuotaError,omitempty"`
+	Quota               *QuotaSnapshot `json:"quota,omitempty"`
+	// Problem is set when the stored entry itself is unusable.
+	Problem string `json:"problem,omitempty"`
+}
+
+// AccountSpec is an account to add, for accounts/add.
+type AccountSpec struct {
+	ID         string      `json:"id,omitempty"`
+	Label      string      `json:"label,omitempty"`
+	Type       AccountType `json:"type"`
+	Enabled    *bool       `json:"enabled,omitempty"`
+	Access     Secret      `json:"access,omitempty"`
+	Refresh    Secret      `json:"refresh,omitempty"`
+	Expires    int64       `json:"expires,omitempty"`
+	APIKey     Secret      `json:"apiKey,omitempty"`
+	BaseURL    string      `json:"baseURL,omitempty"`
+	AuthHeader string      `json:"authHeader,omitempty"`
+}
+
+// AccountPatch changes an account, for accounts/update. Nil fields stay.
+type AccountPatch struct {
+	ID         string  `json:"id"`
+	Label      *string `json:"label,omitempty"`
+	Enabled    *bool   `json:"enabled,omitempty"`
+	Position   *int    `json:"position,omitempty"`
+	BaseURL    *string `json:"baseURL,omitempty"`
+	AuthHeader *string `json:"authHeader,omitempty"`
+	APIKey     *Secret `json:"apiKey,omitempty"`
+}
+
+// LoginStart is the first half of an OAuth PKCE login.
+type LoginStart struct {
+	URL         string `json:"url"`
+	State       string `json:"state"`
+	RedirectURI string `json:"redirectUri"`
+	ExpiresAt   int64  `json:"expiresAt"`
+}
+
+// PassResult is one account's line of a background pass summary.
+type PassResult struct {
+	Account string `json:"account"`
+	// Outcome is "refreshed", "fetched", "skipped", "backoff" or "failed".
+	Outcome string `json:"outcome"`
+	Reason  string `json:"reason,omitempty"`
+	// Class is the failure's verdict class, if it failed.
+	Class Class `json:"class,omitempty"`
+	// Until is when an armed or active backoff ends, epoch ms.
+	Until int64 `json:"until,omitempty"`
+}
+
+// PassSummary is the result of one background pass.
+type PassSummary struct {
+	Results []PassResult `json:"results"`
+}

@@ -49,6 +49,10 @@ type Effect struct {
 	Fallback bool
 	// Relogin means the user must log in again.
 	Relogin bool
+	// InQuotaPass is how a token-endpoint failure that happens inside a
+	// quota pass (refreshing an expired token before polling) arms the
+	// account's quota error as well, as upstream's quota recorder does.
+	InQuotaPass QuotaBackoffKind
 }
 
 type effectKey struct {
@@ -61,12 +65,12 @@ type effectKey struct {
 // token/org_policy row (arms 24 h refresh backoff) and the usage/org_policy
 // row (arms nothing, persists nothing).
 var effects = map[effectKey]Effect{
-	{SourceToken, ClassInvalidGrant}: {RefreshBackoff: RefreshBackoffPermanent, PersistRefreshError: true, Fallback: true, Relogin: true},
-	{SourceToken, ClassOrgPolicy}:    {RefreshBackoff: RefreshBackoffLong, PersistRefreshError: true, Fallback: true},
-	{SourceToken, ClassAuthExpired}:  {RefreshBackoff: RefreshBackoffLong, PersistRefreshError: true, Fallback: true},
-	{SourceToken, ClassClientError}:  {RefreshBackoff: RefreshBackoffLong, PersistRefreshError: true, Fallback: true},
-	{SourceToken, ClassRateLimited}:  {RefreshBackoff: RefreshBackoffTransient, PersistRefreshError: true, Fallback: true},
-	{SourceToken, ClassTransient}:    {RefreshBackoff: RefreshBackoffTransient, PersistRefreshError: true, Fallback: true},
+	{SourceToken, ClassInvalidGrant}: {RefreshBackoff: RefreshBackoffPermanent, PersistRefreshError: true, Fallback: true, Relogin: true, InQuotaPass: QuotaBackoffFlat},
+	{SourceToken, ClassOrgPolicy}:    {RefreshBackoff: RefreshBackoffLong, PersistRefreshError: true, Fallback: true, InQuotaPass: QuotaBackoffFlat},
+	{SourceToken, ClassAuthExpired}:  {RefreshBackoff: RefreshBackoffLong, PersistRefreshError: true, Fallback: true, InQuotaPass: QuotaBackoffFlat},
+	{SourceToken, ClassClientError}:  {RefreshBackoff: RefreshBackoffLong, PersistRefreshError: true, Fallback: true, InQuotaPass: QuotaBackoffFlat},
+	{SourceToken, ClassRateLimited}:  {RefreshBackoff: RefreshBackoffTransient, PersistRefreshError: true, Fallback: true, InQuotaPass: QuotaBackoffTransient},
+	{SourceToken, ClassTransient}:    {RefreshBackoff: RefreshBackoffTransient, PersistRefreshError: true, Fallback: true, InQuotaPass: QuotaBackoffTransient},
 
 	{SourceUsage, ClassAuthExpired}:  {RefreshAndRetry: true, QuotaBackoff: QuotaBackoffFlat, PersistQuotaError: true},
 	{SourceUsage, ClassOrgPolicy}:    {SkipAccount: true},

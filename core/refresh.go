@@ -1,0 +1,320 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Lock names and times of the refresh protocol (upstream-core.md 1.6, 2.5).
+const (
+	fallbackRefreshLockTTL  = 10 * time.Minute
+	fallbackRefreshLockWait = 10 * time.Second
+	mainRefreshLock         = "opencode-main-oauth-refresh"
+	mainRefreshLockTTL      = 2 * time.Minute
+	mainRefreshLockWait     = 5 * time.Second
+	// adoptGrowth is how much a concurrent refresh must have extended the
+	// expiry for us to adopt its result instead of refreshing again.
+	adoptGrowth = 60 * time.Second
+)
+
+func fallbackRefreshLock(id string) string {
+	return "fallback-oauth-refresh-" + sha256Hex(id)[:16]
+}
+
+// needsRefresh reports whether an access token is missing or expires within
+// the refresh window (upstream tokenNeedsRefresh).
+func needsRefresh(access Secret, expires int64, window time.Duration, now time.Time) bool {
+	return access == "" || expires == 0 || fromMs(expires).Sub(now) <= window
+}
+
+// expired reports whether an access token is missing or past its expiry.
+func expired(access Secret, expires int64, now time.Time) bool {
+	return access == "" || expires == 0 || !fromMs(expires).After(now)
+}
+
+// refreshRecord builds the lastRefreshError record for a token-endpoint
+// failure (upstream buildRefreshOperationError), using the effects table
+// and the one refresh backoff schedule.
+func refreshRecord(prev *OpError, identity string, refresh Secret, f Failure, v Verdict, now time.Time) *OpError {
+	eff := EffectOf(SourceToken, v)
+	fp := refresh.Fingerprint()
+	count := 1
+	if prev != nil && prev.AccountIdentity == identity && prev.RefreshTokenFingerprint == fp {
+		count = prev.RetryCount + 1
+	}
+	delay := RefreshBackoffDelay(eff.RefreshBackoff, v.RetryAfter, f.Network, count)
+	permanent := eff.RefreshBackoff == RefreshBackoffPermanent
+	return &OpError{
+		Message:                 (&UpstreamError{Failure: f}).Error(),
+		CheckedAt:               epochMs(now),
+		NextRetryAt:             epochMs(now.Add(delay)),
+		RetryCount:              count,
+		AccountIdentity:         identity,
+		RefreshTokenFingerprint: fp,
+		Status:                  f.Status,
+		Permanent:               &permanent,
+		Class:                   v.Class,
+		DecidedBy:               v.DecidedBy,
+	}
+}
+
+// quotaRecord builds the lastQuotaRefreshError record (upstream
+// buildQuotaOperationError) for a quota backoff of the given kind.
+func quotaRecord(prev *OpError, identity string, kind QuotaBackoffKind, f Failure, v Verdict, now time.Time) *OpError {
+	count := 1
+	if prev != nil && prev.AccountIdentity == identity {
+		count = prev.RetryCount + 1
+	}
+	return &OpError{
+		Message:         (&UpstreamError{Failure: f}).Error(),
+		CheckedAt:       epochMs(now),
+		NextRetryAt:     epochMs(now.Add(QuotaBackoffDelay(kind, count))),
+		RetryCount:      count,
+		AccountIdentity: identity,
+		Status:          f.Status,
+		Class:           v.Class,
+		DecidedBy:       v.DecidedBy,
+	}
+}
+
+// refreshLatched returns the active refresh backoff of a record, if any: the
+// latch is bound to the account identity and the refresh-token fingerprint,
+// so a new refresh token releases it.
+func refreshLatched(rec *OpError, identity string, refresh Secret, now time.Time) (time.Time, bool) {
+	if rec == nil || rec.NextRetryAt == 0 {
+		return time.Time{}, false
+	}
+	until := fromMs(rec.NextRetryAt)
+	if !until.After(now) {
+		return time.Time{}, false
+	}
+	fp := refresh.Fingerprint()
+	if rec.RefreshTokenFingerprint != "" && fp != "" && rec.RefreshTokenFingerprint != fp {
+		return time.Time{}, false
+	}
+	if rec.AccountIdentity != "" && identity != "" && rec.AccountIdentity != identity {
+		return time.Time{}, false
+	}
+	return until, true
+}
+
+// flight is one in-process refresh that concurrent callers share.
+type flight struct {
+	done chan struct{}
+	err  error
+}
+
+// singleFlight runs fn once per key at a time; concurrent callers with the
+// same key wait for the running call and get its error.
+func (e *Engine) singleFlight(ctx context.Context, key string, fn func() error) error {
+	e.flightMu.Lock()
+	if f, ok := e.flights[key]; ok {
+		e.flightMu.Unlock()
+		select {
+		case <-f.done:
+			return f.err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	f := &flight{done: make(chan struct{})}
+	e.flights[key] = f
+	e.flightMu.Unlock()
+	defer func() {
+		e.flightMu.Lock()
+		delete(e.flights, key)
+		e.flightMu.Unlock()
+		close(f.done)
+	}()
+	f.err = fn()
+	return f.err
+}
+
+// refreshFallback refreshes a fallback account's token when it needs it (or
+// always, with force), persisting the rotation at once and any failure as
+// the effects table says. Concurrent calls in the process share one token
+// call; across processes the per-account lock makes exactly one process
+// call the endpoint while the others adopt its result.
+func (e *Engine) refreshFallback(ctx context.Context, id string, force bool) (*Account, error) {
+	return e.refreshFallbackIn(ctx, id, force, false)
+}
+
+// refreshFallbackIn is refreshFallback; inQuotaPass also records a failure
+// as the account's quota error, as upstream's quota recorder does.
+func (e *Engine) refreshFallbackIn(ctx context.Context, id string, force, inQuotaPass bool) (*Account, error) {
+	var out *Account
+	err := e.singleFlight(ctx, "fallback:"+id, func() error {
+		a, err := e.refreshFallbackLocked(ctx, id, force, inQuotaPass)
+		out = a
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		// We joined another caller's flight: read its result.
+		snap, err := e.store.Load(ctx)
+		if err != nil {
+			return nil, err
+		}
+		a, ok := snap.Account(id)
+		if !ok {
+			return nil, errorf(ErrNoAccount, "%s", id)
+		}
+		return a, nil
+	}
+	return out, nil
+}
+
+func (e *Engine) loadOAuth(ctx context.Context, id string) (*Snapshot, *Account, error) {
+	snap, err := e.store.Load(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, ok := snap.Account(id)
+	if !ok {
+		return nil, nil, errorf(ErrNoAccount, "%s", id)
+	}
+	if a.Type != AccountOAuth {
+		return nil, nil, errorf(ErrConfigInvalid, "account %s is an API-key route and has no token to refresh", a.ID)
+	}
+	if a.Problem != "" {
+		return nil, nil, errorf(ErrConfigInvalid, "account %s: %s", a.ID, a.Problem)
+	}
+	return snap, a, nil
+}
+
+func (e *Engine) refreshFallbackLocked(ctx context.Context, id string, force, inQuotaPass bool) (*Account, error) {
+	snap, a, err := e.loadOAuth(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	now := e.now()
+	if !force && !needsRefresh(a.State.Access, a.State.Expires, snap.Settings.RefreshBeforeExpiry, now) {
+		return a, nil
+	}
+	if until, ok := refreshLatched(a.State.LastRefreshError, a.ID, a.State.Refresh, now); ok {
+		return nil, &BackoffError{Account: a.ID, Kind: ErrRefreshBackoff, Record: a.State.LastRefreshError, Until: until, Now: now}
+	}
+	before := a.State
+	release, err := e.store.acquire(ctx, fallbackRefreshLock(a.ID), fallbackRefreshLockTTL, fallbackRefreshLockWait)
+	if err != nil {
+		if errors.Is(err, ErrLockTimeout) {
+			// Another process held the lock for the whole wait: adopt its
+			// result if it produced one.
+			if _, b, lerr := e.loadOAuth(ctx, id); lerr == nil && adoptable(before, b.State, now, snap.Settings.RefreshBeforeExpiry, force) {
+				return b, nil
+			}
+			return nil, errorf(ErrInProgress, "Fallback OAuth refresh is already in progress for %s", a.ID)
+		}
+		return nil, err
+	}
+	defer release()
+	// Double-checked under the lock: another process may have refreshed.
+	snap, a, err = e.loadOAuth(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	now = e.now()
+	if adoptable(before, a.State, now, snap.Settings.RefreshBeforeExpiry, force) {
+		return a, nil
+	}
+	if until, ok := refreshLatched(a.State.LastRefreshError, a.ID, a.State.Refresh, now); ok {
+		return nil, &BackoffError{Account: a.ID, Kind: ErrRefreshBackoff, Record: a.State.LastRefreshError, Until: until, Now: now}
+	}
+	used := a.State.Refresh
+	grant, failure, err := e.postToken(ctx, map[string]string{
+		"grant_type":    "refresh_token",
+		"refresh_token": used.Reveal(),
+		"client_id":     oauthClientID,
+		"scope":         refreshScope,
+	}, used, a.State.Access)
+	if err != nil {
+		return nil, err
+	}
+	if failure != nil {
+		return nil, e.recordRefreshFailure(ctx, a.ID, used, *failure, inQuotaPass)
+	}
+	now = e.now()
+	snap, err = e.store.UpdateState(ctx, func(st *StateFile) error {
+		s := st.Accounts[a.ID]
+		if s == nil {
+			s = &AccountState{}
+			st.Accounts[a.ID] = s
+		}
+		applyGrant(s, grant, used, now)
+		s.LastRefreshError = nil
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("persist rotated tokens of %s: %w", a.ID, err)
+	}
+	e.log.Info("refreshed fallback token", "account", a.ID)
+	e.emit(Event{Kind: EventAccountsChanged, Accounts: []string{a.ID}})
+	out, _ := snap.Account(a.ID)
+	return out, nil
+}
+
+// adoptable reports whether the stored state shows a refresh by someone
+// else since before was read: new tokens, or an expiry grown by more than a
+// minute, that no longer need refreshing (unless forced).
+func adoptable(before, now AccountState, t time.Time, window time.Duration, force bool) bool {
+	changed := now.Access != before.Access || now.Refresh != before.Refresh ||
+		now.Expires-before.Expires > adoptGrowth.Milliseconds()
+	if !changed {
+		return false
+	}
+	return force || !needsRefresh(now.Access, now.Expires, window, t)
+}
+
+func applyGrant(s *AccountState, g *tokenGrant, used Secret, now time.Time) {
+	s.Access = Secret(g.AccessToken)
+	if g.RefreshToken != "" {
+		s.Refresh = Secret(g.RefreshToken)
+	} else {
+		s.Refresh = used
+	}
+	s.Expires = epochMs(now.Add(time.Duration(g.ExpiresIn * float64(time.Second))))
+	s.LastRefreshedAt = epochMs(now)
+}
+
+// recordRefreshFailure classifies a token-endpoint failure, persists what
+// the effects table says, and returns the error for the caller.
+func (e *Engine) recordRefreshFailure(ctx context.Context, id string, used Secret, f Failure, inQuotaPass bool) error {
+	v := e.Classify(ctx, f)
+	eff := EffectOf(SourceToken, v)
+	now := e.now()
+	var until time.Time
+	_, err := e.store.UpdateState(ctx, func(st *StateFile) error {
+		s := st.Accounts[id]
+		if s == nil {
+			s = &AccountState{}
+			st.Accounts[id] = s
+		}
+		if s.Refresh != used {
+			// Someone rotated the token meanwhile; our failure is stale.
+			return nil
+		}
+		if pr86Bug && inQuotaPass && f.Status == 403 {
+			// Deliberately broken build (tag acctpool_pr86bug): upstream's
+			// PR #86 guard swallows a token-endpoint 403 in a quota pass.
+			return nil
+		}
+		if eff.PersistRefreshError {
+			s.LastRefreshError = refreshRecord(s.LastRefreshError, id, used, f, v, now)
+			until = fromMs(s.LastRefreshError.NextRetryAt)
+		}
+		if inQuotaPass && eff.InQuotaPass != QuotaBackoffNone {
+			s.LastQuotaRefreshError = quotaRecord(s.LastQuotaRefreshError, "", eff.InQuotaPass, f, v, now)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("persist refresh failure of %s: %w", id, err)
+	}
+	e.log.Warn("token refresh failed", "account", id, "status", f.Status, "class", v.Class, "decidedBy", v.DecidedBy)
+	e.emit(Event{Kind: EventAccountsChanged, Accounts: []string{id}})
+	return upstreamError(id, f, v, until)
+}

@@ -11,7 +11,6 @@ import (
 // TODO(core): temporary stubs, replaced file by file as the engine grows.
 var errNotImplemented = errors.New("not implemented yet")
 
-type quotaGate struct{}
 type pendingLogin struct{}
 
 // ListAccounts returns every account, main first, never with credentials.

@@ -1,0 +1,292 @@
+package core
+
+import (
+	"math"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	json "github.com/goccy/go-json"
+)
+
+type usageWindow struct {
+	Utilization *float64 `json:"utilization"`
+	ResetsAt    *string  `json:"resets_at"`
+}
+
+type usageLimit struct {
+	Kind     string   `json:"kind"`
+	Group    string   `json:"group"`
+	Percent  *float64 `json:"percent"`
+	ResetsAt *string  `json:"resets_at"`
+	IsActive *bool    `json:"is_active"`
+	Scope    *struct {
+		Model *struct {
+			ID          *string `json:"id"`
+			DisplayName *string `json:"display_name"`
+		} `json:"model"`
+	} `json:"scope"`
+}
+
+type usagePayload struct {
+	FiveHour   *usageWindow `json:"five_hour"`
+	SevenDay   *usageWindow `json:"seven_day"`
+	Limits     []usageLimit `json:"limits"`
+	ExtraUsage *struct {
+		IsEnabled    *bool    `json:"is_enabled"`
+		MonthlyLimit *float64 `json:"monthly_limit"`
+		UsedCredits  *float64 `json:"used_credits"`
+		Utilization  *float64 `json:"utilization"`
+	} `json:"extra_usage"`
+	Spend *struct {
+		Severity *string `json:"severity"`
+		Limit    *struct {
+			Currency *string `json:"currency"`
+			Exponent *int    `json:"exponent"`
+		} `json:"limit"`
+	} `json:"spend"`
+}
+
+var (
+	slugRun      = regexp.MustCompile(`[^a-z0-9]+`)
+	currencyCode = regexp.MustCompile(`^[A-Za-z]{3}$`)
+)
+
+// ParseUsage turns a usage endpoint response into a quota snapshot checked
+// at now (upstream-core.md 3.1). It accepts both payload shapes: flat
+// five_hour/seven_day windows, and limits[] with weekly_scoped entries.
+func ParseUsage(body []byte, now time.Time) (*QuotaSnapshot, error) {
+	var p usagePayload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return nil, errorf(ErrConfigInvalid, "usage response: %s", jsonErrorText(err))
+	}
+	at := epochMs(now)
+	q := &QuotaSnapshot{Source: QuotaSourcePoll, CheckedAt: at, Scoped: []ScopedWindow{}, FieldSources: map[string]string{}}
+	q.FiveHour = pollWindow(p.FiveHour, at)
+	q.SevenDay = pollWindow(p.SevenDay, at)
+	seen := map[string]bool{}
+	for _, l := range p.Limits {
+		if l.Kind != "weekly_scoped" || l.Group != "weekly" || l.Percent == nil || !finite(*l.Percent) {
+			continue
+		}
+		if l.Scope == nil || l.Scope.Model == nil || l.Scope.Model.DisplayName == nil || strings.TrimSpace(*l.Scope.Model.DisplayName) == "" {
+			continue
+		}
+		name := *l.Scope.Model.DisplayName
+		identity, modelID := name, ""
+		if l.Scope.Model.ID != nil && *l.Scope.Model.ID != "" {
+			identity, modelID = *l.Scope.Model.ID, *l.Scope.Model.ID
+		}
+		id := "claude-weekly-scoped-" + strings.Trim(slugRun.ReplaceAllString(strings.ToLower(identity), "-"), "-")
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		used := clampPercent(*l.Percent)
+		q.Scoped = append(q.Scoped, ScopedWindow{
+			ID: id, Title: name + " only", ModelID: modelID, ModelName: name,
+			UsedPercent: used, RemainingPercent: clampPercent(100 - used), ResetsAt: deref(l.ResetsAt), CheckedAt: at,
+		})
+	}
+	for _, l := range p.Limits {
+		if l.IsActive == nil || !*l.IsActive {
+			continue
+		}
+		switch {
+		case l.Kind == "session":
+			q.BindingWindow = "five_hour"
+		case l.Kind == "weekly_all":
+			q.BindingWindow = "seven_day"
+		case l.Kind == "weekly_scoped" && l.Group == "weekly" && l.Scope != nil && l.Scope.Model != nil:
+			for _, s := range q.Scoped {
+				if (l.Scope.Model.ID != nil && s.ModelID == *l.Scope.Model.ID) || (l.Scope.Model.DisplayName != nil && s.ModelName == *l.Scope.Model.DisplayName) {
+					q.BindingWindow = s.ID
+				}
+			}
+		}
+		if q.BindingWindow != "" {
+			q.BindingWindowSource = QuotaSourcePoll
+		}
+		break
+	}
+	q.ExtraUsage = parseExtraUsage(&p)
+	for field, present := range map[string]bool{
+		"five_hour": q.FiveHour != nil, "seven_day": q.SevenDay != nil, "scoped": true,
+		"extraUsage": q.ExtraUsage != nil, "bindingWindow": q.BindingWindow != "",
+	} {
+		if present {
+			q.FieldSources[field] = QuotaSourcePoll
+		}
+	}
+	return q, nil
+}
+
+func parseExtraUsage(p *usagePayload) *ExtraUsage {
+	x := p.ExtraUsage
+	if x == nil || x.IsEnabled == nil || !*x.IsEnabled || x.UsedCredits == nil || x.MonthlyLimit == nil ||
+		!finite(*x.UsedCredits) || !finite(*x.MonthlyLimit) {
+		return nil
+	}
+	currency, exponent := "USD", 2
+	if p.Spend != nil && p.Spend.Limit != nil {
+		if p.Spend.Limit.Currency != nil {
+			currency = *p.Spend.Limit.Currency
+		}
+		if p.Spend.Limit.Exponent != nil {
+			exponent = *p.Spend.Limit.Exponent
+		}
+	}
+	if !currencyCode.MatchString(currency) || exponent < 0 || exponent > 20 {
+		return nil
+	}
+	u := &ExtraUsage{
+		Used:      Money{AmountMinor: *x.UsedCredits, Currency: currency, Exponent: exponent},
+		Limit:     Money{AmountMinor: *x.MonthlyLimit, Currency: currency, Exponent: exponent},
+		Exhausted: *x.UsedCredits >= *x.MonthlyLimit,
+	}
+	if x.Utilization != nil && finite(*x.Utilization) {
+		v := *x.Utilization
+		u.UtilizationPercent = &v
+	}
+	if p.Spend != nil && p.Spend.Severity != nil {
+		u.Severity = *p.Spend.Severity
+	}
+	return u
+}
+
+func pollWindow(w *usageWindow, at int64) *QuotaWindow {
+	if w == nil || w.Utilization == nil || !finite(*w.Utilization) {
+		return nil
+	}
+	used := clampPercent(*w.Utilization)
+	return &QuotaWindow{UsedPercent: used, RemainingPercent: clampPercent(100 - used), ResetsAt: deref(w.ResetsAt), CheckedAt: at}
+}
+
+const rateLimitPrefix = "anthropic-ratelimit-unified-"
+
+// QuotaFromHeaders harvests anthropic-ratelimit-unified-* response headers
+// into a snapshot (upstream-core.md 3.6). It returns nil when the response
+// carries no quota (neither 5h nor 7d utilization).
+func QuotaFromHeaders(h http.Header, now time.Time) *QuotaSnapshot {
+	at := epochMs(now)
+	q := &QuotaSnapshot{Source: QuotaSourceHeaders, CheckedAt: at, FieldSources: map[string]string{}}
+	for _, w := range []struct {
+		key, field string
+		dst        **QuotaWindow
+	}{{"5h", "five_hour", &q.FiveHour}, {"7d", "seven_day", &q.SevenDay}} {
+		u, err := strconv.ParseFloat(strings.TrimSpace(h.Get(rateLimitPrefix+w.key+"-utilization")), 64)
+		if err != nil || !finite(u) {
+			continue
+		}
+		used := clampPercent(math.Round(u * 100))
+		win := &QuotaWindow{UsedPercent: used, RemainingPercent: 100 - used, CheckedAt: at}
+		if secs, err := strconv.ParseInt(strings.TrimSpace(h.Get(rateLimitPrefix+w.key+"-reset")), 10, 64); err == nil && secs > 0 {
+			win.ResetsAt = time.Unix(secs, 0).UTC().Format(time.RFC3339)
+		}
+		*w.dst = win
+		q.FieldSources[w.field] = QuotaSourceHeaders
+	}
+	if q.FiveHour == nil && q.SevenDay == nil {
+		return nil
+	}
+	if v := h.Get(rateLimitPrefix + "fallback"); v != "" {
+		adv := v == "available"
+		q.FallbackAdvised = &adv
+		q.FieldSources["fallbackAdvised"] = QuotaSourceHeaders
+	}
+	if claim := h.Get(rateLimitPrefix + "representative-claim"); claim != "" {
+		q.BindingWindow, q.BindingWindowSource = claim, QuotaSourceHeaders
+		q.FieldSources["bindingWindow"] = QuotaSourceHeaders
+	}
+	return q
+}
+
+// MergeQuota combines an existing snapshot with a newer observation. Header
+// observations may replace only the 5h/7d windows (newer wins; on a tie a
+// poll beats headers), fallbackAdvised, and a bindingWindow that did not
+// come from a poll; scoped windows and extra usage are poll-owned and kept.
+// A poll replaces everything except 5h/7d windows that headers observed
+// later. Neither input is modified.
+func MergeQuota(existing, next *QuotaSnapshot) *QuotaSnapshot {
+	if existing == nil {
+		return next
+	}
+	if next == nil {
+		return existing
+	}
+	if next.Source == QuotaSourcePoll {
+		out := *next
+		out.FieldSources = copySources(next.FieldSources)
+		out.FiveHour = newerWindow(existing.FiveHour, next.FiveHour, existing.FieldSources["five_hour"], QuotaSourcePoll, &out, "five_hour")
+		out.SevenDay = newerWindow(existing.SevenDay, next.SevenDay, existing.FieldSources["seven_day"], QuotaSourcePoll, &out, "seven_day")
+		return &out
+	}
+	out := *existing
+	out.FieldSources = copySources(existing.FieldSources)
+	out.FiveHour = newerWindow(existing.FiveHour, next.FiveHour, existing.FieldSources["five_hour"], QuotaSourceHeaders, &out, "five_hour")
+	out.SevenDay = newerWindow(existing.SevenDay, next.SevenDay, existing.FieldSources["seven_day"], QuotaSourceHeaders, &out, "seven_day")
+	if next.FallbackAdvised != nil {
+		out.FallbackAdvised = next.FallbackAdvised
+		out.FieldSources["fallbackAdvised"] = QuotaSourceHeaders
+	}
+	if next.BindingWindow != "" && existing.BindingWindowSource != QuotaSourcePoll {
+		out.BindingWindow, out.BindingWindowSource = next.BindingWindow, QuotaSourceHeaders
+		out.FieldSources["bindingWindow"] = QuotaSourceHeaders
+	}
+	out.Source = QuotaSourceHeaders
+	if next.CheckedAt > out.CheckedAt {
+		out.CheckedAt = next.CheckedAt
+	}
+	return &out
+}
+
+// newerWindow picks between an old window (from oldSource) and a new one
+// (from newSource) and records the winner's source in out.FieldSources.
+func newerWindow(old, nw *QuotaWindow, oldSource, newSource string, out *QuotaSnapshot, field string) *QuotaWindow {
+	switch {
+	case nw == nil && old == nil:
+		return nil
+	case nw == nil:
+		if oldSource != "" {
+			out.FieldSources[field] = oldSource
+		}
+		return old
+	case old == nil:
+		out.FieldSources[field] = newSource
+		return nw
+	}
+	if old.CheckedAt > nw.CheckedAt || (old.CheckedAt == nw.CheckedAt && sourceRank(oldSource) > sourceRank(newSource)) {
+		if oldSource != "" {
+			out.FieldSources[field] = oldSource
+		}
+		return old
+	}
+	out.FieldSources[field] = newSource
+	return nw
+}
+
+func copySources(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m)+2)
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+func clampPercent(f float64) float64 {
+	if !finite(f) {
+		return 0
+	}
+	return math.Max(0, math.Min(100, f))
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

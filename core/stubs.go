@@ -11,7 +11,6 @@ import (
 // TODO(core): temporary stubs, replaced file by file as the engine grows.
 var errNotImplemented = errors.New("not implemented yet")
 
-type pendingLogin struct{}
 
 // ListAccounts returns every account, main first, never with credentials.
 func (e *Engine) ListAccounts(ctx context.Context) ([]AccountView, error) {
@@ -38,16 +37,6 @@ func (e *Engine) UpdateAccount(ctx context.Context, p AccountPatch) (AccountView
 
 // SetMain hands over the host's main credentials.
 func (e *Engine) SetMain(ctx context.Context, c MainCredentials) (AccountView, error) {
-	return AccountView{}, errNotImplemented
-}
-
-// LoginStart begins an OAuth PKCE login for a new fallback account.
-func (e *Engine) LoginStart(ctx context.Context, mode string) (LoginStart, error) {
-	return LoginStart{}, errNotImplemented
-}
-
-// LoginFinish exchanges the authorization code and adds the account.
-func (e *Engine) LoginFinish(ctx context.Context, code, state, label string) (AccountView, error) {
 	return AccountView{}, errNotImplemented
 }
 

@@ -1,0 +1,114 @@
+package core
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// loginTTL is how long a started login may be finished.
+const loginTTL = 10 * time.Minute
+
+// pendingLogin is a started PKCE login awaiting its authorization code.
+type pendingLogin struct {
+	verifier string
+	expires  time.Time
+}
+
+func (e *Engine) randomToken(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := e.rand.Read(b); err != nil {
+		return "", fmt.Errorf("read random: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// LoginStart begins an OAuth PKCE login for a new fallback account: it
+// returns the authorize URL (S256 challenge, random state) for the user to
+// open. mode "console" uses the console authorize URL; anything else Max.
+func (e *Engine) LoginStart(ctx context.Context, mode string) (LoginStart, error) {
+	verifier, err := e.randomToken(32)
+	if err != nil {
+		return LoginStart{}, err
+	}
+	state, err := e.randomToken(32)
+	if err != nil {
+		return LoginStart{}, err
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	authorize := e.ep.Authorize
+	if mode == "console" && authorize == DefaultAuthorizeURL {
+		authorize = "https://platform.claude.com/oauth/authorize"
+	}
+	q := url.Values{
+		"code":                  {"true"},
+		"client_id":             {oauthClientID},
+		"response_type":         {"code"},
+		"redirect_uri":          {e.ep.Redirect},
+		"scope":                 {loginScope},
+		"code_challenge":        {base64.RawURLEncoding.EncodeToString(sum[:])},
+		"code_challenge_method": {"S256"},
+		"state":                 {state},
+	}
+	now := e.now()
+	e.loginMu.Lock()
+	for k, p := range e.logins {
+		if now.After(p.expires) {
+			delete(e.logins, k)
+		}
+	}
+	e.logins[state] = pendingLogin{verifier: verifier, expires: now.Add(loginTTL)}
+	e.loginMu.Unlock()
+	return LoginStart{URL: authorize + "?" + q.Encode(), State: state, RedirectURI: e.ep.Redirect, ExpiresAt: epochMs(now.Add(loginTTL))}, nil
+}
+
+// LoginFinish exchanges the authorization code of a started login and adds
+// the account. The code may carry its state as "code#state", as Claude's
+// callback page shows it.
+func (e *Engine) LoginFinish(ctx context.Context, code, state, label string) (AccountView, error) {
+	code = strings.TrimSpace(code)
+	if c, s, ok := strings.Cut(code, "#"); ok {
+		code = c
+		if state == "" {
+			state = s
+		}
+	}
+	if code == "" {
+		return AccountView{}, errorf(ErrConfigInvalid, "field code: empty authorization code")
+	}
+	e.loginMu.Lock()
+	p, ok := e.logins[state]
+	if ok {
+		delete(e.logins, state)
+	}
+	e.loginMu.Unlock()
+	if !ok || e.now().After(p.expires) {
+		return AccountView{}, ErrLoginState
+	}
+	grant, failure, err := e.postToken(ctx, map[string]string{
+		"code":          code,
+		"state":         state,
+		"grant_type":    "authorization_code",
+		"client_id":     oauthClientID,
+		"redirect_uri":  e.ep.Redirect,
+		"code_verifier": p.verifier,
+	}, Secret(code), Secret(p.verifier))
+	if err != nil {
+		return AccountView{}, err
+	}
+	if failure != nil {
+		return AccountView{}, upstreamError(label, *failure, e.Classify(ctx, *failure), time.Time{})
+	}
+	now := e.now()
+	return e.AddAccount(ctx, AccountSpec{
+		Label:   label,
+		Type:    AccountOAuth,
+		Access:  Secret(grant.AccessToken),
+		Refresh: Secret(grant.RefreshToken),
+		Expires: epochMs(now.Add(time.Duration(grant.ExpiresIn * float64(time.Second)))),
+	})
+}

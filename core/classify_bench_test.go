@@ -1,0 +1,55 @@
+package core
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+var benchFailures = map[string]Failure{
+	"token_403":           {Source: SourceToken, Status: 403, Body: []byte("Forbidden")},
+	"token_invalid_grant": {Source: SourceToken, Status: 400, Body: []byte(`{"error":"invalid_grant","error_description":"Refresh token not found or invalid"}`)},
+	"usage_429_retry_after": {Source: SourceUsage, Status: 429, Header: http.Header{"Retry-After": {"60"}},
+		Body: []byte(`{"type":"error","error":{"type":"rate_limit_error","message":"Rate limited"}}`)},
+}
+
+// TestBenchFixtures pins what the benchmark inputs classify as.
+func TestBenchFixtures(t *testing.T) {
+	assert.Equal(t, ClassOrgPolicy, ClassifyBuiltin(benchFailures["token_403"]).Class)
+	assert.Equal(t, ClassInvalidGrant, ClassifyBuiltin(benchFailures["token_invalid_grant"]).Class)
+	v := ClassifyBuiltin(benchFailures["usage_429_retry_after"])
+	assert.Equal(t, ClassRateLimited, v.Class)
+	assert.EqualValues(t, 60000, v.RetryAfterMs())
+}
+
+func BenchmarkClassify(b *testing.B) {
+	for _, name := range []string{"token_403", "token_invalid_grant", "usage_429_retry_after"} {
+		f := benchFailures[name]
+		b.Run("builtin/"+name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				v := ClassifyBuiltin(f)
+				_ = EffectOf(f.Source, v)
+			}
+		})
+	}
+}
+
+func BenchmarkParseUsage(b *testing.B) {
+	flat := []byte(usageOK)
+	limits := []byte(`{"five_hour":{"utilization":10,"resets_at":"2026-11-28T15:00:00Z"},"seven_day":{"utilization":49,"resets_at":"2026-12-01T00:00:00Z"},
+	"limits":[{"kind":"session","group":"session","percent":10,"is_active":true},{"kind":"weekly_all","group":"weekly","percent":49},
+	{"kind":"weekly_scoped","group":"weekly","percent":87,"resets_at":"2026-12-01T00:00:00Z","scope":{"model":{"id":"claude-fable-5","display_name":"Fable"}}}],
+	"extra_usage":{"is_enabled":true,"monthly_limit":5000,"used_credits":120,"utilization":2.4},"spend":{"severity":"low","limit":{"currency":"USD","exponent":2}}}`)
+	for name, body := range map[string][]byte{"flat": flat, "limits": limits} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if _, err := ParseUsage(body, testStart); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

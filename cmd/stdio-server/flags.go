@@ -1,0 +1,156 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+
+	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/rpc"
+)
+
+// config is the parsed command line.
+type config struct {
+	paths       core.Paths
+	framing     rpc.Framing
+	plugins     []string
+	tokenURL    string
+	usageURL    string
+	profileURL  string
+	manualClock bool
+	logLevel    slog.Level
+	version     bool
+}
+
+const usageText = `Usage: stdio-server [flags]
+
+acctpool's JSON-RPC 2.0 server. A host spawns it and speaks JSON-RPC on its
+stdin and stdout; logs go to stderr. Every flag has an environment
+equivalent, which the flag overrides.
+
+Flags:
+  --config PATH       anthropic-auth.json (ACCTPOOL_CONFIG; default as upstream:
+                      $OPENCODE_ANTHROPIC_AUTH_FILE, else
+                      ${OPENCODE_CONFIG_DIR:-${XDG_CONFIG_HOME:-~/.config}/opencode}/anthropic-auth.json)
+  --state PATH        anthropic-auth-state.json (ACCTPOOL_STATE; default beside the config)
+  --framing MODE      lsp (Content-Length, default) or ndjson (ACCTPOOL_FRAMING)
+  --plugin PATH       plugin manifest; repeatable (ACCTPOOL_PLUGINS, a path list)
+  --token-url URL     OAuth token endpoint (ACCTPOOL_TOKEN_URL)
+  --usage-url URL     usage endpoint (ACCTPOOL_USAGE_URL)
+  --profile-url URL   profile endpoint (ACCTPOOL_PROFILE_URL)
+  --clock manual      test clock moved by test/clock/*; no background timers (ACCTPOOL_CLOCK)
+  --log-level LEVEL   debug, info, warn or error (ACCTPOOL_LOG_LEVEL; default info)
+  --version           print the version and exit
+  --help              print this help and exit
+`
+
+func printUsage(w io.Writer) { fmt.Fprint(w, usageText) }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, string(os.PathListSeparator)) }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// parseFlags reads args over the ACCTPOOL_* environment.
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("stdio-server", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	env := os.Getenv
+	var c config
+	var framing, clock, level string
+	var plugins stringList
+	fs.StringVar(&c.paths.Config, "config", env("ACCTPOOL_CONFIG"), "")
+	fs.StringVar(&c.paths.State, "state", env("ACCTPOOL_STATE"), "")
+	fs.StringVar(&framing, "framing", envOr("ACCTPOOL_FRAMING", "lsp"), "")
+	fs.Var(&plugins, "plugin", "")
+	fs.StringVar(&c.tokenURL, "token-url", env("ACCTPOOL_TOKEN_URL"), "")
+	fs.StringVar(&c.usageURL, "usage-url", env("ACCTPOOL_USAGE_URL"), "")
+	fs.StringVar(&c.profileURL, "profile-url", env("ACCTPOOL_PROFILE_URL"), "")
+	fs.StringVar(&clock, "clock", env("ACCTPOOL_CLOCK"), "")
+	fs.StringVar(&level, "log-level", envOr("ACCTPOOL_LOG_LEVEL", "info"), "")
+	fs.BoolVar(&c.version, "version", false, "")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var err error
+	if c.framing, err = rpc.ParseFraming(framing); err != nil {
+		return nil, fmt.Errorf("--framing: %w", err)
+	}
+	switch clock {
+	case "", "system":
+	case "manual":
+		c.manualClock = true
+	default:
+		return nil, fmt.Errorf("--clock: unknown clock %q (want manual)", clock)
+	}
+	if err := c.logLevel.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: unknown level %q (want debug, info, warn or error)", level)
+	}
+	c.plugins = plugins
+	if len(c.plugins) == 0 && env("ACCTPOOL_PLUGINS") != "" {
+		c.plugins = filepath.SplitList(env("ACCTPOOL_PLUGINS"))
+	}
+	if c.paths, err = resolvePaths(c.paths); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// resolvePaths fills in the upstream defaults for paths not given.
+// TODO(rpc): use core.ResolvePaths once it lands.
+func resolvePaths(p core.Paths) (core.Paths, error) {
+	if p.Config == "" {
+		p.Config = os.Getenv("OPENCODE_ANTHROPIC_AUTH_FILE")
+	}
+	if p.Config == "" {
+		dir := os.Getenv("OPENCODE_CONFIG_DIR")
+		if dir == "" {
+			base := os.Getenv("XDG_CONFIG_HOME")
+			if base == "" {
+				home, err := os.UserHomeDir()
+				if err != nil {
+					return p, fmt.Errorf("find the config file: %w (set --config)", err)
+				}
+				base = filepath.Join(home, ".config")
+			}
+			dir = filepath.Join(base, "opencode")
+		}
+		p.Config = filepath.Join(dir, "anthropic-auth.json")
+	}
+	if p.State == "" {
+		p.State = filepath.Join(filepath.Dir(p.Config), "anthropic-auth-state.json")
+	}
+	return p, nil
+}
+
+// version is the module version from the build info ("(devel)" for a
+// local build), with the VCS revision when it was recorded.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return v
+}

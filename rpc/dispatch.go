@@ -1,0 +1,234 @@
+package rpc
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+
+	gojson "github.com/goccy/go-json"
+	"github.com/sourcegraph/jsonrpc2"
+)
+
+// handlerFunc is one method: decode params, call the engine, return the
+// result to encode. It never builds wire errors; toWireError does.
+type handlerFunc func(ctx context.Context, s *Server, params []byte) (any, error)
+
+// method is one row of the method table.
+type method struct {
+	call handlerFunc
+	// async methods may wait on the network, a lock file or a plugin: they
+	// run on their own goroutine with a context $/cancelRequest can
+	// cancel. The others are cheap and answered inline, on the read
+	// goroutine, in order.
+	async bool
+}
+
+func methodNames(table map[string]method) []string {
+	names := make([]string, 0, len(table))
+	for name := range table {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Handle implements jsonrpc2.Handler. It runs on the connection's read
+// goroutine, so it must not block: it answers lifecycle, cancellation and
+// cheap methods inline and hands the rest to a goroutine each.
+func (s *Server) Handle(ctx context.Context, conn *jsonrpc2.Conn, req *jsonrpc2.Request) {
+	if req.Notif {
+		s.handleNotification(req)
+		return
+	}
+	if req.Method == "exit" {
+		s.sendResult(req.ID, nil, nil)
+		s.exit()
+		return
+	}
+	if err := s.gate(req.Method); err != nil {
+		s.sendResult(req.ID, nil, err)
+		return
+	}
+	m, ok := s.methods[req.Method]
+	if !ok {
+		s.sendResult(req.ID, nil, fmt.Errorf("%w: %s", errMethodNotFound, req.Method))
+		return
+	}
+	params := rawParams(req)
+	if !m.async {
+		res, err := s.invoke(ctx, req.Method, m, params)
+		s.sendResult(req.ID, res, err)
+		return
+	}
+	rctx, ok := s.inflight.start(s.ctx, req.ID)
+	if !ok {
+		s.sendResult(req.ID, nil, fmt.Errorf("%w: a request with id %s is still running", errInvalidRequest, req.ID))
+		return
+	}
+	go func() {
+		res, err := s.invoke(rctx, req.Method, m, params)
+		if s.inflight.finish(req.ID) {
+			s.sendResult(req.ID, res, err)
+		}
+	}()
+}
+
+func (s *Server) handleNotification(req *jsonrpc2.Request) {
+	switch req.Method {
+	case "exit":
+		s.exit()
+	case "initialized", "notifications/initialized":
+		s.initialized()
+	case "$/cancelRequest", "notifications/cancelled":
+		var p cancelParams
+		if err := gojson.Unmarshal(rawParams(req), &p); err != nil {
+			s.log.Debug("bad cancel notification", "err", err)
+			return
+		}
+		id := p.ID
+		if id == nil {
+			id = p.RequestID
+		}
+		if id != nil && s.inflight.cancel(*id) {
+			s.sendResult(*id, nil, errCancelled)
+		}
+	default:
+		s.log.Debug("notification ignored", "method", req.Method)
+	}
+}
+
+// invoke runs one handler and turns a panic into an internal error.
+func (s *Server) invoke(ctx context.Context, name string, m method, params []byte) (res any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("handler panicked", "method", name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			res, err = nil, fmt.Errorf("%w: %s failed unexpectedly", errInternal, name)
+		}
+	}()
+	return m.call(ctx, s, params)
+}
+
+// sendResult writes the response for id. Results are encoded with
+// goccy/go-json and handed to the library as raw JSON.
+func (s *Server) sendResult(id jsonrpc2.ID, res any, err error) {
+	resp := &jsonrpc2.Response{ID: id}
+	if err == nil {
+		var body []byte
+		switch v := res.(type) {
+		case nil:
+			body = []byte("null")
+		case json.RawMessage:
+			body = v
+		default:
+			body, err = gojson.Marshal(v)
+			if err != nil {
+				err = fmt.Errorf("%w: encode result: %v", errInternal, err)
+			}
+		}
+		raw := json.RawMessage(body)
+		resp.Result = &raw
+	}
+	if err != nil {
+		resp.Result = nil
+		resp.Error = toWireError(err)
+		s.log.Debug("request failed", "id", id.String(), "code", resp.Error.Code, "err", resp.Error.Message)
+	}
+	if werr := s.conn.SendResponse(context.Background(), resp); werr != nil && !errors.Is(werr, jsonrpc2.ErrClosed) {
+		s.log.Warn("write response", "id", id.String(), "err", werr)
+	}
+}
+
+func rawParams(req *jsonrpc2.Request) []byte {
+	if req.Params == nil {
+		return nil
+	}
+	return *req.Params
+}
+
+// checker is implemented by params that have required fields or ranges.
+type checker interface{ check() error }
+
+// with adapts a typed handler to the table: it decodes params into a fresh
+// P, strictly, runs P's check, and calls fn.
+func with[P any](fn func(ctx context.Context, s *Server, p *P) (any, error)) handlerFunc {
+	return func(ctx context.Context, s *Server, raw []byte) (any, error) {
+		p := new(P)
+		if err := decodeParams(raw, p); err != nil {
+			return nil, err
+		}
+		if c, ok := any(p).(checker); ok {
+			if err := c.check(); err != nil {
+				return nil, err
+			}
+		}
+		return fn(ctx, s, p)
+	}
+}
+
+// decodeParams decodes a params object into v with goccy/go-json, refusing
+// unknown fields. Absent and null params decode as {}.
+func decodeParams(raw []byte, v any) error {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" || string(raw) == "{}" {
+		return nil
+	}
+	if raw[0] != '{' {
+		return &paramError{Problem: "params must be an object"}
+	}
+	dec := gojson.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return paramErrorFrom(err)
+	}
+	return nil
+}
+
+func paramErrorFrom(err error) error {
+	var te *gojson.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return &paramError{Field: te.Field, Problem: fmt.Sprintf("must be %s, not %s", jsonKind(te.Type), te.Value)}
+	}
+	if _, name, ok := strings.Cut(err.Error(), "unknown field "); ok {
+		if unq, uerr := strconv.Unquote(name); uerr == nil {
+			name = unq
+		}
+		return &paramError{Field: name, Problem: "is not a known field"}
+	}
+	return &paramError{Problem: err.Error()}
+}
+
+// jsonKind names a Go type the way a host thinks of it.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "a value"
+	}
+	switch t.Kind() {
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return t.String()
+}
+
+func required(field string) error {
+	return &paramError{Field: field, Problem: "is required"}
+}

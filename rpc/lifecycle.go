@@ -1,0 +1,259 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ProtocolVersion is the newest version of the acctpool protocol this
+// server speaks. initialize echoes the host's version when it is one of
+// SupportedProtocolVersions and answers with this one otherwise; the host
+// decides whether it can go on (the MCP rule).
+const ProtocolVersion = "1.0"
+
+// SupportedProtocolVersions lists every protocol version the server speaks.
+var SupportedProtocolVersions = []string{ProtocolVersion}
+
+// ServerName is reported as serverInfo.name.
+const ServerName = "acctpool"
+
+// The lifecycle states, in order (LSP's, with MCP's EOF rule on top):
+//
+//  1. new: only initialize (and exit) are answered; any other request gets
+//     -32002 and notifications are dropped.
+//  2. ready: the initialize result has been sent; every request is
+//     answered, whether or not the host ever sends `initialized`.
+//  3. initialized (a flag on ready): notifications flow and the background
+//     passes run.
+//  4. shutdown: requests get -32600; background work has stopped.
+//  5. exit: Serve returns 0 if shutdown came first, else 1. EOF on stdin,
+//     SIGTERM and the death of the initialize processId also end Serve.
+const (
+	stateNew = iota
+	stateReady
+	stateShutdown
+)
+
+type lifecycle struct {
+	mu          sync.Mutex
+	state       int
+	initialized bool
+	bgCancel    context.CancelFunc
+}
+
+func (l *lifecycle) get() (state int, initialized bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.state, l.initialized
+}
+
+// gate says whether a request for method may run in the current state.
+func (s *Server) gate(method string) error {
+	state, _ := s.life.get()
+	switch {
+	case method == "exit":
+		return nil
+	case state == stateNew && method != "initialize":
+		return errNotInitialized
+	case state != stateNew && method == "initialize":
+		return fmt.Errorf("%w: initialize was already called", errInvalidRequest)
+	case state == stateShutdown:
+		return fmt.Errorf("%w: server is shutting down", errInvalidRequest)
+	}
+	return nil
+}
+
+type clientInfo struct {
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+}
+
+type initializeParams struct {
+	ProtocolVersion string      `json:"protocolVersion"`
+	ClientInfo      *clientInfo `json:"clientInfo"`
+	ProcessID       *int        `json:"processId"`
+	Capabilities    any         `json:"capabilities"`
+}
+
+func (p *initializeParams) check() error {
+	switch {
+	case p.ProtocolVersion == "":
+		return required("protocolVersion")
+	case p.ClientInfo == nil:
+		return required("clientInfo")
+	case p.ClientInfo.Name == "":
+		return required("clientInfo.name")
+	case p.ProcessID != nil && *p.ProcessID <= 0:
+		return &paramError{Field: "processId", Problem: "must be a positive process id"}
+	}
+	return nil
+}
+
+type serverInfo struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+type capabilities struct {
+	Methods       []string `json:"methods"`
+	Notifications []string `json:"notifications"`
+}
+
+type initializeResult struct {
+	ProtocolVersion string       `json:"protocolVersion"`
+	ServerInfo      serverInfo   `json:"serverInfo"`
+	Capabilities    capabilities `json:"capabilities"`
+}
+
+// serverNotifications are the notifications the server may send.
+var serverNotifications = []string{"accounts/changed", "accounts/mainRefreshed", "quota/changed"}
+
+func initialize(_ context.Context, s *Server, p *initializeParams) (any, error) {
+	version := ProtocolVersion
+	for _, v := range SupportedProtocolVersions {
+		if v == p.ProtocolVersion {
+			version = v
+		}
+	}
+	s.life.mu.Lock()
+	s.life.state = stateReady
+	s.life.mu.Unlock()
+	if p.ProcessID != nil {
+		s.watchParent(*p.ProcessID)
+	}
+	s.log.Info("initialize", "client", p.ClientInfo.Name, "clientVersion", p.ClientInfo.Version, "protocolVersion", version)
+	return initializeResult{
+		ProtocolVersion: version,
+		ServerInfo:      serverInfo{Name: ServerName, Version: s.opts.Version},
+		Capabilities:    capabilities{Methods: s.Methods(), Notifications: serverNotifications},
+	}, nil
+}
+
+// initialized starts notifications and, with a real clock, the background
+// passes. Only the first `initialized` after initialize counts.
+func (s *Server) initialized() {
+	s.life.mu.Lock()
+	defer s.life.mu.Unlock()
+	if s.life.state != stateReady || s.life.initialized {
+		return
+	}
+	s.life.initialized = true
+	ctx, cancel := context.WithCancel(s.ctx)
+	s.life.bgCancel = cancel
+	s.goBackground(func() {
+		s.opts.Notifier.run(ctx, func(method string, params any) error {
+			return s.conn.Notify(context.Background(), method, params)
+		})
+	})
+	if s.opts.ManualClock == nil {
+		s.goBackground(func() { s.passLoop(ctx) })
+	}
+}
+
+func shutdown(_ context.Context, s *Server, _ *noParams) (any, error) {
+	s.life.mu.Lock()
+	s.life.state = stateShutdown
+	s.life.mu.Unlock()
+	s.stopBackground()
+	return nil, nil
+}
+
+// exit ends Serve with the LSP exit code.
+func (s *Server) exit() {
+	state, _ := s.life.get()
+	code := 1
+	if state == stateShutdown {
+		code = 0
+	}
+	select {
+	case s.exitCh <- code:
+	default:
+	}
+}
+
+// stopBackground stops notifications and passes; Serve waits for them.
+func (s *Server) stopBackground() {
+	s.life.mu.Lock()
+	defer s.life.mu.Unlock()
+	if s.life.bgCancel != nil {
+		s.life.bgCancel()
+	}
+}
+
+func (s *Server) goBackground(fn func()) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		fn()
+	}()
+}
+
+// passLoop runs a refresh pass then a quota pass every PassInterval plus
+// jitter, as upstream's background timers do, until ctx ends.
+func (s *Server) passLoop(ctx context.Context) {
+	for {
+		d := s.opts.PassInterval
+		if s.opts.PassJitter > 0 {
+			d += rand.N(s.opts.PassJitter)
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		s.runPasses(ctx)
+	}
+}
+
+func (s *Server) runPasses(ctx context.Context) {
+	if sum, err := s.eng.RefreshDue(ctx); err != nil {
+		s.log.Warn("background refresh pass failed", "err", err)
+	} else {
+		s.log.Debug("background refresh pass", "accounts", len(sum.Results))
+	}
+	if sum, err := s.eng.RefreshQuotaDue(ctx); err != nil {
+		s.log.Warn("background quota pass failed", "err", err)
+	} else {
+		s.log.Debug("background quota pass", "accounts", len(sum.Results))
+	}
+}
+
+// watchParent ends Serve when process pid is gone: signal 0 fails with
+// ESRCH, or, when pid was our parent, we have been re-parented (which also
+// catches a parent that died but was not reaped yet).
+func (s *Server) watchParent(pid int) {
+	wasParent := os.Getppid() == pid
+	s.goBackground(func() {
+		t := time.NewTicker(s.opts.ParentPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-t.C:
+			}
+			if (wasParent && os.Getppid() != pid) || !processAlive(pid) {
+				s.log.Info("host process is gone; exiting", "processId", pid)
+				select {
+				case s.exitCh <- 0:
+				default:
+				}
+				return
+			}
+		}
+	})
+}
+
+// processAlive reports whether pid exists (signal 0 is delivered or denied).
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}

@@ -43,6 +43,7 @@ func methodNames(table map[string]method) []string {
 // goroutine, so it must not block: it answers lifecycle, cancellation and
 // cheap methods inline and hands the rest to a goroutine each.
 func (s *Server) Handle(ctx context.Context, conn *jsonrpc2.Conn, req *jsonrpc2.Request) {
+	s.conn.CompareAndSwap(nil, conn)
 	if req.Notif {
 		s.handleNotification(req)
 		return
@@ -140,7 +141,7 @@ func (s *Server) sendResult(id jsonrpc2.ID, res any, err error) {
 		resp.Error = toWireError(err)
 		s.log.Debug("request failed", "id", id.String(), "code", resp.Error.Code, "err", resp.Error.Message)
 	}
-	if werr := s.conn.SendResponse(context.Background(), resp); werr != nil && !errors.Is(werr, jsonrpc2.ErrClosed) {
+	if werr := s.conn.Load().SendResponse(context.Background(), resp); werr != nil && !errors.Is(werr, jsonrpc2.ErrClosed) {
 		s.log.Warn("write response", "id", id.String(), "err", werr)
 	}
 }

@@ -126,6 +126,13 @@ func (h *headerReader) readFrame() ([]byte, error) {
 			}
 			break
 		}
+		if h.resync {
+			// A body without a trailing newline runs into the next header
+			// line; pick the header out of it.
+			if i := indexFold(line, "content-length:"); i > 0 {
+				line = line[i:]
+			}
+		}
 		name, value, ok := strings.Cut(string(line), ":")
 		isLength := ok && strings.EqualFold(strings.TrimSpace(name), "Content-Length")
 		if !ok {
@@ -322,4 +329,16 @@ func skipValue(dec *json.Decoder) error {
 			return nil
 		}
 	}
+}
+
+// indexFold returns the index of the first ASCII-case-insensitive match of
+// lower (which must be lower case) in b, or -1.
+func indexFold(b []byte, lower string) int {
+	n := len(lower)
+	for i := 0; i+n <= len(b); i++ {
+		if strings.EqualFold(string(b[i:i+n]), lower) {
+			return i
+		}
+	}
+	return -1
 }

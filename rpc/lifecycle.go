@@ -148,7 +148,7 @@ func (s *Server) initialized() {
 	s.life.bgCancel = cancel
 	s.goBackground(func() {
 		s.opts.Notifier.run(ctx, func(method string, params any) error {
-			return s.conn.Notify(context.Background(), method, params)
+			return s.conn.Load().Notify(context.Background(), method, params)
 		})
 	})
 	if s.opts.ManualClock == nil {
@@ -209,7 +209,7 @@ func (s *Server) passLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		s.runPasses(ctx)
+		s.pass(ctx)
 	}
 }
 

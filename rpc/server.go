@@ -61,7 +61,7 @@ type Server struct {
 	log     *slog.Logger
 	methods map[string]method
 
-	conn     *jsonrpc2.Conn
+	conn     atomic.Pointer[jsonrpc2.Conn] // set by Serve and by the first Handle, whichever runs first
 	stream   *stream
 	inflight inflight
 	life     lifecycle
@@ -71,6 +71,9 @@ type Server struct {
 	bg     sync.WaitGroup // background goroutines: passes, notifier, parent watch
 	exitCh chan int
 	served atomic.Bool
+
+	// pass runs one background pass; tests replace it.
+	pass func(context.Context)
 }
 
 // New checks opts and returns a server ready to Serve.
@@ -106,6 +109,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, eng: opts.Engine, log: opts.Logger, exitCh: make(chan int, 1)}
 	s.methods = methodTable(opts.ManualClock != nil)
+	s.pass = s.runPasses
 	return s, nil
 }
 
@@ -129,13 +133,14 @@ func (s *Server) Serve(ctx context.Context, in io.Reader, out io.Writer) int {
 	var readErr atomic.Value
 	s.stream = newStream(s.opts.Framing, in, out, s.opts.MaxFrameBytes)
 	s.stream.onReadErr = func(err error) { readErr.Store(err) }
-	s.conn = jsonrpc2.NewConn(ctx, s.stream, s, jsonrpc2.SetLogger(slogPrinter{s.log}))
+	conn := jsonrpc2.NewConn(ctx, s.stream, s, jsonrpc2.SetLogger(slogPrinter{s.log}))
+	s.conn.CompareAndSwap(nil, conn)
 
 	code := 0
 	select {
 	case code = <-s.exitCh:
 		s.log.Debug("exit requested", "code", code)
-	case <-s.conn.DisconnectNotify():
+	case <-conn.DisconnectNotify():
 		if err, _ := readErr.Load().(error); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && ctx.Err() == nil {
 			s.log.Error("read failed", "err", err)
 			code = 1
@@ -150,7 +155,7 @@ func (s *Server) Serve(ctx context.Context, in io.Reader, out io.Writer) int {
 	s.inflight.wait()
 	s.cancel()
 	s.bg.Wait()
-	_ = s.conn.Close()
+	_ = conn.Close()
 	return code
 }
 

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	gojson "github.com/goccy/go-json"
 	"github.com/sourcegraph/jsonrpc2"
@@ -73,12 +75,75 @@ func (s *Server) Handle(ctx context.Context, conn *jsonrpc2.Conn, req *jsonrpc2.
 		s.sendResult(req.ID, nil, fmt.Errorf("%w: a request with id %s is still running", errInvalidRequest, req.ID))
 		return
 	}
-	go func() {
+	done := make(chan struct{})
+	s.workers.run(func() {
+		defer close(done)
 		res, err := s.invoke(rctx, req.Method, m, params)
 		if s.inflight.finish(req.ID) {
 			s.sendResult(req.ID, res, err)
 		}
-	}()
+	})
+	s.linger(done)
+}
+
+// lingerAsync is how long the read goroutine waits for an async request
+// before it reads on. Most async calls (a route/select that needs no
+// refresh) finish well within it, and waiting keeps them on this thread:
+// handing every call to another thread and back costs more than the call
+// (on a 2-core VM it doubled the round trip). A call that takes longer
+// simply continues in the background. It also bounds how long a
+// $/cancelRequest can sit behind one async request.
+const lingerAsync = 500 * time.Microsecond
+
+// linger waits for done or lingerAsync, whichever comes first. Only the
+// read goroutine calls it, so one timer serves every request.
+func (s *Server) linger(done <-chan struct{}) {
+	if s.lingerTimer == nil {
+		s.lingerTimer = time.NewTimer(lingerAsync)
+	} else {
+		s.lingerTimer.Reset(lingerAsync)
+	}
+	select {
+	case <-done:
+	case <-s.lingerTimer.C:
+	}
+	s.lingerTimer.Stop()
+}
+
+// workerPool runs async requests on goroutines whose stacks have already
+// grown to what decoding, the engine and encoding need, which saves a
+// round of stack copies per request. When every worker is busy a fresh
+// goroutine takes the job, so slow calls never queue behind each other.
+type workerPool struct {
+	jobs chan func()
+	wg   sync.WaitGroup
+}
+
+func (p *workerPool) start(n int) {
+	p.jobs = make(chan func())
+	for range n {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			for job := range p.jobs {
+				job()
+			}
+		}()
+	}
+}
+
+func (p *workerPool) run(job func()) {
+	select {
+	case p.jobs <- job:
+	default:
+		go job()
+	}
+}
+
+// stop ends the workers once the jobs given to them have returned.
+func (p *workerPool) stop() {
+	close(p.jobs)
+	p.wg.Wait()
 }
 
 func (s *Server) handleNotification(req *jsonrpc2.Request) {

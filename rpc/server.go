@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +73,9 @@ type Server struct {
 	exitCh chan int
 	served atomic.Bool
 
+	workers     workerPool
+	lingerTimer *time.Timer // read goroutine only
+
 	// pass runs one background pass; tests replace it.
 	pass func(context.Context)
 }
@@ -131,6 +135,7 @@ func (s *Server) Serve(ctx context.Context, in io.Reader, out io.Writer) int {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	defer s.cancel()
 	var readErr atomic.Value
+	s.workers.start(runtime.GOMAXPROCS(0))
 	s.stream = newStream(s.opts.Framing, in, out, s.opts.MaxFrameBytes)
 	s.stream.onReadErr = func(err error) { readErr.Store(err) }
 	conn := jsonrpc2.NewConn(ctx, s.stream, s, jsonrpc2.SetLogger(slogPrinter{s.log}))
@@ -153,6 +158,7 @@ func (s *Server) Serve(ctx context.Context, in io.Reader, out io.Writer) int {
 	s.stopBackground()
 	s.inflight.cancelAll()
 	s.inflight.wait()
+	s.workers.stop()
 	s.cancel()
 	s.bg.Wait()
 	_ = conn.Close()

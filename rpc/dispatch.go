@@ -193,7 +193,7 @@ func (s *Server) sendResult(id jsonrpc2.ID, res any, err error) {
 		case json.RawMessage:
 			body = v
 		default:
-			body, err = gojson.Marshal(v)
+			body, err = gojson.MarshalWithOption(v, gojson.DisableHTMLEscape())
 			if err != nil {
 				err = fmt.Errorf("%w: encode result: %v", errInternal, err)
 			}

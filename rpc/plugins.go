@@ -3,6 +3,8 @@ package rpc
 import (
 	"context"
 	"encoding/json"
+
+	"github.com/acctpool/acctpool/schema"
 )
 
 // Plugins is what plugins/list and plugins/reload need of the plugin host.
@@ -42,13 +44,7 @@ func nonNil(l []any) []any {
 	return l
 }
 
-// openRPC is the document rpc.discover returns.
-// TODO(rpc): serve schema.OpenRPC once package schema lands.
-var openRPC json.RawMessage
-
+// discover answers rpc.discover with the embedded OpenRPC document, as is.
 func discover(context.Context, *Server, []byte) (any, error) {
-	if openRPC == nil {
-		return nil, errInternal
-	}
-	return openRPC, nil
+	return json.RawMessage(schema.OpenRPC), nil
 }

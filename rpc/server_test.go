@@ -213,3 +213,29 @@ func TestServer_exitCodes(t *testing.T) {
 		})
 	}
 }
+
+func TestServer_discover(t *testing.T) {
+	for _, f := range framings {
+		t.Run(string(f), func(t *testing.T) {
+			c := startClient(t, f, harnessOpts{})
+			c.initialize()
+			m := c.call("rpc.discover", nil)
+			require.Nil(t, m.Error)
+			var doc struct {
+				OpenRPC string `json:"openrpc"`
+				Methods []struct {
+					Name string `json:"name"`
+				} `json:"methods"`
+			}
+			require.NoError(t, json.Unmarshal(m.Result, &doc))
+			assert.NotEmpty(t, doc.OpenRPC)
+			documented := map[string]bool{}
+			for _, m := range doc.Methods {
+				documented[m.Name] = true
+			}
+			for _, name := range methodNames(methodTable(true)) {
+				assert.True(t, documented[name], "%s is served but not in openrpc.json", name)
+			}
+		})
+	}
+}

@@ -88,9 +88,9 @@ func mainErr(n, warm, rounds, spawns int, framing string, methods []string) erro
 		"errors/classify": map[string]any{"source": "messages", "status": 429, "headers": map[string]string{"retry-after": "3"}},
 	}
 	type key struct {
-		method string
+		method   string
 		inflight int
-		server string
+		server   string
 	}
 	results := map[key][]stats{}
 	for r := 0; r < rounds; r++ {
@@ -292,5 +292,5 @@ func (s *session) rss() string {
 }
 
 func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
-func us(d time.Duration) string       { return fmt.Sprintf("%.1f µs", float64(d)/1e3) }
-func ms(d time.Duration) string       { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
+func us(d time.Duration) string        { return fmt.Sprintf("%.1f µs", float64(d)/1e3) }
+func ms(d time.Duration) string        { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }

@@ -234,3 +234,20 @@ func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header) (
 	e.emit(Event{Kind: EventQuotaChanged, Accounts: []string{id}})
 	return merged, nil
 }
+
+// touchLastUsed records that a fallback served a request (lastUsed = now).
+// A failure to persist is logged, not returned: it must not fail a request.
+func (e *Engine) touchLastUsed(ctx context.Context, id string) {
+	if id == MainAccountID {
+		return
+	}
+	now := epochMs(e.now())
+	if _, err := e.store.UpdateState(ctx, func(st *StateFile) error {
+		if s := st.Accounts[id]; s != nil && s.LastUsed < now {
+			s.LastUsed = now
+		}
+		return nil
+	}); err != nil {
+		e.log.Warn("persist lastUsed", "account", id, "err", err)
+	}
+}

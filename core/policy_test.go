@@ -1,0 +1,313 @@
+package core
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var policyNow = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+func win(remaining float64, checked time.Time, reset time.Duration) *QuotaWindow {
+	w := &QuotaWindow{UsedPercent: 100 - remaining, RemainingPercent: remaining, CheckedAt: epochMs(checked)}
+	if reset != 0 {
+		w.ResetsAt = checked.Add(reset).UTC().Format(time.RFC3339)
+	}
+	return w
+}
+
+func scoped(name string, remaining float64, checked time.Time, reset time.Duration) ScopedWindow {
+	w := win(remaining, checked, reset)
+	return ScopedWindow{ID: "claude-weekly-scoped-" + normalizeModel(name), Title: name + " only", ModelName: name,
+		UsedPercent: w.UsedPercent, RemainingPercent: w.RemainingPercent, ResetsAt: w.ResetsAt, CheckedAt: w.CheckedAt}
+}
+
+func snapQ(five, seven float64, checked time.Time, sc ...ScopedWindow) *QuotaSnapshot {
+	return &QuotaSnapshot{FiveHour: win(five, checked, 2*time.Hour), SevenDay: win(seven, checked, 72*time.Hour), Scoped: sc, CheckedAt: epochMs(checked)}
+}
+
+func defaultSettings() Settings {
+	s, _ := ParseSettings(nil)
+	return s
+}
+
+func TestQuotaPassesPolicy(t *testing.T) {
+	base := defaultSettings()
+	withMin := base
+	withMin.MinimumRemaining = Thresholds{FiveHour: 10, SevenDay: 20}
+	open := withMin
+	open.FailClosedOnUnknown = false
+	off := withMin
+	off.QuotaEnabled = false
+	tests := []struct {
+		name string
+		q    *QuotaSnapshot
+		s    Settings
+		want bool
+	}{
+		{"no snapshot fails closed by default", nil, base, false},
+		{"no snapshot passes when fail-open", nil, open, true},
+		{"quota disabled passes everything", snapQ(0, 0, policyNow), off, true},
+		{"above thresholds", snapQ(50, 50, policyNow), withMin, true},
+		{"at threshold passes", snapQ(10, 20, policyNow), withMin, true},
+		{"5h below minimum", snapQ(5, 50, policyNow), withMin, false},
+		{"7d below minimum", snapQ(50, 19, policyNow), withMin, false},
+		{"missing 7d fails closed", &QuotaSnapshot{FiveHour: win(50, policyNow, 0)}, withMin, false},
+		{"fail-open short-circuits on missing 5h", &QuotaSnapshot{SevenDay: win(1, policyNow, 0)}, open, true},
+		{"zero thresholds pass an exhausted window", snapQ(0, 0, policyNow), base, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, QuotaPassesPolicy(tc.q, tc.s))
+		})
+	}
+}
+
+func TestModelScopeExhausted(t *testing.T) {
+	q := snapQ(50, 50, policyNow, scoped("Fable", 0, policyNow, 48*time.Hour))
+	tests := []struct {
+		name  string
+		q     *QuotaSnapshot
+		model string
+		want  bool
+	}{
+		{"fable model matches the Fable window", q, "claude-fable-5", true},
+		{"case and punctuation do not matter", q, "Claude_FABLE 5", true},
+		{"other model does not match", q, "claude-opus-4-7", false},
+		{"no model never matches", q, "", false},
+		{"empty scoped list is not exhausted", snapQ(50, 50, policyNow, []ScopedWindow{}...), "claude-fable-5", false},
+		{"remaining scope is not exhausted", snapQ(50, 50, policyNow, scoped("Fable", 3, policyNow, 0)), "claude-fable-5", false},
+		{"mythos window matches by family", snapQ(50, 50, policyNow, scoped("Mythos", 0, policyNow, 0)), "claude-mythos-5-preview", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, ModelScopeExhausted(tc.q, tc.model))
+		})
+	}
+}
+
+func TestQuotaStale(t *testing.T) {
+	s := defaultSettings() // 5 min interval
+	s.MinimumRemaining = Thresholds{FiveHour: 10}
+	old := policyNow.Add(-5 * time.Minute)
+	recent := policyNow.Add(-4 * time.Minute)
+	blocked := &QuotaSnapshot{FiveHour: win(3, recent, 3*time.Minute), SevenDay: win(50, recent, 0)}
+	tests := []struct {
+		name  string
+		q     *QuotaSnapshot
+		model string
+		want  bool
+	}{
+		{"nil is stale", nil, "", true},
+		{"missing window is stale", &QuotaSnapshot{FiveHour: win(50, policyNow, 0)}, "", true},
+		{"younger than the interval is fresh", snapQ(50, 50, recent), "", false},
+		{"as old as the interval is stale", snapQ(50, 50, old), "", true},
+		{"old scoped window of the model is stale", &QuotaSnapshot{FiveHour: win(50, recent, 0), SevenDay: win(50, recent, 0), Scoped: []ScopedWindow{scoped("Fable", 40, old, 0)}}, "claude-fable-5", true},
+		{"old scoped window of another model is ignored", &QuotaSnapshot{FiveHour: win(50, recent, 0), SevenDay: win(50, recent, 0), Scoped: []ScopedWindow{scoped("Fable", 40, old, 0)}}, "claude-opus-4", false},
+		{"blocked window is stale a minute after its reset", blocked, "", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, QuotaStale(tc.q, s, tc.model, policyNow))
+		})
+	}
+}
+
+func TestRefreshBackoffActive(t *testing.T) {
+	fp := Secret("refresh-1").Fingerprint()
+	rec := func(mut func(*OpError)) *OpError {
+		e := &OpError{Message: "Claude OAuth refresh failed: 429", Status: 429, CheckedAt: epochMs(policyNow.Add(-time.Minute)),
+			NextRetryAt: epochMs(policyNow.Add(10 * time.Minute)), AccountIdentity: "fb", RefreshTokenFingerprint: fp}
+		if mut != nil {
+			mut(e)
+		}
+		return e
+	}
+	tests := []struct {
+		name     string
+		err      *OpError
+		identity string
+		fp       string
+		want     bool
+	}{
+		{"no error", nil, "fb", fp, false},
+		{"active and bound", rec(nil), "fb", fp, true},
+		{"expired", rec(func(e *OpError) { e.NextRetryAt = epochMs(policyNow) }), "fb", fp, false},
+		{"new refresh token releases the latch", rec(nil), "fb", Secret("refresh-2").Fingerprint(), false},
+		{"other identity", rec(nil), "other", fp, false},
+		{"record without identity binds everyone", rec(func(e *OpError) { e.AccountIdentity = "" }), "other", fp, true},
+		{"unknown fingerprint still binds", rec(nil), "fb", "", true},
+		{"legacy 24 h network latch heals after 5 min", rec(func(e *OpError) {
+			e.Status, e.Message = 0, "fetch failed"
+			e.CheckedAt = epochMs(policyNow.Add(-6 * time.Minute))
+			e.NextRetryAt = epochMs(policyNow.Add(20 * time.Hour))
+		}), "fb", fp, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, RefreshBackoffActive(tc.err, tc.identity, policyNow, tc.fp))
+		})
+	}
+}
+
+func TestQuotaBackoffActive(t *testing.T) {
+	assert.False(t, QuotaBackoffActive(nil, policyNow))
+	assert.True(t, QuotaBackoffActive(&OpError{NextRetryAt: epochMs(policyNow.Add(time.Second))}, policyNow))
+	assert.False(t, QuotaBackoffActive(&OpError{NextRetryAt: epochMs(policyNow)}, policyNow))
+}
+
+func TestKillswitchPasses(t *testing.T) {
+	on := defaultSettings()
+	on.Killswitch.Enabled = true
+	perAccount := on
+	perAccount.Killswitch.Accounts = map[string]Thresholds{"fb": {FiveHour: 50, SevenDay: 10}}
+	open := on
+	open.FailClosedOnUnknown = false
+	tests := []struct {
+		name  string
+		q     *QuotaSnapshot
+		s     Settings
+		id    string
+		model string
+		want  bool
+	}{
+		{"off passes everything", snapQ(0, 0, policyNow), defaultSettings(), "main", "", true},
+		{"default thresholds 5/10 pass", snapQ(5, 10, policyNow), on, "main", "", true},
+		{"5h below default", snapQ(4, 50, policyNow), on, "main", "", false},
+		{"7d below default", snapQ(50, 9, policyNow), on, "main", "", false},
+		{"per-account threshold", snapQ(40, 50, policyNow), perAccount, "fb", "", false},
+		{"other accounts use main thresholds", snapQ(40, 50, policyNow), perAccount, "fb2", "", true},
+		{"present low window blocks with the other missing", &QuotaSnapshot{FiveHour: win(1, policyNow, 0)}, open, "main", "", false},
+		{"unknown fails closed", nil, on, "main", "", false},
+		{"unknown passes open", nil, open, "main", "", true},
+		{"scoped threshold is inclusive", snapQ(50, 50, policyNow, scoped("Fable", 0, policyNow, 0)), on, "main", "claude-fable-5", false},
+		{"scoped window of another model ignored", snapQ(50, 50, policyNow, scoped("Fable", 0, policyNow, 0)), on, "main", "claude-opus-4", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, KillswitchPasses(tc.q, tc.s, tc.id, tc.model))
+		})
+	}
+}
+
+func TestKillswitchRetryAfter(t *testing.T) {
+	a := snapQ(1, 50, policyNow) // 5h resets in 2 h, 7d in 72 h
+	b := &QuotaSnapshot{FiveHour: win(0, policyNow, 90*time.Minute+500*time.Millisecond), SevenDay: win(50, policyNow, 0),
+		Scoped: []ScopedWindow{scoped("Fable", 0, policyNow, 30*time.Hour)}}
+	b.FiveHour.ResetsAt = policyNow.Add(90*time.Minute + 500*time.Millisecond).Format(time.RFC3339Nano)
+	assert.Equal(t, 90*time.Minute+time.Second+60*time.Second, KillswitchRetryAfter([]*QuotaSnapshot{a, b}, "", policyNow), "earliest reset rounded up, plus 60 s")
+	assert.Equal(t, 30*time.Hour+60*time.Second, KillswitchRetryAfter([]*QuotaSnapshot{a, b}, "claude-fable-5", policyNow), "scoped-driven")
+	assert.Equal(t, 300*time.Second, KillswitchRetryAfter([]*QuotaSnapshot{nil, {FiveHour: win(0, policyNow, 0)}}, "", policyNow), "no reset known")
+	past := &QuotaSnapshot{FiveHour: win(0, policyNow, -time.Minute)}
+	assert.Equal(t, 300*time.Second, KillswitchRetryAfter([]*QuotaSnapshot{past}, "", policyNow), "past resets do not count")
+	assert.Equal(t, "1m 5s", retryInText(65*time.Second))
+}
+
+func TestAccountUsability(t *testing.T) {
+	fresh := policyNow.Add(-time.Minute)
+	valid := epochMs(policyNow.Add(8 * time.Hour))
+	no := false
+	yes := true
+	refresh := Secret("refresh-1")
+	base := func(mut func(*Account)) *Account {
+		a := &Account{AccountConfig: AccountConfig{ID: "fb", Type: AccountOAuth}, State: AccountState{
+			Access: "access", Refresh: refresh, Expires: valid, Quota: snapQ(80, 80, fresh)}}
+		if mut != nil {
+			mut(a)
+		}
+		return a
+	}
+	s := defaultSettings()
+	s.MinimumRemaining = Thresholds{FiveHour: 10}
+	ks := s
+	ks.Killswitch.Enabled = true
+	tests := []struct {
+		name   string
+		a      *Account
+		s      Settings
+		model  string
+		ok     bool
+		reason string
+		until  time.Time
+	}{
+		{"healthy", base(nil), s, "", true, "", time.Time{}},
+		{"problem entry", base(func(a *Account) { a.Problem = "no refresh token" }), s, "", false, "no refresh token", time.Time{}},
+		{"disabled", base(func(a *Account) { a.Enabled = &no }), s, "", false, ReasonDisabled, time.Time{}},
+		{"permanent refresh failure", base(func(a *Account) {
+			a.State.LastRefreshError = &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, NextRetryAt: epochMs(policyNow.Add(-time.Hour)), RefreshTokenFingerprint: refresh.Fingerprint()}
+		}), s, "", false, ReasonNeedsRelogin, time.Time{}},
+		{"permanent failure of an old refresh token is released", base(func(a *Account) {
+			a.State.LastRefreshError = &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, NextRetryAt: epochMs(policyNow.Add(time.Hour)), RefreshTokenFingerprint: "0123456789abcdef"}
+		}), s, "", true, "", time.Time{}},
+		{"refresh backoff while the token needs a refresh (case 37)", base(func(a *Account) {
+			a.State.Expires = epochMs(policyNow.Add(-time.Second))
+			a.State.LastRefreshError = &OpError{Message: "429", Status: 429, NextRetryAt: epochMs(policyNow.Add(10 * time.Minute)), AccountIdentity: "fb"}
+		}), s, "", false, ReasonRefreshBackoff, policyNow.Add(10 * time.Minute)},
+		{"refresh backoff with a valid token does not block", base(func(a *Account) {
+			a.State.LastRefreshError = &OpError{Message: "429", Status: 429, NextRetryAt: epochMs(policyNow.Add(10 * time.Minute)), AccountIdentity: "fb"}
+		}), s, "", true, "", time.Time{}},
+		{"below minimum until the 5h reset", base(func(a *Account) { a.State.Quota = snapQ(5, 80, fresh) }), s, "", false,
+			"5h quota below minimum (5% < 10%)", fresh.Add(2 * time.Hour).Truncate(time.Second)},
+		{"unknown quota fails closed until the quota backoff ends", base(func(a *Account) {
+			a.State.Quota = nil
+			a.State.LastQuotaRefreshError = &OpError{NextRetryAt: epochMs(policyNow.Add(time.Minute))}
+		}), s, "", false, "quota unknown (no 5h window)", policyNow.Add(time.Minute)},
+		{"model scope exhausted", base(func(a *Account) { a.State.Quota = snapQ(80, 80, fresh, scoped("Fable", 0, fresh, 30*time.Hour)) }), s,
+			"claude-fable-5", false, "Fable weekly limit reached", fresh.Add(30 * time.Hour).Truncate(time.Second)},
+		{"killswitch", base(func(a *Account) { a.State.Quota = snapQ(80, 8, fresh) }), ks, "", false, "killswitch: 7d 8% < 10%", fresh.Add(72 * time.Hour).Truncate(time.Second)},
+		{"api route is usable", &Account{AccountConfig: AccountConfig{ID: "api", Type: AccountAPI}}, s, "", true, "", time.Time{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			snap := &Snapshot{Settings: tc.s, Main: &MainState{}}
+			u := AccountUsability(snap, tc.a, tc.model, policyNow)
+			assert.Equal(t, tc.ok, u.OK, u.Reason)
+			if !tc.ok {
+				assert.Equal(t, tc.reason, u.Reason)
+				assert.True(t, tc.until.Equal(u.Until), "until %v, want %v", u.Until, tc.until)
+			}
+		})
+	}
+}
+
+func TestMainUsability(t *testing.T) {
+	yes := true
+	creds := MainCredentials{Access: "a", Refresh: "r", Expires: epochMs(policyNow.Add(time.Hour))}
+	expiredCreds := creds
+	expiredCreds.Expires = epochMs(policyNow.Add(-time.Second))
+	s := defaultSettings()
+	routing := s
+	routing.QuotaRouting = true
+	routing.MinimumRemaining.FiveHour = 10
+	tests := []struct {
+		name   string
+		main   MainState
+		s      Settings
+		creds  MainCredentials
+		has    bool
+		ok     bool
+		reason string
+	}{
+		{"no credentials", MainState{}, s, creds, false, false, ReasonNoMain},
+		{"healthy without quota", MainState{}, s, creds, true, true, ""},
+		{"permanent", MainState{LastRefreshError: &OpError{Status: 400, Permanent: &yes, RefreshTokenFingerprint: Secret("r").Fingerprint()}}, s, creds, true, false, ReasonNeedsRelogin},
+		{"backoff with expired token", MainState{LastRefreshError: &OpError{Status: 429, NextRetryAt: epochMs(policyNow.Add(time.Minute))}}, s, expiredCreds, true, false, ReasonRefreshBackoff},
+		{"backoff with valid token serves", MainState{LastRefreshError: &OpError{Status: 429, NextRetryAt: epochMs(policyNow.Add(time.Minute))}}, s, creds, true, true, ""},
+		{"fail-closed quota backoff without quota", MainState{LastQuotaAPIError: &OpError{NextRetryAt: epochMs(policyNow.Add(time.Minute))}}, s, creds, true, false, ReasonMainQuotaOff},
+		{"below minimum only with quota routing", MainState{Quota: snapQ(5, 50, policyNow)}, s, creds, true, true, ""},
+		{"below minimum with quota routing", MainState{Quota: snapQ(5, 50, policyNow)}, routing, creds, true, false, "5h quota below minimum (5% < 10%)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := tc.main
+			snap := &Snapshot{Settings: tc.s, Main: &m}
+			u := MainUsability(snap, tc.creds, tc.has, "", policyNow)
+			require.Equal(t, tc.ok, u.OK, u.Reason)
+			if !tc.ok {
+				assert.Equal(t, tc.reason, u.Reason)
+			}
+		})
+	}
+}

@@ -78,7 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		opts.Server = []string{bin}
 	}
 	if !*asJSON {
-		opts.Progress = &lineWriter{w: stdout, verbose: *verbose}
+		opts.Progress = stdout
 	}
 	rep := conformance.Run(ctx, opts)
 	if *asJSON {
@@ -113,11 +113,3 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
-
-// lineWriter prints the runner's per-case lines.
-type lineWriter struct {
-	w       io.Writer
-	verbose bool
-}
-
-func (l *lineWriter) Write(p []byte) (int, error) { return l.w.Write(p) }

@@ -79,25 +79,10 @@ func quotaRecord(prev *OpError, identity string, kind QuotaBackoffKind, f Failur
 	}
 }
 
-// refreshLatched returns the active refresh backoff of a record, if any: the
-// latch is bound to the account identity and the refresh-token fingerprint,
-// so a new refresh token releases it.
+// refreshLatched returns the end of the active refresh backoff of a
+// record, if any (see RefreshBackoffActive for the binding rules).
 func refreshLatched(rec *OpError, identity string, refresh Secret, now time.Time) (time.Time, bool) {
-	if rec == nil || rec.NextRetryAt == 0 {
-		return time.Time{}, false
-	}
-	until := fromMs(rec.NextRetryAt)
-	if !until.After(now) {
-		return time.Time{}, false
-	}
-	fp := refresh.Fingerprint()
-	if rec.RefreshTokenFingerprint != "" && fp != "" && rec.RefreshTokenFingerprint != fp {
-		return time.Time{}, false
-	}
-	if rec.AccountIdentity != "" && identity != "" && rec.AccountIdentity != identity {
-		return time.Time{}, false
-	}
-	return until, true
+	return refreshBackoffUntil(rec, identity, now, refresh.Fingerprint())
 }
 
 // flight is one in-process refresh that concurrent callers share.

@@ -1,0 +1,136 @@
+package core
+
+import (
+	"context"
+	"errors"
+)
+
+// Pass outcomes.
+const (
+	OutcomeRefreshed = "refreshed"
+	OutcomeFetched   = "fetched"
+	OutcomeSkipped   = "skipped"
+	OutcomeBackoff   = "backoff"
+	OutcomeFailed    = "failed"
+)
+
+// RefreshDue runs one background refresh pass: every enabled OAuth account
+// (main included, when the host handed over its tokens) whose token is
+// within the refresh window is refreshed, unless its refresh is backed off.
+// The files are written before it returns.
+func (e *Engine) RefreshDue(ctx context.Context) (PassSummary, error) {
+	snap, err := e.store.Load(ctx)
+	if err != nil {
+		return PassSummary{}, err
+	}
+	var sum PassSummary
+	if !snap.Settings.RefreshEnabled {
+		sum.Results = append(sum.Results, PassResult{Account: "*", Outcome: OutcomeSkipped, Reason: "refresh.enabled is false"})
+		return sum, nil
+	}
+	now := e.now()
+	if c, ok := e.mainCredentials(); ok {
+		if !needsRefresh(c.Access, c.Expires, snap.Settings.RefreshBeforeExpiry, now) {
+			sum.add(MainAccountID, OutcomeSkipped, "token fresh", nil)
+		} else {
+			_, err := e.refreshMain(ctx, false)
+			sum.add(MainAccountID, OutcomeRefreshed, "", err)
+		}
+	}
+	for i := range snap.Accounts {
+		a := &snap.Accounts[i]
+		if skip, why := passSkip(a); skip {
+			sum.add(a.ID, OutcomeSkipped, why, nil)
+			continue
+		}
+		if !needsRefresh(a.State.Access, a.State.Expires, snap.Settings.RefreshBeforeExpiry, now) {
+			sum.add(a.ID, OutcomeSkipped, "token fresh", nil)
+			continue
+		}
+		_, err := e.refreshFallback(ctx, a.ID, false)
+		sum.add(a.ID, OutcomeRefreshed, "", err)
+		if isCanceled(err) {
+			return sum, err
+		}
+	}
+	return sum, nil
+}
+
+// RefreshQuotaDue runs one background quota pass over every account whose
+// snapshot is stale. It refreshes a due token first, as upstream does, so a
+// token-endpoint failure can happen (and is recorded) inside it.
+func (e *Engine) RefreshQuotaDue(ctx context.Context) (PassSummary, error) {
+	snap, err := e.store.Load(ctx)
+	if err != nil {
+		return PassSummary{}, err
+	}
+	var sum PassSummary
+	if !snap.Settings.QuotaEnabled {
+		sum.Results = append(sum.Results, PassResult{Account: "*", Outcome: OutcomeSkipped, Reason: "quota.enabled is false"})
+		return sum, nil
+	}
+	now := e.now()
+	if _, ok := e.mainCredentials(); ok {
+		if !QuotaStale(snap.Main.Quota, snap.Settings, "", now) {
+			sum.add(MainAccountID, OutcomeSkipped, "quota fresh", nil)
+		} else {
+			_, err := e.fetchQuota(ctx, MainAccountID)
+			sum.add(MainAccountID, OutcomeFetched, "", err)
+		}
+	}
+	for i := range snap.Accounts {
+		a := &snap.Accounts[i]
+		if skip, why := passSkip(a); skip {
+			sum.add(a.ID, OutcomeSkipped, why, nil)
+			continue
+		}
+		if !QuotaStale(a.State.Quota, snap.Settings, "", now) {
+			sum.add(a.ID, OutcomeSkipped, "quota fresh", nil)
+			continue
+		}
+		_, err := e.fetchQuota(ctx, a.ID)
+		sum.add(a.ID, OutcomeFetched, "", err)
+		if isCanceled(err) {
+			return sum, err
+		}
+	}
+	return sum, nil
+}
+
+// passSkip says whether a pass leaves an account alone, and why.
+func passSkip(a *Account) (bool, string) {
+	switch {
+	case a.Type != AccountOAuth:
+		return true, "API-key route"
+	case !a.IsEnabled():
+		return true, "disabled"
+	case a.Problem != "":
+		return true, a.Problem
+	}
+	return false, ""
+}
+
+// add appends one result: success gives outcome, a backoff refusal gives
+// "backoff" with its end, any other error "failed" with its class.
+func (s *PassSummary) add(account, outcome, reason string, err error) {
+	r := PassResult{Account: account, Outcome: outcome, Reason: reason}
+	var be *BackoffError
+	var ue *UpstreamError
+	switch {
+	case err == nil:
+	case errors.As(err, &be):
+		r.Outcome, r.Reason, r.Until = OutcomeBackoff, be.Error(), epochMs(be.Until)
+		if be.Record != nil {
+			r.Class = be.Record.Class
+		}
+	case errors.As(err, &ue):
+		r.Outcome, r.Reason, r.Class = OutcomeFailed, ue.Error(), ue.Verdict.Class
+		if !ue.Until.IsZero() {
+			r.Until = epochMs(ue.Until)
+		}
+	default:
+		r.Outcome, r.Reason = OutcomeFailed, Redact(err.Error())
+	}
+	s.Results = append(s.Results, r)
+}
+

@@ -133,4 +133,3 @@ func (s *PassSummary) add(account, outcome, reason string, err error) {
 	}
 	s.Results = append(s.Results, r)
 }
-

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,24 +9,31 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	json "github.com/goccy/go-json"
-)
 
-// Paths are the locations of the three upstream files.
-type Paths struct {
-	Config       string
-	State        string
-	RoutingState string
-}
+	"github.com/acctpool/acctpool/core/internal/atomicfile"
+	"github.com/acctpool/acctpool/core/internal/lockfile"
+)
 
 // StoreOptions configure a [Store]. Zero values mean the defaults.
 type StoreOptions struct {
 	Paths Paths
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
+	// WallClock is the clock that lock-file expiry is judged on; nil means
+	// the system wall clock.
+	//
+	// # Notes
+	//
+	// It is deliberately not the engine's [Clock]: lock files are shared
+	// with other processes, which compare expiresAt with their own wall
+	// clock, so a manual engine clock must not move it. Tests set it to
+	// age a stale lock without sleeping.
+	WallClock func() time.Time
 }
 
 // Store reads and writes anthropic-auth.json and anthropic-auth-state.json
@@ -38,11 +46,13 @@ type StoreOptions struct {
 // Background work changes only the state file, through UpdateState. Config
 // changes (accounts added, removed, reordered; settings) go through
 // UpdateConfig, which takes the config lock and then the state lock, always
-// in that order.
+// in that order. A corrupt file is reported (wrapping [ErrCorruptFile]) and
+// never overwritten.
 type Store struct {
 	paths  Paths
 	logger *slog.Logger
-	mu     sync.Mutex // serializes writers inside the process
+	wall   func() time.Time // nil: lockfile's default wall clock
+	mu     sync.Mutex       // serializes writers inside the process
 }
 
 // NewStore returns a store for the given paths.
@@ -53,11 +63,15 @@ func NewStore(opts StoreOptions) (*Store, error) {
 	if opts.Paths.RoutingState == "" {
 		opts.Paths.RoutingState = defaultRoutingStatePath(opts.Paths.Config)
 	}
+	p := opts.Paths
+	if p.Config == p.State || p.Config == p.RoutingState || p.State == p.RoutingState {
+		return nil, fmt.Errorf("%w: config, state and routing state paths must differ", ErrConfigInvalid)
+	}
 	l := opts.Logger
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &Store{paths: opts.Paths, logger: l}, nil
+	return &Store{paths: opts.Paths, logger: l, wall: opts.WallClock}, nil
 }
 
 // Paths returns the store's file paths.
@@ -65,45 +79,66 @@ func (s *Store) Paths() Paths { return s.paths }
 
 // Load reads both files and returns the merged snapshot. A missing file is
 // not an error; a corrupt one is, and names the path without quoting it.
+// When only the state file exists, the config is the empty one upstream
+// synthesizes (upstream-core.md 1.2).
 func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
-	cfg, err := readConfig(s.paths.Config)
+	cfg, _, err := readConfig(s.paths.Config)
 	if err != nil {
 		return nil, err
 	}
-	st, err := readState(s.paths.State)
+	st, _, err := readState(s.paths.State)
 	if err != nil {
 		return nil, err
 	}
+	if cfg == nil && st != nil {
+		cfg = emptyConfig()
+	}
+	migrateLegacyCredentials(cfg, st) // in memory only; written by UpdateConfig
 	return buildSnapshot(cfg, st)
 }
 
 // UpdateState re-reads the state file under its lock, lets fn change it,
 // and writes it back. fn must change only what it means to change: it sees
-// the file as it is on disk now, not a stale copy.
+// the file as it is on disk now, not a stale copy. The config file is never
+// written; state entries of accounts that the config no longer lists are
+// pruned (config membership is authoritative, as upstream).
+//
+// # Notes
+//
+// fn runs with the store's in-process mutex held: it must not call another
+// Update method of the same store. Nothing is written when fn returns an
+// error or changes nothing.
 func (s *Store) UpdateState(ctx context.Context, fn func(st *StateFile) error) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cfg, err := readConfig(s.paths.Config)
-	if err != nil {
-		return nil, err
-	}
 	var snap *Snapshot
-	err = s.withLock(ctx, lockStateWrite, func() error {
-		st, err := readState(s.paths.State)
+	err := s.withLock(ctx, lockStateWrite, func(owned func() error) error {
+		// The config is read only now, under the state lock: a config
+		// writer writes the config before it takes the state lock, so an
+		// account it adds is visible here before its state entry is, and
+		// pruning can never remove a fresh account's tokens.
+		cfg, _, err := readConfig(s.paths.Config)
+		if err != nil {
+			return err
+		}
+		st, raw, err := readState(s.paths.State)
 		if err != nil {
 			return err
 		}
 		if st == nil {
-			st = &StateFile{Version: 1}
+			st = &StateFile{}
 		}
-		if st.Accounts == nil {
-			st.Accounts = map[string]*AccountState{}
-		}
+		normalizeState(st)
 		if err := fn(st); err != nil {
 			return err
 		}
-		if err := writeJSON(s.paths.State, st); err != nil {
+		normalizeState(st)
+		pruneState(cfg, st)
+		if err := writeIfChanged(s.paths.State, raw, st, owned); err != nil {
 			return err
+		}
+		if cfg == nil {
+			cfg = emptyConfig()
 		}
 		snap, err = buildSnapshot(cfg, st)
 		return err
@@ -111,52 +146,66 @@ func (s *Store) UpdateState(ctx context.Context, fn func(st *StateFile) error) (
 	return snap, err
 }
 
+// PutAccountState saves a writer's view of one account's state entry,
+// merged with the entry on disk by [MergeAccountState], so that a writer
+// holding an older snapshot cannot roll tokens back or hide newer errors.
+func (s *Store) PutAccountState(ctx context.Context, id string, incoming *AccountState) (*Snapshot, error) {
+	id = strings.TrimSpace(id)
+	if id == "" {
+		return nil, errorf(ErrConfigInvalid, "account id is required")
+	}
+	return s.UpdateState(ctx, func(st *StateFile) error {
+		if merged := MergeAccountState(st.Accounts[id], incoming); merged != nil {
+			st.Accounts[id] = merged
+		}
+		return nil
+	})
+}
+
 // UpdateConfig re-reads both files under the config lock and then the state
-// lock, lets fn change them, and writes both back. State entries of
-// accounts no longer in the config are pruned.
+// lock, lets fn change them, and writes both back. When the config does not
+// exist, fn sees the empty config upstream synthesizes. Credentials that an
+// old config carries inline are moved into the state before fn runs and are
+// never written back to the config. State entries of accounts no longer in
+// the config are pruned.
 func (s *Store) UpdateConfig(ctx context.Context, fn func(cfg *ConfigFile, st *StateFile) error) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var snap *Snapshot
-	err := s.withLock(ctx, lockConfigWrite, func() error {
-		cfg, err := readConfig(s.paths.Config)
+	err := s.withLock(ctx, lockConfigWrite, func(configOwned func() error) error {
+		cfg, cfgRaw, err := readConfig(s.paths.Config)
 		if err != nil {
 			return err
 		}
-		if cfg == nil {
-			cfg = &ConfigFile{Version: 1}
-		}
-		return s.withLock(ctx, lockStateWrite, func() error {
-			st, err := readState(s.paths.State)
+		return s.withLock(ctx, lockStateWrite, func(stateOwned func() error) error {
+			st, stRaw, err := readState(s.paths.State)
 			if err != nil {
 				return err
 			}
+			if cfg == nil {
+				cfg = emptyConfig()
+			}
 			if st == nil {
-				st = &StateFile{Version: 1}
+				st = &StateFile{}
 			}
-			if st.Accounts == nil {
-				st.Accounts = map[string]*AccountState{}
-			}
+			normalizeState(st)
+			migrateLegacyCredentials(cfg, st)
 			if err := fn(cfg, st); err != nil {
 				return err
 			}
 			cfg.Version = 1
 			if len(cfg.Main) == 0 {
-				cfg.Main = json.RawMessage(`{"type":"opencode","provider":"anthropic"}`)
+				cfg.Main = json.RawMessage(defaultMainSection)
 			}
-			members := map[string]bool{}
-			for _, a := range cfg.Accounts {
-				members[a.ID] = true
-			}
-			for id := range st.Accounts {
-				if !members[id] {
-					delete(st.Accounts, id)
-				}
-			}
-			if err := writeJSON(s.paths.Config, cfg); err != nil {
+			normalizeState(st)
+			pruneState(cfg, st)
+			// State first: if the config write then fails, the accounts it
+			// would have added have state that the next save prunes, while
+			// the reverse order could list an account without its tokens.
+			if err := writeIfChanged(s.paths.State, stRaw, st, stateOwned); err != nil {
 				return err
 			}
-			if err := writeJSON(s.paths.State, st); err != nil {
+			if err := writeIfChanged(s.paths.Config, cfgRaw, cfg, configOwned); err != nil {
 				return err
 			}
 			snap, err = buildSnapshot(cfg, st)
@@ -166,87 +215,203 @@ func (s *Store) UpdateConfig(ctx context.Context, fn func(cfg *ConfigFile, st *S
 	return snap, err
 }
 
-// Lock names of the upstream protocol (upstream-core.md 1.6).
+const defaultMainSection = `{"type":"opencode","provider":"anthropic"}`
+
+// emptyConfig is the config upstream synthesizes when only the state file
+// exists (upstream-core.md 1.2).
+func emptyConfig() *ConfigFile {
+	return &ConfigFile{Version: 1, Main: json.RawMessage(defaultMainSection), Accounts: []AccountConfig{}}
+}
+
+func normalizeState(st *StateFile) {
+	if st.Version == 0 {
+		st.Version = 1
+	}
+	if st.Accounts == nil {
+		st.Accounts = map[string]*AccountState{}
+	}
+}
+
+// pruneState deletes state entries whose account the config does not list.
+// Nothing is pruned without a config file, or when a config entry has no
+// id (upstream skips pruning when an entry is unparseable).
+func pruneState(cfg *ConfigFile, st *StateFile) {
+	if cfg == nil {
+		return
+	}
+	members := make(map[string]bool, len(cfg.Accounts))
+	for _, a := range cfg.Accounts {
+		id := strings.TrimSpace(a.ID)
+		if id == "" {
+			return
+		}
+		members[id] = true
+	}
+	for id := range st.Accounts {
+		if !members[strings.TrimSpace(id)] {
+			delete(st.Accounts, id)
+		}
+	}
+}
+
+// Lock names and timings of the upstream protocol (upstream-core.md 1.6).
 const (
 	lockConfigWrite = "config-write"
 	lockStateWrite  = "state-write"
+	writeLockTTL    = 10 * time.Second
+	writeLockWait   = 12 * time.Second
+	lockPoll        = 25 * time.Millisecond
 )
 
-// withLock runs fn while holding the named cross-process lock.
-// TODO(core): replace with the lock-file protocol of section 1.6.
-func (s *Store) withLock(ctx context.Context, name string, fn func() error) error {
-	return fn()
+// lockTimeouts are upstream's messages for the two write locks.
+var lockTimeouts = map[string]string{
+	lockConfigWrite: "Timed out waiting for the account configuration write lock",
+	lockStateWrite:  "Timed out waiting for the account state write lock",
 }
 
-func readConfig(path string) (*ConfigFile, error) {
-	var c ConfigFile
-	ok, err := readJSON(path, &c)
-	if err != nil || !ok {
+// lockTimeoutError is a lock wait that ran out. Its message is upstream's
+// wording; it matches [ErrLockTimeout].
+type lockTimeoutError struct{ msg string }
+
+func (e *lockTimeoutError) Error() string { return e.msg }
+func (e *lockTimeoutError) Unwrap() error { return ErrLockTimeout }
+
+// withLock runs fn while holding the named write lock. fn receives owned,
+// which reports an error once the lock has been lost (evicted while we
+// stalled); writers call it right before they commit.
+func (s *Store) withLock(ctx context.Context, name string, fn func(owned func() error) error) error {
+	l, err := s.lockAt(ctx, s.lockPath(name), writeLockTTL, writeLockWait, lockPoll)
+	if err != nil {
+		return err
+	}
+	err = fn(l.AssertOwned)
+	if rerr := l.Release(); rerr != nil && err == nil {
+		s.logger.Warn("release lock", "lock", l.Path(), "err", rerr)
+	}
+	return err
+}
+
+func (s *Store) lockPath(name string) string { return s.paths.Config + "." + name + ".lock" }
+
+// acquire takes the named cross-process lock (<config>.<name>.lock) with the
+// given time to live, waiting up to wait for it and polling every 25 ms.
+// The lock is renewed while held. The returned release function is safe to
+// call more than once. The error wraps ErrLockTimeout when the wait runs
+// out.
+func (s *Store) acquire(ctx context.Context, name string, ttl, wait time.Duration) (release func(), err error) {
+	return s.acquireAt(ctx, s.lockPath(name), ttl, wait, lockPoll)
+}
+
+// acquireAt is acquire for an arbitrary lock file path, for locks that do
+// not sit beside the config (the sticky routing file's
+// "<routing-state>.write.lock").
+func (s *Store) acquireAt(ctx context.Context, lockPath string, ttl, wait, poll time.Duration) (func(), error) {
+	l, err := s.lockAt(ctx, lockPath, ttl, wait, poll)
+	if err != nil {
 		return nil, err
 	}
-	return &c, nil
+	return func() {
+		if err := l.Release(); err != nil {
+			s.logger.Warn("release lock", "lock", lockPath, "err", err)
+		}
+	}, nil
 }
 
-func readState(path string) (*StateFile, error) {
-	var st StateFile
-	ok, err := readJSON(path, &st)
-	if err != nil || !ok {
-		return nil, err
-	}
-	return &st, nil
-}
-
-// readJSON decodes path into v. It returns false for a missing file and an
-// ErrCorruptFile error, naming the path and never quoting the content, for
-// anything unreadable.
-func readJSON(path string, v any) (bool, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+func (s *Store) lockAt(ctx context.Context, lockPath string, ttl, wait, poll time.Duration) (*lockfile.Lock, error) {
+	l, err := lockfile.Acquire(ctx, lockPath, lockfile.Options{TTL: ttl, Now: s.wall}, wait, poll)
+	if errors.Is(err, lockfile.ErrTimeout) {
+		name := strings.TrimSuffix(strings.TrimPrefix(lockPath, s.paths.Config+"."), ".lock")
+		msg, ok := lockTimeouts[name]
+		if !ok {
+			msg = "Timed out waiting for lock " + filepath.Base(lockPath)
+		}
+		return nil, &lockTimeoutError{msg: msg}
 	}
 	if err != nil {
-		return false, fmt.Errorf("%w: account store at %s is unreadable (%s) — fix or remove it", ErrCorruptFile, path, errors.Unwrap(err))
+		return nil, fmt.Errorf("lock %s: %w", filepath.Base(lockPath), err)
 	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return false, fmt.Errorf("%w: account store at %s is corrupt (%s) — fix or remove it", ErrCorruptFile, path, jsonErrorText(err))
-	}
-	return true, nil
+	return l, nil
 }
 
-// writeJSON writes v as indented JSON with a trailing newline, atomically
-// and with mode 0600.
-func writeJSON(path string, v any) error {
+// readConfig returns the config file, its raw bytes, or nil for a missing
+// file.
+func readConfig(path string) (*ConfigFile, []byte, error) {
+	var c ConfigFile
+	raw, err := readJSON(path, &c)
+	if err != nil || raw == nil {
+		return nil, nil, err
+	}
+	return &c, raw, nil
+}
+
+// readState returns the state file, its raw bytes, or nil for a missing
+// file.
+func readState(path string) (*StateFile, []byte, error) {
+	var st StateFile
+	raw, err := readJSON(path, &st)
+	if err != nil || raw == nil {
+		return nil, nil, err
+	}
+	return &st, raw, nil
+}
+
+// readJSON decodes the JSON object in path into v and returns the file's
+// bytes, or nil bytes for a missing file. Anything else that cannot be
+// read as a JSON object is an error wrapping ErrCorruptFile in upstream's
+// wording; it names the path and never quotes the content, which may hold
+// tokens.
+func readJSON(path string, v any) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		cause := err
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			cause = pe.Err
+		}
+		return nil, corrupt(path, cause.Error())
+	}
+	if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '{' {
+		return nil, corrupt(path, "not a JSON object")
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return nil, corrupt(path, jsonErrorText(err))
+	}
+	return data, nil
+}
+
+func corrupt(path, cause string) error {
+	return fmt.Errorf("%w: account store at %s is corrupt or unreadable (%s) — fix or remove it", ErrCorruptFile, path, cause)
+}
+
+// encodeFile is the upstream file format: 2-space indented JSON and a
+// trailing newline.
+func encodeFile(v any) ([]byte, error) {
 	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(data, '\n'), nil
+}
+
+// writeIfChanged writes v to path atomically (mode 0600) unless its
+// encoding equals old, the bytes read under the same lock. owned is checked
+// right before the write.
+func writeIfChanged(path string, old []byte, v any, owned func() error) error {
+	data, err := encodeFile(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
 	}
-	data = append(data, '\n')
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("create directory of %s: %w", path, err)
+	if old != nil && bytes.Equal(data, old) {
+		return nil
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	if err := owned(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := atomicfile.Write(path, data); err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
-}
-
-func defaultRoutingStatePath(configPath string) string {
-	dir, base := filepath.Split(configPath)
-	return filepath.Join(dir, trimJSON(base)+"-routing-state.json")
-}
-
-func trimJSON(name string) string {
-	if len(name) > 5 && name[len(name)-5:] == ".json" {
-		return name[:len(name)-5]
-	}
-	return name
-}
-
-// acquire takes the named cross-process lock (<config>.<name>.lock) with the
-// given time to live, waiting up to wait for it. The returned release
-// function is safe to call once. ErrLockTimeout when the wait runs out.
-// TODO(core): implement with the lock-file protocol of section 1.6.
-func (s *Store) acquire(ctx context.Context, name string, ttl, wait time.Duration) (release func(), err error) {
-	return func() {}, nil
+	return nil
 }

@@ -17,6 +17,11 @@ type SelectRequest struct {
 	PromptBytes int64 `json:"promptBytes,omitempty"`
 	// Exclude lists account ids not to use (already tried).
 	Exclude []string `json:"exclude,omitempty"`
+	// Streamed is true when the request body is a stream that cannot be
+	// sent twice. Such a request is never moved to another account, so it
+	// goes to main only (upstream routes only replayable requests through
+	// fallbacks) and never takes part in sticky-balanced routing.
+	Streamed bool `json:"streamed,omitempty"`
 }
 
 // Credential is what the host puts on the upstream request.
@@ -30,15 +35,21 @@ type Credential struct {
 
 // Route is the account chosen to serve a request, with its credential.
 type Route struct {
-	AccountID  string      `json:"accountId"`
-	Label      string      `json:"label,omitempty"`
-	Kind       string      `json:"kind"` // "main", "oauth" or "api"
-	Credential Credential  `json:"credential"`
-	Reason     string      `json:"reason"`
-	SessionID  string      `json:"sessionId,omitempty"`
-	Model      string      `json:"model,omitempty"`
-	Attempted  []string    `json:"attempted,omitempty"`
-	Sticky     *StickyInfo `json:"sticky,omitempty"`
+	AccountID  string     `json:"accountId"`
+	Label      string     `json:"label,omitempty"`
+	Kind       string     `json:"kind"` // "main", "oauth" or "api"
+	Credential Credential `json:"credential"`
+	Reason     string     `json:"reason"`
+	SessionID  string     `json:"sessionId,omitempty"`
+	Model      string     `json:"model,omitempty"`
+	// PromptBytes is the request size given to Select, kept so that a
+	// sticky migration after a failure can allocate the session again.
+	PromptBytes int64       `json:"promptBytes,omitempty"`
+	Attempted   []string    `json:"attempted,omitempty"`
+	Sticky      *StickyInfo `json:"sticky,omitempty"`
+	// AuthRetried is set on the route that re-sends a request after a 401
+	// and a token refresh, so a second 401 moves on instead of looping.
+	AuthRetried bool `json:"authRetried,omitempty"`
 }
 
 // StickyInfo says how a sticky-balanced route was found.
@@ -67,16 +78,26 @@ type NoRoute struct {
 	Accounts     []AccountReason `json:"accounts"`
 }
 
-// NoRouteError is the error form of a NoRoute; it matches ErrNoRoute.
-type NoRouteError struct{ NoRoute NoRoute }
+// NoRouteError is the error form of a NoRoute; it matches ErrNoRoute, and
+// its Cause (a main token refresh failure, say) when there is one.
+type NoRouteError struct {
+	NoRoute NoRoute
+	// Cause is the failure behind the NoRoute, if one failure explains it.
+	Cause error
+}
 
 // Error implements error.
 func (e *NoRouteError) Error() string {
 	return fmt.Sprintf("no account available: %s", e.NoRoute.Message)
 }
 
-// Unwrap matches ErrNoRoute.
-func (e *NoRouteError) Unwrap() error { return ErrNoRoute }
+// Unwrap matches ErrNoRoute and the cause.
+func (e *NoRouteError) Unwrap() []error {
+	if e.Cause != nil {
+		return []error{ErrNoRoute, e.Cause}
+	}
+	return []error{ErrNoRoute}
+}
 
 // ReportRequest says what the upstream response to a routed request was.
 type ReportRequest struct {
@@ -107,6 +128,8 @@ type ReportResult struct {
 	Next         *Route   `json:"next,omitempty"`
 	RetryAfterMs int64    `json:"retryAfterMs,omitempty"`
 	NoRoute      *NoRoute `json:"noRoute,omitempty"`
+	// Reason says why this action was chosen.
+	Reason string `json:"reason,omitempty"`
 }
 
 type verdictWire struct {

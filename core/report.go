@@ -264,4 +264,3 @@ func (e *Engine) selectAPIOnly(ctx context.Context, snap *Snapshot, route Route,
 	o.why = "no OAuth account can take the session and main quota is exhausted"
 	return e.selectOrdered(ctx, snap, SelectRequest{SessionID: route.SessionID, Model: route.Model, PromptBytes: route.PromptBytes}, o)
 }
-

@@ -70,6 +70,12 @@ func (e *Engine) RefreshQuotaDue(ctx context.Context) (PassSummary, error) {
 		return sum, nil
 	}
 	now := e.now()
+	var superseded []string // expired quota errors older than a fresh snapshot
+	defer func() {
+		if len(superseded) > 0 {
+			e.clearQuotaErrors(ctx, superseded)
+		}
+	}()
 	if _, ok := e.mainCredentials(); ok {
 		if !QuotaStale(snap.Main.Quota, snap.Settings, "", now) {
 			sum.add(MainAccountID, OutcomeSkipped, "quota fresh", nil)
@@ -86,6 +92,9 @@ func (e *Engine) RefreshQuotaDue(ctx context.Context) (PassSummary, error) {
 		}
 		if !QuotaStale(a.State.Quota, snap.Settings, "", now) {
 			sum.add(a.ID, OutcomeSkipped, "quota fresh", nil)
+			if rec := a.State.LastQuotaRefreshError; rec != nil && !QuotaBackoffActive(rec, now) && rec.CheckedAt < a.State.Quota.LatestCheck() {
+				superseded = append(superseded, a.ID)
+			}
 			continue
 		}
 		_, err := e.fetchQuota(ctx, a.ID)
@@ -132,4 +141,21 @@ func (s *PassSummary) add(account, outcome, reason string, err error) {
 		r.Outcome, r.Reason = OutcomeFailed, Redact(err.Error())
 	}
 	s.Results = append(s.Results, r)
+}
+
+// clearQuotaErrors removes quota errors that a fresher snapshot superseded,
+// re-checking each under the state lock.
+func (e *Engine) clearQuotaErrors(ctx context.Context, ids []string) {
+	_, err := e.store.UpdateState(ctx, func(st *StateFile) error {
+		for _, id := range ids {
+			s := st.Accounts[id]
+			if s != nil && s.LastQuotaRefreshError != nil && s.LastQuotaRefreshError.CheckedAt < s.Quota.LatestCheck() {
+				s.LastQuotaRefreshError = nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		e.log.Warn("clear superseded quota errors", "err", err)
+	}
 }

@@ -29,9 +29,13 @@ type fb struct {
 var freshAt = testStart.Add(-time.Minute)
 
 // fq is a fresh quota snapshot with the given remaining percentages.
-func fq(five, seven float64, sc ...ScopedWindow) *QuotaSnapshot { return snapQ(five, seven, freshAt, sc...) }
+func fq(five, seven float64, sc ...ScopedWindow) *QuotaSnapshot {
+	return snapQ(five, seven, freshAt, sc...)
+}
 
-func fableWin(remaining float64) ScopedWindow { return scoped("Fable", remaining, freshAt, 100*time.Hour) }
+func fableWin(remaining float64) ScopedWindow {
+	return scoped("Fable", remaining, freshAt, 100*time.Hour)
+}
 
 // routeEnv builds an engine over a config with the given settings
 // fragment ("" for none), main state and fallbacks, with main credentials

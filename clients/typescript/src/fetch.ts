@@ -360,7 +360,12 @@ function concat(chunks: Uint8Array[], size: number): Uint8Array {
  * cannot serve.
  */
 export function noRouteResponse(nr: NoRoute, kind = "no_account_available"): Response {
-  const reasons = nr.accounts.map((a) => `${a.accountId}: ${a.reason}${a.until ? ` until ${new Date(a.until).toISOString()}` : ""}`);
+  // An account whose reason is the headline itself is named, not repeated.
+  const reasons = nr.accounts.map(
+    (a) =>
+      `${a.accountId}${a.reason && a.reason !== nr.message ? `: ${a.reason}` : ""}` +
+      (a.until ? ` until ${new Date(a.until).toISOString()}` : ""),
+  );
   const message = reasons.length ? `${nr.message} (${reasons.join("; ")})` : nr.message;
   const headers = new Headers({ "content-type": "application/json", "x-acctpool-error": kind });
   if (nr.retryAfterMs) headers.set("retry-after", String(Math.max(1, Math.ceil(nr.retryAfterMs / 1000))));

@@ -1,9 +1,9 @@
 // The fetch wrapper against the real Go server and a fake Anthropic.
 import assert from "node:assert/strict";
 
-import { createAcctpoolFetch, isNoRoute, type AttemptInfo } from "../src/index.js";
+import { createAcctpoolFetch, isNoRoute, type AttemptInfo, type Router } from "../src/index.js";
 import { e2e } from "./support/e2e.js";
-import { API_KEY, FALLBACK, MAIN, inAnHour, type Env } from "./support/env.js";
+import { API_KEY, FALLBACK, MAIN, freshExpiry, type Env } from "./support/env.js";
 import { ok, streamOk, streamRateLimit, type Recorded } from "./support/fake-anthropic.js";
 
 const MODEL = "claude-sonnet-4-5";
@@ -28,11 +28,11 @@ function request(env: Env, init: { body?: BodyInit; headers?: Record<string, str
 
 const auth = (r: Recorded) => r.headers.authorization ?? `x-api-key ${r.headers["x-api-key"]}`;
 
-async function setMain(env: Env, expires = inAnHour()): Promise<void> {
+async function setMain(env: Env, expires = freshExpiry()): Promise<void> {
   await env.client.accountsSetMain({ ...MAIN, expires });
 }
 
-async function addFallback(env: Env, expires = inAnHour()): Promise<void> {
+async function addFallback(env: Env, expires = freshExpiry()): Promise<void> {
   await env.client.accountsAdd({ type: "oauth", id: "fb-1", label: "work", ...FALLBACK, expires });
 }
 
@@ -93,17 +93,36 @@ e2e("a 403 on main never spends an API-key route", async (env) => {
   assert.equal(env.fake.calls("api_messages").length, 0, "an API-key route was used after a 403");
 });
 
+e2e("a 403 on main goes to the OAuth fallback, not the API-key route", async (env) => {
+  await setMain(env);
+  await addFallback(env);
+  await env.client.accountsAdd({ type: "api", id: "api-1", apiKey: API_KEY, baseURL: `${env.fake.url}/api-route` });
+  env.fake.on("messages", (r) =>
+    r.headers.authorization === `Bearer ${MAIN.access}`
+      ? { status: 403, body: { type: "error", error: { type: "permission_error", message: "auth failure" } } }
+      : ok("from fallback"),
+  );
+  const res = await wrapper(env)(...request(env));
+  assert.equal(res.status, 200);
+  assert.deepEqual(env.fake.calls("messages").map(auth), [`Bearer ${MAIN.access}`, `Bearer ${FALLBACK.access}`]);
+  assert.equal(env.fake.calls("api_messages").length, 0);
+});
+
 e2e("no routable account gives a synthetic upstream error that explains itself", async (env) => {
   const past = Date.now() - 60_000;
   env.fake.on("token", () => ({ status: 400, body: { error: "invalid_grant", error_description: "Refresh token not found or invalid" } }));
   await setMain(env, past);
   await addFallback(env, past);
 
-  // The RPC error itself carries the NoRoute.
-  const err = await env.client.routeSelect({ model: MODEL }).then(
-    () => assert.fail("route/select found a route"),
-    (e: unknown) => e,
-  );
+  // The wrapper answers as Anthropic would; the RPC error it got carries the NoRoute.
+  let seen: unknown;
+  const recording: Router = {
+    routeSelect: (p) => env.client.routeSelect(p).catch((e: unknown) => Promise.reject((seen = e))),
+    routeReport: (p) => env.client.routeReport(p),
+  };
+  const res = await createAcctpoolFetch({ client: recording })(...request(env));
+  if (process.env.ACCTPOOL_TEST_LOG) console.error("NoRoute response:", res.status, [...res.headers], await res.clone().text());
+  const err = seen;
   assert.ok(isNoRoute(err), `want no_account_available, got ${String(err)}`);
   assert.ok([401, 429].includes(err.data.status), `status ${err.data.status}`);
   assert.ok(err.data.message.length > 0);
@@ -111,8 +130,6 @@ e2e("no routable account gives a synthetic upstream error that explains itself",
   assert.ok(ids.includes("fb-1"), `accounts ${JSON.stringify(err.data.accounts)}`);
   for (const a of err.data.accounts) assert.ok(a.reason.length > 0, `account ${a.accountId} has no reason`);
 
-  // The wrapper answers as Anthropic would, plus the why.
-  const res = await wrapper(env)(...request(env));
   assert.equal(res.status, err.data.status);
   assert.equal(res.headers.get("content-type"), "application/json");
   assert.equal(res.headers.get("x-acctpool-error"), "no_account_available");
@@ -126,9 +143,19 @@ e2e("no routable account gives a synthetic upstream error that explains itself",
   assert.equal(body.error.type, err.data.errorType);
   assert.equal(body.error.type, res.status === 401 ? "authentication_error" : "rate_limit_error");
   assert.ok(body.error.message.startsWith(err.data.message));
-  for (const a of err.data.accounts) assert.ok(body.error.message.includes(`${a.accountId}: ${a.reason}`), body.error.message);
+  for (const a of err.data.accounts) {
+    const named = a.reason === err.data.message ? a.accountId : `${a.accountId}: ${a.reason}`;
+    assert.ok(body.error.message.includes(named), body.error.message);
+  }
   assert.deepEqual(body.acctpool.accounts, err.data.accounts);
   assert.equal(env.fake.calls("messages").length, 0, "a request went upstream without a route");
+
+  // Asked again, the server still explains (now from the stored state).
+  await assert.rejects(env.client.routeSelect({ model: MODEL }), (again: unknown) => {
+    assert.ok(isNoRoute(again), String(again));
+    assert.ok(again.data.accounts.length > 0);
+    return true;
+  });
 });
 
 e2e("a body that cannot be replayed is never sent twice", async (env) => {

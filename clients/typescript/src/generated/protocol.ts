@@ -225,6 +225,8 @@ export interface ReportResult {
   next?: Route;
   retryAfterMs?: number;
   noRoute?: NoRoute;
+  /** Why this action was chosen, in words. */
+  reason?: string;
 }
 
 /** HTTP headers, one value each. */

@@ -72,5 +72,5 @@ export async function start(options: ClientOptions = {}): Promise<Env> {
   };
 }
 
-/** An expiry an hour from now, epoch ms. */
-export const inAnHour = (): number => Date.now() + 3600_000;
+/** An expiry eight hours from now, epoch ms: outside the 4 h refresh-before-expiry window. */
+export const freshExpiry = (): number => Date.now() + 8 * 3600_000;

@@ -54,7 +54,13 @@ export const ok = (text = "ok"): Reply => ({
 export class FakeAnthropic {
   readonly requests: Recorded[] = [];
   handlers: Record<Endpoint, Handler> = {
-    token: () => ({ status: 400, body: { error: "invalid_grant", error_description: "unscripted token call" } }),
+    token: () => {
+      const n = this.calls("token").length;
+      return {
+        status: 200,
+        body: { access_token: `sk-ant-oat01-ROTATED${n}`, refresh_token: `sk-ant-ort01-ROTATED${n}`, expires_in: 8 * 3600 },
+      };
+    },
     usage: () => ({ status: 200, body: usageBody(10, 10) }),
     profile: () => ({ status: 200, body: { account: { uuid: "acct-1", email_address: "user@example.com" } } }),
     messages: () => ok(),

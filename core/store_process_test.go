@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,6 +40,8 @@ func TestStoreChild(t *testing.T) {
 		err = hammerChild()
 	case "killwrite":
 		err = killWriteChild()
+	case "refreshaccount":
+		err = refreshAccountChild()
 	default:
 		err = fmt.Errorf("unknown role %q", role)
 	}
@@ -333,5 +338,108 @@ func TestStore_killDuringWrites(t *testing.T) {
 			continue
 		}
 		t.Errorf("unexpected file %s", name)
+	}
+}
+
+// refreshAccountChild announces itself to the fake token server, forces one
+// refresh of account "fb" through the public RefreshAccount, and prints
+// the fingerprint of the access token it ended up with.
+func refreshAccountChild() error {
+	base := os.Getenv("ACCTPOOL_URL")
+	s, err := childStore(os.Getenv("ACCTPOOL_DIR"))
+	if err != nil {
+		return err
+	}
+	e, err := New(Options{Store: s, Endpoints: Endpoints{Token: base + "/token"}})
+	if err != nil {
+		return err
+	}
+	resp, err := http.Get(base + "/ready")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if _, err := e.RefreshAccount(context.Background(), "fb"); err != nil {
+		return err
+	}
+	snap, err := s.Load(context.Background())
+	if err != nil {
+		return err
+	}
+	a, ok := snap.Account("fb")
+	if !ok {
+		return errors.New("account fb lost")
+	}
+	fmt.Println("access:", a.State.Access.Fingerprint())
+	return nil
+}
+
+// TestEngine_RefreshAccount_processesRace: four OS processes force a
+// refresh of the same account at once through the public RefreshAccount.
+// Exactly one token call is made and every process ends with the rotated
+// token. The fake answers the first token call only once every process has
+// announced itself, so all of them are racing, not running one after the
+// other (a forced refresh that starts after another finished would rightly
+// refresh again). It rejects a reused refresh token with invalid_grant, as
+// Anthropic does after rotation.
+func TestEngine_RefreshAccount_processesRace(t *testing.T) {
+	const procs = 4
+	var mu sync.Mutex
+	ready, calls := 0, 0
+	allReady := make(chan struct{})
+	used := map[string]bool{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ready" {
+			mu.Lock()
+			if ready++; ready == procs {
+				close(allReady)
+			}
+			mu.Unlock()
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		select {
+		case <-allReady:
+		case <-time.After(20 * time.Second):
+		}
+		// Announcing comes just before RefreshAccount; give the last
+		// process a moment to read its starting state.
+		time.Sleep(300 * time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if used[string(body)] {
+			w.WriteHeader(400)
+			_, _ = io.WriteString(w, `{"error":"invalid_grant"}`)
+			return
+		}
+		used[string(body)] = true
+		_, _ = fmt.Fprintf(w, `{"access_token":"sk-ant-oat01-ROTATED%d","refresh_token":"sk-ant-ort01-ROTATED%d","expires_in":28800}`, calls, calls)
+	}))
+	defer srv.Close()
+
+	dir := t.TempDir()
+	cfg, st := oneFallback(time.Now().Add(8 * time.Hour)) // fresh: only force refreshes it
+	writeFile(t, filepath.Join(dir, ConfigFileName), cfg)
+	writeFile(t, filepath.Join(dir, StateFileName), st)
+
+	cmds := make([]*exec.Cmd, procs)
+	outs := make([]*strings.Builder, procs)
+	for i := range cmds {
+		cmds[i] = exec.Command(os.Args[0], "-test.run=^TestStoreChild$", "-test.count=1")
+		cmds[i].Env = append(os.Environ(), storeChildEnv+"=refreshaccount", "ACCTPOOL_DIR="+dir, "ACCTPOOL_URL="+srv.URL)
+		outs[i] = &strings.Builder{}
+		cmds[i].Stdout, cmds[i].Stderr = outs[i], outs[i]
+		require.NoError(t, cmds[i].Start())
+	}
+	for i, cmd := range cmds {
+		assert.NoError(t, cmd.Wait(), "child %d: %s", i, outs[i])
+	}
+	mu.Lock()
+	assert.Equal(t, 1, calls, "exactly one token call across processes")
+	mu.Unlock()
+	want := "access: " + Secret("sk-ant-oat01-ROTATED1").Fingerprint()
+	for i, out := range outs {
+		assert.Equal(t, want, strings.TrimSpace(out.String()), "process %d adopted the rotated token", i)
 	}
 }

@@ -112,31 +112,29 @@ func envOr(name, def string) string {
 	return def
 }
 
-// resolvePaths fills in the upstream defaults for paths not given.
-// TODO(rpc): use core.ResolvePaths once it lands.
+// resolvePaths fills in the paths not given by flags with the upstream
+// rules (core.ResolvePaths): flags win over the environment, and a --config
+// without --state gets the state file upstream would use beside it.
 func resolvePaths(p core.Paths) (core.Paths, error) {
-	if p.Config == "" {
-		p.Config = os.Getenv("OPENCODE_ANTHROPIC_AUTH_FILE")
-	}
-	if p.Config == "" {
-		dir := os.Getenv("OPENCODE_CONFIG_DIR")
-		if dir == "" {
-			base := os.Getenv("XDG_CONFIG_HOME")
-			if base == "" {
-				home, err := os.UserHomeDir()
-				if err != nil {
-					return p, fmt.Errorf("find the config file: %w (set --config)", err)
-				}
-				base = filepath.Join(home, ".config")
-			}
-			dir = filepath.Join(base, "opencode")
+	home := ""
+	if p.Config == "" && os.Getenv("OPENCODE_ANTHROPIC_AUTH_FILE") == "" && os.Getenv("OPENCODE_CONFIG_DIR") == "" && os.Getenv("XDG_CONFIG_HOME") == "" {
+		h, err := os.UserHomeDir()
+		if err != nil {
+			return p, fmt.Errorf("find the config file: %w (set --config)", err)
 		}
-		p.Config = filepath.Join(dir, "anthropic-auth.json")
+		home = h
 	}
-	if p.State == "" {
-		p.State = filepath.Join(filepath.Dir(p.Config), "anthropic-auth-state.json")
+	flag := map[string]string{
+		"OPENCODE_ANTHROPIC_AUTH_FILE":               p.Config,
+		"OPENCODE_ANTHROPIC_AUTH_STATE_FILE":         p.State,
+		"OPENCODE_ANTHROPIC_AUTH_ROUTING_STATE_FILE": p.RoutingState,
 	}
-	return p, nil
+	return core.ResolvePaths(func(k string) string {
+		if v := flag[k]; v != "" {
+			return v
+		}
+		return os.Getenv(k)
+	}, home), nil
 }
 
 // version is the module version from the build info ("(devel)" for a

@@ -93,6 +93,15 @@ func refreshPermanent(err *OpError, identity, fp string) bool {
 	return err != nil && err.IsPermanent() && refreshRecordBinds(err, identity, fp)
 }
 
+// fingerprintFor is the refresh token's fingerprint when there is a
+// record to compare it with; hashing is skipped otherwise.
+func fingerprintFor(rec *OpError, refresh Secret) string {
+	if rec == nil {
+		return ""
+	}
+	return refresh.Fingerprint()
+}
+
 func networkLooking(err *OpError) bool {
 	if err.Status != 0 {
 		return false
@@ -370,7 +379,7 @@ func AccountUsability(snap *Snapshot, a *Account, model string, now time.Time) U
 	}
 	s := snap.Settings
 	rec := a.State.LastRefreshError
-	fp := a.State.Refresh.Fingerprint()
+	fp := fingerprintFor(rec, a.State.Refresh)
 	if refreshPermanent(rec, a.ID, fp) {
 		return Usability{Reason: ReasonNeedsRelogin}
 	}
@@ -434,7 +443,7 @@ func MainUsability(snap *Snapshot, creds MainCredentials, hasCreds bool, model s
 	s := snap.Settings
 	id := mainIdentity(snap)
 	rec := snap.Main.LastRefreshError
-	fp := creds.Refresh.Fingerprint()
+	fp := fingerprintFor(rec, creds.Refresh)
 	if refreshPermanent(rec, id, fp) {
 		return Usability{Reason: ReasonNeedsRelogin}
 	}

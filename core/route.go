@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -17,8 +16,8 @@ import (
 type router struct {
 	snapMu sync.Mutex
 	snap   *Snapshot
-	cfgFI  os.FileInfo
-	stFI   os.FileInfo
+	cfgFI  fileStamp
+	stFI   fileStamp
 
 	sticky stickyCache
 	// writeMu serializes this process's writers of the routing state file;
@@ -43,41 +42,22 @@ func (e *Engine) router() *router {
 	return r.(*router)
 }
 
-// statOrNil returns the file's info, or nil when it does not exist.
-func statOrNil(path string) (os.FileInfo, error) {
-	fi, err := os.Stat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	return fi, err
-}
-
-// sameFile reports whether two stats describe the same file version.
-// Writers replace files by rename, so a new version is a new inode; the
-// mtime and size guard against an inode number being reused.
-func sameFile(a, b os.FileInfo) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
-}
-
 // routeSnapshot returns the files' snapshot, read again only when a file
 // changed on disk since the last read. The snapshot is shared: callers
 // must not modify it.
 func (e *Engine) routeSnapshot(ctx context.Context) (*Snapshot, error) {
 	r := e.router()
 	p := e.store.Paths()
-	cfi, err := statOrNil(p.Config)
+	cfi, err := stampOf(p.Config)
 	if err != nil {
-		return nil, fmt.Errorf("stat config: %w", err)
+		return nil, err
 	}
-	sfi, err := statOrNil(p.State)
+	sfi, err := stampOf(p.State)
 	if err != nil {
-		return nil, fmt.Errorf("stat state: %w", err)
+		return nil, err
 	}
 	r.snapMu.Lock()
-	if r.snap != nil && sameFile(r.cfgFI, cfi) && sameFile(r.stFI, sfi) {
+	if r.snap != nil && r.cfgFI.same(cfi) && r.stFI.same(sfi) {
 		snap := r.snap
 		r.snapMu.Unlock()
 		return snap, nil

@@ -177,7 +177,7 @@ func readStickyFile(path string) (*stickyFile, error) {
 // writers read a fresh copy under the lock and publish it after writing.
 type stickyCache struct {
 	mu   sync.Mutex
-	fi   os.FileInfo // the cached version; nil when absent
+	fi   fileStamp // the cached version
 	file *stickyFile
 }
 
@@ -186,13 +186,13 @@ type stickyCache struct {
 func (e *Engine) stickyCurrent() (*stickyFile, error) {
 	r := e.router()
 	path := e.store.Paths().RoutingState
-	fi, err := statOrNil(path)
+	fi, err := stampOf(path)
 	if err != nil {
-		return nil, fmt.Errorf("stat routing state: %w", err)
+		return nil, err
 	}
 	c := &r.sticky
 	c.mu.Lock()
-	if c.file != nil && sameFile(c.fi, fi) {
+	if c.file != nil && c.fi.same(fi) {
 		f := c.file
 		c.mu.Unlock()
 		return f, nil
@@ -242,7 +242,7 @@ func (e *Engine) updateSticky(ctx context.Context, fn func(f *stickyFile, now ti
 	if err := atomicfile.Write(path, append(data, '\n')); err != nil {
 		return fmt.Errorf("write routing state: %w", err)
 	}
-	fi, err := statOrNil(path)
+	fi, err := stampOf(path)
 	if err != nil {
 		return nil
 	}
@@ -319,7 +319,7 @@ func stickyRoutes(snap *Snapshot, creds MainCredentials, now time.Time) ([]stick
 	routes := make([]stickyRoute, 0, len(snap.Accounts)+1)
 	var out []AccountReason
 	id := mainIdentity(snap)
-	fp := creds.Refresh.Fingerprint()
+	fp := fingerprintFor(snap.Main.LastRefreshError, creds.Refresh)
 	if refreshPermanent(snap.Main.LastRefreshError, id, fp) {
 		out = append(out, AccountReason{AccountID: MainAccountID, Reason: ReasonNeedsRelogin})
 	} else {
@@ -470,7 +470,7 @@ func stickyRouteOf(snap *Snapshot, creds MainCredentials, id string, now time.Ti
 	s := snap.Settings
 	if id == MainAccountID {
 		mid := mainIdentity(snap)
-		fp := creds.Refresh.Fingerprint()
+		fp := fingerprintFor(snap.Main.LastRefreshError, creds.Refresh)
 		if creds.Access == "" || refreshPermanent(snap.Main.LastRefreshError, mid, fp) {
 			return stickyRoute{}, false
 		}
@@ -490,7 +490,7 @@ func stickyRouteOf(snap *Snapshot, creds MainCredentials, id string, now time.Ti
 		if a.Type != AccountOAuth || a.Problem != "" || !a.IsEnabled() || a.State.Access == "" {
 			return stickyRoute{}, false
 		}
-		fp := a.State.Refresh.Fingerprint()
+		fp := fingerprintFor(a.State.LastRefreshError, a.State.Refresh)
 		if refreshPermanent(a.State.LastRefreshError, a.ID, fp) {
 			return stickyRoute{}, false
 		}

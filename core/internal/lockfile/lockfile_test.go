@@ -280,7 +280,14 @@ func TestLock_renewalGoroutine(t *testing.T) {
 	want := clk.Now().Add(10 * time.Second).UnixMilli()
 	require.Eventually(t, func() bool { return l.ExpiresAt().UnixMilli() == want },
 		5*time.Second, time.Millisecond, "the goroutine renews")
-	assert.Greater(t, readLock(t, path).ExpiresAt, first)
+	// The goroutine keeps rewriting the file in place, so a read can catch
+	// it between truncate and write (other processes then fall back to
+	// mtime+TTL); wait for a whole read that shows the renewal.
+	require.Eventually(t, func() bool {
+		data, err := os.ReadFile(path)
+		var o owner
+		return err == nil && json.Unmarshal(data, &o) == nil && o.ExpiresAt > first
+	}, 5*time.Second, time.Millisecond, "the file shows the renewed expiry")
 
 	require.NoError(t, l.Release()) // stops and waits for the goroutine
 	assert.NoFileExists(t, path)

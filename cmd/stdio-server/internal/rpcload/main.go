@@ -63,7 +63,9 @@ func mainErr(n, warm, rounds, spawns int, framing string, methods []string) erro
 	cfg := filepath.Join(dir, "anthropic-auth.json")
 	servers := []server{
 		{"bare_echo", []string{bins["bare_echo"], "--framing", framing}},
-		{"acctpool", []string{bins["acctpool"], "--framing", framing, "--config", cfg, "--state", filepath.Join(dir, "state.json"), "--log-level", "error"}},
+		{"acctpool", []string{bins["acctpool"], "--framing", framing, "--config", cfg, "--state", filepath.Join(dir, "state.json"), "--log-level", "error",
+			// Never reach the real Anthropic from a benchmark: a closed local port.
+			"--token-url", "http://127.0.0.1:9/v1/oauth/token", "--usage-url", "http://127.0.0.1:9/api/oauth/usage", "--profile-url", "http://127.0.0.1:9/api/oauth/profile"}},
 	}
 	fmt.Printf("rpcload: %d requests per run, %d rounds, framing %s, GOMAXPROCS of host %s\n\n", n, rounds, framing, os.Getenv("GOMAXPROCS"))
 

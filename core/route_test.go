@@ -42,6 +42,14 @@ func fableWin(remaining float64) ScopedWindow {
 // valid for 8 hours unless mainExpires says otherwise.
 func routeEnv(t *testing.T, settings string, main *MainState, fbs ...fb) *testEnv {
 	t.Helper()
+	cfg, state := routeFiles(t, settings, main, fbs...)
+	env := newTestEnv(t, cfg, state)
+	env.engine.setMainCredentials(MainCredentials{Access: "main-access", Refresh: "main-refresh", Expires: epochMs(testStart.Add(8 * time.Hour))})
+	return env
+}
+
+// routeFiles returns the config and state files of a routing test.
+func routeFiles(tb testing.TB, settings string, main *MainState, fbs ...fb) (string, string) {
 	var accts []string
 	st := StateFile{Version: 1, Main: main, Accounts: map[string]*AccountState{}}
 	for _, f := range fbs {
@@ -76,10 +84,8 @@ func routeEnv(t *testing.T, settings string, main *MainState, fbs ...fb) *testEn
 	}
 	cfg := `{"version":1,"mainAccountId":"main-uuid",` + settings + `"accounts":[` + strings.Join(accts, ",") + `]}`
 	raw, err := json.Marshal(st)
-	require.NoError(t, err)
-	env := newTestEnv(t, cfg, string(raw))
-	env.engine.setMainCredentials(MainCredentials{Access: "main-access", Refresh: "main-refresh", Expires: epochMs(testStart.Add(8 * time.Hour))})
-	return env
+	require.NoError(tb, err)
+	return cfg, string(raw)
 }
 
 // usageJSON is a usage endpoint body with the given remaining percentages

@@ -199,6 +199,10 @@ export interface Route {
   model?: string;
   attempted?: Array<string>;
   sticky?: StickyInfo;
+  /** The request size given to route/select, carried so a retry keeps it. */
+  promptBytes?: number;
+  /** True once a 401 on this route was answered by a token refresh and a retry, so a second 401 moves on. */
+  authRetried?: boolean;
 }
 
 export interface AccountReason {
@@ -500,6 +504,8 @@ export interface RouteSelectParams {
   promptBytes?: number;
   /** Account ids not to use. */
   exclude?: Array<string>;
+  /** True when the request body is a stream that cannot be replayed: such a request is only sent to the main account. */
+  streamed?: boolean;
 }
 
 /** Result of route/select. */

@@ -145,19 +145,30 @@ func (e *Engine) confirmMainExhausted(ctx context.Context) bool {
 
 func (e *Engine) reportOrdered(ctx context.Context, snap *Snapshot, route Route, f Failure, v Verdict, eff Effect, res *ReportResult) (*ReportResult, error) {
 	oauth := route.AccountID == MainAccountID || route.Kind == "oauth"
-	refreshNote := ""
-	if eff.RefreshAndRetry && oauth && !route.AuthRetried {
+	canRefresh := eff.RefreshAndRetry && oauth && !route.AuthRetried
+	// refreshHere is the 401 answer when no other account takes the
+	// request: refresh this route's token and retry once on it.
+	refreshHere := func(note string) (*ReportResult, bool) {
 		next, err := e.refreshRoute(ctx, route)
-		if err == nil {
-			res.Action, res.Next, res.Reason = ActionRetry, next, next.Reason
-			return res, nil
+		if err != nil {
+			res.Reason = fmt.Sprintf("%s is %s%s; token refresh failed: %s: response returned", statusText(f), v.Class, note, shorten(err.Error(), 200))
+			return res, false
 		}
-		refreshNote = "; token refresh failed: " + shorten(err.Error(), 200)
+		res.Action, res.Next, res.Reason = ActionRetry, next, next.Reason
+		return res, true
 	}
 	if !moves(snap.Settings, f, eff) {
-		res.Reason = fmt.Sprintf("%s is %s: response returned%s", statusText(f), v.Class, refreshNote)
+		if canRefresh {
+			out, _ := refreshHere("")
+			return out, nil
+		}
+		res.Reason = fmt.Sprintf("%s is %s: response returned", statusText(f), v.Class)
 		return res, nil
 	}
+	// Upstream's ordered modes move a request in fallbackOn to the next
+	// account first (a 401 such as "OAuth not allowed for this
+	// organization" is not cured by a refresh); only when no account can
+	// take it is the route's own token refreshed and the request retried.
 	attempted := attemptedAfter(route)
 	o := newRouteOpts(attempted)
 	o.why = fmt.Sprintf("after %s %s", route.AccountID, statusText(f))
@@ -168,7 +179,17 @@ func (e *Engine) reportOrdered(ctx context.Context, snap *Snapshot, route Route,
 		snap = fresh
 	}
 	next, err := e.selectOrdered(ctx, snap, SelectRequest{SessionID: route.SessionID, Model: route.Model, PromptBytes: route.PromptBytes, Exclude: attempted}, o)
-	return e.nextOrReturn(res, next, err, f, v, refreshNote)
+	if err != nil && canRefresh && errors.Is(err, ErrNoRoute) {
+		if out, ok := refreshHere(" and no other account can serve"); ok {
+			return out, nil
+		}
+		var nr *NoRouteError
+		if errors.As(err, &nr) {
+			res.NoRoute = &nr.NoRoute
+		}
+		return res, nil
+	}
+	return e.nextOrReturn(res, next, err, f, v, "")
 }
 
 // nextOrReturn turns a selection of the next route into the result: retry

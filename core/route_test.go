@@ -316,23 +316,36 @@ func TestReport_mainFirstFallback(t *testing.T) {
 
 // Case 51, 401 variant: a 401 on main refreshes main once and retries on
 // main (the effects table's refresh-and-retry); a second 401 moves on.
-func TestReport_401RefreshesThenMoves(t *testing.T) {
-	env := routeEnv(t, "", nil, fb{id: "fb", quota: fq(80, 80)})
-	env.fake.script("token", scripted{status: 200, body: `{"access_token":"main-new","refresh_token":"main-refresh-2","expires_in":28800}`})
-	r, err := env.engine.Select(env.ctx(), SelectRequest{})
-	require.NoError(t, err)
+func TestReport_401MovesFirst(t *testing.T) {
 	body := `{"type":"error","error":{"type":"authentication_error","message":"OAuth authentication is currently not allowed for this organization."}}`
-	res, err := env.engine.Report(env.ctx(), ReportRequest{Route: *r, Status: 401, Body: body, Replayable: true})
-	require.NoError(t, err)
-	require.Equal(t, ActionRetry, res.Action)
-	assert.Equal(t, MainAccountID, res.Next.AccountID)
-	assert.Equal(t, Secret("main-new"), res.Next.Credential.Token)
-	assert.True(t, res.Next.AuthRetried)
-	res, err = env.engine.Report(env.ctx(), ReportRequest{Route: *res.Next, Status: 401, Body: body, Replayable: true})
-	require.NoError(t, err)
-	require.Equal(t, ActionRetry, res.Action)
-	assert.Equal(t, "fb", res.Next.AccountID)
-	assert.Equal(t, 1, env.fake.count("token"))
+	t.Run("a fallback takes the request and main is not refreshed (case 51)", func(t *testing.T) {
+		env := routeEnv(t, "", nil, fb{id: "fb", quota: fq(80, 80)})
+		r, err := env.engine.Select(env.ctx(), SelectRequest{})
+		require.NoError(t, err)
+		require.Equal(t, MainAccountID, r.AccountID)
+		res, err := env.engine.Report(env.ctx(), ReportRequest{Route: *r, Status: 401, Body: body, Replayable: true})
+		require.NoError(t, err)
+		require.Equal(t, ActionRetry, res.Action)
+		assert.Equal(t, "fb", res.Next.AccountID)
+		assert.Equal(t, 0, env.fake.count("token"))
+	})
+	t.Run("with no other account the route's token is refreshed once, then returned", func(t *testing.T) {
+		env := routeEnv(t, "", nil)
+		env.fake.script("token", scripted{status: 200, body: `{"access_token":"main-new","refresh_token":"main-refresh-2","expires_in":28800}`})
+		r, err := env.engine.Select(env.ctx(), SelectRequest{})
+		require.NoError(t, err)
+		res, err := env.engine.Report(env.ctx(), ReportRequest{Route: *r, Status: 401, Body: body, Replayable: true})
+		require.NoError(t, err)
+		require.Equal(t, ActionRetry, res.Action)
+		assert.Equal(t, MainAccountID, res.Next.AccountID)
+		assert.Equal(t, Secret("main-new"), res.Next.Credential.Token)
+		assert.True(t, res.Next.AuthRetried)
+		res, err = env.engine.Report(env.ctx(), ReportRequest{Route: *res.Next, Status: 401, Body: body, Replayable: true})
+		require.NoError(t, err)
+		assert.Equal(t, ActionReturn, res.Action, "a second 401 is returned, not refreshed again")
+		assert.NotNil(t, res.NoRoute)
+		assert.Equal(t, 1, env.fake.count("token"))
+	})
 }
 
 // Report harvests rate-limit headers and records lastUsed of a fallback.

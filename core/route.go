@@ -280,6 +280,13 @@ func (e *Engine) evalFallback(ctx context.Context, snap *Snapshot, a *Account, m
 		if err != nil {
 			return &acct, e.fallbackFailure(snap, &acct, err, model)
 		}
+		// A usage 401 inside the fetch rotates the tokens: route with the
+		// stored ones, not the ones read before the fetch (case 7).
+		if fresh, lerr := e.store.Load(ctx); lerr == nil {
+			if b, ok := fresh.Account(acct.ID); ok {
+				acct = *b
+			}
+		}
 		acct.State.Quota = q
 		acct.State.LastQuotaRefreshError = nil
 	}
@@ -298,7 +305,9 @@ func (e *Engine) fallbackFailure(snap *Snapshot, a *Account, err error, model st
 	if !expired(a.State.Access, a.State.Expires, now) && transientQuotaError(err) && QuotaPassesPolicy(q, s) && windowsCurrent(q, now) {
 		return quotaUsability(s, q, nil, a.ID, model, now, false)
 	}
-	if !s.FailClosedOnUnknown && !RefreshBackoffActive(a.State.LastRefreshError, a.ID, now, a.State.Refresh.Fingerprint()) && !ModelScopeExhausted(q, model) {
+	// Fail-open is for unknown quota: a cached snapshot that is known to
+	// fail the thresholds still excludes the account (case 15).
+	if !s.FailClosedOnUnknown && QuotaPassesPolicy(q, s) && !RefreshBackoffActive(a.State.LastRefreshError, a.ID, now, a.State.Refresh.Fingerprint()) && !ModelScopeExhausted(q, model) {
 		if r, until, ok := killswitchFailure(q, s, a.ID, model, now); !ok {
 			return Usability{Reason: r, Until: until}
 		}

@@ -310,9 +310,35 @@ func (e *Engine) SetMain(ctx context.Context, c MainCredentials) (AccountView, e
 			return AccountView{}, err
 		}
 	}
+	prev, hadPrev := e.mainCredentials()
 	e.setMainCredentials(c)
+	if rec := snap.Main.LastRefreshError; rec != nil && c.Refresh != "" && staleForToken(rec, prev, hadPrev, c.Refresh) {
+		// A new refresh token (a re-login or a rotation by the host) retires
+		// the refresh error of the old one, with a tombstone so another
+		// process holding the old record does not write it back.
+		now := epochMs(e.now())
+		if snap, err = e.store.UpdateState(ctx, func(st *StateFile) error {
+			m := ensureMain(st)
+			if m.LastRefreshError != nil && staleForToken(m.LastRefreshError, prev, hadPrev, c.Refresh) {
+				m.LastRefreshError, m.RefreshErrorClearedAt = nil, now
+			}
+			return nil
+		}); err != nil {
+			return AccountView{}, err
+		}
+	}
 	e.emit(Event{Kind: EventAccountsChanged, Accounts: []string{MainAccountID}})
 	return e.mainView(snap, e.now()), nil
+}
+
+// staleForToken reports whether a main refresh error belongs to a refresh
+// token other than next: its fingerprint says so, or (for records without
+// one) the host replaced the token this process was using.
+func staleForToken(rec *OpError, prev MainCredentials, hadPrev bool, next Secret) bool {
+	if rec.RefreshTokenFingerprint != "" {
+		return rec.RefreshTokenFingerprint != next.Fingerprint()
+	}
+	return hadPrev && prev.Refresh != "" && prev.Refresh != next
 }
 
 // RefreshAccount forces one token refresh of an account ("main" allowed).

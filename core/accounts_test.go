@@ -207,3 +207,34 @@ func TestEngine_passes(t *testing.T) {
 	require.Len(t, sum.Results, 1)
 	assert.Equal(t, "refresh.enabled is false", sum.Results[0].Reason)
 }
+
+func TestEngine_SetMain_newRefreshTokenRetiresOldError(t *testing.T) {
+	yes := true
+	cases := []struct {
+		name      string
+		record    OpError
+		first     Secret
+		second    Secret
+		wantClear bool
+	}{
+		{"record without fingerprint, host re-login", OpError{Status: 400, Permanent: &yes}, "sk-ant-ort01-OLD", "sk-ant-ort01-NEW", true},
+		{"record without fingerprint, same token again", OpError{Status: 400, Permanent: &yes}, "sk-ant-ort01-OLD", "sk-ant-ort01-OLD", false},
+		{"record bound to the old token", OpError{Status: 400, Permanent: &yes, RefreshTokenFingerprint: Secret("sk-ant-ort01-OLD").Fingerprint()}, "sk-ant-ort01-OLD", "sk-ant-ort01-NEW", true},
+		{"record bound to the current token", OpError{Status: 400, Permanent: &yes, RefreshTokenFingerprint: Secret("sk-ant-ort01-NEW").Fingerprint()}, "sk-ant-ort01-OLD", "sk-ant-ort01-NEW", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newTestEnv(t, `{"version":1,"mainAccountId":"m-1","accounts":[]}`, "")
+			rec := tc.record
+			rec.Message, rec.CheckedAt, rec.NextRetryAt = "Claude OAuth refresh failed: 400", ms(testStart), ms(testStart.Add(24*time.Hour))
+			_, err := env.engine.store.UpdateState(env.ctx(), func(st *StateFile) error { ensureMain(st).LastRefreshError = &rec; return nil })
+			require.NoError(t, err)
+			_, err = env.engine.SetMain(env.ctx(), MainCredentials{Access: "a1", Refresh: tc.first})
+			require.NoError(t, err)
+			_, err = env.engine.SetMain(env.ctx(), MainCredentials{Access: "a2", Refresh: tc.second})
+			require.NoError(t, err)
+			main, _ := env.state()["main"].(map[string]any)
+			assert.Equal(t, tc.wantClear, main["lastRefreshError"] == nil)
+		})
+	}
+}

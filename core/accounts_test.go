@@ -220,7 +220,7 @@ func TestEngine_SetMain_newRefreshTokenRetiresOldError(t *testing.T) {
 		{"record without fingerprint, host re-login", OpError{Status: 400, Permanent: &yes}, "sk-ant-ort01-OLD", "sk-ant-ort01-NEW", true},
 		{"record without fingerprint, same token again", OpError{Status: 400, Permanent: &yes}, "sk-ant-ort01-OLD", "sk-ant-ort01-OLD", false},
 		{"record bound to the old token", OpError{Status: 400, Permanent: &yes, RefreshTokenFingerprint: Secret("sk-ant-ort01-OLD").Fingerprint()}, "sk-ant-ort01-OLD", "sk-ant-ort01-NEW", true},
-		{"record bound to the current token", OpError{Status: 400, Permanent: &yes, RefreshTokenFingerprint: Secret("sk-ant-ort01-NEW").Fingerprint()}, "sk-ant-ort01-OLD", "sk-ant-ort01-NEW", false},
+		{"record bound to the token handed over", OpError{Status: 400, Permanent: &yes, RefreshTokenFingerprint: Secret("sk-ant-ort01-NEW").Fingerprint()}, "sk-ant-ort01-NEW", "sk-ant-ort01-NEW", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

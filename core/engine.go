@@ -112,6 +112,8 @@ type Engine struct {
 
 	loginMu sync.Mutex
 	logins  map[string]pendingLogin
+
+	routing router
 }
 
 // New returns an engine over opts.Store.

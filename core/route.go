@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
-	"weak"
 )
 
 // router is the routing state of one engine: a snapshot of the files that
@@ -25,22 +23,8 @@ type router struct {
 	writeMu sync.Mutex
 }
 
-// routers maps engines to their routing state without a field in Engine.
-// TODO(routing): make this a field of Engine once engine.go settles; the
-// weak key only keeps the map from holding engines alive.
-var routers sync.Map // weak.Pointer[Engine] -> *router
-
-func (e *Engine) router() *router {
-	key := weak.Make(e)
-	if r, ok := routers.Load(key); ok {
-		return r.(*router)
-	}
-	r, loaded := routers.LoadOrStore(key, &router{})
-	if !loaded {
-		runtime.AddCleanup(e, func(k weak.Pointer[Engine]) { routers.Delete(k) }, key)
-	}
-	return r.(*router)
-}
+// router returns the engine's routing state.
+func (e *Engine) router() *router { return &e.routing }
 
 // routeSnapshot returns the files' snapshot, read again only when a file
 // changed on disk since the last read. The snapshot is shared: callers

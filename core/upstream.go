@@ -52,6 +52,11 @@ func (e *Engine) send(ctx context.Context, req *http.Request) (*upstreamReply, e
 // is the redacted body excerpt; known are secrets the request carried.
 func (e *Engine) failureOf(src Source, r *upstreamReply, netErr error, known ...Secret) Failure {
 	f := Failure{Source: src, At: e.now()}
+	// The host's own tokens are scrubbed from every message too, whichever
+	// account the failure belongs to.
+	if c, ok := e.mainCredentials(); ok {
+		known = append(known, c.Access, c.Refresh)
+	}
 	if r == nil {
 		f.Network = true
 		msg := "network error"

@@ -14,13 +14,16 @@ import (
 // sharing the same files never loses data to us.
 type Extra map[string]json.RawMessage
 
-var knownKeysCache sync.Map // reflect.Type -> map[string]bool
+// fieldTable maps the JSON names of a struct's fields to their indexes.
+type fieldTable map[string]int
 
-func knownKeys(t reflect.Type) map[string]bool {
-	if v, ok := knownKeysCache.Load(t); ok {
-		return v.(map[string]bool)
+var fieldTables sync.Map // reflect.Type -> fieldTable
+
+func fieldsOf(t reflect.Type) fieldTable {
+	if v, ok := fieldTables.Load(t); ok {
+		return v.(fieldTable)
 	}
-	keys := map[string]bool{}
+	ft := fieldTable{}
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		tag := f.Tag.Get("json")
@@ -31,30 +34,39 @@ func knownKeys(t reflect.Type) map[string]bool {
 		if name == "" {
 			name = f.Name
 		}
-		keys[name] = true
+		ft[name] = i
 	}
-	knownKeysCache.Store(t, keys)
-	return keys
+	fieldTables.Store(t, ft)
+	return ft
 }
 
-// decodeWithExtra decodes data into v (a pointer to an alias struct without
-// custom methods) and returns the keys that v does not know.
+// decodeWithExtra decodes data, a JSON object, into v (a pointer to an
+// alias struct without custom methods) and returns the keys v does not
+// know. The object is scanned once: each known value is decoded straight
+// into its field, each unknown one is kept raw.
 func decodeWithExtra(data []byte, v any) (Extra, error) {
-	if err := json.Unmarshal(data, v); err != nil {
-		return nil, err
-	}
 	var all map[string]json.RawMessage
 	if err := json.Unmarshal(data, &all); err != nil {
 		return nil, err
 	}
-	known := knownKeys(reflect.TypeOf(v).Elem())
+	if all == nil {
+		// JSON null: leave v at its zero value, as encoding/json does.
+		return nil, nil
+	}
+	rv := reflect.ValueOf(v).Elem()
+	fields := fieldsOf(rv.Type())
 	var extra Extra
 	for k, raw := range all {
-		if !known[k] {
+		i, ok := fields[k]
+		if !ok {
 			if extra == nil {
 				extra = Extra{}
 			}
 			extra[k] = raw
+			continue
+		}
+		if err := json.Unmarshal(raw, rv.Field(i).Addr().Interface()); err != nil {
+			return nil, err
 		}
 	}
 	return extra, nil
@@ -67,10 +79,10 @@ func encodeWithExtra(v any, extra Extra) ([]byte, error) {
 	if err != nil || len(extra) == 0 {
 		return data, err
 	}
-	known := knownKeys(reflect.TypeOf(v).Elem())
+	known := fieldsOf(reflect.TypeOf(v).Elem())
 	keys := make([]string, 0, len(extra))
 	for k := range extra {
-		if !known[k] {
+		if _, ok := known[k]; !ok {
 			keys = append(keys, k)
 		}
 	}

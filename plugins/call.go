@@ -1,0 +1,164 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/hostfuncs"
+	"github.com/acctpool/acctpool/plugins/internal/abi"
+)
+
+// errNoOpinion is not a fault: the guest returned len 0.
+var errNoOpinion = errors.New("no opinion")
+
+// errCanceled is not a fault either: the caller's context ended the call.
+var errCanceled = errors.New("caller canceled")
+
+// classify asks p about f. It returns the plugin's verdict, errNoOpinion,
+// errCanceled, or a fault already recorded in p's status.
+func (p *plugin) classify(ctx context.Context, f core.Failure, builtin core.Verdict) (core.Verdict, error) {
+	if !p.allow() {
+		return core.Verdict{}, errNoOpinion
+	}
+	p.calls.Add(1)
+	cctx, cancel := context.WithTimeout(ctx, p.limits.CallTimeout)
+	defer cancel()
+	in, kind, err := p.acquire(cctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return core.Verdict{}, errCanceled
+		}
+		p.fail(kind, err)
+		return core.Verdict{}, err
+	}
+	out, kind, err := p.call(cctx, in, f, builtin)
+	p.release(ctx, in, err == nil || errors.Is(err, errNoOpinion))
+	switch {
+	case err == nil || errors.Is(err, errNoOpinion):
+		p.succeed()
+		if err != nil {
+			return core.Verdict{}, err
+		}
+	case kind == FaultTimeout && ctx.Err() != nil:
+		return core.Verdict{}, errCanceled
+	default:
+		p.fail(kind, err)
+		return core.Verdict{}, err
+	}
+	v := core.Verdict{Class: out.Class, RetryAfter: builtin.RetryAfter, Reason: out.Reason, DecidedBy: "plugin:" + p.m.ID}
+	if out.RetryAfter != nil {
+		v.RetryAfter = *out.RetryAfter
+	}
+	if v.Reason == "" {
+		v.Reason = builtin.Reason
+	}
+	return v, nil
+}
+
+// call runs one classification on in: encode, write (calling
+// errclass_alloc only when the input outgrew the guest buffer), one
+// errclass_classify call, then copy and decode the output.
+func (p *plugin) call(ctx context.Context, in *instance, f core.Failure, builtin core.Verdict) (abi.Output, FaultKind, error) {
+	in.calls++
+	in.log.Reset()
+	defer p.reportDropped(in)
+	ctx = hostfuncs.WithCallLog(ctx, &in.log)
+	var err error
+	if in.input, err = encodeInput(in.input[:0], f, builtin, p.limits.MaxInputBytes); err != nil {
+		return abi.Output{}, FaultInputTooLarge, err
+	}
+	n := uint32(len(in.input))
+	if n > in.bufCap {
+		in.stack[0] = uint64(n)
+		if err := in.alloc.CallWithStack(ctx, in.stack[:]); err != nil {
+			return abi.Output{}, p.callFault(ctx, err), p.callErr(in, "errclass_alloc", err)
+		}
+		ptr := uint32(in.stack[0])
+		if ptr == 0 || uint64(ptr)+uint64(n) > uint64(in.mem.Size()) {
+			return abi.Output{}, FaultAlloc, fmt.Errorf("errclass_alloc(%d) returned %#x, outside memory of %d bytes", n, ptr, in.mem.Size())
+		}
+		in.bufPtr, in.bufCap = ptr, n
+	}
+	if !in.mem.Write(in.bufPtr, in.input) {
+		return abi.Output{}, FaultAlloc, fmt.Errorf("guest buffer %#x+%d is outside memory", in.bufPtr, n)
+	}
+	in.stack[0], in.stack[1] = uint64(in.bufPtr), uint64(n)
+	if err := in.classify.CallWithStack(ctx, in.stack[:]); err != nil {
+		return abi.Output{}, p.callFault(ctx, err), p.callErr(in, "errclass_classify", err)
+	}
+	if size := in.mem.Size(); size > memoryGrowthFactor*in.baseSize {
+		return abi.Output{}, FaultMemory, fmt.Errorf("linear memory grew to %d KiB, over %dx its %d KiB after initialisation", size>>10, memoryGrowthFactor, in.baseSize>>10)
+	}
+	packed := in.stack[0]
+	outPtr, outLen := uint32(packed>>32), uint32(packed)
+	if outLen == 0 {
+		return abi.Output{}, "", errNoOpinion
+	}
+	if outLen > uint32(p.limits.MaxOutputBytes) {
+		return abi.Output{}, FaultBadOutput, fmt.Errorf("output of %d bytes exceeds the %d-byte cap", outLen, p.limits.MaxOutputBytes)
+	}
+	raw, ok := in.mem.Read(outPtr, outLen)
+	if !ok {
+		return abi.Output{}, FaultBadOutput, fmt.Errorf("output %#x+%d is outside memory of %d bytes", outPtr, outLen, in.mem.Size())
+	}
+	// Read is a view of guest memory; DecodeOutput copies what it keeps.
+	out, err := abi.DecodeOutput(raw)
+	if err != nil {
+		return abi.Output{}, FaultBadOutput, err
+	}
+	return out, "", nil
+}
+
+// encodeInput encodes the input JSON within max bytes, cutting the body
+// further when the whole does not fit.
+func encodeInput(dst []byte, f core.Failure, builtin core.Verdict, limit int) ([]byte, error) {
+	dst = abi.AppendInput(dst, f, builtin, abi.MaxBody)
+	if len(dst) <= limit {
+		return dst, nil
+	}
+	body := min(len(f.Body), abi.MaxBody) - (len(dst) - limit)
+	dst = abi.AppendInput(dst[:0], f, builtin, max(body, 0))
+	if len(dst) > limit {
+		// Escaping can make the cut body longer than its bytes; drop it.
+		dst = abi.AppendInput(dst[:0], f, builtin, 0)
+	}
+	if len(dst) > limit {
+		return dst, fmt.Errorf("input of %d bytes exceeds the %d-byte cap without its body", len(dst), limit)
+	}
+	return dst, nil
+}
+
+// callFault classifies a failed guest call: our deadline (or the caller's
+// cancellation) or a trap.
+func (p *plugin) callFault(ctx context.Context, err error) FaultKind {
+	var exit *sys.ExitError
+	if errors.As(err, &exit) && (exit.ExitCode() == sys.ExitCodeDeadlineExceeded || exit.ExitCode() == sys.ExitCodeContextCanceled) {
+		return FaultTimeout
+	}
+	if ctx.Err() != nil {
+		return FaultTimeout
+	}
+	return FaultTrap
+}
+
+// callErr makes a one-line error of a failed guest call, with the tail of
+// the guest's output (a Go panic message) when there is one.
+func (p *plugin) callErr(in *instance, fn string, err error) error {
+	var exit *sys.ExitError
+	if errors.As(err, &exit) && (exit.ExitCode() == sys.ExitCodeDeadlineExceeded) {
+		return fmt.Errorf("%w: %s ran past its %v deadline", ErrPluginTimeout, fn, p.limits.CallTimeout)
+	}
+	return fmt.Errorf("%s: %s%s", fn, firstLine(err.Error()), in.out.suffix())
+}
+
+// reportDropped logs, once per call, how many guest log lines the per-call
+// limits dropped.
+func (p *plugin) reportDropped(in *instance) {
+	if d := in.log.Dropped(); d > 0 {
+		p.log.Warn("plugin log lines dropped", "plugin", p.m.ID, "dropped", d)
+	}
+}

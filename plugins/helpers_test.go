@@ -1,0 +1,79 @@
+package plugins
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/acctpool/acctpool/core"
+)
+
+// fixture returns a manifest for plugins/testdata/<name>.wasm.
+func fixture(t testing.TB, name string) Manifest {
+	t.Helper()
+	path := filepath.Join("testdata", name+".wasm")
+	return manifestFor(t, name, path)
+}
+
+func manifestFor(t testing.TB, id, path string) Manifest {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	sum := sha256.Sum256(data)
+	return Manifest{ID: id, Version: "1.0.0", ABI: ABIVersion, Wasm: path, SHA256: hex.EncodeToString(sum[:])}
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newHost(t testing.TB, logs *syncBuffer, ms ...Manifest) *Host {
+	t.Helper()
+	opts := Options{Manifests: ms, CacheDir: testCacheDir}
+	if logs != nil {
+		opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	h, err := NewHost(context.Background(), opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, h.Close(context.Background())) })
+	return h
+}
+
+func failure(status int) core.Failure {
+	return core.Failure{Source: core.SourceUsage, Status: status, Header: http.Header{"Retry-After": {"7"}},
+		Body: []byte(`{"error":{"type":"permission_error"}}`), Message: "usage failed"}
+}
+
+func statusOf(t testing.TB, h *Host, id string) PluginStatus {
+	t.Helper()
+	for _, s := range h.Status() {
+		if s.ID == id {
+			return s
+		}
+	}
+	t.Fatalf("no status for %s", id)
+	return PluginStatus{}
+}

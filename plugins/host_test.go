@@ -42,7 +42,7 @@ func TestOKPlugin(t *testing.T) {
 		assert.Equal(t, "builtin", v.DecidedBy)
 	}
 	assert.Contains(t, logs.String(), "plugin=ok")
-	assert.Contains(t, logs.String(), `line="teapot[31m line"`)
+	assert.Contains(t, logs.String(), `line="teapot[31m lin"`)
 	assert.NotContains(t, logs.String(), "\x1b")
 
 	s := statusOf(t, h, "ok")

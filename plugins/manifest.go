@@ -187,6 +187,14 @@ func ParseManifest(data []byte) (Manifest, error) {
 func parseManifest(data []byte) (Manifest, error) {
 	var w wireManifest
 	if err := strictDecode(data, &w); err != nil {
+		// Recover the id, when there is a valid one, to name the plugin.
+		var named struct {
+			ID      string `json:"id"`
+			Version string `json:"version"`
+		}
+		if json.Unmarshal(data, &named) == nil && idPattern.MatchString(named.ID) {
+			return Manifest{ID: named.ID, Version: named.Version}, fmt.Errorf("plugin %s: %w", named.ID, err)
+		}
 		return Manifest{}, fmt.Errorf("manifest: %w", err)
 	}
 	m := Manifest{ID: w.ID, Version: w.Version, Wasm: w.Wasm, SHA256: strings.ToLower(w.SHA256), Limits: w.Limits}

@@ -16,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/acctpool/acctpool/schema"
+	"github.com/acctpool/acctpool/schema/validate"
 )
 
 // Case outcomes.
@@ -317,7 +317,7 @@ func (r *caseRun) rpc(ctx context.Context, method string, params any) (any, *RPC
 	var rerr *RPCError
 	if errors.As(err, &rerr) {
 		if len(rerr.Data) > 0 && (rerr.Code < -32768 || rerr.Code > -32000) {
-			if verr := schema.ValidateErrorData(rerr.Data); verr != nil {
+			if verr := validate.ValidateErrorData(rerr.Data); verr != nil {
 				probs = append(probs, "error data: "+verr.Error())
 			}
 		}
@@ -326,7 +326,7 @@ func (r *caseRun) rpc(ctx context.Context, method string, params any) (any, *RPC
 	if err != nil {
 		return nil, nil, []string{err.Error()}
 	}
-	if verr := schema.ValidateResult(method, raw); verr != nil {
+	if verr := validate.ValidateResult(method, raw); verr != nil {
 		probs = append(probs, "schema: "+verr.Error())
 	}
 	return decodeTree(raw), nil, probs
@@ -548,7 +548,7 @@ func (r *caseRun) hostRequest(ctx context.Context, hr HostRequest) (Outcome, []s
 	var rerr *RPCError
 	if errors.As(err, &rerr) {
 		var probs []string
-		if verr := schema.ValidateErrorData(rerr.Data); len(rerr.Data) > 0 && verr != nil {
+		if verr := validate.ValidateErrorData(rerr.Data); len(rerr.Data) > 0 && verr != nil {
 			probs = append(probs, "route/select error data: "+verr.Error())
 		}
 		if kind, _ := lookup(decodeTree(rerr.Data), "kind"); kind == "no_account_available" {
@@ -562,7 +562,7 @@ func (r *caseRun) hostRequest(ctx context.Context, hr HostRequest) (Outcome, []s
 	if err != nil {
 		return out, []string{"route/select: " + err.Error()}
 	}
-	if verr := schema.ValidateResult("route/select", raw); verr != nil {
+	if verr := validate.ValidateResult("route/select", raw); verr != nil {
 		return out, []string{"route/select schema: " + verr.Error()}
 	}
 	route := json.RawMessage(raw)

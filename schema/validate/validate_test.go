@@ -1,4 +1,4 @@
-package schema
+package validate
 
 import (
 	"bytes"
@@ -11,9 +11,11 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/acctpool/acctpool/schema"
 )
 
-// metaSchema compiles the vendored OpenRPC meta-schema (see
+// metaSchema compiles the vendored schema.OpenRPC meta-schema (see
 // testdata/README.md for the source and the $schema rewrite).
 func metaSchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
@@ -42,7 +44,7 @@ func metaSchema(t *testing.T) *jsonschema.Schema {
 
 func TestOpenRPC_metaSchema(t *testing.T) {
 	sch := metaSchema(t)
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(OpenRPC))
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(schema.OpenRPC))
 	require.NoError(t, err)
 	assert.NoError(t, sch.Validate(v))
 
@@ -75,7 +77,7 @@ func methods(t *testing.T) []method {
 	var d struct {
 		Methods []method `json:"methods"`
 	}
-	require.NoError(t, json.Unmarshal(OpenRPC, &d))
+	require.NoError(t, json.Unmarshal(schema.OpenRPC, &d))
 	return d.Methods
 }
 
@@ -135,7 +137,7 @@ func TestOpenRPC_errorExamplesMatchErrorData(t *testing.T) {
 			} `json:"errors"`
 		} `json:"components"`
 	}
-	require.NoError(t, json.Unmarshal(OpenRPC, &d))
+	require.NoError(t, json.Unmarshal(schema.OpenRPC, &d))
 	require.NotEmpty(t, d.Components.Errors)
 	for name, e := range d.Components.Errors {
 		t.Run(name, func(t *testing.T) {

@@ -176,9 +176,10 @@ func readStickyFile(path string) (*stickyFile, error) {
 // only when the file on disk changes. The cached file is never modified:
 // writers read a fresh copy under the lock and publish it after writing.
 type stickyCache struct {
-	mu   sync.Mutex
-	fi   fileStamp // the cached version
-	file *stickyFile
+	mu      sync.Mutex
+	fi      fileStamp // the cached version
+	checked time.Time // wall time fi was last confirmed
+	file    *stickyFile
 }
 
 // stickyCurrent returns the routing state, from memory while the file is
@@ -186,14 +187,23 @@ type stickyCache struct {
 func (e *Engine) stickyCurrent() (*stickyFile, error) {
 	r := e.router()
 	path := e.store.Paths().RoutingState
+	c := &r.sticky
+	wall := e.store.wallNow()
+	c.mu.Lock()
+	if c.file != nil && recentlyChecked(c.checked, wall) {
+		f := c.file
+		c.mu.Unlock()
+		return f, nil
+	}
+	c.mu.Unlock()
 	fi, err := stampOf(path)
 	if err != nil {
 		return nil, err
 	}
-	c := &r.sticky
 	c.mu.Lock()
 	if c.file != nil && c.fi.same(fi) {
 		f := c.file
+		c.checked = wall
 		c.mu.Unlock()
 		return f, nil
 	}
@@ -203,7 +213,7 @@ func (e *Engine) stickyCurrent() (*stickyFile, error) {
 		return nil, err
 	}
 	c.mu.Lock()
-	c.file, c.fi = f, fi
+	c.file, c.fi, c.checked = f, fi, wall
 	c.mu.Unlock()
 	return f, nil
 }
@@ -247,7 +257,7 @@ func (e *Engine) updateSticky(ctx context.Context, fn func(f *stickyFile, now ti
 		return nil
 	}
 	r.sticky.mu.Lock()
-	r.sticky.file, r.sticky.fi = f, fi
+	r.sticky.file, r.sticky.fi, r.sticky.checked = f, fi, e.store.wallNow()
 	r.sticky.mu.Unlock()
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	json "github.com/goccy/go-json"
@@ -53,6 +54,22 @@ type Store struct {
 	logger *slog.Logger
 	wall   func() time.Time // nil: lockfile's default wall clock
 	mu     sync.Mutex       // serializes writers inside the process
+	// gen counts this process's writes, so caches of the files (routing)
+	// see them at once without asking the file system.
+	gen atomic.Uint64
+}
+
+// generation returns the count of writes this store has made.
+func (s *Store) generation() uint64 { return s.gen.Load() }
+
+// wallNow is the wall clock that cross-process facts (lock expiry, when a
+// file was last looked at) are judged on; StoreOptions.WallClock in tests.
+// It is not the engine's Clock, which a manual clock may hold still.
+func (s *Store) wallNow() time.Time {
+	if s.wall != nil {
+		return s.wall()
+	}
+	return time.Now()
 }
 
 // NewStore returns a store for the given paths.
@@ -111,6 +128,7 @@ func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
 func (s *Store) UpdateState(ctx context.Context, fn func(st *StateFile) error) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.gen.Add(1)
 	var snap *Snapshot
 	err := s.withLock(ctx, lockStateWrite, func(owned func() error) error {
 		// The config is read only now, under the state lock: a config
@@ -150,6 +168,7 @@ func (s *Store) UpdateState(ctx context.Context, fn func(st *StateFile) error) (
 // merged with the entry on disk by [MergeAccountState], so that a writer
 // holding an older snapshot cannot roll tokens back or hide newer errors.
 func (s *Store) PutAccountState(ctx context.Context, id string, incoming *AccountState) (*Snapshot, error) {
+	defer s.gen.Add(1)
 	id = strings.TrimSpace(id)
 	if id == "" {
 		return nil, errorf(ErrConfigInvalid, "account id is required")
@@ -171,6 +190,7 @@ func (s *Store) PutAccountState(ctx context.Context, id string, incoming *Accoun
 func (s *Store) UpdateConfig(ctx context.Context, fn func(cfg *ConfigFile, st *StateFile) error) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.gen.Add(1)
 	var snap *Snapshot
 	err := s.withLock(ctx, lockConfigWrite, func(configOwned func() error) error {
 		cfg, cfgRaw, err := readConfig(s.paths.Config)

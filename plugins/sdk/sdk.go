@@ -1,9 +1,11 @@
 package sdk
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // The classes a verdict may carry.
@@ -111,57 +113,21 @@ var errSyntax = errors.New("sdk: malformed input JSON")
 
 // ParseInput decodes the host's input JSON without reflection. Unknown
 // keys are skipped, so newer hosts stay readable.
+//
+// # Notes
+//
+// To keep a call free of garbage, the strings and the Headers map of the
+// result alias b and a buffer reused by the next call: they are valid
+// until Classify returns. Copy (strings.Clone, maps.Clone) what you keep.
 func ParseInput(b []byte) (Input, error) {
 	p := parser{b: b}
-	var in Input
-	err := p.object(func(key []byte) error {
-		switch string(key) {
-		case "source":
-			return p.str(&in.Source)
-		case "status":
-			n, err := p.int()
-			in.Status = int(n)
-			return err
-		case "network":
-			return p.bool(&in.Network)
-		case "streamRateLimit":
-			return p.bool(&in.StreamRateLimit)
-		case "headers":
-			return p.object(func(name []byte) error {
-				var v string
-				if err := p.str(&v); err != nil {
-					return err
-				}
-				if in.Headers == nil {
-					in.Headers = make(map[string]string, 4)
-				}
-				in.Headers[string(name)] = v
-				return nil
-			})
-		case "body":
-			return p.str(&in.Body)
-		case "bodyTruncated":
-			return p.bool(&in.BodyTruncated)
-		case "message":
-			return p.str(&in.Message)
-		case "builtin":
-			return p.object(func(k []byte) error {
-				switch string(k) {
-				case "class":
-					return p.str(&in.Builtin.Class)
-				case "retryAfterMs":
-					n, err := p.int()
-					in.Builtin.RetryAfterMs = n
-					return err
-				case "reason":
-					return p.str(&in.Builtin.Reason)
-				}
-				return p.skip()
-			})
-		}
-		return p.skip()
-	})
-	if err != nil {
+	scratch = scratch[:0]
+	if cap(scratch) > 64<<10 {
+		scratch = nil
+	}
+	in := Input{Headers: headers}
+	clear(headers)
+	if err := p.input(&in); err != nil {
 		return Input{}, err
 	}
 	p.ws()
@@ -171,12 +137,138 @@ func ParseInput(b []byte) (Input, error) {
 	return in, nil
 }
 
+// headers is reused by every call: see ParseInput.
+var headers = make(map[string]string, 8)
+
+func (p *parser) input(in *Input) error {
+	if !p.expect('{') {
+		return errSyntax
+	}
+	for more := !p.expect('}'); more; {
+		key, err := p.key()
+		if err != nil {
+			return err
+		}
+		switch key {
+		case "source":
+			in.Source, err = p.str()
+		case "status":
+			var n int64
+			n, err = p.int()
+			in.Status = int(n)
+		case "network":
+			in.Network, err = p.bool()
+		case "streamRateLimit":
+			in.StreamRateLimit, err = p.bool()
+		case "headers":
+			err = p.headers(in.Headers)
+		case "body":
+			in.Body, err = p.str()
+		case "bodyTruncated":
+			in.BodyTruncated, err = p.bool()
+		case "message":
+			in.Message, err = p.str()
+		case "builtin":
+			err = p.verdict(&in.Builtin)
+		default:
+			err = p.skip()
+		}
+		if err != nil {
+			return err
+		}
+		if more, err = p.next(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *parser) headers(h map[string]string) error {
+	if !p.expect('{') {
+		return errSyntax
+	}
+	for more := !p.expect('}'); more; {
+		name, err := p.key()
+		if err != nil {
+			return err
+		}
+		v, err := p.str()
+		if err != nil {
+			return err
+		}
+		h[name] = v
+		if more, err = p.next(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *parser) verdict(v *Verdict) error {
+	if !p.expect('{') {
+		return errSyntax
+	}
+	for more := !p.expect('}'); more; {
+		key, err := p.key()
+		if err != nil {
+			return err
+		}
+		switch key {
+		case "class":
+			v.Class, err = p.str()
+		case "retryAfterMs":
+			v.RetryAfterMs, err = p.int()
+		case "reason":
+			v.Reason, err = p.str()
+		default:
+			err = p.skip()
+		}
+		if err != nil {
+			return err
+		}
+		if more, err = p.next(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// key reads an object key and its colon.
+func (p *parser) key() (string, error) {
+	k, err := p.str()
+	if err != nil {
+		return "", err
+	}
+	if !p.expect(':') {
+		return "", errSyntax
+	}
+	return k, nil
+}
+
+// next reads the comma or closing brace after a member: true for more.
+func (p *parser) next() (bool, error) {
+	p.ws()
+	if p.i < len(p.b) {
+		switch p.b[p.i] {
+		case ',':
+			p.i++
+			return true, nil
+		case '}':
+			p.i++
+			return false, nil
+		}
+	}
+	return false, errSyntax
+}
+
 // parser is a small JSON reader over one input.
 type parser struct {
-	b       []byte
-	i       int
-	scratch []byte
+	b []byte
+	i int
 }
+
+// scratch holds unescaped strings; ParseInput empties it on each call.
+var scratch []byte
 
 func (p *parser) ws() {
 	for p.i < len(p.b) && (p.b[p.i] == ' ' || p.b[p.i] == '\n' || p.b[p.i] == '\t' || p.b[p.i] == '\r') {
@@ -193,45 +285,13 @@ func (p *parser) expect(c byte) bool {
 	return false
 }
 
-// object reads {"key": value, ...}, calling field with each key (valid
-// only during the call) to read the value.
-func (p *parser) object(field func(key []byte) error) error {
-	if !p.expect('{') {
-		return errSyntax
-	}
-	if p.expect('}') {
-		return nil
-	}
-	for {
-		p.ws()
-		key, err := p.raw()
-		if err != nil {
-			return err
-		}
-		if !p.expect(':') {
-			return errSyntax
-		}
-		if err := field(key); err != nil {
-			return err
-		}
-		if p.expect(',') {
-			continue
-		}
-		if p.expect('}') {
-			return nil
-		}
-		return errSyntax
-	}
-}
-
-func (p *parser) str(dst *string) error {
+func (p *parser) str() (string, error) {
 	p.ws()
 	b, err := p.raw()
 	if err != nil {
-		return err
+		return "", err
 	}
-	*dst = string(b)
-	return nil
+	return unsafe.String(unsafe.SliceData(b), len(b)), nil
 }
 
 // raw reads a JSON string and returns its unescaped bytes, which alias the
@@ -242,31 +302,33 @@ func (p *parser) raw() ([]byte, error) {
 	}
 	p.i++
 	start := p.i
-	for p.i < len(p.b) {
-		switch c := p.b[p.i]; {
-		case c == '"':
-			p.i++
-			return p.b[start : p.i-1], nil
-		case c == '\\':
-			return p.escaped(start)
-		case c < 0x20:
-			return nil, errSyntax
-		}
-		p.i++
+	// bytes.IndexByte is one tight loop (assembly on most targets), far
+	// cheaper in wasm than a Go loop over every byte.
+	q := bytes.IndexByte(p.b[start:], '"')
+	if q < 0 {
+		return nil, errSyntax
 	}
-	return nil, errSyntax
+	if e := bytes.IndexByte(p.b[start:start+q], '\\'); e >= 0 {
+		p.i = start + e
+		return p.escaped(start)
+	}
+	p.i = start + q + 1
+	return p.b[start : start+q], nil
 }
 
 // escaped finishes a string that contains escapes, from start.
 func (p *parser) escaped(start int) ([]byte, error) {
-	out := append(p.scratch[:0], p.b[start:p.i]...)
+	// Unescaped strings are appended to the shared scratch buffer; a string
+	// already handed out keeps its own backing array when it grows.
+	from := len(scratch)
+	out := append(scratch, p.b[start:p.i]...)
 	for p.i < len(p.b) {
 		c := p.b[p.i]
 		switch {
 		case c == '"':
 			p.i++
-			p.scratch = out
-			return out, nil
+			scratch = out
+			return out[from:], nil
 		case c < 0x20:
 			return nil, errSyntax
 		case c != '\\':
@@ -348,9 +410,10 @@ func (p *parser) int() (int64, error) {
 	for p.i < len(p.b) && (p.b[p.i] == '-' || p.b[p.i] == '+' || p.b[p.i] == '.' || p.b[p.i] == 'e' || p.b[p.i] == 'E' || (p.b[p.i] >= '0' && p.b[p.i] <= '9')) {
 		p.i++
 	}
-	n, err := strconv.ParseInt(string(p.b[start:p.i]), 10, 64)
+	num := unsafe.String(unsafe.SliceData(p.b[start:p.i]), p.i-start)
+	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil {
-		f, ferr := strconv.ParseFloat(string(p.b[start:p.i]), 64)
+		f, ferr := strconv.ParseFloat(num, 64)
 		if ferr != nil {
 			return 0, errSyntax
 		}
@@ -359,17 +422,17 @@ func (p *parser) int() (int64, error) {
 	return n, nil
 }
 
-func (p *parser) bool(dst *bool) error {
+func (p *parser) bool() (bool, error) {
 	p.ws()
 	switch {
 	case hasPrefix(p.b[p.i:], "true"):
-		*dst, p.i = true, p.i+4
+		p.i += 4
+		return true, nil
 	case hasPrefix(p.b[p.i:], "false"):
-		*dst, p.i = false, p.i+5
-	default:
-		return errSyntax
+		p.i += 5
+		return false, nil
 	}
-	return nil
+	return false, errSyntax
 }
 
 func hasPrefix(b []byte, s string) bool { return len(b) >= len(s) && string(b[:len(s)]) == s }
@@ -385,7 +448,23 @@ func (p *parser) skip() error {
 		_, err := p.raw()
 		return err
 	case c == '{':
-		return p.object(func([]byte) error { return p.skip() })
+		p.i++
+		if p.expect('}') {
+			return nil
+		}
+		for {
+			p.ws()
+			if _, err := p.key(); err != nil {
+				return err
+			}
+			if err := p.skip(); err != nil {
+				return err
+			}
+			more, err := p.next()
+			if err != nil || !more {
+				return err
+			}
+		}
 	case c == '[':
 		p.i++
 		if p.expect(']') {
@@ -404,8 +483,8 @@ func (p *parser) skip() error {
 			return errSyntax
 		}
 	case c == 't' || c == 'f':
-		var b bool
-		return p.bool(&b)
+		_, err := p.bool()
+		return err
 	case c == 'n':
 		if !hasPrefix(p.b[p.i:], "null") {
 			return errSyntax

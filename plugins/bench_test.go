@@ -1,0 +1,153 @@
+package plugins
+
+import (
+	"context"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+
+	"github.com/acctpool/acctpool/core"
+)
+
+// Run: go test ./plugins -run '^$' -bench . -benchtime 2s
+//
+// BenchmarkClassify reports p50 and p99 next to ns/op; the DESIGN.md
+// section 7 targets are p50 ≤ 10 µs for the WAT guest and ≤ 20 µs for the
+// Go guest through the pool.
+func BenchmarkClassify(b *testing.B) {
+	ctx := context.Background()
+	f := orgFailure("org-acme-0001")
+	run := func(b *testing.B, c core.Classifier, want string) {
+		lat := make([]time.Duration, 0, 1<<16)
+		b.ReportAllocs()
+		for b.Loop() {
+			start := time.Now()
+			v := c.Classify(ctx, f)
+			if len(lat) < cap(lat) {
+				lat = append(lat, time.Since(start))
+			}
+			if v.DecidedBy != want {
+				b.Fatalf("decidedBy %q, want %q", v.DecidedBy, want)
+			}
+		}
+		reportPercentiles(b, lat)
+	}
+	b.Run("builtin", func(b *testing.B) { run(b, core.Builtin, "builtin") })
+	b.Run("plugin_wat", func(b *testing.B) {
+		h := newHost(b, nil, fixture(b, "ok"))
+		run(b, h, "plugin:ok")
+	})
+	b.Run("plugin_go", func(b *testing.B) {
+		h := newHost(b, nil, goManifest(b))
+		run(b, h, "plugin:go-org403")
+	})
+}
+
+func reportPercentiles(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+}
+
+// BenchmarkHostOverhead is the host's own cost of one classification on a
+// warm instance of the WAT guest, whose classify is a few hundred ns:
+// encode, write, one wasm call (with CloseOnContextDone), read, decode.
+func BenchmarkHostOverhead(b *testing.B) {
+	h := newHost(b, nil, fixture(b, "ok"))
+	p := h.cur.Load().entries[0].p
+	ctx := context.Background()
+	in, _, err := p.acquire(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.release(ctx, in, true)
+	f := failure(403)
+	builtin := core.ClassifyBuiltin(f)
+	b.ReportAllocs()
+	for b.Loop() {
+		in.calls = 0
+		if _, _, err := p.call(ctx, in, f, builtin); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCompile compiles the Go example cold (fresh cache directory)
+// and from a warm file cache in a fresh Runtime, as a new process would.
+func BenchmarkCompile(b *testing.B) {
+	m := goManifest(b)
+	data, err := os.ReadFile(m.Wasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	compileIn := func(b *testing.B, dir string) {
+		cache, err := wazero.NewCompilationCacheWithDir(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cache.Close(ctx)
+		r := newRuntime(ctx, MaxMemoryPages, cache)
+		defer r.Close(ctx)
+		if _, err := compile(ctx, r, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("go_cold", func(b *testing.B) {
+		for b.Loop() {
+			compileIn(b, b.TempDir())
+		}
+	})
+	b.Run("go_cache", func(b *testing.B) {
+		dir := b.TempDir()
+		compileIn(b, dir)
+		for b.Loop() {
+			compileIn(b, dir)
+		}
+	})
+	b.Run("wat_cold", func(b *testing.B) {
+		wat, err := os.ReadFile("testdata/ok.wasm")
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			r := newRuntime(ctx, MaxMemoryPages, nil)
+			if _, err := compile(ctx, r, wat); err != nil {
+				b.Fatal(err)
+			}
+			r.Close(ctx)
+		}
+	})
+}
+
+// BenchmarkInstantiate measures one new pooled instance, _initialize
+// included.
+func BenchmarkInstantiate(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		m    func(testing.TB) Manifest
+	}{
+		{"wat", func(t testing.TB) Manifest { return fixture(t, "ok") }},
+		{"go", goManifest},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			h := newHost(b, nil, tc.m(b))
+			p := h.cur.Load().entries[0].p
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				in, err := p.instantiate(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				in.mod.Close(ctx)
+			}
+		})
+	}
+}

@@ -4,31 +4,33 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/acctpool/acctpool/plugins"
 	"github.com/acctpool/acctpool/schema"
 )
 
 // Plugins is what plugins/list and plugins/reload need of the plugin host.
-// List returns one JSON-encodable entry per plugin; Reload re-reads the
-// plugin manifests, swaps the new chain in, and returns the new list.
+// List reports every plugin of the serving chain; Reload re-reads the
+// plugin manifests, swaps the new chain in, and returns the new list (on
+// error the old chain keeps serving).
 type Plugins interface {
-	List() []any
-	Reload(ctx context.Context) ([]any, error)
+	List() []plugins.PluginStatus
+	Reload(ctx context.Context) ([]plugins.PluginStatus, error)
 }
 
 type pluginsResult struct {
-	Plugins []any `json:"plugins"`
+	Plugins []plugins.PluginStatus `json:"plugins"`
 }
 
 func pluginsList(_ context.Context, s *Server, _ *noParams) (any, error) {
 	if s.opts.Plugins == nil {
-		return pluginsResult{[]any{}}, nil
+		return pluginsResult{[]plugins.PluginStatus{}}, nil
 	}
 	return pluginsResult{nonNil(s.opts.Plugins.List())}, nil
 }
 
 func pluginsReload(ctx context.Context, s *Server, _ *noParams) (any, error) {
 	if s.opts.Plugins == nil {
-		return pluginsResult{[]any{}}, nil
+		return pluginsResult{[]plugins.PluginStatus{}}, nil
 	}
 	list, err := s.opts.Plugins.Reload(ctx)
 	if err != nil {
@@ -37,9 +39,9 @@ func pluginsReload(ctx context.Context, s *Server, _ *noParams) (any, error) {
 	return pluginsResult{nonNil(list)}, nil
 }
 
-func nonNil(l []any) []any {
+func nonNil(l []plugins.PluginStatus) []plugins.PluginStatus {
 	if l == nil {
-		return []any{}
+		return []plugins.PluginStatus{}
 	}
 	return l
 }

@@ -80,7 +80,7 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger) (*rpc.Server, func
 		clock = manual
 	}
 	notes := new(rpc.Notifier)
-	plugins, classifier, closePlugins, err := loadPlugins(ctx, cfg, log)
+	plugins, classifier, closePlugins, err := loadPlugins(ctx, cfg, store, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -111,14 +111,4 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger) (*rpc.Server, func
 	}
 	log.Debug("ready", "config", cfg.paths.Config, "state", cfg.paths.State, "framing", cfg.framing, "plugins", len(cfg.plugins))
 	return srv, closePlugins, nil
-}
-
-// loadPlugins starts the plugin host for the --plugin manifests.
-// TODO(rpc): wire plugins.NewHost once package plugins lands; until then
-// only the built-in classifier exists and --plugin is refused.
-func loadPlugins(_ context.Context, cfg *config, _ *slog.Logger) (rpc.Plugins, core.Classifier, func(), error) {
-	if len(cfg.plugins) > 0 {
-		return nil, nil, nil, errors.New("--plugin: plugin support is not built in yet")
-	}
-	return nil, nil, func() {}, nil
 }

@@ -266,9 +266,24 @@ export interface Config {
   [key: string]: unknown;
 }
 
-/** One loaded plugin as the plugin host reports it. */
+/** One plugin of the serving chain as the plugin host reports it (plugins.PluginStatus). */
 export interface Plugin {
-  [key: string]: unknown;
+  /** The manifest's id; verdicts it decides carry decidedBy "plugin:<id>". */
+  id: string;
+  /** The manifest's version. */
+  version: string;
+  /** active: consulted; rejected: failed to load (see error); open: skipped by the circuit breaker after repeated faults. */
+  state: "active" | "rejected" | "open";
+  /** Why a rejected plugin failed to load, on one line. */
+  error?: string;
+  /** Classifications the plugin was asked about. */
+  calls: number;
+  /** Faults by kind (trap, timeout, bad_output, memory, alloc, input_too_large, pool_exhausted, instantiate); each fell back to the built-in verdict. */
+  faults: {
+    [key: string]: number;
+  };
+  /** The most recent fault, "kind: message". */
+  lastError?: string;
 }
 
 export interface PluginList {

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/plugins"
+	"github.com/acctpool/acctpool/rpc"
+)
+
+// pluginHost adapts a *plugins.Host to rpc.Plugins: reload re-reads the
+// config file's "plugins" array and the --plugin manifest files.
+type pluginHost struct {
+	host  *plugins.Host
+	cfg   *config
+	store *core.Store
+	log   *slog.Logger
+}
+
+// List implements rpc.Plugins.
+func (p *pluginHost) List() []plugins.PluginStatus { return p.host.Status() }
+
+// Reload implements rpc.Plugins. A rejected plugin fails the reload with
+// config_invalid, and the previous chain keeps serving.
+func (p *pluginHost) Reload(ctx context.Context) ([]plugins.PluginStatus, error) {
+	ms := manifests(ctx, p.cfg, p.store, p.log)
+	list, err := p.host.Reload(ctx, ms)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", core.ErrConfigInvalid, err)
+	}
+	return list, nil
+}
+
+// loadPlugins starts the plugin host for the config file's plugins and the
+// --plugin manifests. A bad plugin is logged and listed as rejected; it
+// never stops the server.
+func loadPlugins(ctx context.Context, cfg *config, store *core.Store, log *slog.Logger) (rpc.Plugins, core.Classifier, func(), error) {
+	host, err := plugins.NewHost(ctx, plugins.Options{Manifests: manifests(ctx, cfg, store, log), Logger: log})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	closeHost := func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		if err := host.Close(cctx); err != nil {
+			log.Warn("close plugins", "err", err)
+		}
+	}
+	return &pluginHost{host: host, cfg: cfg, store: store, log: log}, host, closeHost, nil
+}
+
+// manifests reads the config file's top-level "plugins" array (relative
+// wasm paths resolve against the config file's folder), then the --plugin
+// files. Entries that fail to parse are kept: the host lists them as
+// rejected.
+func manifests(ctx context.Context, cfg *config, store *core.Store, log *slog.Logger) []plugins.Manifest {
+	var out []plugins.Manifest
+	snap, err := store.Load(ctx)
+	switch {
+	case err != nil:
+		log.Warn("plugins: read config", "err", err)
+	case snap.Config != nil && len(snap.Config.Extra["plugins"]) > 0:
+		ms, err := plugins.ParseManifests(snap.Config.Extra["plugins"])
+		if err != nil {
+			log.Error("plugins in config", "err", err)
+		}
+		for i := range ms {
+			if ms[i].Wasm != "" && !filepath.IsAbs(ms[i].Wasm) {
+				ms[i].Wasm = filepath.Join(filepath.Dir(cfg.paths.Config), ms[i].Wasm)
+			}
+		}
+		out = append(out, ms...)
+	}
+	for _, path := range cfg.plugins {
+		m, err := plugins.LoadManifestFile(path)
+		if err != nil {
+			log.Error("plugin manifest", "path", path, "err", err)
+		}
+		out = append(out, m)
+	}
+	return out
+}

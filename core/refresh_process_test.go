@@ -9,9 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +22,83 @@ import (
 // childRole selects what a re-executed test binary does.
 const childRole = "ACCTPOOL_TEST_CHILD"
 
+// rendezvousGuard bounds how long a child waits at a rendezvous for the
+// others: a deadlock guard for a child that never arrives, not a speed
+// requirement.
+const rendezvousGuard = 2 * time.Minute
+
+// rendezvous is an HTTP meeting point for n child processes: every GET is
+// answered once all n have arrived, so the children go on together however
+// long each took to start. A child that waited rendezvousGuard in vain is
+// answered 503.
+type rendezvous struct {
+	n       int
+	mu      sync.Mutex
+	arrived int
+	all     chan struct{}
+}
+
+func newRendezvous(n int) *rendezvous { return &rendezvous{n: n, all: make(chan struct{})} }
+
+func (rv *rendezvous) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rv.mu.Lock()
+	if rv.arrived++; rv.arrived == rv.n {
+		close(rv.all)
+	}
+	rv.mu.Unlock()
+	select {
+	case <-rv.all:
+	case <-r.Context().Done():
+	case <-time.After(rendezvousGuard):
+		http.Error(w, fmt.Sprintf("only %d of %d processes arrived", rv.arrived, rv.n), http.StatusServiceUnavailable)
+	}
+}
+
+// arrivals reports how many GETs arrived.
+func (rv *rendezvous) arrivals() int {
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	return rv.arrived
+}
+
+// arrive waits at the rendezvous at url.
+func arrive(url string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return fmt.Errorf("rendezvous: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("rendezvous: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+// rendezvousClock is the system clock, except that the first Now after
+// arm waits at the rendezvous at url first. A refresh reads the engine's
+// clock for the first time right after it has loaded the account's state
+// (refreshFallbackLocked), so once every child has passed the rendezvous,
+// every child has read the state it started from: they race for the
+// refresh lock with the same starting point, whatever the machine's speed.
+type rendezvousClock struct {
+	SystemClock
+	url   string
+	armed atomic.Bool
+	err   error // of the rendezvous, read after the refresh returned
+}
+
+// arm makes the next Now wait at the rendezvous.
+func (c *rendezvousClock) arm() { c.armed.Store(true) }
+
+// Now implements Clock.Now.
+func (c *rendezvousClock) Now() time.Time {
+	if c.armed.CompareAndSwap(true, false) {
+		c.err = arrive(c.url)
+	}
+	return time.Now()
+}
+
 // TestRefreshChild is the body of a re-executed child process; in a normal
 // run it has nothing to do and returns at once.
 func TestRefreshChild(t *testing.T) {
@@ -31,11 +108,11 @@ func TestRefreshChild(t *testing.T) {
 	os.Exit(refreshChild())
 }
 
-// refreshChild refreshes account "fb" once, after waiting for the common
-// start time, and prints the access token fingerprint it ended up with.
+// refreshChild refreshes account "fb" once, meeting the other children at
+// the rendezvous once it has read the expired token, and prints the access
+// token fingerprint it ended up with.
 func refreshChild() int {
 	dir := os.Getenv("ACCTPOOL_TEST_DIR")
-	startAt, _ := strconv.ParseInt(os.Getenv("ACCTPOOL_TEST_START"), 10, 64)
 	store, err := NewStore(StoreOptions{Paths: Paths{
 		Config: filepath.Join(dir, "anthropic-auth.json"),
 		State:  filepath.Join(dir, "anthropic-auth-state.json"),
@@ -44,15 +121,18 @@ func refreshChild() int {
 		fmt.Println("error:", err)
 		return 1
 	}
-	e, err := New(Options{Store: store, Endpoints: Endpoints{Token: os.Getenv("ACCTPOOL_TEST_TOKEN_URL")}})
+	clock := &rendezvousClock{url: os.Getenv("ACCTPOOL_TEST_RENDEZVOUS")}
+	e, err := New(Options{Store: store, Clock: clock, Endpoints: Endpoints{Token: os.Getenv("ACCTPOOL_TEST_TOKEN_URL")}})
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
 	}
-	for time.Now().UnixMilli() < startAt {
-		time.Sleep(time.Millisecond)
-	}
+	clock.arm()
 	a, err := e.refreshFallback(context.Background(), "fb", false)
+	if clock.err != nil {
+		fmt.Println("error:", clock.err)
+		return 1
+	}
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
@@ -62,15 +142,19 @@ func refreshChild() int {
 }
 
 // TestEngine_refreshFallback_processesRace: several OS processes find the
-// same expired token at once; exactly one token call is made and every
-// process ends with the rotated token. The fake rejects a reused refresh
-// token with invalid_grant, as Anthropic does after rotation.
+// same expired token at once (they meet at a rendezvous after reading it);
+// exactly one token call is made and every process ends with the rotated
+// token. The fake rejects a reused refresh token with invalid_grant, as
+// Anthropic does after rotation.
 func TestEngine_refreshFallback_processesRace(t *testing.T) {
 	const procs = 4
 	var mu sync.Mutex
 	used := map[string]bool{}
 	calls := 0
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	rv := newRendezvous(procs)
+	mux := http.NewServeMux()
+	mux.Handle("/rendezvous", rv)
+	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		mu.Lock()
 		defer mu.Unlock()
@@ -82,7 +166,8 @@ func TestEngine_refreshFallback_processesRace(t *testing.T) {
 		}
 		used[string(body)] = true
 		_, _ = fmt.Fprintf(w, `{"access_token":"sk-ant-oat01-ROTATED%d","refresh_token":"sk-ant-ort01-ROTATED%d","expires_in":28800}`, calls, calls)
-	}))
+	})
+	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
 	dir := t.TempDir()
@@ -90,7 +175,6 @@ func TestEngine_refreshFallback_processesRace(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "anthropic-auth.json"), []byte(cfg), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "anthropic-auth-state.json"), []byte(st), 0o600))
 
-	start := time.Now().Add(300 * time.Millisecond).UnixMilli()
 	outs := make([]string, procs)
 	var wg sync.WaitGroup
 	for i := 0; i < procs; i++ {
@@ -99,13 +183,14 @@ func TestEngine_refreshFallback_processesRace(t *testing.T) {
 			defer wg.Done()
 			cmd := exec.Command(os.Args[0], "-test.run=^TestRefreshChild$")
 			cmd.Env = append(os.Environ(), childRole+"=refresh", "ACCTPOOL_TEST_DIR="+dir,
-				"ACCTPOOL_TEST_TOKEN_URL="+srv.URL, "ACCTPOOL_TEST_START="+strconv.FormatInt(start, 10))
+				"ACCTPOOL_TEST_TOKEN_URL="+srv.URL+"/token", "ACCTPOOL_TEST_RENDEZVOUS="+srv.URL+"/rendezvous")
 			out, err := cmd.CombinedOutput()
 			outs[i] = strings.TrimSpace(string(out))
 			assert.NoError(t, err, "child %d: %s", i, out)
 		}(i)
 	}
 	wg.Wait()
+	assert.Equal(t, procs, rv.arrivals(), "every process met the others after reading the expired token")
 	mu.Lock()
 	assert.Equal(t, 1, calls, "exactly one token call across processes")
 	mu.Unlock()

@@ -314,7 +314,7 @@ func TestStore_killDuringWrites(t *testing.T) {
 		// once instead of waiting for the dead child.
 		s, err := NewStore(StoreOptions{Paths: paths, WallClock: func() time.Time { return time.Now().Add(writeLockTTL + time.Second) }})
 		require.NoError(t, err)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a deadlock guard
 		_, err = s.UpdateState(ctx, func(st *StateFile) error {
 			st.Extra = killVersion(0)
 			return nil
@@ -341,25 +341,27 @@ func TestStore_killDuringWrites(t *testing.T) {
 	}
 }
 
-// refreshAccountChild announces itself to the fake token server, forces one
-// refresh of account "fb" through the public RefreshAccount, and prints
-// the fingerprint of the access token it ended up with.
+// refreshAccountChild forces one refresh of account "fb" through the
+// public RefreshAccount, meeting the other children at the rendezvous once
+// it has read the account's starting state, and prints the fingerprint of
+// the access token it ended up with.
 func refreshAccountChild() error {
 	base := os.Getenv("ACCTPOOL_URL")
 	s, err := childStore(os.Getenv("ACCTPOOL_DIR"))
 	if err != nil {
 		return err
 	}
-	e, err := New(Options{Store: s, Endpoints: Endpoints{Token: base + "/token"}})
+	clock := &rendezvousClock{url: base + "/ready"}
+	e, err := New(Options{Store: s, Clock: clock, Endpoints: Endpoints{Token: base + "/token"}})
 	if err != nil {
 		return err
 	}
-	resp, err := http.Get(base + "/ready")
-	if err != nil {
-		return err
+	clock.arm()
+	_, err = e.RefreshAccount(context.Background(), "fb")
+	if clock.err != nil {
+		return clock.err
 	}
-	resp.Body.Close()
-	if _, err := e.RefreshAccount(context.Background(), "fb"); err != nil {
+	if err != nil {
 		return err
 	}
 	snap, err := s.Load(context.Background())
@@ -377,34 +379,21 @@ func refreshAccountChild() error {
 // TestEngine_RefreshAccount_processesRace: four OS processes force a
 // refresh of the same account at once through the public RefreshAccount.
 // Exactly one token call is made and every process ends with the rotated
-// token. The fake answers the first token call only once every process has
-// announced itself, so all of them are racing, not running one after the
-// other (a forced refresh that starts after another finished would rightly
-// refresh again). It rejects a reused refresh token with invalid_grant, as
-// Anthropic does after rotation.
+// token. The processes meet at a rendezvous once each has read the
+// account's starting state, so all of them are racing, not running one
+// after the other (a forced refresh that starts after another finished
+// would rightly refresh again). The fake rejects a reused refresh token
+// with invalid_grant, as Anthropic does after rotation.
 func TestEngine_RefreshAccount_processesRace(t *testing.T) {
 	const procs = 4
 	var mu sync.Mutex
-	ready, calls := 0, 0
-	allReady := make(chan struct{})
+	calls := 0
 	used := map[string]bool{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/ready" {
-			mu.Lock()
-			if ready++; ready == procs {
-				close(allReady)
-			}
-			mu.Unlock()
-			return
-		}
+	rv := newRendezvous(procs)
+	mux := http.NewServeMux()
+	mux.Handle("/ready", rv)
+	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		select {
-		case <-allReady:
-		case <-time.After(20 * time.Second):
-		}
-		// Announcing comes just before RefreshAccount; give the last
-		// process a moment to read its starting state.
-		time.Sleep(300 * time.Millisecond)
 		mu.Lock()
 		defer mu.Unlock()
 		calls++
@@ -415,7 +404,8 @@ func TestEngine_RefreshAccount_processesRace(t *testing.T) {
 		}
 		used[string(body)] = true
 		_, _ = fmt.Fprintf(w, `{"access_token":"sk-ant-oat01-ROTATED%d","refresh_token":"sk-ant-ort01-ROTATED%d","expires_in":28800}`, calls, calls)
-	}))
+	})
+	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
 	dir := t.TempDir()
@@ -435,6 +425,7 @@ func TestEngine_RefreshAccount_processesRace(t *testing.T) {
 	for i, cmd := range cmds {
 		assert.NoError(t, cmd.Wait(), "child %d: %s", i, outs[i])
 	}
+	assert.Equal(t, procs, rv.arrivals(), "every process met the others after reading its starting state")
 	mu.Lock()
 	assert.Equal(t, 1, calls, "exactly one token call across processes")
 	mu.Unlock()

@@ -18,7 +18,7 @@ func ExampleNewHost() {
 	wasm, _ := os.ReadFile("testdata/ok.wasm")
 	sum := sha256.Sum256(wasm)
 	m, err := plugins.ParseManifest([]byte(`{"id":"ok","version":"1.0.0","abi":"errclass v1",
-		"wasm":"testdata/ok.wasm","sha256":"` + hex.EncodeToString(sum[:]) + `","limits":{"callTimeoutMs":20}}`))
+		"wasm":"testdata/ok.wasm","sha256":"` + hex.EncodeToString(sum[:]) + `","limits":{"callTimeoutMs":1000}}`))
 	if err != nil {
 		panic(err)
 	}

@@ -10,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -50,7 +52,25 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// generousCallTimeout is the per-call deadline of tests that are not
+// about deadlines: no call of a test fixture comes near it however busy
+// the machine, so their verdicts never depend on its speed.
+const generousCallTimeout = time.Minute
+
+// newHost starts a Host on ms, closed when the test ends, whose plugins
+// have the generous per-call deadline (see [setCallTimeout]); a test of
+// the deadline shortens it around the call that spins.
 func newHost(t testing.TB, logs *syncBuffer, ms ...Manifest) *Host {
+	t.Helper()
+	h := newHostAsConfigured(t, logs, ms...)
+	setCallTimeout(h, generousCallTimeout)
+	return h
+}
+
+// newHostAsConfigured is newHost with the manifests' own limits, the
+// default 50 ms deadline included, as a deployment runs them: for the
+// benchmarks, which report the calls that missed it.
+func newHostAsConfigured(t testing.TB, logs *syncBuffer, ms ...Manifest) *Host {
 	t.Helper()
 	opts := Options{Manifests: ms, CacheDir: testCacheDir}
 	if logs != nil {
@@ -76,4 +96,14 @@ func statusOf(t testing.TB, h *Host, id string) PluginStatus {
 	}
 	t.Fatalf("no status for %s", id)
 	return PluginStatus{}
+}
+
+// skipBreakerCooldowns gives h's breakers a clock that moves on by a whole
+// cooldown at every look, so a burst of missed deadlines on a busy machine
+// can open a breaker but never keep a plugin switched off: for tests about
+// something else that must keep calling the guest.
+func skipBreakerCooldowns(h *Host) {
+	var looks atomic.Int64
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	setNow(h, func() time.Time { return start.Add(time.Duration(looks.Add(1)) * breakerCooldown) })
 }

@@ -21,7 +21,7 @@ import (
 )
 
 // guard bounds every wait: a deadlock guard, never a timing assertion.
-const guard = 20 * time.Second
+const guard = time.Minute
 
 // serverBin is the stdio-server binary built once for the spawned tests.
 var serverBin string

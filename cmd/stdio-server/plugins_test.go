@@ -14,7 +14,9 @@ import (
 )
 
 // pluginManifest writes a manifest for plugins/testdata/<fixture>.wasm
-// into dir and returns its path and JSON.
+// into dir and returns its path and JSON. It asks for the longest call
+// deadline a manifest may, so that no verdict depends on the machine's
+// speed (the fixtures answer in microseconds).
 func pluginManifest(t *testing.T, dir, id, fixture string) (string, map[string]any) {
 	t.Helper()
 	wasm, err := filepath.Abs(filepath.Join("..", "..", "plugins", "testdata", fixture+".wasm"))
@@ -22,7 +24,8 @@ func pluginManifest(t *testing.T, dir, id, fixture string) (string, map[string]a
 	data, err := os.ReadFile(wasm)
 	require.NoError(t, err)
 	sum := sha256.Sum256(data)
-	m := map[string]any{"id": id, "version": "1.0.0", "abi": "errclass v1", "wasm": wasm, "sha256": hex.EncodeToString(sum[:])}
+	m := map[string]any{"id": id, "version": "1.0.0", "abi": "errclass v1", "wasm": wasm, "sha256": hex.EncodeToString(sum[:]),
+		"limits": map[string]any{"callTimeoutMs": 1000}}
 	b, err := json.Marshal(m)
 	require.NoError(t, err)
 	path := filepath.Join(dir, id+".json")

@@ -57,7 +57,9 @@ test("real server: initialize, ping, discover, errors, clean shutdown", async ()
 
     // stderr is drained into the logger, line by line.
     assert.ok(logs.some((e) => e.source === "server" && /msg=initialize/.test(e.message)), JSON.stringify(logs));
-    const exit = await client.close();
+    // A clean exit is the point, not its speed: a busy machine gets a
+    // grace period no exit comes near before SIGTERM.
+    const exit = await client.close({ graceMs: 60_000 });
     assert.equal(exit?.code, 0, JSON.stringify(exit));
     assert.equal(exit?.signal, null);
     await assert.rejects(client.ping(), (err: unknown) => isAcctpoolError(err, "client_closed"));
@@ -115,13 +117,12 @@ test("a call times out, and the server is told to cancel it", async () => {
   const client = stub("normal", { logger: (e) => logs.push(e.message) });
   await client.start();
   try {
-    const t0 = Date.now();
+    // The stub never answers route/select: only the timeout can end the call.
     await assert.rejects(client.routeSelect({ model: "m" }, { timeoutMs: 150 }), (err: unknown) => {
       assert.ok(isAcctpoolError(err, "timeout"), String(err));
       assert.equal(err.method, "route/select");
       return true;
     });
-    assert.ok(Date.now() - t0 < 2_000);
     // The connection is still good, and the stub saw $/cancelRequest.
     assert.deepEqual(await client.ping(), {});
     await waitFor(() => logs.some((l) => /cancel \d+/.test(l)));
@@ -191,27 +192,33 @@ test("a server that crashes right after initialize backs off and gives up", asyn
 });
 
 test("close kills a server that ignores shutdown, after the grace period", async () => {
-  const client = stub("ignore-shutdown", { shutdownGraceMs: 150 });
+  const logs: LogEntry[] = [];
+  const client = stub("ignore-shutdown", { shutdownGraceMs: 150, logger: (e) => logs.push(e) });
   await client.start();
-  const t0 = Date.now();
   const exit = await client.close();
-  const took = Date.now() - t0;
+  // The stub ignores shutdown, exit, stdin EOF and SIGTERM: only SIGKILL,
+  // sent once the grace period has run out, can have ended it.
   assert.equal(exit?.signal, "SIGKILL");
-  assert.ok(took >= 250 && took < 3_000, `took ${took} ms`);
+  assert.ok(
+    logs.some((e) => e.source === "client" && e.level === "warn" && /did not exit within 150 ms; killing it/.test(e.message)),
+    JSON.stringify(logs),
+  );
 });
 
 test("a server that closes stdout is replaced", async () => {
   const client = stub("no-stdout", { restart: { initialDelayMs: 5, maxAttempts: 1 } });
   await client.start();
   const first = client.pid;
-  await waitFor(() => client.pid !== first, 5_000);
+  await waitFor(() => client.pid !== first);
   await client.close();
 });
 
-async function waitFor(cond: () => boolean, ms = 3_000): Promise<void> {
+// waitFor polls cond until it holds. The bound is a deadlock guard, not a
+// speed requirement: a passing test never comes near it.
+async function waitFor(cond: () => boolean, ms = 60_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
-    if (Date.now() > end) throw new Error("condition not met in time");
+    if (Date.now() > end) throw new Error(`condition not met within ${ms} ms`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }

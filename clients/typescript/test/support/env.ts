@@ -50,7 +50,7 @@ export async function start(options: ClientOptions = {}): Promise<Env> {
     usageUrl: `${fake.url}/api/oauth/usage`,
     profileUrl: `${fake.url}/api/oauth/profile`,
     logLevel: "debug",
-    requestTimeoutMs: 10_000,
+    requestTimeoutMs: 60_000, // a deadlock guard, not a speed requirement
     logger: (e) => {
       logs.push(e);
       if (process.env.ACCTPOOL_TEST_LOG) console.error(`[${e.source}] ${e.message}`);

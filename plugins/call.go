@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/tetratelabs/wazero/sys"
 
@@ -79,7 +80,8 @@ func (p *plugin) callInput(ctx context.Context, in *instance, rc *redactedCall) 
 	if n > in.bufCap {
 		in.stack[0] = uint64(n)
 		if err := in.alloc.CallWithStack(ctx, in.stack[:]); err != nil {
-			return abi.Output{}, p.callFault(ctx, err), p.callErr(in, "errclass_alloc", err)
+			kind := p.callFault(ctx, in, err)
+			return abi.Output{}, kind, p.callErr(in, kind, "errclass_alloc", err)
 		}
 		ptr := uint32(in.stack[0])
 		if ptr == 0 || uint64(ptr)+uint64(n) > uint64(in.mem.Size()) {
@@ -92,7 +94,8 @@ func (p *plugin) callInput(ctx context.Context, in *instance, rc *redactedCall) 
 	}
 	in.stack[0], in.stack[1] = uint64(in.bufPtr), uint64(n)
 	if err := in.classify.CallWithStack(ctx, in.stack[:]); err != nil {
-		return abi.Output{}, p.callFault(ctx, err), p.callErr(in, "errclass_classify", err)
+		kind := p.callFault(ctx, in, err)
+		return abi.Output{}, kind, p.callErr(in, kind, "errclass_classify", err)
 	}
 	if size := in.mem.Size(); size > memoryGrowthFactor*in.baseSize {
 		return abi.Output{}, FaultMemory, fmt.Errorf("linear memory grew to %d KiB, over %dx its %d KiB after initialisation", size>>10, memoryGrowthFactor, in.baseSize>>10)
@@ -137,11 +140,14 @@ func encodeInput(dst []byte, in *abi.Input, limit int) ([]byte, error) {
 }
 
 // callFault classifies a failed guest call: our deadline (or the caller's
-// cancellation) or a trap.
-func (p *plugin) callFault(ctx context.Context, err error) FaultKind {
+// cancellation), the stack bound, or another trap.
+func (p *plugin) callFault(ctx context.Context, in *instance, err error) FaultKind {
 	var exit *sys.ExitError
 	if errors.As(err, &exit) && (exit.ExitCode() == sys.ExitCodeDeadlineExceeded || exit.ExitCode() == sys.ExitCodeContextCanceled) {
 		return FaultTimeout
+	}
+	if stackOverflowed(in, err) {
+		return FaultStackOverflow
 	}
 	if ctx.Err() != nil {
 		return FaultTimeout
@@ -149,12 +155,25 @@ func (p *plugin) callFault(ctx context.Context, err error) FaultKind {
 	return FaultTrap
 }
 
+// stackOverflowed reports whether a trap was the stack bound: the guard's
+// counter is past the budget (the guard fired), or wazero ran out of its
+// own stack first (one enormous frame).
+func stackOverflowed(in *instance, err error) bool {
+	if in.stackBytes != nil && uint32(in.stackBytes.Get()) > MaxStackBytes {
+		return true
+	}
+	return strings.Contains(firstLine(err.Error()), "wasm error: stack overflow")
+}
+
 // callErr makes a one-line error of a failed guest call, with the tail of
 // the guest's output (a Go panic message) when there is one.
-func (p *plugin) callErr(in *instance, fn string, err error) error {
+func (p *plugin) callErr(in *instance, kind FaultKind, fn string, err error) error {
 	var exit *sys.ExitError
 	if errors.As(err, &exit) && (exit.ExitCode() == sys.ExitCodeDeadlineExceeded) {
 		return fmt.Errorf("%w: %s ran past its %v deadline", ErrPluginTimeout, fn, p.limits.CallTimeout)
+	}
+	if kind == FaultStackOverflow {
+		return fmt.Errorf("%s: call depth exceeded the %d KiB stack bound (unbounded recursion?)%s", fn, MaxStackBytes>>10, in.out.suffix(in.red.redact))
 	}
 	return fmt.Errorf("%s: %s%s", fn, firstLine(err.Error()), in.out.suffix(in.red.redact))
 }

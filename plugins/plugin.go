@@ -14,6 +14,7 @@ import (
 
 	"github.com/acctpool/acctpool/core"
 	"github.com/acctpool/acctpool/hostfuncs"
+	"github.com/acctpool/acctpool/plugins/internal/stackguard"
 )
 
 // Circuit breaker settings: after breakerFailures consecutive faults a
@@ -33,7 +34,8 @@ const memoryGrowthFactor = 4
 //
 //  1. read the manifest (strict decode, limits checked against the host
 //     maxima) — done by [ParseManifest] before a plugin exists;
-//  2. read the wasm and verify its sha256 before anything parses it;
+//  2. read the wasm and verify its sha256 before anything parses it,
+//     then rewrite it to bound its call stack (stackguard);
 //  3. create the plugin's own Runtime (memory cap, CloseOnContextDone,
 //     shared compilation cache) and link env and WASI into it;
 //  4. compile with parallel workers;
@@ -80,6 +82,9 @@ type instance struct {
 	stack    [2]uint64
 	log      hostfuncs.CallLog
 	out      *tailWriter
+	// stackBytes is the stack guard's counter (nil for a module without
+	// functions of its own).
+	stackBytes api.Global
 	// red redacts what the guest emits during a call (log lines, the
 	// output tail) with the call's known secrets; log holds red.redact.
 	red *redactor
@@ -101,6 +106,9 @@ func loadPlugin(ctx context.Context, m Manifest, cache wazero.CompilationCache, 
 	}
 	data, err := readWasm(m.Wasm, m.SHA256)
 	if err != nil {
+		return nil, err
+	}
+	if data, err = guardStack(data); err != nil {
 		return nil, err
 	}
 	p := &plugin{
@@ -167,6 +175,7 @@ func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 		_ = mod.Close(ctx)
 		return nil, fmt.Errorf("%w: exports missing after instantiation", ErrABI)
 	}
+	in.stackBytes = mod.ExportedGlobal(stackguard.DepthExport)
 	in.baseSize = in.mem.Size()
 	return in, nil
 }

@@ -34,12 +34,24 @@ var logLevels = [...]slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn,
 // classification call, whichever pooled instance serves it. A guest call
 // whose context carries no CallLog (for example one made by a caller that
 // forgot it) may not log at all: deny by default.
+//
+// The caller also sets, once, the redaction every line passes through
+// ([CallLog.SetRedact]): hostfuncs cannot know the secrets, the caller
+// does. Reset keeps it.
 type CallLog struct {
 	lines, bytes, dropped int
+	redact                func(string) string
 }
 
-// Reset gives c a fresh allowance for the next call.
-func (c *CallLog) Reset() { *c = CallLog{} }
+// Reset gives c a fresh allowance for the next call. The redaction set by
+// SetRedact stays.
+func (c *CallLog) Reset() { *c = CallLog{redact: c.redact} }
+
+// SetRedact makes every line logged under c pass through redact (which
+// must replace credentials, e.g. core.Redact with the known secrets)
+// before it is cut to MaxLogLineBytes and logged. A nil redact logs lines
+// as the guest wrote them, sanitised only.
+func (c *CallLog) SetRedact(redact func(string) string) { c.redact = redact }
 
 // Dropped reports how many lines the call lost to the per-call limits or
 // to an out-of-bounds pointer.
@@ -78,7 +90,14 @@ func (l *logger) errclassLog(ctx context.Context, mod api.Module, stack []uint64
 		budget.dropped++
 		return
 	}
-	raw, ok := mod.Memory().Read(ptr, n)
+	// Read a little past the cut, so redaction sees a credential that
+	// straddles it whole and no prefix of it survives the cut.
+	mem := mod.Memory()
+	view := min(uint32(stack[2]), MaxLogLineBytes+redactSlack)
+	if size := mem.Size(); uint64(ptr)+uint64(view) > uint64(size) && ptr <= size {
+		view = max(size-ptr, n) // the part past the cut may not exist
+	}
+	raw, ok := mem.Read(ptr, view)
 	if !ok {
 		budget.dropped++
 		return
@@ -89,7 +108,29 @@ func (l *logger) errclassLog(ctx context.Context, mod api.Module, stack []uint64
 	if l.log == nil || !l.log.Enabled(ctx, lvl) {
 		return
 	}
-	l.log.Log(ctx, lvl, "plugin log", "plugin", l.id, "line", Sanitize(raw), "truncated", truncated)
+	line := Sanitize(raw)
+	if budget.redact != nil {
+		line = budget.redact(line)
+	}
+	if len(line) > MaxLogLineBytes {
+		line, truncated = cutUTF8(line, MaxLogLineBytes), true
+	}
+	l.log.Log(ctx, lvl, "plugin log", "plugin", l.id, "line", line, "truncated", truncated)
+}
+
+// redactSlack is how far past MaxLogLineBytes a line is read for
+// redaction.
+const redactSlack = 4 << 10
+
+// cutUTF8 shortens s to at most n bytes at a rune start.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // Sanitize returns raw as one printable line: invalid UTF-8 becomes U+FFFD

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/tetratelabs/wazero/sys"
 
@@ -20,7 +21,7 @@ var errCanceled = errors.New("caller canceled")
 
 // classify asks p about f. It returns the plugin's verdict, errNoOpinion,
 // errCanceled, or a fault already recorded in p's status.
-func (p *plugin) classify(ctx context.Context, f core.Failure, builtin core.Verdict) (core.Verdict, error) {
+func (p *plugin) classify(ctx context.Context, rc *redactedCall, builtin core.Verdict) (core.Verdict, error) {
 	if !p.allow() {
 		return core.Verdict{}, errNoOpinion
 	}
@@ -32,10 +33,10 @@ func (p *plugin) classify(ctx context.Context, f core.Failure, builtin core.Verd
 		if ctx.Err() != nil {
 			return core.Verdict{}, errCanceled
 		}
-		p.fail(kind, err)
+		p.fail(kind, err, rc.known)
 		return core.Verdict{}, err
 	}
-	out, kind, err := p.call(cctx, in, f, builtin)
+	out, kind, err := p.callInput(cctx, in, rc)
 	p.release(ctx, in, err == nil || errors.Is(err, errNoOpinion))
 	switch {
 	case err == nil || errors.Is(err, errNoOpinion):
@@ -46,10 +47,12 @@ func (p *plugin) classify(ctx context.Context, f core.Failure, builtin core.Verd
 	case kind == FaultTimeout && ctx.Err() != nil:
 		return core.Verdict{}, errCanceled
 	default:
-		p.fail(kind, err)
+		p.fail(kind, err, rc.known)
 		return core.Verdict{}, err
 	}
-	v := core.Verdict{Class: out.Class, RetryAfter: builtin.RetryAfter, Reason: out.Reason, DecidedBy: "plugin:" + p.m.ID}
+	// The reason reaches RPC results and the state file: it is plugin
+	// output like any other, so it is redacted.
+	v := core.Verdict{Class: out.Class, RetryAfter: builtin.RetryAfter, Reason: core.Redact(out.Reason, rc.known...), DecidedBy: "plugin:" + p.m.ID}
 	if out.RetryAfter != nil {
 		v.RetryAfter = *out.RetryAfter
 	}
@@ -59,23 +62,26 @@ func (p *plugin) classify(ctx context.Context, f core.Failure, builtin core.Verd
 	return v, nil
 }
 
-// call runs one classification on in: encode, write (calling
+// callInput runs one classification of rc on in: encode, write (calling
 // errclass_alloc only when the input outgrew the guest buffer), one
 // errclass_classify call, then copy and decode the output.
-func (p *plugin) call(ctx context.Context, in *instance, f core.Failure, builtin core.Verdict) (abi.Output, FaultKind, error) {
+func (p *plugin) callInput(ctx context.Context, in *instance, rc *redactedCall) (abi.Output, FaultKind, error) {
 	in.calls++
 	in.log.Reset()
+	in.red.known = rc.known
+	defer func() { in.red.known = nil }()
 	defer p.reportDropped(in)
 	ctx = hostfuncs.WithCallLog(ctx, &in.log)
 	var err error
-	if in.input, err = encodeInput(in.input[:0], f, builtin, p.limits.MaxInputBytes); err != nil {
+	if in.input, err = encodeInput(in.input[:0], &rc.in, p.limits.MaxInputBytes); err != nil {
 		return abi.Output{}, FaultInputTooLarge, err
 	}
 	n := uint32(len(in.input))
 	if n > in.bufCap {
 		in.stack[0] = uint64(n)
 		if err := in.alloc.CallWithStack(ctx, in.stack[:]); err != nil {
-			return abi.Output{}, p.callFault(ctx, err), p.callErr(in, "errclass_alloc", err)
+			kind := p.callFault(ctx, in, err)
+			return abi.Output{}, kind, p.callErr(in, kind, "errclass_alloc", err)
 		}
 		ptr := uint32(in.stack[0])
 		if ptr == 0 || uint64(ptr)+uint64(n) > uint64(in.mem.Size()) {
@@ -88,7 +94,8 @@ func (p *plugin) call(ctx context.Context, in *instance, f core.Failure, builtin
 	}
 	in.stack[0], in.stack[1] = uint64(in.bufPtr), uint64(n)
 	if err := in.classify.CallWithStack(ctx, in.stack[:]); err != nil {
-		return abi.Output{}, p.callFault(ctx, err), p.callErr(in, "errclass_classify", err)
+		kind := p.callFault(ctx, in, err)
+		return abi.Output{}, kind, p.callErr(in, kind, "errclass_classify", err)
 	}
 	if size := in.mem.Size(); size > memoryGrowthFactor*in.baseSize {
 		return abi.Output{}, FaultMemory, fmt.Errorf("linear memory grew to %d KiB, over %dx its %d KiB after initialisation", size>>10, memoryGrowthFactor, in.baseSize>>10)
@@ -115,16 +122,16 @@ func (p *plugin) call(ctx context.Context, in *instance, f core.Failure, builtin
 
 // encodeInput encodes the input JSON within max bytes, cutting the body
 // further when the whole does not fit.
-func encodeInput(dst []byte, f core.Failure, builtin core.Verdict, limit int) ([]byte, error) {
-	dst = abi.AppendInput(dst, f, builtin, abi.MaxBody)
+func encodeInput(dst []byte, in *abi.Input, limit int) ([]byte, error) {
+	dst = in.Append(dst, abi.MaxBody)
 	if len(dst) <= limit {
 		return dst, nil
 	}
-	body := min(len(f.Body), abi.MaxBody) - (len(dst) - limit)
-	dst = abi.AppendInput(dst[:0], f, builtin, max(body, 0))
+	body := len(in.Body) - (len(dst) - limit)
+	dst = in.Append(dst[:0], max(body, 0))
 	if len(dst) > limit {
 		// Escaping can make the cut body longer than its bytes; drop it.
-		dst = abi.AppendInput(dst[:0], f, builtin, 0)
+		dst = in.Append(dst[:0], 0)
 	}
 	if len(dst) > limit {
 		return dst, fmt.Errorf("input of %d bytes exceeds the %d-byte cap without its body", len(dst), limit)
@@ -133,11 +140,14 @@ func encodeInput(dst []byte, f core.Failure, builtin core.Verdict, limit int) ([
 }
 
 // callFault classifies a failed guest call: our deadline (or the caller's
-// cancellation) or a trap.
-func (p *plugin) callFault(ctx context.Context, err error) FaultKind {
+// cancellation), the stack bound, or another trap.
+func (p *plugin) callFault(ctx context.Context, in *instance, err error) FaultKind {
 	var exit *sys.ExitError
 	if errors.As(err, &exit) && (exit.ExitCode() == sys.ExitCodeDeadlineExceeded || exit.ExitCode() == sys.ExitCodeContextCanceled) {
 		return FaultTimeout
+	}
+	if stackOverflowed(in, err) {
+		return FaultStackOverflow
 	}
 	if ctx.Err() != nil {
 		return FaultTimeout
@@ -145,14 +155,27 @@ func (p *plugin) callFault(ctx context.Context, err error) FaultKind {
 	return FaultTrap
 }
 
+// stackOverflowed reports whether a trap was the stack bound: the guard's
+// counter is past the budget (the guard fired), or wazero ran out of its
+// own stack first (one enormous frame).
+func stackOverflowed(in *instance, err error) bool {
+	if in.stackBytes != nil && uint32(in.stackBytes.Get()) > MaxStackBytes {
+		return true
+	}
+	return strings.Contains(firstLine(err.Error()), "wasm error: stack overflow")
+}
+
 // callErr makes a one-line error of a failed guest call, with the tail of
 // the guest's output (a Go panic message) when there is one.
-func (p *plugin) callErr(in *instance, fn string, err error) error {
+func (p *plugin) callErr(in *instance, kind FaultKind, fn string, err error) error {
 	var exit *sys.ExitError
 	if errors.As(err, &exit) && (exit.ExitCode() == sys.ExitCodeDeadlineExceeded) {
 		return fmt.Errorf("%w: %s ran past its %v deadline", ErrPluginTimeout, fn, p.limits.CallTimeout)
 	}
-	return fmt.Errorf("%s: %s%s", fn, firstLine(err.Error()), in.out.suffix())
+	if kind == FaultStackOverflow {
+		return fmt.Errorf("%s: call depth exceeded the %d KiB stack bound (unbounded recursion?)%s", fn, MaxStackBytes>>10, in.out.suffix(in.red.redact))
+	}
+	return fmt.Errorf("%s: %s%s", fn, firstLine(err.Error()), in.out.suffix(in.red.redact))
 }
 
 // reportDropped logs, once per call, how many guest log lines the per-call

@@ -9,14 +9,15 @@
 // or nothing (no opinion). It may change the class, the retry-after and
 // the reason of a verdict, never state.
 //
-// Loading is strict: the sha256 is checked before compiling, the compiled
+// Loading is strict: the sha256 is checked before compiling, the module
+// is rewritten to bound its call stack (package stackguard), the compiled
 // module is validated before any guest code runs, and every rejection is
 // one precise line in [Host.Status] while the other plugins serve. Calls
 // are bounded in time, memory, input and output; any fault falls back to
 // the built-in verdict, discards the instance and is counted.
 //
-// plugins imports core, hostfuncs, plugins/internal/abi, wazero and
-// go-json. plugins/sdk is the guest side for Go authors and imports
+// plugins imports core, hostfuncs, plugins/internal/abi,
+// plugins/internal/stackguard, wazero and go-json. plugins/sdk is the guest side for Go authors and imports
 // nothing of the host.
 //
 // Entry points:

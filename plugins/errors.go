@@ -43,4 +43,7 @@ const (
 	FaultPoolExhausted FaultKind = "pool_exhausted"
 	// FaultInstantiate: a replacement instance failed to start.
 	FaultInstantiate FaultKind = "instantiate"
+	// FaultStackOverflow: the guest exceeded the call-depth bound (unbounded
+	// recursion). The instance is discarded.
+	FaultStackOverflow FaultKind = "stack_overflow"
 )

@@ -16,6 +16,7 @@ import (
 	"github.com/tetratelabs/wazero"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/plugins/internal/abi"
 )
 
 // Options configures a [Host]. Zero values mean the defaults.
@@ -33,6 +34,14 @@ type Options struct {
 	// see and which stands when no plugin has an opinion or one faults.
 	// Nil means core.Builtin.
 	Fallback core.Classifier
+	// KnownSecrets returns the credentials to scrub verbatim from
+	// everything that crosses the plugin boundary, in both directions:
+	// the input (body, headers, message) and whatever a plugin emits
+	// (log lines, reasons, fault messages with its stdout/stderr tail,
+	// lastError). Pass core.Engine.KnownSecrets: the host's main tokens
+	// and every stored token. Shape-based redaction (core.Redact) applies
+	// with or without it. Nil means none are known.
+	KnownSecrets func(context.Context) []core.Secret
 }
 
 // Plugin states as [PluginStatus] reports them.
@@ -76,6 +85,7 @@ type PluginStatus struct {
 type Host struct {
 	log      *slog.Logger
 	fallback core.Classifier
+	secrets  func(context.Context) []core.Secret
 	cache    wazero.CompilationCache
 	poolSize int
 	now      func() time.Time
@@ -111,6 +121,7 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 	h := &Host{
 		log:      opts.Logger,
 		fallback: opts.Fallback,
+		secrets:  opts.KnownSecrets,
 		poolSize: max(runtime.GOMAXPROCS(0), 1),
 		now:      time.Now,
 	}
@@ -163,13 +174,16 @@ func openCache(dir string, log *slog.Logger) wazero.CompilationCache {
 // build loads every manifest in parallel into a new chain.
 func (h *Host) build(ctx context.Context, ms []Manifest) *chain {
 	c := &chain{entries: make([]entry, len(ms))}
+	known := h.known(ctx)
 	var wg sync.WaitGroup
 	for i, m := range ms {
 		wg.Go(func() {
 			start := time.Now()
 			p, err := h.load(ctx, m)
 			if err != nil {
-				msg := firstLine(err.Error())
+				// A rejection can quote guest output (_initialize's
+				// stdout tail): it is redacted like every plugin output.
+				msg := core.Redact(firstLine(err.Error()), known...)
 				h.log.Error("plugin rejected", "plugin", m.ID, "err", msg)
 				c.entries[i] = entry{rejected: PluginStatus{ID: m.ID, Version: m.Version, State: StateRejected,
 					Error: msg, Faults: map[FaultKind]int64{}}}
@@ -210,14 +224,30 @@ func (h *Host) load(ctx context.Context, m Manifest) (*plugin, error) {
 	return p, nil
 }
 
+// known returns the secrets to redact, or nil.
+func (h *Host) known(ctx context.Context) []core.Secret {
+	if h.secrets == nil {
+		return nil
+	}
+	return h.secrets(ctx)
+}
+
 // Classify implements core.Classifier: it asks the plugins in order and
 // returns the first opinion, or the Fallback verdict when none has one or
 // a plugin faults.
+//
+// # Notes
+//
+// The plugins see the failure redacted (abi.NewInput, built once per call
+// for the whole chain) and everything they return or emit is redacted
+// with the same known secrets.
 func (h *Host) Classify(ctx context.Context, f core.Failure) core.Verdict {
 	builtin := h.fallback.Classify(ctx, f)
+	var rc redactedCall
+	built := false
 	for {
 		c := h.cur.Load()
-		if c == nil {
+		if c == nil || !c.hasActive() {
 			return builtin
 		}
 		c.mu.RLock()
@@ -226,7 +256,11 @@ func (h *Host) Classify(ctx context.Context, f core.Failure) core.Verdict {
 			c.mu.RUnlock()
 			continue
 		}
-		v, ok := c.classify(ctx, f, builtin)
+		if !built {
+			known := h.known(ctx)
+			rc, built = redactedCall{in: abi.NewInput(f, builtin, known), known: known}, true
+		}
+		v, ok := c.classify(ctx, &rc, builtin)
 		c.mu.RUnlock()
 		if ok {
 			return v
@@ -235,12 +269,29 @@ func (h *Host) Classify(ctx context.Context, f core.Failure) core.Verdict {
 	}
 }
 
-func (c *chain) classify(ctx context.Context, f core.Failure, builtin core.Verdict) (core.Verdict, bool) {
+// redactedCall is one classification as the plugins see it: the redacted
+// input and the secrets every plugin output is scrubbed of.
+type redactedCall struct {
+	in    abi.Input
+	known []core.Secret
+}
+
+// hasActive reports whether any plugin of c loaded.
+func (c *chain) hasActive() bool {
+	for _, e := range c.entries {
+		if e.p != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *chain) classify(ctx context.Context, rc *redactedCall, builtin core.Verdict) (core.Verdict, bool) {
 	for _, e := range c.entries {
 		if e.p == nil {
 			continue
 		}
-		v, err := e.p.classify(ctx, f, builtin)
+		v, err := e.p.classify(ctx, rc, builtin)
 		if err == nil {
 			return v, true
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/acctpool/acctpool/hostfuncs"
+	"github.com/acctpool/acctpool/plugins/internal/stackguard"
 )
 
 // The ABI's export names.
@@ -46,6 +47,17 @@ func readWasm(path, want string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: wasm %s has sha256 %s, manifest says %s", ErrChecksum, path, got, want)
 	}
 	return data, nil
+}
+
+// guardStack rewrites a verified module so its call stack is bounded by
+// MaxStackBytes (see package stackguard: wazero has no stack limit of its
+// own below ~50 MB per call).
+func guardStack(data []byte) ([]byte, error) {
+	out, err := stackguard.Instrument(data, MaxStackBytes)
+	if err != nil {
+		return nil, fmt.Errorf("compile: %s", firstLine(err.Error()))
+	}
+	return out, nil
 }
 
 // newRuntime returns the Runtime one plugin lives in: compiler engine,

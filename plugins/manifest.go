@@ -13,6 +13,8 @@ import (
 	"time"
 
 	json "github.com/goccy/go-json"
+
+	"github.com/acctpool/acctpool/core"
 )
 
 // ABIVersion is the only ABI this host speaks, as a manifest spells it.
@@ -39,6 +41,13 @@ const (
 	MaxRecycleAfter = 10000
 	// MaxWasmBytes caps the size of a .wasm file.
 	MaxWasmBytes = 16 << 20
+	// MaxStackBytes bounds a guest's call stack, in estimated frame bytes
+	// (64 per call plus 16 per parameter and 8 per local; a Go guest's
+	// functions are charged about 100 each, so it may recurse ~10,000
+	// deep). A call past it traps with the stack_overflow fault. Measured,
+	// one runaway call then costs the host about 5 MiB of RSS, where
+	// wazero's own ~50 MB stack ceiling cost ~290 MB.
+	MaxStackBytes = 1 << 20
 )
 
 // Manifest describes one plugin: which module to load and how to trust and
@@ -111,12 +120,39 @@ func (l *Limits) UnmarshalJSON(data []byte) error {
 	if err := strictDecode(data, &w); err != nil {
 		return err
 	}
-	if w.CallTimeoutMs < 0 || w.InitTimeoutMs < 0 || w.MaxInputBytes < 0 || w.MaxOutputBytes < 0 || w.RecycleAfter < 0 {
-		return errors.New("limits must not be negative")
+	// The millisecond fields are range-checked before conversion, so a
+	// huge value is rejected by name instead of wrapping into a negative
+	// or tiny deadline. 0 means the default.
+	call, err := core.MillisDuration("limits.callTimeoutMs", w.CallTimeoutMs, 0, MaxCallTimeout.Milliseconds())
+	if err != nil {
+		return msRangeErr(err, DefaultCallTimeout)
 	}
-	*l = Limits{w.MemoryPages, time.Duration(w.CallTimeoutMs) * time.Millisecond, time.Duration(w.InitTimeoutMs) * time.Millisecond,
-		w.MaxInputBytes, w.MaxOutputBytes, w.RecycleAfter}
+	init, err := core.MillisDuration("limits.initTimeoutMs", w.InitTimeoutMs, 0, MaxInitTimeout.Milliseconds())
+	if err != nil {
+		return msRangeErr(err, MaxInitTimeout)
+	}
+	for _, c := range []struct {
+		name     string
+		got, max int
+	}{
+		{"maxInputBytes", w.MaxInputBytes, MaxInputBytes},
+		{"maxOutputBytes", w.MaxOutputBytes, MaxOutputBytes},
+		{"recycleAfter", w.RecycleAfter, MaxRecycleAfter},
+	} {
+		if c.got < 0 || c.got > c.max {
+			return fmt.Errorf("limits.%s: %d is out of range (0..%d; 0 means %d)", c.name, c.got, c.max, c.max)
+		}
+	}
+	if w.MemoryPages > MaxMemoryPages {
+		return fmt.Errorf("limits.memoryPages: %d is out of range (0..%d; 0 means %d)", w.MemoryPages, MaxMemoryPages, MaxMemoryPages)
+	}
+	*l = Limits{w.MemoryPages, call, init, w.MaxInputBytes, w.MaxOutputBytes, w.RecycleAfter}
 	return nil
+}
+
+// msRangeErr adds what 0 means to a millisecond limit's range error.
+func msRangeErr(err error, def time.Duration) error {
+	return fmt.Errorf("%w; 0 means %d ms", err, def.Milliseconds())
 }
 
 // effective returns l with defaults filled in, or an error naming the first
@@ -126,6 +162,12 @@ func (l Limits) effective() (Limits, error) {
 		return fmt.Errorf("limits.%s %v exceeds the host maximum %v", name, got, max)
 	}
 	switch {
+	case l.CallTimeout < 0:
+		return l, fmt.Errorf("limits.callTimeoutMs %d must not be negative", l.CallTimeout.Milliseconds())
+	case l.InitTimeout < 0:
+		return l, fmt.Errorf("limits.initTimeoutMs %d must not be negative", l.InitTimeout.Milliseconds())
+	case l.MaxInputBytes < 0 || l.MaxOutputBytes < 0 || l.RecycleAfter < 0:
+		return l, errors.New("limits must not be negative")
 	case l.MemoryPages > MaxMemoryPages:
 		return l, over("memoryPages", l.MemoryPages, MaxMemoryPages)
 	case l.CallTimeout > MaxCallTimeout:

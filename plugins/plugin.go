@@ -12,7 +12,9 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
+	"github.com/acctpool/acctpool/core"
 	"github.com/acctpool/acctpool/hostfuncs"
+	"github.com/acctpool/acctpool/plugins/internal/stackguard"
 )
 
 // Circuit breaker settings: after breakerFailures consecutive faults a
@@ -32,7 +34,8 @@ const memoryGrowthFactor = 4
 //
 //  1. read the manifest (strict decode, limits checked against the host
 //     maxima) — done by [ParseManifest] before a plugin exists;
-//  2. read the wasm and verify its sha256 before anything parses it;
+//  2. read the wasm and verify its sha256 before anything parses it,
+//     then rewrite it to bound its call stack (stackguard);
 //  3. create the plugin's own Runtime (memory cap, CloseOnContextDone,
 //     shared compilation cache) and link env and WASI into it;
 //  4. compile with parallel workers;
@@ -79,7 +82,21 @@ type instance struct {
 	stack    [2]uint64
 	log      hostfuncs.CallLog
 	out      *tailWriter
+	// stackBytes is the stack guard's counter (nil for a module without
+	// functions of its own).
+	stackBytes api.Global
+	// red redacts what the guest emits during a call (log lines, the
+	// output tail) with the call's known secrets; log holds red.redact.
+	red *redactor
 }
+
+// redactor scrubs guest output with core.Redact and the secrets known
+// to the call in progress.
+type redactor struct {
+	known []core.Secret
+}
+
+func (r *redactor) redact(s string) string { return core.Redact(s, r.known...) }
 
 // loadPlugin runs lifecycle steps 2 to 6 for m.
 func loadPlugin(ctx context.Context, m Manifest, cache wazero.CompilationCache, log *slog.Logger, poolSize int, now func() time.Time) (_ *plugin, err error) {
@@ -89,6 +106,9 @@ func loadPlugin(ctx context.Context, m Manifest, cache wazero.CompilationCache, 
 	}
 	data, err := readWasm(m.Wasm, m.SHA256)
 	if err != nil {
+		return nil, err
+	}
+	if data, err = guardStack(data); err != nil {
 		return nil, err
 	}
 	p := &plugin{
@@ -137,14 +157,15 @@ func closeErr(err error) error {
 func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.limits.InitTimeout)
 	defer cancel()
-	in := &instance{out: &tailWriter{}}
+	in := &instance{out: &tailWriter{}, red: &redactor{}}
+	in.log.SetRedact(in.red.redact)
 	ictx = hostfuncs.WithCallLog(ictx, &in.log)
 	mod, err := p.rt.InstantiateModule(ictx, p.compiled, hostfuncs.SandboxConfig(in.out))
 	if err != nil {
 		if ictx.Err() != nil {
 			return nil, fmt.Errorf("%w: _initialize ran past its %v deadline", ErrPluginTimeout, p.limits.InitTimeout)
 		}
-		return nil, fmt.Errorf("instantiate: %s%s", firstLine(err.Error()), in.out.suffix())
+		return nil, fmt.Errorf("instantiate: %s%s", firstLine(err.Error()), in.out.suffix(in.red.redact))
 	}
 	in.mod = mod
 	in.mem = mod.Memory()
@@ -154,6 +175,7 @@ func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 		_ = mod.Close(ctx)
 		return nil, fmt.Errorf("%w: exports missing after instantiation", ErrABI)
 	}
+	in.stackBytes = mod.ExportedGlobal(stackguard.DepthExport)
 	in.baseSize = in.mem.Size()
 	return in, nil
 }
@@ -206,9 +228,11 @@ func (p *plugin) succeed() {
 	p.mu.Unlock()
 }
 
-// fail records a fault, and opens the breaker after enough in a row.
-func (p *plugin) fail(kind FaultKind, err error) {
-	msg := fmt.Sprintf("%s: %s", kind, firstLine(err.Error()))
+// fail records a fault, and opens the breaker after enough in a row. The
+// message can quote the guest (its output tail, its bytes): it is
+// redacted with known before it is logged or kept for lastError.
+func (p *plugin) fail(kind FaultKind, err error, known []core.Secret) {
+	msg := core.Redact(fmt.Sprintf("%s: %s", kind, firstLine(err.Error())), known...)
 	p.mu.Lock()
 	p.faults[kind]++
 	p.last = msg
@@ -271,14 +295,16 @@ func (w *tailWriter) Write(b []byte) (int, error) {
 	return n, nil
 }
 
-// suffix returns " (guest output: …)" with the sanitised tail, or "".
-func (w *tailWriter) suffix() string {
+// suffix returns " (guest output: …)" with the sanitised and redacted
+// tail, or "". Redaction runs on the whole tail before it is cut, so a
+// credential straddling the cut leaves no prefix behind.
+func (w *tailWriter) suffix(redact func(string) string) string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.buf) == 0 {
 		return ""
 	}
-	s := hostfuncs.Sanitize(w.buf)
+	s := redact(hostfuncs.Sanitize(w.buf))
 	w.buf = w.buf[:0]
 	if len(s) > 200 {
 		s = "…" + s[len(s)-200:]

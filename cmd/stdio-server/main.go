@@ -80,7 +80,8 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger) (*rpc.Server, func
 		clock = manual
 	}
 	notes := new(rpc.Notifier)
-	plugins, classifier, closePlugins, err := loadPlugins(ctx, cfg, store, log)
+	secrets := new(engineSecrets)
+	plugins, classifier, closePlugins, err := loadPlugins(ctx, cfg, store, log, secrets.known)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -96,6 +97,7 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger) (*rpc.Server, func
 		closePlugins()
 		return nil, nil, err
 	}
+	secrets.set(eng)
 	srv, err := rpc.New(rpc.Options{
 		Engine:      eng,
 		Notifier:    notes,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/acctpool/acctpool/core"
@@ -35,11 +36,29 @@ func (p *pluginHost) Reload(ctx context.Context) ([]plugins.PluginStatus, error)
 	return list, nil
 }
 
+// engineSecrets hands the engine's known secrets to the plugin host, which
+// is built before the engine (the engine's classifier is the host).
+// Until set, only shape-based redaction applies; nothing classifies
+// before the engine exists.
+type engineSecrets struct {
+	eng atomic.Pointer[core.Engine]
+}
+
+func (s *engineSecrets) set(e *core.Engine) { s.eng.Store(e) }
+
+// known returns the engine's main and stored tokens, or nil before set.
+func (s *engineSecrets) known(ctx context.Context) []core.Secret {
+	if e := s.eng.Load(); e != nil {
+		return e.KnownSecrets(ctx)
+	}
+	return nil
+}
+
 // loadPlugins starts the plugin host for the config file's plugins and the
 // --plugin manifests. A bad plugin is logged and listed as rejected; it
 // never stops the server.
-func loadPlugins(ctx context.Context, cfg *config, store *core.Store, log *slog.Logger) (rpc.Plugins, core.Classifier, func(), error) {
-	host, err := plugins.NewHost(ctx, plugins.Options{Manifests: manifests(ctx, cfg, store, log), Logger: log})
+func loadPlugins(ctx context.Context, cfg *config, store *core.Store, log *slog.Logger, known func(context.Context) []core.Secret) (rpc.Plugins, core.Classifier, func(), error) {
+	host, err := plugins.NewHost(ctx, plugins.Options{Manifests: manifests(ctx, cfg, store, log), Logger: log, KnownSecrets: known})
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -54,9 +54,11 @@ func DecodeOutput(b []byte) (Output, error) {
 	}
 	out.Class = core.Class(*w.Class)
 	if w.RetryAfterMs != nil {
-		d := time.Duration(*w.RetryAfterMs) * time.Millisecond
-		if *w.RetryAfterMs < 0 || d > MaxRetryAfter {
-			return Output{}, fmt.Errorf("%w: retryAfterMs %d out of range 0..%d", ErrOutput, *w.RetryAfterMs, MaxRetryAfter.Milliseconds())
+		// Range-checked before the multiplication, so no value wraps
+		// around into a small or negative duration.
+		d, err := core.MillisDuration("retryAfterMs", *w.RetryAfterMs, 0, MaxRetryAfter.Milliseconds())
+		if err != nil {
+			return Output{}, fmt.Errorf("%w: %w", ErrOutput, err)
 		}
 		out.RetryAfter = &d
 	}

@@ -1,0 +1,114 @@
+package stackguard
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/tetratelabs/wazero"
+)
+
+const budget = 1 << 20
+
+// TestInstrumentKeepsEveryFixtureIntact: every fixture still compiles
+// after the rewrite, with the same exported functions and signatures,
+// plus the counter.
+func TestInstrumentKeepsEveryFixtureIntact(t *testing.T) {
+	paths, err := filepath.Glob("../../testdata/*.wasm")
+	require.NoError(t, err)
+	require.NotEmpty(t, paths)
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	for _, path := range paths {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			orig, err := os.ReadFile(path)
+			require.NoError(t, err)
+			got, err := Instrument(orig, budget)
+			require.NoError(t, err)
+			before, err := r.CompileModule(ctx, orig)
+			require.NoError(t, err)
+			after, err := r.CompileModule(ctx, got)
+			require.NoError(t, err)
+			require.Len(t, after.ExportedFunctions(), len(before.ExportedFunctions()))
+			for name, fn := range before.ExportedFunctions() {
+				require.Contains(t, after.ExportedFunctions(), name)
+				assert.Equal(t, fn.ParamTypes(), after.ExportedFunctions()[name].ParamTypes(), name)
+				assert.Equal(t, fn.ResultTypes(), after.ExportedFunctions()[name].ResultTypes(), name)
+			}
+			assert.Equal(t, len(before.ImportedFunctions()), len(after.ImportedFunctions()))
+			again, err := Instrument(orig, budget)
+			require.NoError(t, err)
+			assert.Equal(t, got, again, "the rewrite is deterministic (the compilation cache keys on it)")
+		})
+	}
+}
+
+// TestGuardTrapsRunawayRecursion: recursion past the budget traps with
+// the counter above the budget; a call that returns leaves it at 0.
+func TestGuardTrapsRunawayRecursion(t *testing.T) {
+	orig, err := os.ReadFile("../../testdata/recurse.wasm")
+	require.NoError(t, err)
+	wasm, err := Instrument(orig, budget)
+	require.NoError(t, err)
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	mod, err := r.InstantiateWithConfig(ctx, wasm, wazero.NewModuleConfig().WithName(""))
+	require.NoError(t, err)
+	counter := mod.ExportedGlobal(DepthExport)
+	require.NotNil(t, counter)
+	classify := mod.ExportedFunction("errclass_classify")
+
+	require.True(t, mod.Memory().WriteString(8192, `{"status":501}`))
+	res, err := classify.Call(ctx, 8192, 14)
+	require.NoError(t, err, "1000 deep fits")
+	assert.EqualValues(t, 512<<32|51, res[0])
+	assert.Zero(t, counter.Get(), "every charge was refunded")
+
+	require.True(t, mod.Memory().WriteString(8192, `{"status":500}`))
+	_, err = classify.Call(ctx, 8192, 14)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "unreachable")
+	assert.Greater(t, uint32(counter.Get()), uint32(budget))
+}
+
+// TestInstrumentAddsMissingSections: a module without globals or exports
+// gets both sections, in order.
+func TestInstrumentAddsMissingSections(t *testing.T) {
+	// (module (func (param i32) (local i64 i64)))
+	orig := []byte{0, 'a', 's', 'm', 1, 0, 0, 0,
+		1, 5, 1, 0x60, 1, 0x7f, 0, // type: (i32) -> ()
+		3, 2, 1, 0, // function 0: type 0
+		10, 6, 1, 4, 1, 2, 0x7e, 0x0b, // code: locals 2 x i64, end
+	}
+	got, err := Instrument(orig, budget)
+	require.NoError(t, err)
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	mod, err := r.Instantiate(ctx, got)
+	require.NoError(t, err)
+	require.NotNil(t, mod.ExportedGlobal(DepthExport))
+	assert.Zero(t, mod.ExportedGlobal(DepthExport).Get())
+}
+
+func TestInstrumentRejects(t *testing.T) {
+	_, err := Instrument([]byte("not wasm"), budget)
+	assert.ErrorIs(t, err, ErrModule)
+	// A module that already exports the counter's name.
+	orig := []byte{0, 'a', 's', 'm', 1, 0, 0, 0,
+		1, 4, 1, 0x60, 0, 0,
+		3, 2, 1, 0,
+		7, byte(len(DepthExport) + 4), 1, byte(len(DepthExport))}
+	orig = append(orig, DepthExport...)
+	orig = append(orig, 0, 0, 10, 4, 1, 2, 0, 0x0b)
+	_, err = Instrument(orig, budget)
+	assert.ErrorContains(t, err, "reserved by the host")
+	// Truncated sections.
+	_, err = Instrument(orig[:len(orig)-3], budget)
+	assert.ErrorIs(t, err, ErrModule)
+}

@@ -1,0 +1,75 @@
+package plugins
+
+import (
+	"bufio"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/acctpool/acctpool/core"
+)
+
+// procStatusKiB reads one "Vm…" field of /proc/self/status, in KiB, or -1
+// where there is no procfs.
+func procStatusKiB(t *testing.T, field string) int64 {
+	t.Helper()
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			require.NoError(t, err)
+			return n
+		}
+	}
+	return -1
+}
+
+// TestStackOverflowIsBounded: unbounded recursion in a guest traps with
+// its own fault kind, stack_overflow (not timeout: the call deadline is
+// the 1 s maximum here, so a trap that waited for it would be labelled
+// timeout), host memory stays bounded, and the next call works. Bounded
+// recursion 1000 deep still answers.
+func TestStackOverflowIsBounded(t *testing.T) {
+	m := fixture(t, "recurse")
+	m.Limits.CallTimeout = MaxCallTimeout
+	h := newHost(t, nil, m)
+	ctx := t.Context()
+
+	v := h.Classify(ctx, failure(501))
+	require.Equal(t, "plugin:recurse", v.DecidedBy, "bounded recursion answers")
+	assert.Equal(t, "recursed 1000 deep", v.Reason)
+
+	hwmBefore := procStatusKiB(t, "VmHWM")
+	f := failure(500)
+	start := time.Now()
+	for range 3 {
+		assert.Equal(t, core.ClassifyBuiltin(f), h.Classify(ctx, f))
+	}
+	took := time.Since(start) / 3
+	hwmAfter := procStatusKiB(t, "VmHWM")
+
+	s := statusOf(t, h, "recurse")
+	assert.Equal(t, map[FaultKind]int64{FaultStackOverflow: 3}, s.Faults)
+	assert.Contains(t, s.LastError, "stack_overflow: errclass_classify: call depth exceeded")
+	t.Logf("unbounded recursion: trapped after %v per call (observed, not asserted); peak RSS %d -> %d KiB (+%d KiB)",
+		took, hwmBefore, hwmAfter, hwmAfter-hwmBefore)
+	if hwmBefore > 0 {
+		// wazero alone lets one call's stack reach ~84 MB (with its
+		// previous copy alive, ~125 MB); the call-depth guard bounds it
+		// to a few MiB.
+		assert.Less(t, hwmAfter-hwmBefore, int64(48<<10), "peak RSS grew by more than 48 MiB")
+	}
+
+	v = h.Classify(ctx, failure(501))
+	assert.Equal(t, "plugin:recurse", v.DecidedBy, "a fresh instance serves after the overflow")
+}

@@ -135,7 +135,11 @@ func ParseSettings(c *ConfigFile) (Settings, error) {
 		s.RefreshEnabled = false
 	}
 	if r.RefreshBeforeExpiryMinutes != nil && *r.RefreshBeforeExpiryMinutes > 240 {
-		s.RefreshBeforeExpiry = time.Duration(*r.RefreshBeforeExpiryMinutes * float64(time.Minute))
+		d, err := minutesDuration("refresh.refreshBeforeExpiryMinutes", *r.RefreshBeforeExpiryMinutes)
+		if err != nil {
+			return s, err
+		}
+		s.RefreshBeforeExpiry = d
 	}
 	var q rawQuota
 	if err := decodeSection(x, "quota", &q); err != nil {
@@ -146,7 +150,11 @@ func ParseSettings(c *ConfigFile) (Settings, error) {
 		s.QuotaRouting = *q.Enabled
 	}
 	if q.CheckIntervalMinutes != nil && *q.CheckIntervalMinutes > 1 {
-		s.QuotaCheckInterval = time.Duration(*q.CheckIntervalMinutes * float64(time.Minute))
+		d, err := minutesDuration("quota.checkIntervalMinutes", *q.CheckIntervalMinutes)
+		if err != nil {
+			return s, err
+		}
+		s.QuotaCheckInterval = d
 	} else if q.CheckIntervalMinutes != nil {
 		s.QuotaCheckInterval = time.Minute
 	}
@@ -188,6 +196,21 @@ func thresholdsFrom(m map[string]float64, def Thresholds) Thresholds {
 		SevenDay: pick("seven_day", "1w", def.SevenDay),
 		Scoped:   pick("scoped", "scoped", def.Scoped),
 	}
+}
+
+// minutesDuration converts a positive minute count of the config file to a
+// duration through [MillisDuration], so that a value too large for a
+// time.Duration is refused (naming key) instead of wrapping around.
+func minutesDuration(key string, minutes float64) (time.Duration, error) {
+	ms := minutes * float64(time.Minute/time.Millisecond)
+	if ms > float64(MaxMillis) {
+		ms = float64(MaxMillis) + 1 // out of range; reported by MillisDuration
+	}
+	d, err := MillisDuration(key, int64(ms), 0, MaxMillis)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %q: %g minutes is too long (at most %d)", ErrConfigInvalid, key, minutes, MaxMillis/60000)
+	}
+	return d, nil
 }
 
 func decodeSection(x Extra, key string, v any) error {

@@ -211,7 +211,7 @@ func TestServer_manualClockHasNoTimers(t *testing.T) {
 	assert.JSONEq(t, `{"nowMs":1700000001500}`, string(m.Result))
 	m = c.call("test/clock/set", map[string]any{"nowMs": 5})
 	assert.JSONEq(t, `{"nowMs":5}`, string(m.Result))
-	requireError(t, c.call("test/clock/advance", map[string]any{"ms": -1}), -32602, "negative")
+	requireError(t, c.call("test/clock/advance", map[string]any{"ms": -1}), -32602, "from 0 to")
 	requireError(t, c.call("test/clock/set", map[string]any{}), -32602, "nowMs")
 }
 

@@ -40,13 +40,13 @@ func (f *inflight) start(parent context.Context, id jsonrpc2.ID) (ctx context.Co
 }
 
 // finish unregisters id and reports whether the handler still owes the
-// reply (false when a cancel has answered already).
+// reply (false when a cancel has answered already). The caller sends that
+// reply, then calls done.
 func (f *inflight) finish(id jsonrpc2.ID) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	p := f.reqs[id]
 	delete(f.reqs, id)
-	f.wg.Done()
 	if p == nil {
 		return false
 	}
@@ -55,6 +55,10 @@ func (f *inflight) finish(id jsonrpc2.ID) bool {
 	p.answered = true
 	return owed
 }
+
+// done marks one started request as answered; wait returns once every
+// started request is done.
+func (f *inflight) done() { f.wg.Done() }
 
 // cancel cancels id's context and reports whether the caller must now send
 // the -32800 answer (false for unknown or already answered ids).
@@ -80,7 +84,8 @@ func (f *inflight) cancelAll() {
 	}
 }
 
-// wait blocks until every started request has finished.
+// wait blocks until every started request has finished and its answer
+// has been written.
 func (f *inflight) wait() { f.wg.Wait() }
 
 // cancelParams are the params of $/cancelRequest (LSP) and of

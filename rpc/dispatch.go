@@ -65,6 +65,10 @@ func (s *Server) Handle(ctx context.Context, conn *jsonrpc2.Conn, req *jsonrpc2.
 		return
 	}
 	params := rawParams(req)
+	if req.Method == "shutdown" {
+		s.shutdown(ctx, req.ID, m, params)
+		return
+	}
 	if !m.async {
 		res, err := s.invoke(ctx, req.Method, m, params)
 		s.sendResult(req.ID, res, err)
@@ -78,6 +82,7 @@ func (s *Server) Handle(ctx context.Context, conn *jsonrpc2.Conn, req *jsonrpc2.
 	done := make(chan struct{})
 	s.workers.run(func() {
 		defer close(done)
+		defer s.inflight.done()
 		res, err := s.invoke(rctx, req.Method, m, params)
 		if s.inflight.finish(req.ID) {
 			s.sendResult(req.ID, res, err)

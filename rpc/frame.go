@@ -1,12 +1,12 @@
 package rpc
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 
@@ -68,11 +68,10 @@ type frameReader interface {
 type frameWriter func(dst, body []byte) []byte
 
 func newFrameReader(f Framing, r io.Reader, max int) frameReader {
-	br := bufio.NewReaderSize(r, 64<<10)
 	if f == FramingNDJSON {
-		return &lineReader{r: br, max: max}
+		return &lineReader{src: source{r: r}, max: max}
 	}
-	return &headerReader{r: br, max: max}
+	return &headerReader{src: source{r: r}, max: max}
 }
 
 func frameWriterFor(f Framing) frameWriter {
@@ -87,188 +86,570 @@ func frameWriterFor(f Framing) frameWriter {
 	}
 }
 
-// headerReader reads LSP frames. Header names match case-insensitively, as
-// HTTP header names do; unknown headers (Content-Type) are ignored. After a
-// fault that loses the frame boundary it skips input up to the next
-// Content-Length header.
-type headerReader struct {
-	r      *bufio.Reader
-	max    int
-	buf    []byte
-	resync bool
+// source is the readers' buffer over the input. Offsets given to and
+// returned by its users count from the first byte not yet consumed, so they
+// stay valid while more input is read.
+type source struct {
+	r   io.Reader
+	buf []byte
+	pos int // first byte not consumed
+	end int // end of the buffered input
+	err error
 }
+
+func (s *source) data() []byte { return s.buf[s.pos:s.end] }
+
+func (s *source) buffered() int { return s.end - s.pos }
+
+func (s *source) consume(n int) {
+	s.pos += n
+	if s.pos == s.end {
+		s.pos, s.end = 0, 0
+	}
+}
+
+// fill reads until at least n bytes are buffered. It returns the input's
+// error (io.EOF at its end) when they never come.
+func (s *source) fill(n int) error {
+	for empty := 0; s.buffered() < n; {
+		if s.err != nil {
+			return s.err
+		}
+		s.makeRoom(n)
+		m, err := s.r.Read(s.buf[s.end:])
+		s.end += m
+		if err != nil {
+			s.err = err
+		} else if m == 0 {
+			if empty++; empty > 100 {
+				s.err = io.ErrNoProgress
+			}
+		}
+	}
+	return nil
+}
+
+// more reads at least one more byte.
+func (s *source) more() error { return s.fill(s.buffered() + 1) }
+
+// makeRoom makes the buffer hold n bytes from pos and leaves room for a
+// read. A buffer grown for one large message is given back afterwards.
+func (s *source) makeRoom(n int) {
+	const minRead = 4 << 10
+	want := max(n, s.buffered()+minRead)
+	if len(s.buf)-s.pos >= want {
+		return
+	}
+	if want <= len(s.buf) && !(len(s.buf) > 1<<20 && want < len(s.buf)/4) {
+		copy(s.buf, s.data())
+		s.end -= s.pos
+		s.pos = 0
+		return
+	}
+	nb := make([]byte, max(2*want, 64<<10))
+	s.end = copy(nb, s.data())
+	s.pos = 0
+	s.buf = nb
+}
+
+// skipSpace consumes whitespace and blank lines. It returns io.EOF when the
+// input ends before anything else.
+func (s *source) skipSpace() error {
+	for {
+		d := s.data()
+		i := 0
+		for i < len(d) && isJSONSpace(d[i]) {
+			i++
+		}
+		s.consume(i)
+		if i < len(d) {
+			return nil
+		}
+		if err := s.more(); err != nil {
+			return err
+		}
+	}
+}
+
+// scanValue runs the JSON scanner over the input from off. With exact, the
+// message is the next limit bytes: one value and then only whitespace.
+// Otherwise the message is the first value, at most limit bytes. It
+// returns where scanning stopped (the end of the message, or the first
+// byte that does not belong to it), whether the message is well formed,
+// and the input's error if it ended first.
+func scanValue(src *source, sc *jsonScanner, off, limit int, exact bool) (stop int, ok bool, err error) {
+	sc.reset()
+	i, end, done := off, off+limit, false
+	for {
+		d := src.data()
+		hi := min(len(d), end)
+		for i < hi {
+			if done {
+				for i < hi && isJSONSpace(d[i]) {
+					i++
+				}
+				if i < hi {
+					return i, false, nil // more than one value: the length was too long
+				}
+				break
+			}
+			n, res := sc.scan(d[i:hi])
+			i += n
+			switch res {
+			case scanError:
+				return i, false, nil
+			case scanDone:
+				if !exact {
+					return i, true, nil
+				}
+				done = true
+			}
+		}
+		if i == end {
+			return i, done || sc.end(), nil
+		}
+		if err := src.fill(i + 1); err != nil {
+			if !exact && sc.end() {
+				return i, true, nil // a number at the very end of the input
+			}
+			return i, false, err
+		}
+	}
+}
+
+// headerReader reads LSP frames. Header names match case-insensitively, as
+// HTTP header names do; unknown headers (Content-Type) are ignored.
+//
+// Every body is checked as it arrives: a body must be exactly one JSON
+// value, so the byte where the syntax breaks, or where a second value
+// starts, marks a Content-Length that lies. Such a frame is answered at
+// once, with its id when its first bytes hold one, and the reader
+// resynchronises: it searches from the start of the bad frame for the next
+// "Content-Length:" header line (anywhere in a line, since a body without
+// a trailing newline runs into the next header) or for a JSON object at
+// the start of a line (a message sent without headers). Nothing found
+// there is ever read as a body, so no later request is lost.
+type headerReader struct {
+	src    source
+	max    int
+	scan   jsonScanner
+	resync bool
+	from   int // the resync search starts here
+	quiet  int // an object at a line start before this offset belongs to an answered frame
+}
+
+const maxHeaderBytes = 16 << 10 // one frame's header block
 
 func (h *headerReader) readFrame() ([]byte, error) {
-	length := -1
-	sawHeader := false
-	for {
-		line, err := readLine(h.r, maxHeaderLine)
-		if errors.Is(err, errLineTooLong) {
-			if h.resync {
-				continue
-			}
-			h.resync = true
-			return nil, &frameError{code: jsonrpc2.CodeParseError, msg: "parse error: header line too long"}
-		}
-		if err != nil {
-			if err == io.EOF && (sawHeader || length >= 0) {
-				err = io.ErrUnexpectedEOF
-			}
+	if h.resync {
+		if err := h.findFrameStart(); err != nil {
 			return nil, err
 		}
-		if len(line) == 0 {
-			if !sawHeader {
-				continue // blank lines between frames are harmless
-			}
-			if length < 0 {
-				h.resync = true
-				return nil, &frameError{code: jsonrpc2.CodeParseError, msg: "parse error: missing Content-Length header"}
-			}
-			break
-		}
-		if h.resync {
-			// A body without a trailing newline runs into the next header
-			// line; pick the header out of it.
-			if i := indexFold(line, "content-length:"); i > 0 {
-				line = line[i:]
-			}
-		}
-		name, value, ok := strings.Cut(string(line), ":")
-		isLength := ok && strings.EqualFold(strings.TrimSpace(name), "Content-Length")
-		if !ok {
-			if h.resync {
-				continue
-			}
-			h.resync = true
-			return nil, &frameError{code: jsonrpc2.CodeParseError, msg: "parse error: expected a Content-Length header, got a line without a colon"}
-		}
-		if h.resync && !isLength {
-			continue
-		}
-		h.resync = false
-		sawHeader = true
-		if isLength {
-			n, err := strconv.Atoi(strings.TrimSpace(value))
-			if err != nil || n < 0 {
-				h.resync = true
-				return nil, &frameError{code: jsonrpc2.CodeParseError, msg: "parse error: bad Content-Length value"}
-			}
-			length = n
-		}
 	}
-	if length > h.max {
-		id, err := discard(h.r, int64(length))
-		if err != nil {
-			return nil, err
-		}
-		return nil, tooLarge(length, h.max, id)
-	}
-	if cap(h.buf) < length || cap(h.buf) > keepBufBytes {
-		h.buf = make([]byte, length, max(length, 512))
-	}
-	h.buf = h.buf[:length]
-	if _, err := io.ReadFull(h.r, h.buf); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
+	return h.frame()
+}
+
+func (h *headerReader) startResync(from, quiet int) {
+	h.resync, h.from, h.quiet = true, from, quiet
+}
+
+func (h *headerReader) frame() ([]byte, error) {
+	if err := h.src.skipSpace(); err != nil {
 		return nil, err
 	}
-	return h.buf, nil
-}
-
-// lineReader reads NDJSON: one message per line; blank lines are skipped.
-type lineReader struct {
-	r   *bufio.Reader
-	max int
-	buf []byte
-}
-
-func (l *lineReader) readFrame() ([]byte, error) {
+	if c := h.src.data()[0]; c == '{' || c == '[' {
+		return nil, h.badBody(0, h.max, false, "a message without a Content-Length header")
+	}
+	length := int64(-1)
+	lengthText, problem := "", ""
+	off := 0
 	for {
-		if cap(l.buf) > keepBufBytes {
-			l.buf = nil
+		if err := h.src.fill(off + 1); err != nil {
+			return nil, io.ErrUnexpectedEOF
 		}
-		l.buf = l.buf[:0]
-		var peek []byte
-		total := 0
-		for {
-			chunk, err := l.r.ReadSlice('\n')
-			total += len(chunk)
-			switch {
-			case total <= l.max:
-				l.buf = append(l.buf, chunk...)
-			case peek == nil:
-				all := append(l.buf, chunk...)
-				peek = append([]byte(nil), all[:min(len(all), idPeekBytes)]...)
-				l.buf = l.buf[:0]
+		if c := h.src.data()[off]; c == '{' || c == '[' {
+			limit, exact := h.max, false
+			if length >= 0 && length <= int64(h.max) {
+				limit, exact = int(length), true
 			}
-			if err == bufio.ErrBufferFull {
-				continue
-			}
-			if err == io.EOF && total > 0 {
-				break // a last line without a newline still counts
-			}
-			if err != nil {
-				return nil, err
-			}
+			return nil, h.badBody(off, limit, exact, "the blank line after the headers is missing")
+		}
+		line, next, err := h.line(off)
+		if errors.Is(err, errLineTooLong) || next > maxHeaderBytes {
+			return nil, h.garbage(off, "a header line is too long")
+		}
+		if err != nil {
+			return nil, io.ErrUnexpectedEOF
+		}
+		if len(line) == 0 {
+			off = next
 			break
 		}
-		if peek != nil {
-			return nil, tooLarge(total, l.max, idFromPrefix(peek))
+		name, value, ok := headerLine(line)
+		if !ok {
+			return nil, h.garbage(off, "expected a header line such as \"Content-Length: 42\"")
 		}
-		line := bytes.TrimSpace(l.buf)
-		if len(line) == 0 {
-			continue
+		if strings.EqualFold(string(name), "content-length") {
+			n, ok := parseLength(value)
+			switch {
+			case !ok:
+				problem = fmt.Sprintf("bad Content-Length value %q", value)
+			case length >= 0 && n != length:
+				problem = "conflicting Content-Length headers"
+			default:
+				length, lengthText = n, string(value)
+			}
 		}
-		return line, nil
+		off = next
 	}
+	if problem == "" && length < 0 {
+		problem = "missing Content-Length header"
+	}
+	if problem != "" {
+		if d := h.src.data(); off < len(d) && (d[off] == '{' || d[off] == '[') {
+			return nil, h.badBody(off, h.max, false, problem)
+		}
+		h.startResync(off, off)
+		return nil, &frameError{code: jsonrpc2.CodeParseError, msg: "parse error: " + problem}
+	}
+	if length > int64(h.max) {
+		// Rejected at the header: the body is never read as one. Its id
+		// is taken from whatever of it has arrived already.
+		d := h.src.data()
+		id := idFromPrefix(d[off:min(len(d), off+idPeekBytes)])
+		h.startResync(off, off+1)
+		return nil, tooLarge(lengthText, h.max, id)
+	}
+	n := int(length)
+	stop, ok, err := scanValue(&h.src, &h.scan, off, n, true)
+	if ok {
+		body := h.src.data()[off : off+n]
+		h.src.consume(off + n)
+		return body, nil
+	}
+	var why string
+	switch {
+	case err != nil:
+		why = "the input ended inside a message"
+	case stop == off+n:
+		why = fmt.Sprintf("the message ends inside a JSON value (is Content-Length %d too small?)", n)
+	case h.scan.state == stDone:
+		why = fmt.Sprintf("Content-Length %d is longer than the message (%d bytes)", n, stop-off)
+	default:
+		why = fmt.Sprintf("invalid JSON at byte %d of the message", stop-off)
+	}
+	return nil, h.answerBad(off, stop, why)
+}
+
+// badBody answers a message found where headers should be, or after bad
+// headers: the message is scanned to its end for its id, then the reader
+// resynchronises.
+func (h *headerReader) badBody(off, limit int, exact bool, why string) error {
+	stop, _, _ := scanValue(&h.src, &h.scan, off, limit, exact)
+	return h.answerBad(off, stop, why)
+}
+
+// answerBad builds the answer to the bad message at off..stop. When the
+// message is one complete JSON value its end is certain and reading goes
+// on right after it; otherwise the reader resyncs from off. At the end of
+// the input the answer is still given; the next read reports the end.
+func (h *headerReader) answerBad(off, stop int, why string) error {
+	d := h.src.data()
+	stop = min(stop, len(d))
+	id := idFromPrefix(d[off:min(stop, off+keepBufBytes)])
+	if h.scan.state == stDone {
+		h.src.consume(stop)
+	} else {
+		h.startResync(off, max(stop, off+1))
+	}
+	return &frameError{code: jsonrpc2.CodeParseError, msg: "parse error: " + why, id: id}
+}
+
+// garbage answers a line that is not a header and resyncs from just after
+// its first byte (the line may hold a header further on).
+func (h *headerReader) garbage(off int, why string) error {
+	h.startResync(off+1, off+1)
+	return &frameError{code: jsonrpc2.CodeParseError, msg: "parse error: " + why}
+}
+
+// findFrameStart consumes input up to the next frame start: a valid
+// "Content-Length:" header line, anywhere, or '{' or '[' at the start of a
+// line outside the answered frame.
+func (h *headerReader) findFrameStart() error {
+	const pat = "content-length:"
+	i := h.from
+	for {
+		d := h.src.data()
+	scan:
+		for ; i < len(d); i++ {
+			switch c := d[i]; {
+			case c == 'c' || c == 'C':
+				if len(d)-i < len(pat) {
+					break scan
+				}
+				if !strings.EqualFold(string(d[i:i+len(pat)]), pat) {
+					continue
+				}
+				ok, more := lengthLineAt(d[i:])
+				if more {
+					break scan
+				}
+				if ok {
+					h.src.consume(i)
+					h.resync = false
+					return nil
+				}
+			case c == '{' || c == '[':
+				if i >= h.quiet && i > 0 && (d[i-1] == '\n' || d[i-1] == '\r') {
+					h.src.consume(i)
+					h.resync = false
+					return nil
+				}
+			}
+		}
+		// Keep the byte before i (to see a line start) and what a match at
+		// i still needs; the rest is skipped.
+		if keep := i - 1; keep > 0 {
+			h.src.consume(keep)
+			i -= keep
+			h.quiet = max(0, h.quiet-keep)
+		}
+		if err := h.src.more(); err != nil {
+			return err
+		}
+	}
+}
+
+// lengthLineAt says whether b starts with a complete, valid Content-Length
+// header line; more means b ends before the line does.
+func lengthLineAt(b []byte) (ok, more bool) {
+	j := bytes.IndexAny(b, "\r\n")
+	if j < 0 {
+		return false, len(b) < maxHeaderLine
+	}
+	name, value, ok := headerLine(b[:j])
+	if !ok || !strings.EqualFold(string(name), "content-length") {
+		return false, false
+	}
+	_, ok = parseLength(value)
+	return ok, false
 }
 
 var errLineTooLong = errors.New("line too long")
 
-// readLine returns one line without its "\n" or "\r\n". A line longer than
-// limit is consumed and reported as errLineTooLong.
-func readLine(r *bufio.Reader, limit int) ([]byte, error) {
-	line, err := r.ReadSlice('\n')
-	if err == bufio.ErrBufferFull || (err == nil && len(line) > limit) {
-		for err == bufio.ErrBufferFull {
-			_, err = r.ReadSlice('\n')
+// line returns the line at off without its terminator ("\r\n", "\n" or a
+// lone "\r") and the offset after it.
+func (h *headerReader) line(off int) (line []byte, next int, err error) {
+	from := off
+	for {
+		d := h.src.data()
+		j := bytes.IndexAny(d[from:], "\r\n")
+		if j < 0 {
+			if len(d)-off > maxHeaderLine {
+				return nil, 0, errLineTooLong
+			}
+			from = len(d)
+			if err := h.src.more(); err != nil {
+				return nil, 0, err
+			}
+			continue
 		}
+		j += from
+		if j-off > maxHeaderLine {
+			return nil, 0, errLineTooLong
+		}
+		if d[j] == '\n' {
+			return d[off:j], j + 1, nil
+		}
+		if j+1 == len(d) { // a '\r': is a '\n' next?
+			if err := h.src.more(); err == nil {
+				continue
+			}
+			return d[off:j], j + 1, nil
+		}
+		if d[j+1] == '\n' {
+			return d[off:j], j + 2, nil
+		}
+		return d[off:j], j + 1, nil
+	}
+}
+
+// headerLine splits "Name: value". The name must be an HTTP token.
+func headerLine(line []byte) (name, value []byte, ok bool) {
+	i := bytes.IndexByte(line, ':')
+	if i <= 0 {
+		return nil, nil, false
+	}
+	for _, c := range line[:i] {
+		if !isTokenChar(c) {
+			return nil, nil, false
+		}
+	}
+	return line[:i], bytes.Trim(line[i+1:], " \t"), true
+}
+
+func isTokenChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', isDigit(c):
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// parseLength reads a Content-Length value: decimal digits only. A value
+// too big for int64 reads as math.MaxInt64, which no limit admits.
+func parseLength(v []byte) (int64, bool) {
+	if len(v) == 0 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if !isDigit(c) {
+			return 0, false
+		}
+		if n > (math.MaxInt64-9)/10 {
+			n = math.MaxInt64
+			continue
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// lineReader reads NDJSON: one message per line. A line ends at "\n",
+// "\r\n" or a lone "\r"; blank lines are skipped. A line is one JSON value:
+// a broken line is answered with the id its first bytes hold, and every
+// further message glued onto the same line is answered too, so no request
+// goes unanswered; the next line is read as usual.
+type lineReader struct {
+	src   source
+	max   int
+	scan  jsonScanner
+	queue []*frameError
+}
+
+func (l *lineReader) readFrame() ([]byte, error) {
+	for {
+		if len(l.queue) > 0 {
+			e := l.queue[0]
+			l.queue = l.queue[1:]
+			return nil, e
+		}
+		if err := l.src.skipSpace(); err != nil {
+			return nil, err
+		}
+		n, err := l.lineEnd()
 		if err != nil {
 			return nil, err
 		}
-		return nil, errLineTooLong
-	}
-	if err != nil {
-		if err == io.EOF && len(line) > 0 {
-			err = io.ErrUnexpectedEOF
+		if n < 0 {
+			continue // an oversized line, answered and skipped
 		}
-		return nil, err
+		line := l.src.data()[:n]
+		l.src.consume(n)
+		if body := l.judge(line); body != nil {
+			return body, nil
+		}
 	}
-	line = line[:len(line)-1]
-	if n := len(line); n > 0 && line[n-1] == '\r' {
-		line = line[:n-1]
-	}
-	return line, nil
 }
 
-// discard skips n bytes of an oversized frame, returning the request id
-// found in its first bytes, if any.
-func discard(r *bufio.Reader, n int64) (json.RawMessage, error) {
-	prefix := make([]byte, min(n, idPeekBytes))
-	if _, err := io.ReadFull(r, prefix); err != nil {
-		return nil, io.ErrUnexpectedEOF
+// lineEnd returns the length of the line that starts at the input, or -1
+// after it skipped a line over the limit (and queued its answer). A last
+// line without a terminator still counts.
+func (l *lineReader) lineEnd() (int, error) {
+	from := 0
+	for {
+		d := l.src.data()
+		if j := bytes.IndexAny(d[from:], "\r\n"); j >= 0 && from+j <= l.max {
+			return from + j, nil
+		}
+		if len(d) > l.max {
+			return -1, l.skipLong()
+		}
+		from = len(d)
+		if err := l.src.more(); err != nil {
+			if len(d) > 0 && (err == io.EOF || err == io.ErrUnexpectedEOF) {
+				return len(d), nil
+			}
+			return 0, err
+		}
 	}
-	if _, err := io.CopyN(io.Discard, r, n-int64(len(prefix))); err != nil {
-		return nil, io.ErrUnexpectedEOF
-	}
-	return idFromPrefix(prefix), nil
 }
 
-func tooLarge(n, limit int, id json.RawMessage) *frameError {
+// skipLong consumes a line longer than the limit and queues its answer.
+func (l *lineReader) skipLong() error {
+	d := l.src.data()
+	id := idFromPrefix(d[:min(len(d), idPeekBytes)])
+	total := 0
+	for {
+		d := l.src.data()
+		if j := bytes.IndexAny(d, "\r\n"); j >= 0 {
+			l.src.consume(j)
+			total += j
+			break
+		}
+		l.src.consume(len(d))
+		total += len(d)
+		if err := l.src.more(); err != nil {
+			if err != io.EOF {
+				return err
+			}
+			break
+		}
+	}
+	l.queue = append(l.queue, tooLarge(fmt.Sprintf("%d", total), l.max, id))
+	return nil
+}
+
+// judge returns the message on line, or nil after queueing the answers to
+// a malformed line.
+func (l *lineReader) judge(line []byte) []byte {
+	first := true
+	off := 0
+	for {
+		for off < len(line) && isJSONSpace(line[off]) {
+			off++
+		}
+		if off == len(line) {
+			return nil
+		}
+		l.scan.reset()
+		n, res := l.scan.scan(line[off:])
+		if res == scanMore && l.scan.end() {
+			res = scanDone
+		}
+		end := off + n
+		rest := end
+		for rest < len(line) && isJSONSpace(line[rest]) {
+			rest++
+		}
+		glued := rest < len(line) && (line[rest] == '{' || line[rest] == '[') && (line[off] == '{' || line[off] == '[')
+		var why string
+		switch {
+		case res == scanDone && first && rest == len(line):
+			return line[off:end]
+		case res == scanDone && (glued || !first):
+			why = "more than one message on a line (NDJSON takes one message per line)"
+		case res == scanDone:
+			res, why = scanError, fmt.Sprintf("unexpected data after the message at byte %d of the line", rest)
+		case res == scanMore:
+			why = "the line ends inside a JSON value"
+		default:
+			why = fmt.Sprintf("invalid JSON at byte %d of the line", end)
+		}
+		l.queue = append(l.queue, &frameError{code: jsonrpc2.CodeParseError, msg: "parse error: " + why, id: idFromPrefix(line[off:end])})
+		if res != scanDone {
+			return nil
+		}
+		first = false
+		off = end
+	}
+}
+
+func tooLarge(size string, limit int, id json.RawMessage) *frameError {
 	return &frameError{
 		code: jsonrpc2.CodeInvalidRequest,
-		msg:  fmt.Sprintf("message of %d bytes exceeds the limit of %d bytes", n, limit),
+		msg:  fmt.Sprintf("invalid request: a message of %s bytes exceeds the limit of %d bytes", size, limit),
 		id:   id,
 	}
 }
@@ -329,16 +710,4 @@ func skipValue(dec *json.Decoder) error {
 			return nil
 		}
 	}
-}
-
-// indexFold returns the index of the first ASCII-case-insensitive match of
-// lower (which must be lower case) in b, or -1.
-func indexFold(b []byte, lower string) int {
-	n := len(lower)
-	for i := 0; i+n <= len(b); i++ {
-		if strings.EqualFold(string(b[i:i+n]), lower) {
-			return i
-		}
-	}
-	return -1
 }

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -9,12 +10,15 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sourcegraph/jsonrpc2"
 )
 
 // ProtocolVersion is the newest version of the acctpool protocol this
 // server speaks. initialize echoes the host's version when it is one of
-// SupportedProtocolVersions and answers with this one otherwise; the host
-// decides whether it can go on (the MCP rule).
+// SupportedProtocolVersions, uses this one when the host names none (LSP
+// hosts do not), and answers with this one otherwise; the host decides
+// whether it can go on (the MCP rule).
 const ProtocolVersion = "1.0"
 
 // SupportedProtocolVersions lists every protocol version the server speaks.
@@ -31,9 +35,13 @@ const ServerName = "acctpool"
 //     answered, whether or not the host ever sends `initialized`.
 //  3. initialized (a flag on ready): notifications flow and the background
 //     passes run.
-//  4. shutdown: requests get -32600; background work has stopped.
-//  5. exit: Serve returns 0 if shutdown came first, else 1. EOF on stdin,
-//     SIGTERM and the death of the initialize processId also end Serve.
+//  4. shutdown: requests get -32600; background work has stopped. The
+//     shutdown answer is sent once every earlier request is answered.
+//  5. exit: Serve returns 0 if shutdown came first, else 1. After shutdown,
+//     exit (and EOF on stdin) first waits for the shutdown answer to be
+//     written; exit without shutdown cancels what is still running. EOF on
+//     stdin, SIGTERM and the death of the initialize processId also end
+//     Serve.
 const (
 	stateNew = iota
 	stateReady
@@ -74,25 +82,55 @@ type clientInfo struct {
 	Version string `json:"version,omitempty"`
 }
 
+// initializeParams are acctpool's initialize params, which are also LSP's
+// InitializeParams: an LSP or vscode-jsonrpc host can send its usual
+// {processId, clientInfo, capabilities} as is. protocolVersion (MCP's name)
+// and clientInfo are optional; the other LSP members are accepted and
+// ignored.
 type initializeParams struct {
-	ProtocolVersion string      `json:"protocolVersion"`
-	ClientInfo      *clientInfo `json:"clientInfo"`
+	ProtocolVersion string      `json:"protocolVersion,omitempty"`
+	ClientInfo      *clientInfo `json:"clientInfo,omitempty"`
 	ProcessID       *int        `json:"processId"`
 	Capabilities    any         `json:"capabilities"`
+
+	// LSP members with no meaning here.
+	Locale                json.RawMessage `json:"locale,omitempty"`
+	RootPath              json.RawMessage `json:"rootPath,omitempty"`
+	RootURI               json.RawMessage `json:"rootUri,omitempty"`
+	InitializationOptions json.RawMessage `json:"initializationOptions,omitempty"`
+	Trace                 json.RawMessage `json:"trace,omitempty"`
+	WorkspaceFolders      json.RawMessage `json:"workspaceFolders,omitempty"`
+	WorkDoneToken         json.RawMessage `json:"workDoneToken,omitempty"`
 }
+
+// unknownClient is the client name logged when initialize has no
+// clientInfo.
+const unknownClient = "unknown"
 
 func (p *initializeParams) check() error {
 	switch {
-	case p.ProtocolVersion == "":
-		return required("protocolVersion")
-	case p.ClientInfo == nil:
-		return required("clientInfo")
-	case p.ClientInfo.Name == "":
+	case p.ClientInfo != nil && p.ClientInfo.Name == "":
 		return required("clientInfo.name")
 	case p.ProcessID != nil && *p.ProcessID <= 0:
 		return &paramError{Field: "processId", Problem: "must be a positive process id"}
 	}
 	return nil
+}
+
+// negotiate picks the protocol version of the session: the host's when the
+// server speaks it, the current one when the host names none, and
+// otherwise the newest the server speaks, which the host may refuse by
+// ending the session (the MCP rule).
+func negotiate(requested string) (version string, supported bool) {
+	if requested == "" {
+		return ProtocolVersion, true
+	}
+	for _, v := range SupportedProtocolVersions {
+		if v == requested {
+			return v, true
+		}
+	}
+	return ProtocolVersion, false
 }
 
 type serverInfo struct {
@@ -115,11 +153,14 @@ type initializeResult struct {
 var serverNotifications = []string{"accounts/changed", "accounts/mainRefreshed", "quota/changed"}
 
 func initialize(_ context.Context, s *Server, p *initializeParams) (any, error) {
-	version := ProtocolVersion
-	for _, v := range SupportedProtocolVersions {
-		if v == p.ProtocolVersion {
-			version = v
-		}
+	version, supported := negotiate(p.ProtocolVersion)
+	client := clientInfo{Name: unknownClient}
+	if p.ClientInfo != nil {
+		client = *p.ClientInfo
+	}
+	if !supported {
+		s.log.Warn("initialize: the host asked for a protocol version this server does not speak; answering with the newest it does",
+			"requested", p.ProtocolVersion, "answered", version, "supported", SupportedProtocolVersions)
 	}
 	s.life.mu.Lock()
 	s.life.state = stateReady
@@ -127,7 +168,7 @@ func initialize(_ context.Context, s *Server, p *initializeParams) (any, error) 
 	if p.ProcessID != nil {
 		s.watchParent(*p.ProcessID)
 	}
-	s.log.Info("initialize", "client", p.ClientInfo.Name, "clientVersion", p.ClientInfo.Version, "protocolVersion", version)
+	s.log.Info("initialize", "client", client.Name, "clientVersion", client.Version, "protocolVersion", version)
 	return initializeResult{
 		ProtocolVersion: version,
 		ServerInfo:      serverInfo{Name: ServerName, Version: s.opts.Version},
@@ -156,12 +197,42 @@ func (s *Server) initialized() {
 	}
 }
 
-func shutdown(_ context.Context, s *Server, _ *noParams) (any, error) {
+// shutdownParams checks the params of shutdown; Server.shutdown does the
+// work, since its answer must wait.
+func shutdownParams(context.Context, *Server, *noParams) (any, error) { return nil, nil }
+
+// shutdown refuses every later request, stops the background work, and
+// answers once every request received before it has been answered, so a
+// host that waits for the shutdown answer has all the others. It runs on
+// the read goroutine but waits off it, so $/cancelRequest still reaches
+// the requests it waits for.
+func (s *Server) shutdown(ctx context.Context, id jsonrpc2.ID, m method, params []byte) {
+	if _, err := s.invoke(ctx, "shutdown", m, params); err != nil {
+		s.sendResult(id, nil, err)
+		return
+	}
 	s.life.mu.Lock()
 	s.life.state = stateShutdown
 	s.life.mu.Unlock()
 	s.stopBackground()
-	return nil, nil
+	s.goBackground(func() {
+		s.inflight.wait()
+		s.sendResult(id, nil, nil)
+		close(s.drained)
+	})
+}
+
+// awaitDrain waits, after shutdown, until the shutdown answer (and so every
+// answer before it) is written, or until ctx ends. Without shutdown it
+// returns at once.
+func (s *Server) awaitDrain(ctx context.Context) {
+	if state, _ := s.life.get(); state != stateShutdown {
+		return
+	}
+	select {
+	case <-s.drained:
+	case <-ctx.Done():
+	}
 }
 
 // exit ends Serve with the LSP exit code.

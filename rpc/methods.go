@@ -3,6 +3,8 @@ package rpc
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -15,7 +17,7 @@ import (
 func methodTable(manualClock bool) map[string]method {
 	t := map[string]method{
 		"initialize":   {call: with(initialize)},
-		"shutdown":     {call: with(shutdown)},
+		"shutdown":     {call: with(shutdownParams)},
 		"ping":         {call: with(ping)},
 		"rpc.discover": {call: discover},
 
@@ -159,6 +161,14 @@ type loginStartParams struct {
 	Mode string `json:"mode,omitempty"`
 }
 
+func (p *loginStartParams) check() error {
+	switch p.Mode {
+	case "", "max", "console":
+		return nil
+	}
+	return &paramError{Field: "mode", Problem: fmt.Sprintf("must be \"max\" or \"console\", not %q", p.Mode)}
+}
+
 func loginStart(ctx context.Context, s *Server, p *loginStartParams) (any, error) {
 	return s.eng.LoginStart(ctx, p.Mode)
 }
@@ -245,6 +255,16 @@ func (p *reportParams) check() error {
 	case p.Status == 0 && !p.Network:
 		return &paramError{Field: "status", Problem: "is required unless network is true"}
 	}
+	return checkStatus(p.Status)
+}
+
+// checkStatus accepts an HTTP status (RFC 9110 section 15: every valid
+// status is from 100 to 599) or 0, which stands for "no response" (a
+// transport failure).
+func checkStatus(status int) error {
+	if status != 0 && (status < 100 || status > 599) {
+		return &paramError{Field: "status", Problem: fmt.Sprintf("must be an HTTP status from 100 to 599, or 0 for a transport failure, not %d", status)}
+	}
 	return nil
 }
 
@@ -272,10 +292,8 @@ func (p *classifyParams) check() error {
 		return &paramError{Field: "source", Problem: "must be token, usage or messages"}
 	case p.Status == nil:
 		return required("status")
-	case *p.Status < 0 || *p.Status > 999:
-		return &paramError{Field: "status", Problem: "must be an HTTP status or 0"}
 	}
-	return nil
+	return checkStatus(*p.Status)
 }
 
 func errorsClassify(ctx context.Context, s *Server, p *classifyParams) (any, error) {
@@ -322,29 +340,48 @@ func configUpdate(ctx context.Context, s *Server, p *configUpdateParams) (any, e
 
 // Test clock (--clock manual only).
 
+// maxClockMs is the latest time the test clock may show, the last
+// millisecond of year 9999: later times have no RFC 3339 form and their
+// epoch milliseconds are close to overflowing.
+const maxClockMs = 253402300799999
+
 type clockSetParams struct {
 	NowMs *int64 `json:"nowMs"`
 }
 
 func (p *clockSetParams) check() error {
-	if p.NowMs == nil {
+	switch {
+	case p.NowMs == nil:
 		return required("nowMs")
+	case *p.NowMs < 0 || *p.NowMs > maxClockMs:
+		return &paramError{Field: "nowMs", Problem: fmt.Sprintf("must be epoch milliseconds from 0 to %d (year 9999)", maxClockMs)}
 	}
 	return nil
 }
 
 type clockAdvanceParams struct {
 	Ms *int64 `json:"ms"`
+	d  time.Duration
 }
 
 func (p *clockAdvanceParams) check() error {
-	switch {
-	case p.Ms == nil:
+	if p.Ms == nil {
 		return required("ms")
-	case *p.Ms < 0:
-		return &paramError{Field: "ms", Problem: "must not be negative"}
 	}
-	return nil
+	d, err := millisParam("ms", *p.Ms, 0, core.MaxMillis)
+	p.d = d
+	return err
+}
+
+// millisParam converts a millisecond param through core.MillisDuration, the
+// one range check, and words a refusal as invalid params naming field.
+func millisParam(field string, ms, min, max int64) (time.Duration, error) {
+	d, err := core.MillisDuration(field, ms, min, max)
+	var rerr *core.MillisRangeError
+	if errors.As(err, &rerr) {
+		return 0, &paramError{Field: field, Problem: fmt.Sprintf("must be from %d to %d milliseconds, not %d", rerr.Min, rerr.Max, rerr.Value)}
+	}
+	return d, err
 }
 
 type clockResult struct {
@@ -357,7 +394,10 @@ func clockSet(_ context.Context, s *Server, p *clockSetParams) (any, error) {
 }
 
 func clockAdvance(_ context.Context, s *Server, p *clockAdvanceParams) (any, error) {
-	s.opts.ManualClock.Advance(time.Duration(*p.Ms) * time.Millisecond)
+	if left := maxClockMs - s.opts.ManualClock.Now().UnixMilli(); *p.Ms > left {
+		return nil, &paramError{Field: "ms", Problem: fmt.Sprintf("would move the clock past year 9999 (at most %d from now)", max(left, 0))}
+	}
+	s.opts.ManualClock.Advance(p.d)
 	return clockResult{s.opts.ManualClock.Now().UnixMilli()}, nil
 }
 

@@ -67,11 +67,12 @@ type Server struct {
 	inflight inflight
 	life     lifecycle
 
-	ctx    context.Context // ends when Serve returns; parent of async requests
-	cancel context.CancelFunc
-	bg     sync.WaitGroup // background goroutines: passes, notifier, parent watch
-	exitCh chan int
-	served atomic.Bool
+	ctx     context.Context // ends when Serve returns; parent of async requests
+	cancel  context.CancelFunc
+	bg      sync.WaitGroup // background goroutines: passes, notifier, parent watch
+	exitCh  chan int
+	drained chan struct{} // closed once the shutdown answer is written
+	served  atomic.Bool
 
 	workers     workerPool
 	lingerTimer *time.Timer // read goroutine only
@@ -111,7 +112,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Notifier == nil {
 		opts.Notifier = new(Notifier)
 	}
-	s := &Server{opts: opts, eng: opts.Engine, log: opts.Logger, exitCh: make(chan int, 1)}
+	s := &Server{opts: opts, eng: opts.Engine, log: opts.Logger, exitCh: make(chan int, 1), drained: make(chan struct{})}
 	s.methods = methodTable(opts.ManualClock != nil)
 	s.pass = s.runPasses
 	return s, nil
@@ -137,7 +138,12 @@ func (s *Server) Serve(ctx context.Context, in io.Reader, out io.Writer) int {
 	var readErr atomic.Value
 	s.workers.start(runtime.GOMAXPROCS(0))
 	s.stream = newStream(s.opts.Framing, in, out, s.opts.MaxFrameBytes)
-	s.stream.onReadErr = func(err error) { readErr.Store(err) }
+	s.stream.onReadErr = func(err error) {
+		readErr.Store(err)
+		// After shutdown the host may close stdin at once: keep the
+		// connection open until the answers owed are written.
+		s.awaitDrain(s.ctx)
+	}
 	conn := jsonrpc2.NewConn(ctx, s.stream, s, jsonrpc2.SetLogger(slogPrinter{s.log}))
 	s.conn.CompareAndSwap(nil, conn)
 
@@ -145,6 +151,7 @@ func (s *Server) Serve(ctx context.Context, in io.Reader, out io.Writer) int {
 	select {
 	case code = <-s.exitCh:
 		s.log.Debug("exit requested", "code", code)
+		s.awaitDrain(ctx)
 	case <-conn.DisconnectNotify():
 		if err, _ := readErr.Load().(error); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && ctx.Err() == nil {
 			s.log.Error("read failed", "err", err)

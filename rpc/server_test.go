@@ -76,7 +76,7 @@ func withLength(header, body string) string { return fmt.Sprintf(header, len(bod
 func pad(n int) string { return strings.Repeat("x", n) }
 
 var malformedSteps = []step{
-	{name: "malformed JSON", body: `{"jsonrpc":"2.0","id":1,"method":`, id: "null", code: -32700},
+	{name: "malformed JSON", body: `{"jsonrpc":"2.0","id":1,"method":`, id: "1", code: -32700},
 	{name: "garbage", body: `hello`, id: "null", code: -32700},
 	{name: "number", body: `42`, id: "null", code: -32600, text: "JSON object"},
 	{name: "string", body: `"ping"`, id: "null", code: -32600},
@@ -114,7 +114,7 @@ var malformedSteps = []step{
 	{name: "10 MB frame", body: `{"jsonrpc":"2.0","id":27,"method":"ping","params":{"pad":"` + pad(10_000_000) + `"}}`, id: "27", code: -32600, text: "exceeds"},
 	{name: "lower-case header", raw: map[Framing]string{FramingLSP: withLength("content-length: %d\r\n\r\n", `{"jsonrpc":"2.0","id":28,"method":"ping"}`)}, id: "28", result: `{}`},
 	{name: "content-type header", raw: map[Framing]string{FramingLSP: withLength("Content-Type: application/vscode-jsonrpc; charset=utf-8\r\nCONTENT-LENGTH:%d\r\n\r\n", `{"jsonrpc":"2.0","id":29,"method":"ping"}`)}, id: "29", result: `{}`},
-	{name: "missing content-length", raw: map[Framing]string{FramingLSP: "Content-Type: x\r\n\r\n" + `{"jsonrpc":"2.0","id":30,"method":"ping"}`}, id: "null", code: -32700, text: "Content-Length"},
+	{name: "missing content-length", raw: map[Framing]string{FramingLSP: "Content-Type: x\r\n\r\n" + `{"jsonrpc":"2.0","id":30,"method":"ping"}`}, id: "30", code: -32700, text: "Content-Length"},
 	{name: "line without colon", raw: map[Framing]string{FramingLSP: "hello world\r\n"}, id: "null", code: -32700},
 	{name: "bad content-length", raw: map[Framing]string{FramingLSP: "Content-Length: ten\r\n\r\n"}, id: "null", code: -32700},
 	{name: "blank lines", raw: map[Framing]string{FramingNDJSON: "\n\r\n  \n" + `{"jsonrpc":"2.0","id":31,"method":"ping"}` + "\r\n"}, id: "31", result: `{}`},

@@ -22,6 +22,10 @@ import (
 //	not a request or response, bad id    -32600 (id echoed when it is valid)
 //	a batch array                        -32600, batches are not supported
 //	a frame over the size limit          -32600, the frame is skipped
+//	nesting deeper than maxNesting       -32600
+//
+// Whenever the id of a bad message can be read from its first bytes, the
+// answer carries it.
 //
 // It also owns the one writer: every frame, from the library or from
 // stream itself, is written whole under one mutex, so frames never
@@ -162,11 +166,15 @@ func checkMessage(body []byte) (id json.RawMessage, code int64, msg string) {
 		}
 		return nil, jsonrpc2.CodeInvalidRequest, "invalid request: batch requests are not supported"
 	}
+	if depth := nestingDepth(body, maxNesting); depth > maxNesting {
+		return idFromPrefix(body), jsonrpc2.CodeInvalidRequest,
+			fmt.Sprintf("invalid request: objects and arrays are nested more than %d levels deep (the limit)", maxNesting)
+	}
 	var env envelope
 	if err := gojson.Unmarshal(body, &env); err != nil {
 		var syn *gojson.SyntaxError
 		if errors.As(err, &syn) {
-			return nil, jsonrpc2.CodeParseError, fmt.Sprintf("parse error: %s at offset %d", syn.Error(), syn.Offset)
+			return idFromPrefix(body), jsonrpc2.CodeParseError, fmt.Sprintf("parse error: %s at offset %d", syn.Error(), syn.Offset)
 		}
 		return nil, jsonrpc2.CodeInvalidRequest, "invalid request: a message must be a JSON object"
 	}
@@ -194,6 +202,44 @@ func checkMessage(body []byte) (id json.RawMessage, code int64, msg string) {
 		return id, jsonrpc2.CodeInvalidRequest, "invalid request: not a request, notification or response"
 	}
 	return nil, 0, ""
+}
+
+// maxNesting is how deeply objects and arrays may nest in a message. No
+// request of the protocol comes near it; it keeps a hostile message from
+// costing the decoders deep recursion, and lets such a message be refused
+// with a reason (-32600) rather than as a parse error.
+const maxNesting = 128
+
+// nestingDepth returns how deeply objects and arrays nest in the JSON text
+// b, counting no further than limit+1.
+func nestingDepth(b []byte, limit int) int {
+	depth, deepest := 0, 0
+	inString := false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			if depth++; depth > deepest {
+				if deepest = depth; deepest > limit {
+					return deepest
+				}
+			}
+		case '}', ']':
+			depth--
+		}
+	}
+	return deepest
 }
 
 // validID accepts what the library can echo unchanged: a string, or an

@@ -87,7 +87,7 @@ func TestBinary_malformedInput(t *testing.T) {
 		id   string
 		code int64
 	}{
-		{"malformed JSON", `{"jsonrpc":"2.0","id":1000,`, "null", -32700},
+		{"malformed JSON", `{"jsonrpc":"2.0","id":1000,`, "1000", -32700},
 		{"not a request", `{"jsonrpc":"2.0","foo":1}`, "null", -32600},
 		{"bad id", `{"jsonrpc":"2.0","id":1.5,"method":"ping"}`, "null", -32600},
 		{"batch", `[{"jsonrpc":"2.0","id":1001,"method":"ping"}]`, "null", -32600},

@@ -310,16 +310,32 @@ export interface AccountPatch {
 
 /** Params of initialize. */
 export interface InitializeParams {
-  protocolVersion: string;
-  clientInfo: {
+  /** The protocol version the host speaks; absent means the current one. An unsupported version is answered with the newest supported one. */
+  protocolVersion?: string;
+  /** Who the host is, for the log; absent means "unknown". */
+  clientInfo?: {
     name: string;
     version?: string;
   };
-  /** The host's pid; the server exits when it dies. */
-  processId?: number;
+  /** The host's pid; the server exits when it dies. null (LSP) means no watch. */
+  processId?: number | null;
   capabilities?: {
     [key: string]: unknown;
   };
+  /** LSP InitializeParams member; accepted and ignored. */
+  locale?: unknown;
+  /** LSP InitializeParams member; accepted and ignored. */
+  rootPath?: unknown;
+  /** LSP InitializeParams member; accepted and ignored. */
+  rootUri?: unknown;
+  /** LSP InitializeParams member; accepted and ignored. */
+  initializationOptions?: unknown;
+  /** LSP InitializeParams member; accepted and ignored. */
+  trace?: unknown;
+  /** LSP InitializeParams member; accepted and ignored. */
+  workspaceFolders?: unknown;
+  /** LSP InitializeParams member; accepted and ignored. */
+  workDoneToken?: unknown;
 }
 
 /** Result of initialize. */
@@ -529,7 +545,7 @@ export type RouteSelectResult = Route;
 /** Params of route/report. */
 export interface RouteReportParams {
   route: Route;
-  /** HTTP status; 0 with network for a transport failure. */
+  /** HTTP status, 100..599 (RFC 9110); 0 only with network: true, for a transport failure. Anything else is -32602 naming status. */
   status: number;
   network?: boolean;
   headers?: Headers;
@@ -547,6 +563,7 @@ export type RouteReportResult = ReportResult;
 /** Params of errors/classify. */
 export interface ErrorsClassifyParams {
   source: Source;
+  /** HTTP status, 100..599 (RFC 9110), or 0 for a transport failure. Anything else is -32602 naming status. */
   status: number;
   network?: boolean;
   headers?: Headers;
@@ -592,6 +609,7 @@ export type PluginsReloadResult = PluginList;
 
 /** Params of test/clock/set. */
 export interface TestClockSetParams {
+  /** Epoch milliseconds from 0 to the end of year 9999; else -32602 naming nowMs. */
   nowMs: EpochMs;
 }
 
@@ -600,6 +618,7 @@ export type TestClockSetResult = ClockResult;
 
 /** Params of test/clock/advance. */
 export interface TestClockAdvanceParams {
+  /** Milliseconds to move the clock forward: at most 9223372036854 (the largest time.Duration) and never past year 9999; else -32602 naming ms. */
   ms: number;
 }
 

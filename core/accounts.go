@@ -40,6 +40,13 @@ func accountView(snap *Snapshot, a *Account, now time.Time) AccountView {
 	return v
 }
 
+// withPersistState adds to v whether the account's rotated tokens are
+// still waiting to be saved (see Engine.keepUnsaved).
+func (e *Engine) withPersistState(v AccountView) AccountView {
+	v.PersistPending, v.PersistError = e.store.pendingOf(v.ID)
+	return v
+}
+
 // mainView builds the sanitized view of the host's main account.
 func (e *Engine) mainView(snap *Snapshot, now time.Time) AccountView {
 	c, ok := e.mainCredentials()
@@ -73,7 +80,7 @@ func (e *Engine) ListAccounts(ctx context.Context) ([]AccountView, error) {
 	now := e.now()
 	out := []AccountView{e.mainView(snap, now)}
 	for i := range snap.Accounts {
-		out = append(out, accountView(snap, &snap.Accounts[i], now))
+		out = append(out, e.withPersistState(accountView(snap, &snap.Accounts[i], now)))
 	}
 	return out, nil
 }
@@ -95,7 +102,7 @@ func (e *Engine) viewOf(snap *Snapshot, id string) (AccountView, error) {
 	if !ok {
 		return AccountView{}, errorf(ErrNoAccount, "%q", id)
 	}
-	return accountView(snap, a, e.now()), nil
+	return e.withPersistState(accountView(snap, a, e.now())), nil
 }
 
 // validateSpec checks an account to add and reports every problem at once.

@@ -108,6 +108,9 @@ type Engine struct {
 	flightMu sync.Mutex
 	flights  map[string]*flight
 
+	// detached tracks rotations that outlive their callers; Drain waits.
+	detached detached
+
 	quotaGate quotaGate
 
 	loginMu sync.Mutex

@@ -94,30 +94,53 @@ func (e *Engine) refreshMainLocked(ctx context.Context, force bool) (MainCredent
 	release, err := e.store.acquire(ctx, mainRefreshLock, mainRefreshLockTTL, mainRefreshLockWait)
 	if err != nil {
 		if errors.Is(err, ErrLockTimeout) {
-			return c, errorf(ErrInProgress, "Claude OAuth refresh is already in progress")
+			return c, errorf(ErrInProgress, "Claude OAuth refresh is already in progress%s", lockHolder(err))
 		}
 		return c, err
 	}
-	defer release()
+	// Detached from ctx from here on, as a fallback rotation (see
+	// rotateFallback): the new pair must reach the host even when the
+	// caller gives up.
+	out, err := runDetached(e, ctx, "refresh main", func(ctx context.Context) (MainCredentials, error) {
+		defer release()
+		return e.rotateMain(ctx, c, identity)
+	})
+	if err != nil && isCanceled(err) {
+		return c, err
+	}
+	return out, err
+}
+
+// rotateMain calls the token endpoint with the main refresh token, hands
+// the new pair to the host (EventMainRefreshed) and clears the persisted
+// main refresh error.
+func (e *Engine) rotateMain(ctx context.Context, c MainCredentials, identity string) (MainCredentials, error) {
 	used := c.Refresh
-	grant, failure, err := e.postToken(ctx, map[string]string{
+	postCtx, cancelPost := context.WithTimeout(ctx, rotationTimeout)
+	grant, failure, err := e.postToken(postCtx, map[string]string{
 		"grant_type":    "refresh_token",
 		"refresh_token": used.Reveal(),
 		"client_id":     oauthClientID,
 		"scope":         refreshScope,
 	}, used, c.Access)
+	cancelPost()
 	if err != nil {
 		return c, err
 	}
 	if failure != nil {
 		return c, e.recordMainRefreshFailure(ctx, identity, used, *failure)
 	}
-	now = e.now()
+	now := e.now()
 	var s AccountState
 	applyGrant(&s, grant, used, now)
 	next := MainCredentials{Access: s.Access, Refresh: s.Refresh, Expires: s.Expires}
 	e.setMainCredentials(next)
-	if _, err := e.store.UpdateState(ctx, func(st *StateFile) error {
+	// The host stores the main pair: hand it over before anything that
+	// could fail.
+	e.emit(Event{Kind: EventMainRefreshed, Accounts: []string{MainAccountID}, Main: &next})
+	saveCtx, cancelSave := context.WithTimeout(ctx, saveTimeout)
+	defer cancelSave()
+	if _, err := e.store.UpdateState(saveCtx, func(st *StateFile) error {
 		m := ensureMain(st)
 		if m.LastRefreshError != nil {
 			m.LastRefreshError = nil
@@ -125,10 +148,10 @@ func (e *Engine) refreshMainLocked(ctx context.Context, force bool) (MainCredent
 		}
 		return nil
 	}); err != nil {
-		return next, fmt.Errorf("persist main refresh: %w", err)
+		e.log.Warn("main token refreshed but its error record could not be cleared", "err", err)
+		return next, nil
 	}
 	e.log.Info("refreshed main token")
-	e.emit(Event{Kind: EventMainRefreshed, Accounts: []string{MainAccountID}, Main: &next})
 	return next, nil
 }
 

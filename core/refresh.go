@@ -8,11 +8,15 @@ import (
 )
 
 // Lock names and times of the refresh protocol (upstream-core.md 1.6, 2.5).
+// Our TTLs are shorter than upstream's (10 min and 2 min): the locks are
+// renewed every TTL/3 while held, so a live holder keeps them, and a holder
+// that died where we cannot prove it (another host on a shared disk)
+// blocks the account for at most the TTL. The waits are upstream's.
 const (
-	fallbackRefreshLockTTL  = 10 * time.Minute
+	fallbackRefreshLockTTL  = 20 * time.Second
 	fallbackRefreshLockWait = 10 * time.Second
 	mainRefreshLock         = "opencode-main-oauth-refresh"
-	mainRefreshLockTTL      = 2 * time.Minute
+	mainRefreshLockTTL      = 20 * time.Second
 	mainRefreshLockWait     = 5 * time.Second
 	// adoptGrowth is how much a concurrent refresh must have extended the
 	// expiry for us to adopt its result instead of refreshing again.
@@ -92,13 +96,18 @@ type flight struct {
 }
 
 // singleFlight runs fn once per key at a time; concurrent callers with the
-// same key wait for the running call and get its error.
+// same key wait for the running call and get its error. A caller whose own
+// context is fine does not inherit the cancellation of the caller that ran
+// fn: it runs (or joins) the next flight instead.
 func (e *Engine) singleFlight(ctx context.Context, key string, fn func() error) error {
 	e.flightMu.Lock()
 	if f, ok := e.flights[key]; ok {
 		e.flightMu.Unlock()
 		select {
 		case <-f.done:
+			if isCanceled(f.err) && ctx.Err() == nil {
+				return e.singleFlight(ctx, key, fn)
+			}
 			return f.err
 		case <-ctx.Done():
 			return ctx.Err()
@@ -192,38 +201,76 @@ func (e *Engine) refreshFallbackLocked(ctx context.Context, id string, force, in
 			if _, b, lerr := e.loadOAuth(ctx, id); lerr == nil && adoptable(before, b.State, now, snap.Settings.RefreshBeforeExpiry, force) {
 				return b, nil
 			}
-			return nil, errorf(ErrInProgress, "Fallback OAuth refresh is already in progress for %s", a.ID)
+			return nil, errorf(ErrInProgress, "Fallback OAuth refresh is already in progress for %s%s", a.ID, lockHolder(err))
 		}
 		return nil, err
 	}
-	defer release()
+	// From here on the work is detached from ctx: once the token call has
+	// started, the old refresh token may be consumed, and only the saved
+	// answer keeps the account. The caller may give up; the rotation
+	// finishes and saves under its own deadline, and releases the lock.
+	return runDetached(e, ctx, "refresh "+a.ID, func(ctx context.Context) (*Account, error) {
+		defer release()
+		return e.rotateFallback(ctx, id, before, force, inQuotaPass)
+	})
+}
+
+// lockHolder is " (held by pid 12 on host h until <time>)" for a lock
+// timeout whose lock file names its holder, "" otherwise.
+func lockHolder(err error) string {
+	var te *lockTimeoutError
+	if errors.As(err, &te) && te.holder != "" {
+		return " (lock" + te.holder + ")"
+	}
+	return ""
+}
+
+// rotateFallback is the part of a fallback refresh that runs under the
+// account's refresh lock, detached from the caller: re-read, reserve the
+// room for the save, call the token endpoint, save the answer.
+func (e *Engine) rotateFallback(ctx context.Context, id string, before AccountState, force, inQuotaPass bool) (*Account, error) {
 	// Double-checked under the lock: another process may have refreshed.
-	snap, a, err = e.loadOAuth(ctx, id)
+	snap, a, err := e.loadOAuth(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	now = e.now()
+	now := e.now()
 	if adoptable(before, a.State, now, snap.Settings.RefreshBeforeExpiry, force) {
 		return a, nil
 	}
 	if until, ok := refreshLatched(a.State.LastRefreshError, a.ID, a.State.Refresh, now); ok {
 		return nil, &BackoffError{Account: a.ID, Kind: ErrRefreshBackoff, Record: a.State.LastRefreshError, Until: until, Now: now}
 	}
+	// Room for the save first: a disk that cannot take the rotated pair
+	// must stop us before the endpoint consumes the old token.
+	res, err := e.store.reserveState()
+	if err != nil {
+		return nil, fmt.Errorf("refresh of %s not attempted: cannot prepare the save of its rotated tokens (%w); check the disk (space, permissions) and try again", a.ID, err)
+	}
+	defer res.abort()
 	used := a.State.Refresh
-	grant, failure, err := e.postToken(ctx, map[string]string{
+	postCtx, cancelPost := context.WithTimeout(ctx, rotationTimeout)
+	grant, failure, err := e.postToken(postCtx, map[string]string{
 		"grant_type":    "refresh_token",
 		"refresh_token": used.Reveal(),
 		"client_id":     oauthClientID,
 		"scope":         refreshScope,
 	}, used, a.State.Access)
+	cancelPost()
 	if err != nil {
 		return nil, err
 	}
 	if failure != nil {
+		res.abort()
 		return nil, e.recordRefreshFailure(ctx, a.ID, used, *failure, inQuotaPass)
 	}
+	answered := time.Now()
 	now = e.now()
-	snap, err = e.store.UpdateState(ctx, func(st *StateFile) error {
+	var pair AccountState
+	applyGrant(&pair, grant, used, now)
+	saveCtx, cancelSave := context.WithTimeout(ctx, saveTimeout)
+	defer cancelSave()
+	snap, err = e.store.updateState(saveCtx, res, func(st *StateFile) error {
 		s := st.Accounts[a.ID]
 		if s == nil {
 			s = &AccountState{}
@@ -234,9 +281,9 @@ func (e *Engine) refreshFallbackLocked(ctx context.Context, id string, force, in
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("persist rotated tokens of %s: %w", a.ID, err)
+		return e.keepUnsaved(ctx, a.ID, used, pair, err)
 	}
-	e.log.Info("refreshed fallback token", "account", a.ID)
+	e.log.Info("refreshed fallback token", "account", a.ID, "answerToSave", time.Since(answered).Round(time.Microsecond))
 	e.emit(Event{Kind: EventAccountsChanged, Accounts: []string{a.ID}})
 	out, _ := snap.Account(a.ID)
 	return out, nil

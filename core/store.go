@@ -57,6 +57,11 @@ type Store struct {
 	// gen counts this process's writes, so caches of the files (routing)
 	// see them at once without asking the file system.
 	gen atomic.Uint64
+
+	pendMu  sync.Mutex
+	pending map[string]*pendingPair // rotated pairs not saved yet, by account
+
+	looseWarned sync.Map // path → true once a loose mode was reported
 }
 
 // generation returns the count of writes this store has made.
@@ -88,7 +93,25 @@ func NewStore(opts StoreOptions) (*Store, error) {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &Store{paths: opts.Paths, logger: l, wall: opts.WallClock}, nil
+	s := &Store{paths: opts.Paths, logger: l, wall: opts.WallClock}
+	s.removeStaleTemps()
+	return s, nil
+}
+
+// removeStaleTemps deletes the temporary files our own writers left beside
+// the three files when they were killed mid-save (see atomicfile). A
+// leftover is removed only once its writer is provably dead; each one is a
+// full copy of the tokens, which must not linger.
+func (s *Store) removeStaleTemps() {
+	for _, p := range []string{s.paths.Config, s.paths.State, s.paths.RoutingState} {
+		removed, err := atomicfile.RemoveStale(p)
+		if err != nil {
+			s.logger.Warn("look for stale temporary files", "path", p, "err", err)
+		}
+		for _, r := range removed {
+			s.logger.Info("removed a temporary file left by a killed writer", "path", r)
+		}
+	}
 }
 
 // Paths returns the store's file paths.
@@ -98,14 +121,24 @@ func (s *Store) Paths() Paths { return s.paths }
 // not an error; a corrupt one is, and names the path without quoting it.
 // When only the state file exists, the config is the empty one upstream
 // synthesizes (upstream-core.md 1.2).
+//
+// Rotated tokens whose save failed (see [Store.UpdateState]) are served in
+// place of the consumed ones still on disk.
 func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
-	cfg, _, err := readConfig(s.paths.Config)
+	cfg, _, err := s.readConfig()
 	if err != nil {
 		return nil, err
 	}
-	st, _, err := readState(s.paths.State)
+	st, _, err := s.readState()
 	if err != nil {
 		return nil, err
+	}
+	if s.hasPending() {
+		if st == nil {
+			st = &StateFile{}
+		}
+		normalizeState(st)
+		s.overlayPending(st)
 	}
 	if cfg == nil && st != nil {
 		cfg = emptyConfig()
@@ -124,44 +157,80 @@ func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
 //
 // fn runs with the store's in-process mutex held: it must not call another
 // Update method of the same store. Nothing is written when fn returns an
-// error or changes nothing.
+// error or changes nothing. When the lock is lost before the write (another
+// process evicted it), the whole cycle runs again, fn included, up to
+// lostLockAttempts times: fn must only describe a change to the st it is
+// given. Rotated tokens whose earlier save failed are written along.
 func (s *Store) UpdateState(ctx context.Context, fn func(st *StateFile) error) (*Snapshot, error) {
+	return s.updateState(ctx, nil, fn)
+}
+
+// updateState is UpdateState writing through res, space reserved before a
+// token call (nil: a plain write).
+func (s *Store) updateState(ctx context.Context, res *stateReservation, fn func(st *StateFile) error) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer s.gen.Add(1)
+	if res != nil {
+		defer res.r.Abort()
+		// Give back the spare room, so the state lock file finds space.
+		res.r.Shrink(res.keep)
+	}
 	var snap *Snapshot
-	err := s.withLock(ctx, lockStateWrite, func(owned func() error) error {
-		// The config is read only now, under the state lock: a config
-		// writer writes the config before it takes the state lock, so an
-		// account it adds is visible here before its state entry is, and
-		// pruning can never remove a fresh account's tokens.
-		cfg, _, err := readConfig(s.paths.Config)
-		if err != nil {
+	err := s.retryLost(s.paths.State, func() error {
+		return s.withLock(ctx, lockStateWrite, func(owned func() error) error {
+			// The config is read only now, under the state lock: a config
+			// writer writes the config before it takes the state lock, so
+			// an account it adds is visible here before its state entry
+			// is, and pruning can never remove a fresh account's tokens.
+			cfg, _, err := s.readConfig()
+			if err != nil {
+				return err
+			}
+			st, raw, err := s.readState()
+			if err != nil {
+				return err
+			}
+			if st == nil {
+				st = &StateFile{}
+			}
+			normalizeState(st)
+			applied := s.overlayPending(st)
+			if err := fn(st); err != nil {
+				return err
+			}
+			normalizeState(st)
+			pruneState(cfg, st)
+			if err := writeIfChanged(s.paths.State, raw, st, owned, res); err != nil {
+				return err
+			}
+			s.settlePending(applied, st)
+			if cfg == nil {
+				cfg = emptyConfig()
+			}
+			snap, err = buildSnapshot(cfg, st)
 			return err
-		}
-		st, raw, err := readState(s.paths.State)
-		if err != nil {
-			return err
-		}
-		if st == nil {
-			st = &StateFile{}
-		}
-		normalizeState(st)
-		if err := fn(st); err != nil {
-			return err
-		}
-		normalizeState(st)
-		pruneState(cfg, st)
-		if err := writeIfChanged(s.paths.State, raw, st, owned); err != nil {
-			return err
-		}
-		if cfg == nil {
-			cfg = emptyConfig()
-		}
-		snap, err = buildSnapshot(cfg, st)
-		return err
+		})
 	})
 	return snap, err
+}
+
+// lostLockAttempts bounds how often one update re-runs after losing its
+// lock before the write.
+const lostLockAttempts = 3
+
+// retryLost runs cycle (take the lock, re-read, apply, write) again when it
+// fails because the lock was lost before the write, so that a change is
+// re-applied to what the evicting process wrote instead of being dropped.
+func (s *Store) retryLost(path string, cycle func() error) error {
+	var err error
+	for attempt := 1; attempt <= lostLockAttempts; attempt++ {
+		if err = cycle(); !errors.Is(err, lockfile.ErrLost) {
+			return err
+		}
+		s.logger.Warn("write lock lost before the write; re-reading and re-applying", "path", path, "attempt", attempt)
+	}
+	return fmt.Errorf("write %s: its lock was taken away %d times before the write (another process evicting it); nothing written, try again: %w", path, lostLockAttempts, err)
 }
 
 // PutAccountState saves a writer's view of one account's state entry,
@@ -192,13 +261,20 @@ func (s *Store) UpdateConfig(ctx context.Context, fn func(cfg *ConfigFile, st *S
 	defer s.mu.Unlock()
 	defer s.gen.Add(1)
 	var snap *Snapshot
-	err := s.withLock(ctx, lockConfigWrite, func(configOwned func() error) error {
-		cfg, cfgRaw, err := readConfig(s.paths.Config)
+	err := s.retryLost(s.paths.Config, func() error {
+		return s.updateConfigOnce(ctx, fn, &snap)
+	})
+	return snap, err
+}
+
+func (s *Store) updateConfigOnce(ctx context.Context, fn func(cfg *ConfigFile, st *StateFile) error, out **Snapshot) error {
+	return s.withLock(ctx, lockConfigWrite, func(configOwned func() error) error {
+		cfg, cfgRaw, err := s.readConfig()
 		if err != nil {
 			return err
 		}
 		return s.withLock(ctx, lockStateWrite, func(stateOwned func() error) error {
-			st, stRaw, err := readState(s.paths.State)
+			st, stRaw, err := s.readState()
 			if err != nil {
 				return err
 			}
@@ -209,6 +285,7 @@ func (s *Store) UpdateConfig(ctx context.Context, fn func(cfg *ConfigFile, st *S
 				st = &StateFile{}
 			}
 			normalizeState(st)
+			applied := s.overlayPending(st)
 			migrateLegacyCredentials(cfg, st)
 			if err := fn(cfg, st); err != nil {
 				return err
@@ -222,17 +299,17 @@ func (s *Store) UpdateConfig(ctx context.Context, fn func(cfg *ConfigFile, st *S
 			// State first: if the config write then fails, the accounts it
 			// would have added have state that the next save prunes, while
 			// the reverse order could list an account without its tokens.
-			if err := writeIfChanged(s.paths.State, stRaw, st, stateOwned); err != nil {
+			if err := writeIfChanged(s.paths.State, stRaw, st, stateOwned, nil); err != nil {
 				return err
 			}
-			if err := writeIfChanged(s.paths.Config, cfgRaw, cfg, configOwned); err != nil {
+			s.settlePending(applied, st)
+			if err := writeIfChanged(s.paths.Config, cfgRaw, cfg, configOwned, nil); err != nil {
 				return err
 			}
-			snap, err = buildSnapshot(cfg, st)
+			*out, err = buildSnapshot(cfg, st)
 			return err
 		})
 	})
-	return snap, err
 }
 
 const defaultMainSection = `{"type":"opencode","provider":"anthropic"}`
@@ -290,8 +367,10 @@ var lockTimeouts = map[string]string{
 }
 
 // lockTimeoutError is a lock wait that ran out. Its message is upstream's
-// wording; it matches [ErrLockTimeout].
-type lockTimeoutError struct{ msg string }
+// wording; it matches [ErrLockTimeout]. holder says who held the lock and
+// until when, as far as its file tells (" held by pid 12 on host h until
+// <time>").
+type lockTimeoutError struct{ msg, holder string }
 
 func (e *lockTimeoutError) Error() string { return e.msg }
 func (e *lockTimeoutError) Unwrap() error { return ErrLockTimeout }
@@ -338,6 +417,11 @@ func (s *Store) acquireAt(ctx context.Context, lockPath string, ttl, wait, poll 
 }
 
 func (s *Store) lockAt(ctx context.Context, lockPath string, ttl, wait, poll time.Duration) (*lockfile.Lock, error) {
+	// Locks are taken only to write: a first write into a config
+	// directory that does not exist yet creates it (mode 0700).
+	if err := os.MkdirAll(filepath.Dir(lockPath), 0o700); err != nil {
+		return nil, fmt.Errorf("create directory %s: %w", filepath.Dir(lockPath), err)
+	}
 	l, err := lockfile.Acquire(ctx, lockPath, lockfile.Options{TTL: ttl, Now: s.wall}, wait, poll)
 	if errors.Is(err, lockfile.ErrTimeout) {
 		name := strings.TrimSuffix(strings.TrimPrefix(lockPath, s.paths.Config+"."), ".lock")
@@ -345,7 +429,12 @@ func (s *Store) lockAt(ctx context.Context, lockPath string, ttl, wait, poll tim
 		if !ok {
 			msg = "Timed out waiting for lock " + filepath.Base(lockPath)
 		}
-		return nil, &lockTimeoutError{msg: msg}
+		holder := ""
+		var te *lockfile.TimeoutError
+		if errors.As(err, &te) {
+			holder = " held by " + te.Holder.String() + te.UntilText()
+		}
+		return nil, &lockTimeoutError{msg: msg, holder: holder}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", filepath.Base(lockPath), err)
@@ -418,8 +507,9 @@ func encodeFile(v any) ([]byte, error) {
 
 // writeIfChanged writes v to path atomically (mode 0600) unless its
 // encoding equals old, the bytes read under the same lock. owned is checked
-// right before the write.
-func writeIfChanged(path string, old []byte, v any, owned func() error) error {
+// right before the write. res, when not nil and unused, is the reserved
+// temporary file to write through.
+func writeIfChanged(path string, old []byte, v any, owned func() error, res *stateReservation) error {
 	data, err := encodeFile(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
@@ -430,8 +520,8 @@ func writeIfChanged(path string, old []byte, v any, owned func() error) error {
 	if err := owned(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := atomicfile.Write(path, data); err != nil {
-		return err
+	if res != nil && !res.r.Done() {
+		return res.r.Commit(data)
 	}
-	return nil
+	return atomicfile.Write(path, data)
 }

@@ -41,6 +41,11 @@ type AccountView struct {
 	Quota               *QuotaSnapshot `json:"quota,omitempty"`
 	// Problem is set when the stored entry itself is unusable.
 	Problem string `json:"problem,omitempty"`
+	// PersistPending is true when the account's token was rotated but the
+	// save of the new tokens failed: they are held in memory (and used),
+	// and the save is retried. PersistError says why it failed.
+	PersistPending bool   `json:"persistPending,omitempty"`
+	PersistError   string `json:"persistError,omitempty"`
 }
 
 // AccountSpec is an account to add, for accounts/add.

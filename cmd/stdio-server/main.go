@@ -112,5 +112,12 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger) (*rpc.Server, func
 		return nil, nil, err
 	}
 	log.Debug("ready", "config", cfg.paths.Config, "state", cfg.paths.State, "framing", cfg.framing, "plugins", len(cfg.plugins))
-	return srv, closePlugins, nil
+	return srv, func() {
+		// Whatever ended Serve (EOF, exit, a signal, parent death), let
+		// rotations in flight save their tokens first; Drain logs them.
+		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = eng.Drain(dctx)
+		closePlugins()
+	}, nil
 }

@@ -9,6 +9,12 @@
 // directory "<lock>.evicting". An owner keeps its lock alive by renewing
 // expiresAt and removes it on release only if it still owns it.
 //
+// Our lock files also carry the owner's process identity (pid, procStart,
+// bootId, pidNs, host; see package procid). The upstream plugin reads only
+// ownerId and expiresAt and ignores the rest. A live-looking lock whose
+// owner is provably dead on this host is treated as stale at once; a lock
+// without these keys (the plugin's) keeps the expiry rule.
+//
 // The package depends on the standard library only. Expiry is judged on an
 // injected wall clock ([Options.Now]), because it is compared across
 // processes.
@@ -28,6 +34,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/acctpool/acctpool/core/internal/procid"
 )
 
 // Errors of the package.
@@ -97,11 +105,55 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// owner is the content of a lock file and of an eviction marker.
+// owner is the content of a lock file and of an eviction marker. The
+// embedded identity adds the keys only acctpool reads.
 type owner struct {
 	OwnerID   string `json:"ownerId"`
 	ExpiresAt int64  `json:"expiresAt,omitempty"`
 	CreatedAt int64  `json:"createdAt,omitempty"`
+	procid.Identity
+}
+
+// TimeoutError is a wait for a lock that ran out. It names the holder as
+// far as its lock file tells (an upstream lock names no process) and when
+// its claim ends. It matches [ErrTimeout].
+type TimeoutError struct {
+	Path string
+	// Holder is the process recorded in the lock; zero when unknown.
+	Holder procid.Identity
+	// Until is the lock's expiresAt; zero when unreadable.
+	Until time.Time
+}
+
+// Error implements error.
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("%s: %s held by %s%s", ErrTimeout, e.Path, e.Holder, e.UntilText())
+}
+
+// UntilText is " until <RFC 3339 time>", or "" when the expiry is unknown.
+func (e *TimeoutError) UntilText() string {
+	if e.Until.IsZero() {
+		return ""
+	}
+	return " until " + e.Until.UTC().Format(time.RFC3339)
+}
+
+// Unwrap returns ErrTimeout.
+func (e *TimeoutError) Unwrap() error { return ErrTimeout }
+
+func timeoutAt(path string) error {
+	e := &TimeoutError{Path: path}
+	file := path
+	if fi, err := os.Lstat(path); err == nil && fi.IsDir() {
+		file = path + string(os.PathSeparator) + markerOwner
+	}
+	if o, ok := readOwner(file); ok {
+		e.Holder = o.Identity
+		if o.ExpiresAt != 0 {
+			e.Until = time.UnixMilli(o.ExpiresAt)
+		}
+	}
+	return e
 }
 
 // Lock is a held lock file. Its methods are safe for concurrent use.
@@ -125,18 +177,25 @@ func (l *Lock) Path() string { return l.path }
 func (l *Lock) OwnerID() string { return l.ownerID }
 
 // Acquire takes the lock at path, polling every poll for up to wait while
-// someone else holds it live. It returns an error wrapping [ErrTimeout]
-// when the wait runs out, and ctx's error when ctx ends first.
+// someone else holds it live. It returns a [*TimeoutError] (matching
+// [ErrTimeout]) when the wait runs out. When ctx has a deadline sooner than
+// the wait, the wait ends a poll before it, so that the caller hears who
+// holds the lock rather than just that its time ran out.
 func Acquire(ctx context.Context, path string, opts Options, wait, poll time.Duration) (*Lock, error) {
 	opts = opts.withDefaults()
 	deadline := opts.Now().Add(wait)
+	if d, ok := ctx.Deadline(); ok {
+		if left := time.Until(d) - poll; left < wait {
+			deadline = opts.Now().Add(max(left, 0))
+		}
+	}
 	for {
 		l, err := TryAcquire(ctx, path, opts)
 		if err != nil || l != nil {
 			return l, err
 		}
 		if !opts.Now().Before(deadline) {
-			return nil, fmt.Errorf("%w: %s", ErrTimeout, path)
+			return nil, timeoutAt(path)
 		}
 		if err := opts.Sleep(ctx, min(poll, deadline.Sub(opts.Now()))); err != nil {
 			return nil, err
@@ -195,7 +254,7 @@ func create(path string, opts Options) (*Lock, error) {
 	if err != nil {
 		return nil, err
 	}
-	data := encode(owner{OwnerID: id, ExpiresAt: expires})
+	data := encode(owner{OwnerID: id, ExpiresAt: expires, Identity: procid.Self()})
 	_, werr := f.Write(data)
 	cerr := f.Close()
 	if werr != nil || cerr != nil {
@@ -226,9 +285,10 @@ type state struct {
 }
 
 // inspect reads the lock at path and decides whether it is live: expiresAt
-// in the future, or, when the content is unreadable (a writer mid-write),
-// mtime+ttl in the future. A legacy directory lock is judged by its
-// owner.json; a directory without one is still initializing and is live.
+// in the future and its owner not provably dead (procid.Dead), or, when the
+// content is unreadable (a writer mid-write), mtime+ttl in the future. A
+// legacy directory lock is judged by its owner.json; a directory without
+// one is still initializing and is live.
 func inspect(path string, opts Options) (state, bool, error) {
 	var st state
 	fi, err := os.Lstat(path)
@@ -252,7 +312,7 @@ func inspect(path string, opts Options) (state, bool, error) {
 	}
 	if o, ok := readOwner(file); ok && o.ExpiresAt != 0 {
 		st.owner, st.readable = o, true
-		return st, o.ExpiresAt > opts.Now().UnixMilli(), nil
+		return st, o.ExpiresAt > opts.Now().UnixMilli() && !procid.Dead(o.Identity), nil
 	}
 	return st, st.modTime.Add(opts.TTL).After(opts.Now()), nil
 }
@@ -408,7 +468,7 @@ func (l *Lock) Renew() error {
 	if err != nil {
 		return fmt.Errorf("%w: %s", ErrLost, l.path)
 	}
-	_, werr := f.Write(encode(owner{OwnerID: l.ownerID, ExpiresAt: expires}))
+	_, werr := f.Write(encode(owner{OwnerID: l.ownerID, ExpiresAt: expires, Identity: procid.Self()}))
 	if cerr := f.Close(); werr != nil || cerr != nil {
 		return fmt.Errorf("renew lock %s: %w", l.path, errors.Join(werr, cerr))
 	}

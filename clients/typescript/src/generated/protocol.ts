@@ -128,6 +128,10 @@ export interface AccountView {
   quota?: QuotaSnapshot;
   /** Set when the stored entry itself is unusable. */
   problem?: string;
+  /** True when the token was rotated but saving the new tokens failed: they are kept in memory and used, and the save is retried with backoff. */
+  persistPending?: boolean;
+  /** Why the last save of the rotated tokens failed (no secrets); set with persistPending. */
+  persistError?: string;
 }
 
 export interface AccountList {

@@ -118,8 +118,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer os.RemoveAll(dir)
 		bin, err := conformance.BuildServer(ctx, dir)
 		if errors.Is(err, conformance.ErrNotInModule) {
-			fmt.Fprintf(stderr, "conformance: --server is required here: without it the suite builds ./cmd/stdio-server of the acctpool checkout it runs in, and %v.\n"+
-				"Pass the server under test, for example: --server \"/path/to/server --plugin my.json\"\n", err)
+			fmt.Fprintf(stderr, "conformance: --server is required here (%v).\n"+
+				"Without --server the suite builds ./cmd/stdio-server of the acctpool checkout it runs in; anywhere else\n"+
+				"pass the server under test, for example: --server \"/path/to/server --plugin my.json\"\n", err)
 			return exitUsage
 		}
 		if err != nil {

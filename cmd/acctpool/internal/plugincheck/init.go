@@ -187,7 +187,7 @@ func mainInit(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "acctpool plugin init: %v\n", err)
 		return ExitUsage
 	}
-	fmt.Fprintf(stdout, "wrote a %s plugin to %s:\n", opts.Lang, opts.Dir)
+	fmt.Fprintf(stdout, "wrote the %s starter plugin to %s:\n", opts.Lang, opts.Dir)
 	for _, f := range written {
 		fmt.Fprintf(stdout, "  %s\n", f)
 	}

@@ -24,7 +24,7 @@ func TestInitGoBuildsAndPassesCheck(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "my-plugin")
 	var out, errb bytes.Buffer
 	require.Equal(t, ExitOK, Main([]string{"init", "--lang", "go", "--sdk", repoRoot, dir}, &out, &errb), errb.String())
-	assert.Contains(t, out.String(), "wrote a go plugin to "+dir)
+	assert.Contains(t, out.String(), "wrote the go starter plugin to "+dir)
 	for _, f := range []string{"main.go", "go.mod", "build.sh", "cases.json", "README.md"} {
 		assert.FileExists(t, filepath.Join(dir, f))
 	}

@@ -102,7 +102,6 @@ type Options struct {
 // reaches it.
 func Check(ctx context.Context, opts Options) (Report, error) {
 	rep := Report{Manifest: opts.ManifestPath, Rows: []Row{}, started: time.Now()}
-	defer func() { rep.Millis = time.Since(rep.started).Milliseconds() }()
 	m, err := plugins.LoadManifestFile(opts.ManifestPath)
 	rep.ID, rep.Version, rep.Wasm = m.ID, m.Version, m.Wasm
 	if err != nil {

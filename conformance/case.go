@@ -18,10 +18,14 @@ const DefaultClock int64 = 1767225600000
 // Anthropic responses, RPC steps, and what must hold afterwards. README.md
 // documents every field.
 type Case struct {
-	ID        string `json:"id"`
-	Title     string `json:"title"`
-	Catalogue []int  `json:"catalogue,omitempty"`
-	Priority  string `json:"priority,omitempty"`
+	ID    string `json:"id"`
+	Title string `json:"title"`
+	// Tags are the areas the case covers (files, refresh, quota, routing,
+	// classification, lifecycle, PR86); the first is its primary area,
+	// the JUnit classname. --tags selects by them.
+	Tags      []string `json:"tags,omitempty"`
+	Catalogue []int    `json:"catalogue,omitempty"`
+	Priority  string   `json:"priority,omitempty"`
 	// Evidence cites where the expectation comes from (upstream tests,
 	// code, issues, DESIGN.md).
 	Evidence map[string][]string `json:"evidence"`
@@ -188,6 +192,11 @@ func (c *Case) check() error {
 	}
 	if len(c.Evidence) == 0 {
 		problems = append(problems, "evidence is required")
+	}
+	for _, t := range c.Tags {
+		if t == "" || strings.ContainsAny(t, " \t,") {
+			problems = append(problems, fmt.Sprintf("tag %q: a tag is one word without commas", t))
+		}
 	}
 	for ep := range c.Fake {
 		if !endpoints[ep] {

@@ -11,7 +11,8 @@
 // every result the server returns is validated against its method's result
 // schema in package schema.
 //
-// conformance imports schema and the standard library (plus testify in
+// conformance imports schema, its own conformance/junit (JUnit XML, shared
+// with `acctpool plugin check`) and the standard library (plus testify in
 // tests). The command is conformance/cmd/conformance; the case format is
 // documented in README.md.
 package conformance

@@ -11,8 +11,48 @@ import (
 	"strings"
 )
 
-// match reports every way actual fails to match want, each prefixed with
-// its JSON path. The rules:
+// Mismatch is one way an actual value differs from what a case wants: the
+// JSON path, the wanted value (JSON, or a matcher such as `$gte 5`) and
+// what was there instead. Note replaces Want/Got for a problem that is no
+// pair of values (an unknown matcher).
+type Mismatch struct {
+	Path string `json:"path"`
+	Want string `json:"want,omitempty"`
+	// Got is the actual value as JSON; empty with Missing.
+	Got     string `json:"got,omitempty"`
+	Missing bool   `json:"missing,omitempty"`
+	Note    string `json:"note,omitempty"`
+}
+
+// String renders the mismatch on one line, as failures list it.
+func (m Mismatch) String() string {
+	switch {
+	case m.Note != "":
+		return fmt.Sprintf("%s: %s", m.Path, m.Note)
+	case m.Missing:
+		return fmt.Sprintf("%s: missing, want %s", m.Path, m.Want)
+	}
+	return fmt.Sprintf("%s: got %s, want %s", m.Path, m.Got, m.Want)
+}
+
+func mismatchStrings(ms []Mismatch) []string {
+	if len(ms) == 0 {
+		return nil
+	}
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.String()
+	}
+	return out
+}
+
+// match is [compare] rendered as one line per mismatch.
+func match(path string, want, actual any, present bool) []string {
+	return mismatchStrings(compare(path, want, actual, present))
+}
+
+// compare reports every way actual fails to match want, each with its JSON
+// path. The rules:
 //
 //   - an object in want matches an object with at least those keys, each
 //     matching (subset match); extra keys in actual are fine;
@@ -24,20 +64,20 @@ import (
 //     {"$contains": s} a string containing s, or an array with an element
 //     matching s; {"$notContains": s}; {"$regex": re}; {"$len": n};
 //     {"$oneOf": [a, b]} any of them matches; {"$not": m} m does not match.
-func match(path string, want, actual any, present bool) []string {
+func compare(path string, want, actual any, present bool) []Mismatch {
 	if m, ok := matcher(want); ok {
 		return m(path, actual, present)
 	}
 	if !present {
-		return []string{fmt.Sprintf("%s: missing, want %s", path, show(want))}
+		return []Mismatch{{Path: path, Want: show(want), Missing: true}}
 	}
 	switch w := want.(type) {
 	case map[string]any:
 		a, ok := actual.(map[string]any)
 		if !ok {
-			return []string{fmt.Sprintf("%s: got %s, want an object", path, show(actual))}
+			return []Mismatch{{Path: path, Got: show(actual), Want: "an object"}}
 		}
-		var out []string
+		var out []Mismatch
 		keys := make([]string, 0, len(w))
 		for k := range w {
 			keys = append(keys, k)
@@ -45,37 +85,37 @@ func match(path string, want, actual any, present bool) []string {
 		sort.Strings(keys)
 		for _, k := range keys {
 			v, ok := a[k]
-			out = append(out, match(path+"."+k, w[k], v, ok)...)
+			out = append(out, compare(path+"."+k, w[k], v, ok)...)
 		}
 		return out
 	case []any:
 		a, ok := actual.([]any)
 		if !ok {
-			return []string{fmt.Sprintf("%s: got %s, want an array", path, show(actual))}
+			return []Mismatch{{Path: path, Got: show(actual), Want: "an array"}}
 		}
 		if len(a) != len(w) {
-			return []string{fmt.Sprintf("%s: got %d elements %s, want %d", path, len(a), show(actual), len(w))}
+			return []Mismatch{{Path: path, Got: fmt.Sprintf("%d elements %s", len(a), show(actual)), Want: fmt.Sprintf("%d elements %s", len(w), show(want))}}
 		}
-		var out []string
+		var out []Mismatch
 		for i := range w {
-			out = append(out, match(fmt.Sprintf("%s[%d]", path, i), w[i], a[i], true)...)
+			out = append(out, compare(fmt.Sprintf("%s[%d]", path, i), w[i], a[i], true)...)
 		}
 		return out
 	}
 	if wn, ok := number(want); ok {
 		an, ok := number(actual)
 		if !ok || wn != an {
-			return []string{fmt.Sprintf("%s: got %s, want %s", path, show(actual), show(want))}
+			return []Mismatch{{Path: path, Got: show(actual), Want: show(want)}}
 		}
 		return nil
 	}
 	if !reflect.DeepEqual(want, actual) {
-		return []string{fmt.Sprintf("%s: got %s, want %s", path, show(actual), show(want))}
+		return []Mismatch{{Path: path, Got: show(actual), Want: show(want)}}
 	}
 	return nil
 }
 
-type matchFunc func(path string, actual any, present bool) []string
+type matchFunc func(path string, actual any, present bool) []Mismatch
 
 func matcher(want any) (matchFunc, bool) {
 	m, ok := want.(map[string]any)
@@ -90,11 +130,11 @@ func matcher(want any) (matchFunc, bool) {
 	if !strings.HasPrefix(op, "$") {
 		return nil, false
 	}
-	fail := func(path string, actual any, what string) []string {
-		return []string{fmt.Sprintf("%s: got %s, want %s %s", path, show(actual), op, what)}
+	fail := func(path string, actual any, what string) []Mismatch {
+		return []Mismatch{{Path: path, Got: show(actual), Want: op + " " + what}}
 	}
 	cmp := func(test func(a, b float64) bool) matchFunc {
-		return func(path string, actual any, present bool) []string {
+		return func(path string, actual any, present bool) []Mismatch {
 			a, aok := number(actual)
 			b, bok := number(arg)
 			if !present || !aok || !bok || !test(a, b) {
@@ -105,16 +145,16 @@ func matcher(want any) (matchFunc, bool) {
 	}
 	switch op {
 	case "$absent":
-		return func(path string, actual any, present bool) []string {
+		return func(path string, actual any, present bool) []Mismatch {
 			if present {
-				return []string{fmt.Sprintf("%s: must be absent, got %s", path, show(actual))}
+				return []Mismatch{{Path: path, Got: show(actual), Want: "absent"}}
 			}
 			return nil
 		}, true
 	case "$present", "$any":
-		return func(path string, actual any, present bool) []string {
+		return func(path string, actual any, present bool) []Mismatch {
 			if !present {
-				return []string{fmt.Sprintf("%s: missing", path)}
+				return []Mismatch{{Path: path, Want: "present", Missing: true}}
 			}
 			return nil
 		}, true
@@ -127,7 +167,7 @@ func matcher(want any) (matchFunc, bool) {
 	case "$lte":
 		return cmp(func(a, b float64) bool { return a <= b }), true
 	case "$between":
-		return func(path string, actual any, present bool) []string {
+		return func(path string, actual any, present bool) []Mismatch {
 			r, _ := arg.([]any)
 			a, aok := number(actual)
 			if len(r) == 2 {
@@ -141,7 +181,7 @@ func matcher(want any) (matchFunc, bool) {
 		}, true
 	case "$contains", "$notContains":
 		want := op == "$contains"
-		return func(path string, actual any, present bool) []string {
+		return func(path string, actual any, present bool) []Mismatch {
 			if !present {
 				if want {
 					return fail(path, actual, show(arg))
@@ -154,7 +194,7 @@ func matcher(want any) (matchFunc, bool) {
 			return nil
 		}, true
 	case "$regex":
-		return func(path string, actual any, present bool) []string {
+		return func(path string, actual any, present bool) []Mismatch {
 			s, _ := actual.(string)
 			re, err := regexp.Compile(fmt.Sprint(arg))
 			if err != nil || !present || !re.MatchString(s) {
@@ -163,7 +203,7 @@ func matcher(want any) (matchFunc, bool) {
 			return nil
 		}, true
 	case "$len":
-		return func(path string, actual any, present bool) []string {
+		return func(path string, actual any, present bool) []Mismatch {
 			n, _ := number(arg)
 			l := -1
 			switch a := actual.(type) {
@@ -180,25 +220,25 @@ func matcher(want any) (matchFunc, bool) {
 			return nil
 		}, true
 	case "$oneOf":
-		return func(path string, actual any, present bool) []string {
+		return func(path string, actual any, present bool) []Mismatch {
 			opts, _ := arg.([]any)
 			for _, o := range opts {
-				if len(match(path, o, actual, present)) == 0 {
+				if len(compare(path, o, actual, present)) == 0 {
 					return nil
 				}
 			}
 			return fail(path, actual, show(arg))
 		}, true
 	case "$not":
-		return func(path string, actual any, present bool) []string {
-			if len(match(path, arg, actual, present)) == 0 {
+		return func(path string, actual any, present bool) []Mismatch {
+			if len(compare(path, arg, actual, present)) == 0 {
 				return fail(path, actual, show(arg))
 			}
 			return nil
 		}, true
 	}
-	return func(path string, _ any, _ bool) []string {
-		return []string{fmt.Sprintf("%s: unknown matcher %s", path, op)}
+	return func(path string, _ any, _ bool) []Mismatch {
+		return []Mismatch{{Path: path, Note: "unknown matcher " + op}}
 	}, true
 }
 
@@ -209,7 +249,7 @@ func contains(actual, want any) bool {
 		return ok && strings.Contains(a, s)
 	case []any:
 		for _, el := range a {
-			if len(match("", want, el, true)) == 0 {
+			if len(compare("", want, el, true)) == 0 {
 				return true
 			}
 		}

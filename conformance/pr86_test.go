@@ -36,6 +36,10 @@ func TestPR86Bug_isCaught(t *testing.T) {
 	t.Logf("with the bug: %v", broken.Failures)
 	assert.Contains(t, strings.Join(broken.Failures, "\n"), "lastRefreshError",
 		"the bug build must fail on the missing refresh error, not on something else")
+	require.NotEmpty(t, broken.Diff, "the failure must come with a want/got diff")
+	assert.True(t, strings.HasSuffix(broken.Diff[0].Path, ".lastRefreshError"), "diff path %q", broken.Diff[0].Path)
+	assert.True(t, broken.Diff[0].Missing, "the bug build writes no lastRefreshError at all")
+	assert.Regexp(t, `^step \d+ \(check\)$`, broken.Step, "the failure names its step")
 
 	fixed := run(buildServer(t))
 	assert.Equal(t, StatusPassed, fixed.Status, "the normal build must pass %s: %v", pr86Case, fixed.Failures)

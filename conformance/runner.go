@@ -31,68 +31,53 @@ type Options struct {
 	// Server is the server command and its arguments; the runner appends
 	// its own flags. Required.
 	Server []string
-	// Cases to run; Filter, if set, keeps those whose id matches.
+	// ServerVersion is what the server's --version printed, for the
+	// report ([ServerVersion] finds it).
+	ServerVersion string
+	// Cases to run; Filter, if set, keeps those whose id matches and
+	// Tags, if any, those with at least one of the tags (see [Select]).
 	Cases  []*Case
 	Filter *regexp.Regexp
-	// Progress, if set, gets one line per case as it finishes.
+	Tags   []string
+	// Progress, if set, gets one line per case as it finishes, and the
+	// step and diff of a failure; Verbose adds every failure line and the
+	// server's stderr tail.
 	Progress io.Writer
+	Verbose  bool
 	// CaseTimeout bounds one case; 30 s if zero.
 	CaseTimeout time.Duration
 }
 
 // Result is the outcome of one case.
 type Result struct {
-	ID       string              `json:"id"`
-	File     string              `json:"file"`
-	Title    string              `json:"title,omitempty"`
-	Status   string              `json:"status"`
-	Pending  string              `json:"pending,omitempty"`
-	Failures []string            `json:"failures,omitempty"`
+	ID      string   `json:"id"`
+	File    string   `json:"file"`
+	Title   string   `json:"title,omitempty"`
+	Tags    []string `json:"tags,omitempty"`
+	Status  string   `json:"status"`
+	Pending string   `json:"pending,omitempty"`
+	// Failures are every problem found, one line each.
+	Failures []string `json:"failures,omitempty"`
+	// Step names where the case failed: "step N (method)", "step N
+	// (request)", "expect" (the checks after the steps), or "setup" (the
+	// case could not start: files, server start, handshake).
+	Step string `json:"step,omitempty"`
+	// Diff are the failing step's mismatches as expected/actual pairs
+	// (empty when the failure is no value comparison, such as a server
+	// that exited).
+	Diff     []Mismatch          `json:"diff,omitempty"`
 	Evidence map[string][]string `json:"evidence,omitempty"`
 	Stderr   string              `json:"stderr,omitempty"`
 	Millis   int64               `json:"ms"`
 }
 
-// Report is the outcome of a run.
-type Report struct {
-	Server  []string `json:"server"`
-	Passed  int      `json:"passed"`
-	Failed  int      `json:"failed"`
-	Pending int      `json:"pending"`
-	Results []Result `json:"results"`
-}
-
-// Line is the one-line summary of a result, as the command prints it.
-func (r Result) Line() string {
-	switch r.Status {
-	case StatusPassed:
-		return fmt.Sprintf("PASS     %s", r.ID)
-	case StatusPending:
-		return fmt.Sprintf("PENDING  %s (%s)", r.ID, r.Pending)
-	}
-	first := ""
-	if len(r.Failures) > 0 {
-		first = ": " + r.Failures[0]
-	}
-	return fmt.Sprintf("FAIL     %s%s", r.ID, first)
-}
-
-// Summary is the closing line: "N passed, N failed" (and pending, if any).
-func (r Report) Summary() string {
-	s := fmt.Sprintf("%d passed, %d failed", r.Passed, r.Failed)
-	if r.Pending > 0 {
-		s += fmt.Sprintf(", %d pending", r.Pending)
-	}
-	return s
-}
-
-// Run replays every selected case against a fresh server process each.
+// Run replays every selected case ([Select]) against a fresh server
+// process each. Progress, if set, gets each case's line (and, for a
+// failure, its diff) as the case finishes.
 func Run(ctx context.Context, opts Options) Report {
-	rep := Report{Server: opts.Server}
-	for _, c := range opts.Cases {
-		if opts.Filter != nil && !opts.Filter.MatchString(c.ID) {
-			continue
-		}
+	rep := Report{Suite: SuiteVersion, Server: opts.Server, ServerVersion: opts.ServerVersion, Results: []Result{}}
+	start := time.Now()
+	for _, c := range Select(opts.Cases, opts.Filter, opts.Tags) {
 		r := RunCase(ctx, opts, c)
 		switch r.Status {
 		case StatusPassed:
@@ -105,8 +90,12 @@ func Run(ctx context.Context, opts Options) Report {
 		rep.Results = append(rep.Results, r)
 		if opts.Progress != nil {
 			fmt.Fprintln(opts.Progress, r.Line())
+			if d := r.Detail(opts.Verbose); d != "" {
+				fmt.Fprint(opts.Progress, d)
+			}
 		}
 	}
+	rep.Millis = time.Since(start).Milliseconds()
 	return rep
 }
 
@@ -120,9 +109,12 @@ func RunCase(ctx context.Context, opts Options, c *Case) Result {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cr := &caseRun{c: c, opts: opts}
+	cr := &caseRun{c: c, opts: opts, stepLabel: "setup"}
 	failures := cr.run(ctx)
-	res := Result{ID: c.ID, File: c.File(), Title: c.Title, Evidence: c.Evidence, Failures: failures, Millis: time.Since(start).Milliseconds()}
+	res := Result{ID: c.ID, File: c.File(), Title: c.Title, Tags: c.Tags, Evidence: c.Evidence, Failures: failures, Millis: time.Since(start).Milliseconds()}
+	if len(failures) > 0 {
+		res.Step, res.Diff = cr.stepLabel, cr.diffs
+	}
 	switch {
 	case len(failures) == 0:
 		res.Status = StatusPassed
@@ -143,6 +135,24 @@ type caseRun struct {
 	dir    string
 	cli    *client
 	stderr syncBuffer
+
+	// stepLabel names the part of the case running now; diffs are the
+	// mismatches recorded since it began.
+	stepLabel string
+	diffs     []Mismatch
+}
+
+// match is [compare] that also records the mismatches for the result's
+// diff, rendered as lines.
+func (r *caseRun) match(path string, want, actual any, present bool) []string {
+	ms := compare(path, want, actual, present)
+	r.diffs = append(r.diffs, ms...)
+	return mismatchStrings(ms)
+}
+
+// begin starts a new part of the case: a step or the final expect.
+func (r *caseRun) begin(label string) {
+	r.stepLabel, r.diffs = label, nil
 }
 
 func (r *caseRun) configPath() string { return filepath.Join(r.dir, "anthropic-auth.json") }
@@ -189,19 +199,26 @@ func (r *caseRun) run(ctx context.Context) (failures []string) {
 		return append([]string{err.Error()}, r.fake.Problems()...)
 	}
 	for i, s := range r.c.Steps {
+		label := fmt.Sprintf("step %d", i+1)
+		switch {
+		case s.Call != "":
+			label += " (" + s.Call + ")"
+		case s.Request != nil:
+			label += " (request)"
+		case s.Advance != nil:
+			label += " (advance)"
+		case s.Check != nil:
+			label += " (check)"
+		}
+		r.begin(label)
 		if probs := r.step(ctx, s); len(probs) > 0 {
-			label := fmt.Sprintf("step %d", i+1)
-			if s.Call != "" {
-				label += " (" + s.Call + ")"
-			} else if s.Request != nil {
-				label += " (request)"
-			}
 			for j := range probs {
 				probs[j] = label + ": " + probs[j]
 			}
 			return append(probs, r.fake.Problems()...)
 		}
 	}
+	r.begin("expect")
 	failures = append(failures, r.expect("expect", r.c.Expect)...)
 	return append(failures, r.fake.Problems()...)
 }
@@ -389,7 +406,7 @@ func (r *caseRun) step(ctx context.Context, s Step) []string {
 		if err != nil {
 			return []string{err.Error()}
 		}
-		return match("outcome", want, asJSONTree(out), true)
+		return r.match("outcome", want, asJSONTree(out), true)
 	}
 	params, err := r.env.expand(s.Params)
 	if err != nil {
@@ -410,7 +427,7 @@ func (r *caseRun) step(ctx context.Context, s Step) []string {
 		if err != nil {
 			return []string{err.Error()}
 		}
-		probs = append(probs, match("result", want, res, true)...)
+		probs = append(probs, r.match("result", want, res, true)...)
 	}
 	return probs
 }
@@ -423,18 +440,18 @@ func (r *caseRun) matchError(w ErrorWant, e *RPCError) []string {
 	data := decodeTree(e.Data)
 	if w.Kind != nil {
 		k, ok := lookup(data, "kind")
-		probs = append(probs, match("error.data.kind", w.Kind, k, ok)...)
+		probs = append(probs, r.match("error.data.kind", w.Kind, k, ok)...)
 	}
 	if w.Message != nil {
 		want, _ := r.env.expand(w.Message)
-		probs = append(probs, match("error.message", want, e.Message, true)...)
+		probs = append(probs, r.match("error.message", want, e.Message, true)...)
 	}
 	if w.Data != nil {
 		want, err := r.env.expand(w.Data)
 		if err != nil {
 			return []string{err.Error()}
 		}
-		probs = append(probs, match("error.data", want, data, data != nil)...)
+		probs = append(probs, r.match("error.data", want, data, data != nil)...)
 	}
 	return probs
 }
@@ -445,6 +462,7 @@ func (r *caseRun) expect(label string, e Expect) []string {
 	calls := r.fake.Calls()
 	for ep, n := range e.Calls {
 		if calls[ep] != n {
+			r.diffs = append(r.diffs, Mismatch{Path: "calls." + ep, Got: fmt.Sprint(calls[ep]), Want: fmt.Sprint(n)})
 			probs = append(probs, fmt.Sprintf("%s: %d %s calls, want %d", label, calls[ep], ep, n))
 		}
 	}
@@ -462,7 +480,7 @@ func (r *caseRun) expect(label string, e Expect) []string {
 			if got == nil {
 				got = []any{}
 			}
-			probs = append(probs, prefix(label+": ", match("requests."+ep, w, any(got), true))...)
+			probs = append(probs, prefix(label+": ", r.match("requests."+ep, w, any(got), true))...)
 		}
 	}
 	probs = append(probs, r.fileExpect(label, "state", r.statePath(), e.State, e.StateAbsent)...)
@@ -488,10 +506,11 @@ func (r *caseRun) fileExpect(label, name, path string, want any, absent []string
 		if err != nil {
 			return []string{err.Error()}
 		}
-		probs = append(probs, prefix(label+": ", match(name, w, got, true))...)
+		probs = append(probs, prefix(label+": ", r.match(name, w, got, true))...)
 	}
 	for _, p := range absent {
 		if v, ok := lookup(got, p); ok {
+			r.diffs = append(r.diffs, Mismatch{Path: name + "." + p, Got: show(v), Want: "absent"})
 			probs = append(probs, fmt.Sprintf("%s: %s.%s must be absent, got %s", label, name, p, show(v)))
 		}
 	}

@@ -2,12 +2,10 @@ package rpc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -250,10 +248,4 @@ func (s *Server) watchParent(pid int) {
 			}
 		}
 	})
-}
-
-// processAlive reports whether pid exists (signal 0 is delivered or denied).
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }

@@ -12,7 +12,8 @@
 //
 // Beside the fake's paths it serves, for the test driving it:
 //
-//	PUT /_fake/script    replace the script (body: the script JSON)
+//	PUT /_fake/script    start over with a new script (body: the script JSON);
+//	                     the requests recorded so far are dropped
 //	GET /_fake/requests  every request received so far, as JSON
 //	GET /_fake/problems  wire-contract problems and unscripted requests
 package main
@@ -28,6 +29,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/acctpool/acctpool/conformance"
@@ -56,15 +58,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	fake := conformance.NewFake(script)
-	defer fake.Close()
-	target, err := url.Parse(fake.URL())
-	if err != nil {
-		fmt.Fprintf(stderr, "fakeanthropic: %v\n", err)
-		return 1
+	var cur atomic.Pointer[conformance.Fake]
+	cur.Store(conformance.NewFake(script))
+	defer func() { cur.Load().Close() }()
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			target, _ := url.Parse(cur.Load().URL())
+			r.SetURL(target)
+		},
+		FlushInterval: -1, // event streams reach the client as written
 	}
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	proxy.FlushInterval = -1 // event streams reach the client as written
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /_fake/script", func(w http.ResponseWriter, r *http.Request) {
@@ -73,16 +76,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			http.Error(w, "script: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		fake.SetScript(s)
+		cur.Swap(conformance.NewFake(s)).Close()
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /_fake/requests", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(fake.Requests())
+		_ = json.NewEncoder(w).Encode(cur.Load().Requests())
 	})
 	mux.HandleFunc("GET /_fake/problems", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(fake.Problems())
+		_ = json.NewEncoder(w).Encode(cur.Load().Problems())
 	})
 	mux.Handle("/", proxy)
 

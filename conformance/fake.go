@@ -158,6 +158,9 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	f.mu.Unlock()
+	if writeMessagesReply(w, rec, ex.Respond) {
+		return
+	}
 	respond(w, ex.Respond)
 }
 

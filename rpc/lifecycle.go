@@ -3,12 +3,10 @@ package rpc
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sourcegraph/jsonrpc2"
@@ -321,10 +319,4 @@ func (s *Server) watchParent(pid int) {
 			}
 		}
 	})
-}
-
-// processAlive reports whether pid exists (signal 0 is delivered or denied).
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acctpool/acctpool/cmd/stdio-server/internal/stdioclient"
-	"github.com/acctpool/acctpool/core"
 )
 
 // guard bounds every wait: a deadlock guard, never a timing assertion.
@@ -192,7 +191,9 @@ func TestRun_flags(t *testing.T) {
 		{"bad framing", []string{"--framing", "xml"}, 2, "", `unknown framing "xml"`},
 		{"bad clock", []string{"--clock", "fast"}, 2, "", `unknown clock "fast"`},
 		{"bad log level", []string{"--log-level", "loud"}, 2, "", `unknown level "loud"`},
-		{"stray argument", []string{"serve"}, 2, "", `unexpected argument "serve"`},
+		{"stray argument", []string{"bogus"}, 2, "", `unexpected argument "bogus"`},
+		{"serve word accepted", []string{"serve", "--version"}, 0, "acctpool ", ""},
+		{"serve word only first", []string{"--version", "serve"}, 2, "", `unexpected argument "serve"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -235,39 +236,6 @@ func TestRun_servesOverPipes(t *testing.T) {
 			}
 			inW.Close()
 			assert.Contains(t, stderr.String(), "initialize", "logs go to stderr")
-		})
-	}
-}
-
-func TestResolvePaths(t *testing.T) {
-	home, err := os.UserHomeDir()
-	require.NoError(t, err)
-	cases := []struct {
-		name string
-		env  map[string]string
-		in   core.Paths
-		want core.Paths
-	}{
-		{"auth file env", map[string]string{"OPENCODE_ANTHROPIC_AUTH_FILE": "/x/auth.json", "OPENCODE_CONFIG_DIR": "/ignored"}, core.Paths{},
-			core.Paths{Config: "/x/auth.json", State: "/x/auth.json.state.json", RoutingState: "/x/auth-routing-state.json"}},
-		{"config dir env", map[string]string{"OPENCODE_CONFIG_DIR": "/c", "XDG_CONFIG_HOME": "/ignored"}, core.Paths{},
-			core.Paths{Config: "/c/anthropic-auth.json", State: "/c/anthropic-auth-state.json", RoutingState: "/c/anthropic-auth-routing-state.json"}},
-		{"xdg", map[string]string{"XDG_CONFIG_HOME": "/xdg"}, core.Paths{},
-			core.Paths{Config: "/xdg/opencode/anthropic-auth.json", State: "/xdg/opencode/anthropic-auth-state.json", RoutingState: "/xdg/opencode/anthropic-auth-routing-state.json"}},
-		{"home", nil, core.Paths{},
-			core.Paths{Config: filepath.Join(home, ".config/opencode/anthropic-auth.json"), State: filepath.Join(home, ".config/opencode/anthropic-auth-state.json"),
-				RoutingState: filepath.Join(home, ".config/opencode/anthropic-auth-routing-state.json")}},
-		{"flags win", map[string]string{"OPENCODE_ANTHROPIC_AUTH_FILE": "/x/auth.json"}, core.Paths{Config: "/f/a.json", State: "/g/s.json"},
-			core.Paths{Config: "/f/a.json", State: "/g/s.json", RoutingState: "/f/a-routing-state.json"}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			for _, k := range []string{"OPENCODE_ANTHROPIC_AUTH_FILE", "OPENCODE_CONFIG_DIR", "XDG_CONFIG_HOME", "OPENCODE_ANTHROPIC_AUTH_STATE_FILE", "OPENCODE_ANTHROPIC_AUTH_ROUTING_STATE_FILE"} {
-				t.Setenv(k, tc.env[k])
-			}
-			got, err := resolvePaths(tc.in)
-			require.NoError(t, err)
-			assert.Equal(t, tc.want, got)
 		})
 	}
 }

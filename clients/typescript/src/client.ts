@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
-import { delimiter, dirname, join } from "node:path";
+import { createRequire } from "node:module";
+import { delimiter, dirname, join, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   CancellationTokenSource,
@@ -27,8 +28,19 @@ import {
 /** The acctpool protocol versions this client speaks, newest first. */
 export const PROTOCOL_VERSIONS = ["1.0"] as const;
 
-/** The file name scripts/build writes under the repository's bin/. */
-export const SERVER_BINARY = "acctpool-stdio-server";
+/** The server binary's file name: `acctpool` (`acctpool.exe` on Windows), in the platform package's bin/, the repository's bin/ (scripts/build) and on PATH. */
+export const SERVER_BINARY = process.platform === "win32" ? "acctpool.exe" : "acctpool";
+
+/**
+ * platformPackage is the npm package that carries the prebuilt server for
+ * a platform and CPU (process.platform, process.arch): `@acctpool/server-linux-x64`,
+ * `@acctpool/server-darwin-arm64`, `@acctpool/server-win32-x64`, ... Each is
+ * an optionalDependency of @acctpool/client, so npm installs only the one
+ * that matches the machine.
+ */
+export function platformPackage(platform: string = process.platform, arch: string = process.arch): string {
+  return `@acctpool/server-${platform}-${arch}`;
+}
 
 /** One line for the host's log: a server stderr line or a client message. */
 export interface LogEntry {
@@ -54,8 +66,10 @@ export interface RestartOptions {
 
 /** Options of AcctpoolClient. Every field is optional. */
 export interface ClientOptions {
-  /** The server binary. Default: $ACCTPOOL_SERVER, else bin/acctpool-stdio-server in the nearest ancestor directory, else PATH. */
+  /** The server binary. Default: see findServer ($ACCTPOOL_SERVER, the platform package, acctpool on PATH). */
   binaryPath?: string;
+  /** Arguments before the flags (default ["serve"], the acctpool binary's server subcommand; [] for a binary that is the server alone). */
+  command?: string[];
   /** --config: anthropic-auth.json. */
   config?: string;
   /** --state: anthropic-auth-state.json. */
@@ -342,26 +356,90 @@ function toAcctpoolError(err: unknown, method: string): AcctpoolError {
   return new AcctpoolError(`${method}: ${message}`, { kind: "connection_lost", method, cause: err });
 }
 
+/** Where findServer found the binary, or what it looked for. */
+export interface ServerLookup {
+  /** The binary, when one was found. */
+  path: string | undefined;
+  /** How it was found: the binaryPath option, $ACCTPOOL_SERVER, the repository's bin/, the platform package, or PATH. */
+  source: "option" | "env" | "repository" | "platform-package" | "path" | undefined;
+  /** Every place looked at, in order, for the error message. */
+  tried: string[];
+  /** The platform package expected on this machine. */
+  platformPackage: string;
+}
+
 /**
- * defaultServerPath finds the server binary: $ACCTPOOL_SERVER, else
- * bin/acctpool-stdio-server in this package's nearest ancestor directory
- * that has one (the repository root, where scripts/build writes it), else the
- * first acctpool-stdio-server on PATH. It returns undefined if none exists.
+ * findServer finds the server binary, in this order:
+ *
+ *  1. $ACCTPOOL_SERVER;
+ *  2. bin/acctpool in the nearest ancestor directory that has one, while
+ *     this package runs from a source checkout (not from node_modules): the
+ *     repository root, where scripts/build writes it;
+ *  3. the platform package (platformPackage()), resolved from this package;
+ *  4. the first acctpool on PATH.
+ *
+ * The binaryPath option, checked by the client before this, overrides all.
  */
-export function defaultServerPath(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  if (env.ACCTPOOL_SERVER) return env.ACCTPOOL_SERVER;
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = join(dir, "bin", SERVER_BINARY);
-    if (isFile(candidate)) return candidate;
-    const parent = dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
+export function findServer(env: NodeJS.ProcessEnv = process.env): ServerLookup {
+  const pkg = platformPackage();
+  const tried: string[] = [];
+  const found = (path: string, source: ServerLookup["source"]): ServerLookup => ({ path, source, tried, platformPackage: pkg });
+  if (env.ACCTPOOL_SERVER) return found(env.ACCTPOOL_SERVER, "env");
+  tried.push("$ACCTPOOL_SERVER (unset)");
+  const here = dirname(fileURLToPath(import.meta.url));
+  if (!here.split(sep).includes("node_modules")) {
+    for (let dir = here; ; ) {
+      const candidate = join(dir, "bin", SERVER_BINARY);
+      if (isFile(candidate)) return found(candidate, "repository");
+      const parent = dirname(dir);
+      if (parent === dir) break;
+      dir = parent;
+    }
+    tried.push(`bin/${SERVER_BINARY} above ${here}`);
+  }
+  try {
+    const manifest = createRequire(import.meta.url).resolve(`${pkg}/package.json`);
+    const candidate = join(dirname(manifest), "bin", SERVER_BINARY);
+    if (isFile(candidate)) return found(candidate, "platform-package");
+    tried.push(`${candidate} (package ${pkg} installed without its binary)`);
+  } catch {
+    tried.push(`the npm package ${pkg} (not installed)`);
   }
   for (const p of (env.PATH ?? "").split(delimiter)) {
-    if (p && isFile(join(p, SERVER_BINARY))) return join(p, SERVER_BINARY);
+    if (p && isFile(join(p, SERVER_BINARY))) return found(join(p, SERVER_BINARY), "path");
   }
-  return undefined;
+  tried.push(`${SERVER_BINARY} on PATH`);
+  return { path: undefined, source: undefined, tried, platformPackage: pkg };
+}
+
+/** defaultServerPath is findServer(env).path: the binary a client with no binaryPath spawns, or undefined. */
+export function defaultServerPath(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return findServer(env).path;
+}
+
+/** notFoundMessage says what was looked for and how to fix it. */
+function notFoundMessage(lookup: ServerLookup): string {
+  return (
+    `acctpool server binary not found: looked for ${lookup.tried.join(", ")}. ` +
+    `Fix: install ${lookup.platformPackage} (npm installs it with @acctpool/client unless optional dependencies are omitted, ` +
+    `e.g. --omit=optional or --no-optional, or the lockfile was made on another platform), ` +
+    `or set ACCTPOOL_SERVER to an acctpool binary (go install github.com/acctpool/acctpool/cmd/acctpool@latest)`
+  );
+}
+
+/** startFix says how to fix a binary that was found but does not start. */
+function startFix(bin: string, source: ServerLookup["source"]): string {
+  const where =
+    source === "option"
+      ? "the binaryPath option"
+      : source === "env"
+        ? "$ACCTPOOL_SERVER"
+        : source === "platform-package"
+          ? `the platform package ${platformPackage()}`
+          : source === "repository"
+            ? "the repository's bin/ (rebuild it with scripts/build)"
+            : "PATH";
+  return `Fix: check that ${bin} (from ${where}) is an acctpool binary for ${process.platform}-${process.arch} and runs (\`${bin} serve --help\`), or set ACCTPOOL_SERVER to one that does`;
 }
 
 function isFile(p: string): boolean {
@@ -371,6 +449,7 @@ function isFile(p: string): boolean {
     return false;
   }
 }
+
 
 type State = "idle" | "starting" | "ready" | "waiting" | "failed" | "closing" | "closed";
 
@@ -586,6 +665,7 @@ export class AcctpoolClient extends AcctpoolMethods {
 
   /** #cycle makes a new ready promise and starts (now or after the backoff) until a server is up or the attempts run out. */
   #cycle(delayMs = 0, reason = "start"): void {
+    const firstStart = reason === "start";
     let resolve!: (s: Session) => void;
     let reject!: (e: AcctpoolError) => void;
     this.#ready = new Promise<Session>((res, rej) => {
@@ -630,12 +710,16 @@ export class AcctpoolClient extends AcctpoolMethods {
           return;
         }
         this.#attempts++;
-        const next = this.#backoff();
+        // A server that cannot start (not found, not executable, exits or
+        // hangs before answering initialize) is not retried: trying again
+        // would fail the same way, only later. Restarts after a server that
+        // was up follow the restart policy.
+        const next = firstStart ? undefined : this.#backoff();
         if (next === undefined) {
           this.#state = "failed";
-          this.#log("error", `giving up on the server after ${this.#attempts} attempts: ${e.message}`);
+          this.#log("error", firstStart ? `the server cannot start: ${e.message}` : `giving up on the server after ${this.#attempts} attempts: ${e.message}`);
           reject(
-            new AcctpoolError(`acctpool server unavailable: ${e.message}`, { kind: "server_unavailable", cause: e }),
+            new AcctpoolError(`acctpool server unavailable: ${e.message}`, { kind: "server_unavailable", data: e.data, cause: e }),
           );
           return;
         }
@@ -662,13 +746,11 @@ export class AcctpoolClient extends AcctpoolMethods {
 
   /** #launch spawns one server and initializes it. */
   async #launch(): Promise<Session> {
-    const bin = this.options.binaryPath ?? defaultServerPath(this.options.env ?? process.env);
-    if (!bin) {
-      throw new AcctpoolError(
-        `acctpool server binary not found: no $ACCTPOOL_SERVER, no bin/${SERVER_BINARY} above ${dirname(fileURLToPath(import.meta.url))}, none on PATH; run scripts/build at the repository root or pass binaryPath`,
-        { kind: "server_unavailable" },
-      );
-    }
+    const lookup: ServerLookup = this.options.binaryPath
+      ? { path: this.options.binaryPath, source: "option", tried: [], platformPackage: platformPackage() }
+      : findServer(this.options.env ?? process.env);
+    const bin = lookup.path;
+    if (!bin) throw new AcctpoolError(notFoundMessage(lookup), { kind: "server_unavailable", data: { tried: lookup.tried, platformPackage: lookup.platformPackage } });
     const session = new Session(
       bin,
       this.#args(),
@@ -706,7 +788,11 @@ export class AcctpoolClient extends AcctpoolMethods {
       session.child.kill("SIGKILL");
       await session.exited;
       const e = err instanceof AcctpoolError ? err : toAcctpoolError(err, "initialize");
-      throw new AcctpoolError(`start acctpool server ${bin}: ${e.message}`, { kind: "server_unavailable", cause: e });
+      throw new AcctpoolError(`start acctpool server ${bin}: ${e.message}. ${startFix(bin, lookup.source)}`, {
+        kind: "server_unavailable",
+        data: { path: bin },
+        cause: e,
+      });
     }
   }
 
@@ -722,7 +808,7 @@ export class AcctpoolClient extends AcctpoolMethods {
 
   #args(): string[] {
     const o = this.options;
-    const args: string[] = [];
+    const args: string[] = [...(o.command ?? ["serve"])];
     const flag = (name: string, v: string | undefined) => {
       if (v !== undefined) args.push(`--${name}`, v);
     };

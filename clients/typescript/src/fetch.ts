@@ -1,4 +1,4 @@
-import { isNoRoute } from "./errors.js";
+import { isAcctpoolError, isNoRoute } from "./errors.js";
 import type {
   CallOptions,
   NoRoute,
@@ -43,10 +43,19 @@ export interface AcctpoolFetchOptions {
   streamPeekBytes?: number;
   /** Called after each attempt's report. */
   onAttempt?: (info: AttemptInfo) => void;
+  /**
+   * How a route/select failure other than no_account_available reaches the
+   * host (the server cannot start, no main account, a corrupt file): as a
+   * synthetic Anthropic error response whose message is the acctpool error
+   * (default, so the host shows it in its own error), or, when false, as a
+   * rejection of the fetch. An aborted call always rejects.
+   */
+  errorResponses?: boolean;
 }
 
 const SESSION_HEADERS = ["x-session-affinity", "x-opencode-session"];
-const OAUTH_BETA = "oauth-2025-04-20";
+/** The beta flag Anthropic requires on requests that carry an OAuth bearer token. */
+export const OAUTH_BETA = "oauth-2025-04-20";
 
 /**
  * createAcctpoolFetch returns a fetch for Anthropic requests, in the style of
@@ -66,8 +75,13 @@ const OAUTH_BETA = "oauth-2025-04-20";
  * the wrapper answers with the synthetic upstream error the server describes
  * (401 authentication_error or 429 rate_limit_error, Retry-After), its
  * message extended by each account's reason, and the details under
- * "acctpool" in the body. Other select failures (server down, main not set)
- * reject, as a network failure would.
+ * "acctpool" in the body. Other select failures (the server cannot start,
+ * main not set) become a synthetic error response too (see errorResponses),
+ * so the host's own error shows acctpool's message and its fix.
+ *
+ * Headers: OAuth routes get the anthropic-beta flag oauth-2025-04-20 that
+ * Anthropic requires of bearer requests, merged with the beta flags the host
+ * set; API-key routes get the host's flags without it.
  */
 export function createAcctpoolFetch(options: AcctpoolFetchOptions): typeof globalThis.fetch {
   const send = options.fetch ?? globalThis.fetch;
@@ -98,6 +112,9 @@ export function createAcctpoolFetch(options: AcctpoolFetchOptions): typeof globa
       route = await options.client.routeSelect(select);
     } catch (err) {
       if (isNoRoute(err)) return noRouteResponse(err.data, err.data.kind);
+      if (options.errorResponses !== false && isAcctpoolError(err) && err.kind !== "aborted" && !req.passthrough.signal?.aborted) {
+        return selectErrorResponse(err.kind, err.message);
+      }
       throw err;
     }
 
@@ -244,18 +261,15 @@ function targetOf(req: Normalized, route: Route): { url: string; headers: Header
     url.pathname = base.pathname.replace(/\/+$/, "") + req.url.pathname;
     url.search = req.url.search;
   }
-  if (route.kind === "api") {
-    // The OAuth beta flag means nothing to an API-key endpoint.
-    const beta = headers.get("anthropic-beta");
-    if (beta) {
-      const rest = beta
-        .split(",")
-        .map((s) => s.trim())
-        .filter((s) => s && s !== OAUTH_BETA);
-      if (rest.length) headers.set("anthropic-beta", rest.join(","));
-      else headers.delete("anthropic-beta");
-    }
-  }
+  // Anthropic accepts an OAuth bearer token only with the OAuth beta flag;
+  // the flag means nothing to an API-key endpoint. The host's own flags stay.
+  const flags = (headers.get("anthropic-beta") ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s && s !== OAUTH_BETA);
+  if (cred.type !== "x-api-key") flags.unshift(OAUTH_BETA);
+  if (flags.length) headers.set("anthropic-beta", [...new Set(flags)].join(","));
+  else headers.delete("anthropic-beta");
   return { url: url.href, headers };
 }
 
@@ -375,6 +389,21 @@ export function noRouteResponse(nr: NoRoute, kind = "no_account_available"): Res
     acctpool: { kind, retryAfterMs: nr.retryAfterMs ?? null, accounts: nr.accounts },
   };
   return new Response(JSON.stringify(body), { status: nr.status, headers });
+}
+
+/**
+ * selectErrorResponse is the synthetic upstream error for a route/select
+ * failure that is not a NoRoute: 401 authentication_error when no main
+ * account is set (the user must log in), else 424 (a dependency failed; a
+ * status hosts do not retry, since trying again fails the same way) with
+ * acctpool's message, which names the cause and the fix.
+ */
+function selectErrorResponse(kind: string, message: string): Response {
+  const status = kind === "main_not_set" || kind === "invalid_grant" ? 401 : 424;
+  const errorType = status === 401 ? "authentication_error" : "api_error";
+  const headers = new Headers({ "content-type": "application/json", "x-acctpool-error": kind });
+  const body = { type: "error", error: { type: errorType, message: `acctpool: ${message}` }, acctpool: { kind } };
+  return new Response(JSON.stringify(body), { status, headers });
 }
 
 /** holdResponse answers a hold: the upstream 429 with the server's Retry-After, or a synthetic one. */

@@ -5,6 +5,9 @@ export {
   PROTOCOL_VERSIONS,
   SERVER_BINARY,
   defaultServerPath,
+  findServer,
+  platformPackage,
+  type ServerLookup,
   type ClientEvents,
   type ClientOptions,
   type ExitInfo,
@@ -12,5 +15,5 @@ export {
   type RestartOptions,
 } from "./client.js";
 export { AcctpoolError, isAcctpoolError, isNoRoute, type ClientErrorKind, type NoRouteError } from "./errors.js";
-export { createAcctpoolFetch, noRouteResponse, type AcctpoolFetchOptions, type AttemptInfo, type Router } from "./fetch.js";
+export { OAUTH_BETA, createAcctpoolFetch, noRouteResponse, type AcctpoolFetchOptions, type AttemptInfo, type Router } from "./fetch.js";
 export * from "./generated/protocol.js";

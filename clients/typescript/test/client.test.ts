@@ -20,7 +20,7 @@ import { serverPath } from "./support/env.js";
 const stubPath = join(dirname(fileURLToPath(import.meta.url)), "support", "stub-server.js");
 
 function stub(mode: string, options: ClientOptions = {}): AcctpoolClient {
-  return new AcctpoolClient({ binaryPath: process.execPath, extraArgs: [stubPath, mode], processId: null, ...options });
+  return new AcctpoolClient({ binaryPath: process.execPath, command: [], extraArgs: [stubPath, mode], processId: null, ...options });
 }
 
 function tempConfig(): { config: string; cleanup: () => void } {
@@ -162,17 +162,19 @@ test("every server notification becomes an event; mainRefreshed credentials are 
   }
 });
 
-test("a server that keeps dying on start is given up on, with its last words", async () => {
+test("a server that dies on start fails the first call at once, with its last words and the fix", async () => {
   const client = stub("crash-on-start", { restart: { initialDelayMs: 5, maxDelayMs: 20, maxAttempts: 3 } });
   const restarts: number[] = [];
   client.on("restarting", (e) => restarts.push(e.delayMs));
+  // A server that cannot start fails the first call at once: no retry loop.
   await assert.rejects(client.start(), (err: unknown) => {
     assert.ok(isAcctpoolError(err, "server_unavailable"), String(err));
     assert.match(err.message, /code 3/);
     assert.match(err.message, /open state: permission denied/);
+    assert.match(err.message, /Fix: .*ACCTPOOL_SERVER/);
     return true;
   });
-  assert.deepEqual(restarts, [5, 10, 20]);
+  assert.deepEqual(restarts, []);
   assert.equal(client.state, "failed");
   await client.close();
 });

@@ -78,6 +78,25 @@ test("selects with session, model and size; sends the bearer credential; reports
   assert.deepEqual(r.route, main);
 });
 
+test("an OAuth route always carries the OAuth beta flag, merged with the host's flags", async () => {
+  const cases: Array<{ beta: string | undefined; want: string }> = [
+    { beta: undefined, want: "oauth-2025-04-20" },
+    { beta: "tools-1", want: "oauth-2025-04-20,tools-1" },
+    { beta: "tools-1, oauth-2025-04-20 ,fine-grained-2", want: "oauth-2025-04-20,tools-1,fine-grained-2" },
+  ];
+  for (const c of cases) {
+    fake.script("messages", ok("main"));
+    const router = new ScriptedRouter(() => main, () => ({ action: "return" }));
+    const [url, init] = post(body);
+    const headers = { ...(init.headers as Record<string, string>) };
+    delete headers["anthropic-beta"];
+    if (c.beta !== undefined) headers["anthropic-beta"] = c.beta;
+    const res = await createAcctpoolFetch({ client: router })(url, { ...init, headers });
+    assert.equal(res.status, 200);
+    assert.equal(fake.calls("messages")[0].headers["anthropic-beta"], c.want, `host beta ${c.beta}`);
+  }
+});
+
 test("an API-key route gets x-api-key, its base URL, and no OAuth beta flag", async () => {
   const api: Route = {
     accountId: "api-1",
@@ -207,14 +226,31 @@ test("a NoRoute from route/select is answered without going upstream", async () 
   assert.equal(fake.calls("messages").length, 0);
 });
 
-test("other select failures reject", async () => {
+test("other select failures answer with the acctpool message, or reject when asked", async () => {
   const router = new ScriptedRouter(
     () => {
       throw new AcctpoolError("main account credentials not set", { kind: "main_not_set", code: -31010 });
     },
     () => ({ action: "return" }),
   );
-  await assert.rejects(createAcctpoolFetch({ client: router })(...post(body)), /main account credentials not set/);
+  const res = await createAcctpoolFetch({ client: router })(...post(body));
+  assert.equal(res.status, 401);
+  assert.equal(res.headers.get("x-acctpool-error"), "main_not_set");
+  const json = (await res.json()) as { error: { type: string; message: string } };
+  assert.equal(json.error.type, "authentication_error");
+  assert.match(json.error.message, /acctpool: main account credentials not set/);
+
+  const down = new ScriptedRouter(
+    () => {
+      throw new AcctpoolError("acctpool server binary not found: ... Fix: set ACCTPOOL_SERVER", { kind: "server_unavailable" });
+    },
+    () => ({ action: "return" }),
+  );
+  const res2 = await createAcctpoolFetch({ client: down })(...post(body));
+  assert.equal(res2.status, 424);
+  assert.match(((await res2.json()) as { error: { message: string } }).error.message, /ACCTPOOL_SERVER/);
+
+  await assert.rejects(createAcctpoolFetch({ client: router, errorResponses: false })(...post(body)), /main account credentials not set/);
 });
 
 test("a network failure is reported and retried on the next route", async () => {

@@ -11,7 +11,7 @@ import { FakeAnthropic } from "./fake-anthropic.js";
 
 /** The repository root: clients/typescript/dist/test/support → ../../../../.. */
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..", "..");
-export const serverBinary = join(repoRoot, "bin", "acctpool-stdio-server");
+export const serverBinary = join(repoRoot, "bin", process.platform === "win32" ? "acctpool.exe" : "acctpool");
 
 let built = false;
 

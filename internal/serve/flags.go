@@ -1,4 +1,4 @@
-package main
+package serve
 
 import (
 	"flag"
@@ -27,7 +27,9 @@ type config struct {
 	version     bool
 }
 
-const usageText = `Usage: stdio-server [flags]
+// usageText is the help of the server; %s is the command as typed
+// ("stdio-server" or "acctpool serve").
+const usageText = `Usage: %s [flags]
 
 acctpool's JSON-RPC 2.0 server. A host spawns it and speaks JSON-RPC on its
 stdin and stdout; logs go to stderr. Every flag has an environment
@@ -49,7 +51,7 @@ Flags:
   --help              print this help and exit
 `
 
-func printUsage(w io.Writer) { fmt.Fprint(w, usageText) }
+func printUsage(w io.Writer, name string) { fmt.Fprintf(w, usageText, name) }
 
 // stringList is a repeatable string flag.
 type stringList []string
@@ -58,8 +60,8 @@ func (l *stringList) String() string     { return strings.Join(*l, string(os.Pat
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // parseFlags reads args over the ACCTPOOL_* environment.
-func parseFlags(args []string, stderr io.Writer) (*config, error) {
-	fs := flag.NewFlagSet("stdio-server", flag.ContinueOnError)
+func parseFlags(name string, args []string) (*config, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	env := os.Getenv
 	var c config
@@ -137,9 +139,18 @@ func resolvePaths(p core.Paths) (core.Paths, error) {
 	}, home), nil
 }
 
-// version is the module version from the build info ("(devel)" for a
-// local build), with the VCS revision when it was recorded.
-func version() string {
+// stamp is the release version, set by scripts/release with
+// -ldflags "-X github.com/acctpool/acctpool/internal/serve.stamp=v1.2.3".
+var stamp string
+
+// Version is the version this binary reports (--version, the initialize
+// result): the release stamp when scripts/release built it, else the module
+// version from the build info ("(devel)" for a local build, "v1.2.3" for
+// go install ...@v1.2.3), with the VCS revision when it was recorded.
+func Version() string {
+	if stamp != "" {
+		return stamp
+	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"

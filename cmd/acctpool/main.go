@@ -1,0 +1,90 @@
+// Command acctpool is acctpool's one binary: `acctpool serve` is the
+// JSON-RPC 2.0 stdio server that hosts spawn (the same server as
+// cmd/stdio-server), and the other subcommands are for the user at a
+// terminal. `acctpool help` lists them.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/acctpool/acctpool/internal/serve"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// command is one subcommand. run gets the arguments after the
+// subcommand's name and returns the exit code.
+type command struct {
+	name    string
+	summary string
+	run     func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
+}
+
+// commands is the subcommand table, in the order help lists it. Adding a
+// subcommand is one line here. (A function rather than a variable, so help
+// can list the table it is part of.)
+func commands() []command {
+	return []command{
+		{"serve", "run the JSON-RPC stdio server, as hosts spawn it (acctpool serve --help)", serve.Command{Name: "acctpool serve"}.Run},
+		{"version", "print the version", runVersion},
+		{"help", "print this help", runHelp},
+	}
+}
+
+// run dispatches args[0] to its subcommand. No subcommand prints the usage
+// to stderr and exits 2, as does an unknown one.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		printUsage(stderr)
+		return 2
+	}
+	name := args[0]
+	switch name {
+	case "-h", "-help", "--help":
+		name = "help"
+	case "-version", "--version":
+		name = "version"
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return c.run(args[1:], stdin, stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "acctpool: unknown command %q\nTry: acctpool help\n", args[0])
+	return 2
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, "Usage: acctpool <command> [arguments]\n\nacctpool pools Claude OAuth accounts for editor agents (OpenCode, Pi).\nHosts run `acctpool serve`; the npm packages @acctpool/opencode and\n@acctpool/pi do that for you.\n\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+}
+
+func runHelp(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		// `acctpool help serve` is `acctpool serve --help`.
+		for _, c := range commands() {
+			if c.name == args[0] && c.name != "help" {
+				return c.run([]string{"--help"}, nil, stdout, stderr)
+			}
+		}
+		fmt.Fprintf(stderr, "acctpool: no help for unknown command %q\n", args[0])
+		return 2
+	}
+	printUsage(stdout)
+	return 0
+}
+
+func runVersion(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "acctpool version: unexpected argument %q\n", args[0])
+		return 2
+	}
+	fmt.Fprintf(stdout, "acctpool %s\n", serve.Version())
+	return 0
+}

@@ -1,0 +1,45 @@
+package serve
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/acctpool/acctpool/core"
+)
+
+func TestResolvePaths(t *testing.T) {
+	home, err := os.UserHomeDir()
+	require.NoError(t, err)
+	cases := []struct {
+		name string
+		env  map[string]string
+		in   core.Paths
+		want core.Paths
+	}{
+		{"auth file env", map[string]string{"OPENCODE_ANTHROPIC_AUTH_FILE": "/x/auth.json", "OPENCODE_CONFIG_DIR": "/ignored"}, core.Paths{},
+			core.Paths{Config: "/x/auth.json", State: "/x/auth.json.state.json", RoutingState: "/x/auth-routing-state.json"}},
+		{"config dir env", map[string]string{"OPENCODE_CONFIG_DIR": "/c", "XDG_CONFIG_HOME": "/ignored"}, core.Paths{},
+			core.Paths{Config: "/c/anthropic-auth.json", State: "/c/anthropic-auth-state.json", RoutingState: "/c/anthropic-auth-routing-state.json"}},
+		{"xdg", map[string]string{"XDG_CONFIG_HOME": "/xdg"}, core.Paths{},
+			core.Paths{Config: "/xdg/opencode/anthropic-auth.json", State: "/xdg/opencode/anthropic-auth-state.json", RoutingState: "/xdg/opencode/anthropic-auth-routing-state.json"}},
+		{"home", nil, core.Paths{},
+			core.Paths{Config: filepath.Join(home, ".config/opencode/anthropic-auth.json"), State: filepath.Join(home, ".config/opencode/anthropic-auth-state.json"),
+				RoutingState: filepath.Join(home, ".config/opencode/anthropic-auth-routing-state.json")}},
+		{"flags win", map[string]string{"OPENCODE_ANTHROPIC_AUTH_FILE": "/x/auth.json"}, core.Paths{Config: "/f/a.json", State: "/g/s.json"},
+			core.Paths{Config: "/f/a.json", State: "/g/s.json", RoutingState: "/f/a-routing-state.json"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, k := range []string{"OPENCODE_ANTHROPIC_AUTH_FILE", "OPENCODE_CONFIG_DIR", "XDG_CONFIG_HOME", "OPENCODE_ANTHROPIC_AUTH_STATE_FILE", "OPENCODE_ANTHROPIC_AUTH_ROUTING_STATE_FILE"} {
+				t.Setenv(k, tc.env[k])
+			}
+			got, err := resolvePaths(tc.in)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}

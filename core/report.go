@@ -32,7 +32,7 @@ func (e *Engine) Report(ctx context.Context, req ReportRequest) (*ReportResult, 
 	}
 	oauth := route.AccountID == MainAccountID || route.Kind == "oauth"
 	if oauth && len(h) > 0 {
-		if _, err := e.observeHeaders(ctx, route.AccountID, h); err != nil {
+		if _, err := e.observeHeaders(ctx, route.AccountID, h, req.Status == 429 || req.StreamRateLimit, !req.Network && req.Status >= 200 && req.Status < 300 && !req.StreamRateLimit); err != nil {
 			e.log.Debug("harvest rate-limit headers", "account", route.AccountID, "err", err)
 		}
 		e.forgetSnapshot()
@@ -238,18 +238,18 @@ func (e *Engine) reportSticky(ctx context.Context, snap *Snapshot, route Route, 
 			return res, nil
 		}
 		now := e.now()
-		dv, why, until := decideStickyQuota(q, route.Model, now)
-		switch dv {
-		case stickyHold:
-			nr := stickyHoldNoRoute(key, route.AccountID, why, until, now)
+		d := stickyDecision(q, route.Model, now)
+		switch {
+		case d.Hold:
+			nr := stickyHoldNoRoute(key, route.AccountID, d, now)
 			res.Action, res.RetryAfterMs, res.NoRoute = ActionHold, nr.NoRoute.RetryAfterMs, &nr.NoRoute
-			res.Reason = "rate limited; " + why + ": holding the session on its account"
+			res.Reason = "rate limited; " + d.Text() + ": holding the session on its account"
 			return res, nil
-		case stickyRetain:
+		case d.Usable:
 			res.Reason = "rate limited but quota not exhausted: affinity kept, response returned"
 			return res, nil
 		}
-		migrate = "rate limited: " + why
+		migrate = "rate limited: " + d.Text()
 	default:
 		migrate = fmt.Sprintf("%s is %s", statusText(f), v.Class)
 	}

@@ -1,6 +1,8 @@
 package core
 
 import (
+	"time"
+
 	json "github.com/goccy/go-json"
 )
 
@@ -31,8 +33,10 @@ type OpError struct {
 	DecidedBy string `json:"decidedBy,omitempty"`
 }
 
-// IsPermanent reports whether the error needs a re-login: the explicit flag
-// if set, else a 400 status (upstream isPermanentRefreshError).
+// IsPermanent reports whether a refresh error needs a re-login (upstream
+// isPermanentRefreshError, BEHAVIOUR.md §2.5): the explicit flag if set;
+// else a 400 status; else a network-looking failure is not; else a record
+// from before the flag existed whose backoff is 24 hours or more is.
 func (e *OpError) IsPermanent() bool {
 	if e == nil {
 		return false
@@ -40,8 +44,18 @@ func (e *OpError) IsPermanent() bool {
 	if e.Permanent != nil {
 		return *e.Permanent
 	}
-	return e.Status == 400
+	if e.Status != 0 {
+		return e.Status == 400
+	}
+	if networkLooking(e) {
+		return false
+	}
+	return e.NextRetryAt > 0 && e.NextRetryAt-e.CheckedAt >= legacyPermanentBackoff.Milliseconds()
 }
+
+// legacyPermanentBackoff is the backoff from which an old refresh error
+// without status or flag counts as permanent.
+const legacyPermanentBackoff = 24 * time.Hour
 
 // QuotaWindow is one usage window of a quota snapshot.
 type QuotaWindow struct {

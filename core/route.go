@@ -22,6 +22,8 @@ type router struct {
 	checked time.Time
 
 	sticky stickyCache
+	// tickets are the routes handed out, for route/report.
+	tickets ticketBook
 	// writeMu serializes this process's writers of the routing state file;
 	// the lock file serializes processes.
 	writeMu sync.Mutex
@@ -127,10 +129,13 @@ func (e *Engine) Select(ctx context.Context, req SelectRequest) (*Route, error) 
 		return nil, err
 	}
 	o := newRouteOpts(req.Exclude)
+	var r *Route
 	if e.stickyApplies(snap, req) {
-		return e.selectSticky(ctx, snap, req, o)
+		r, err = e.selectSticky(ctx, snap, req, o)
+	} else {
+		r, err = e.selectOrdered(ctx, snap, req, o)
 	}
-	return e.selectOrdered(ctx, snap, req, o)
+	return e.issued(r), err
 }
 
 // stickyApplies reports whether req is routed sticky-balanced: the mode is
@@ -157,20 +162,20 @@ func standardExhausted(q *QuotaSnapshot) bool {
 }
 
 func mainRoute(c MainCredentials) *Route {
-	return &Route{AccountID: MainAccountID, Label: "main", Kind: "main", Credential: Credential{Type: "bearer", Token: c.Access}}
+	return &Route{AccountID: MainAccountID, Label: "main", Kind: KindMain, Credential: Credential{Type: "bearer", Token: c.Access}}
 }
 
 func accountRoute(a *Account) *Route {
 	r := &Route{AccountID: a.ID, Label: a.Label}
 	if a.Type == AccountAPI {
-		r.Kind = "api"
+		r.Kind = KindAPI
 		r.Credential = Credential{Type: "bearer", Token: a.State.APIKey, BaseURL: strings.TrimRight(strings.TrimSpace(a.BaseURL), "/")}
 		if a.AuthHeader == "x-api-key" {
 			r.Credential.Type = "x-api-key"
 		}
 		return r
 	}
-	r.Kind = "oauth"
+	r.Kind = KindOAuth
 	r.Credential = Credential{Type: "bearer", Token: a.State.Access}
 	return r
 }

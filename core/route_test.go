@@ -291,7 +291,7 @@ func TestReport_mainFirstFallback(t *testing.T) {
 			if tc.next != "" {
 				require.NotNil(t, res.Next)
 				assert.Equal(t, tc.next, res.Next.AccountID)
-				assert.Equal(t, tc.nextKind, res.Next.Kind)
+				assert.Equal(t, tc.nextKind, res.Next.Kind.String())
 				assert.Equal(t, []string{tc.first}, res.Next.Attempted)
 				if tc.nextKind == "api" {
 					assert.Equal(t, "x-api-key", res.Next.Credential.Type)

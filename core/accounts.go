@@ -19,24 +19,14 @@ func accountView(snap *Snapshot, a *Account, now time.Time) AccountView {
 		LastRefreshError: a.State.LastRefreshError, LastQuotaError: a.State.LastQuotaRefreshError,
 		Quota: a.State.Quota, Problem: a.Problem,
 	}
-	if a.Type == AccountOAuth {
+	if a.Type == AccountAPI {
+		v.HasCredential = a.State.APIKey != ""
+	} else {
 		v.HasCredential = a.State.Refresh != ""
 		v.ExpiresAt = a.State.Expires
-	} else {
-		v.HasCredential = a.State.APIKey != ""
 	}
-	if until, ok := refreshLatched(a.State.LastRefreshError, a.ID, a.State.Refresh, now); ok {
-		v.RefreshBackoffUntil = epochMs(until)
-		v.NeedsRelogin = a.State.LastRefreshError.IsPermanent()
-	}
-	if rec := a.State.LastQuotaRefreshError; rec != nil && fromMs(rec.NextRetryAt).After(now) {
-		v.QuotaBackoffUntil = rec.NextRetryAt
-	}
-	u := AccountUsability(snap, a, "", now)
-	v.Usable, v.Reason = u.OK, u.Reason
-	if !u.Until.IsZero() {
-		v.Until = epochMs(u.Until)
-	}
+	sub := accountSubject(a)
+	fillView(&v, snap.Settings, &sub, now)
 	return v
 }
 
@@ -56,19 +46,32 @@ func (e *Engine) mainView(snap *Snapshot, now time.Time) AccountView {
 		HasCredential: ok && c.Refresh != "", ExpiresAt: c.Expires,
 		LastRefreshError: m.LastRefreshError, LastQuotaError: m.LastQuotaAPIError, Quota: m.Quota,
 	}
-	if until, latched := refreshLatched(m.LastRefreshError, mainIdentity(snap), c.Refresh, now); latched {
-		v.RefreshBackoffUntil = epochMs(until)
-		v.NeedsRelogin = m.LastRefreshError.IsPermanent()
+	sub := mainSubject(snap, c, ok)
+	fillView(&v, snap.Settings, &sub, now)
+	return v
+}
+
+// fillView sets a view's judgement and backoffs. needsRelogin, usable and
+// reason come from the one judgement, so they never disagree.
+func fillView(v *AccountView, s Settings, sub *Subject, now time.Time) {
+	if sub.Kind == KindMain || sub.Kind == KindOAuth {
+		fp := fingerprintFor(sub.RefreshError, sub.Refresh)
+		if until, ok := refreshBackoffUntil(sub.RefreshError, sub.Identity, now, fp); ok {
+			v.RefreshBackoffUntil = epochMs(until)
+		}
+		v.NeedsRelogin = needsRelogin(sub.RefreshError, sub.Identity, fp)
 	}
-	if rec := m.LastQuotaAPIError; rec != nil && fromMs(rec.NextRetryAt).After(now) {
+	if rec := sub.QuotaError; rec != nil && fromMs(rec.NextRetryAt).After(now) {
 		v.QuotaBackoffUntil = rec.NextRetryAt
 	}
-	u := MainUsability(snap, c, ok, "", now)
-	v.Usable, v.Reason = u.OK, u.Reason
-	if !u.Until.IsZero() {
-		v.Until = epochMs(u.Until)
+	j := Judge(s, sub, Need{Purpose: ForView}, now)
+	v.Usable, v.Reason = j.Usable, j.Text()
+	if j.Usable && j.Reason == ReasonUsable && j.detail == "" {
+		v.Reason = ""
 	}
-	return v
+	if !j.Until.IsZero() {
+		v.Until = epochMs(j.Until)
+	}
 }
 
 // ListAccounts returns every account, main first, never with credentials.
@@ -438,7 +441,7 @@ func (e *Engine) RefreshQuota(ctx context.Context, id string) (AccountView, erro
 // ObserveHeaders harvests anthropic-ratelimit-unified-* headers of a
 // response served by id into its quota snapshot.
 func (e *Engine) ObserveHeaders(ctx context.Context, id string, h http.Header) (AccountView, error) {
-	if _, err := e.observeHeaders(ctx, id, h); err != nil {
+	if _, err := e.observeHeaders(ctx, id, h, false, false); err != nil {
 		return AccountView{}, err
 	}
 	return e.GetAccount(ctx, id)

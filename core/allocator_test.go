@@ -93,7 +93,7 @@ func TestAllocate_rules(t *testing.T) {
 	})
 }
 
-func TestDecideStickyQuota(t *testing.T) {
+func TestStickyDecision(t *testing.T) {
 	now := policyNow
 	at := now.Add(-time.Minute)
 	five := func(remaining float64, reset time.Duration) *QuotaSnapshot {
@@ -103,21 +103,30 @@ func TestDecideStickyQuota(t *testing.T) {
 		name  string
 		q     *QuotaSnapshot
 		model string
-		want  stickyVerdict
+		want  string // retain, hold or migrate
+		why   Reason
 	}{
-		{"unknown retains", nil, "", stickyRetain},
-		{"not exhausted retains", snapQ(10, 10, at), "", stickyRetain},
-		{"model scope exhausted migrates", snapQ(50, 50, at, scoped("Fable", 0, at, time.Hour)), "claude-fable-5", stickyMigrate},
-		{"seven-day exhausted migrates", snapQ(50, 0, at), "", stickyMigrate},
-		{"five-hour resetting within 15 min holds", five(0, 14*time.Minute), "", stickyHold},
-		{"five-hour resetting exactly at 15 min holds", five(0, 15*time.Minute), "", stickyHold},
-		{"five-hour resetting later migrates", five(0, 16*time.Minute), "", stickyMigrate},
-		{"five-hour with a past reset migrates", five(0, -time.Minute), "", stickyMigrate},
+		{"unknown retains", nil, "", "retain", ReasonUsable},
+		{"not exhausted retains", snapQ(10, 10, at), "", "retain", ReasonUsable},
+		{"model scope exhausted migrates", snapQ(50, 50, at, scoped("Fable", 0, at, time.Hour)), "claude-fable-5", "migrate", ReasonModelScope},
+		{"seven-day exhausted migrates", snapQ(50, 0, at), "", "migrate", ReasonWindowSpent},
+		{"five-hour resetting within 15 min holds", five(0, 14*time.Minute), "", "hold", ReasonResetsShortly},
+		{"five-hour resetting exactly at 15 min holds", five(0, 15*time.Minute), "", "hold", ReasonResetsShortly},
+		{"five-hour resetting later migrates", five(0, 16*time.Minute), "", "migrate", ReasonWindowSpent},
+		{"five-hour with a past reset migrates", five(0, -time.Minute), "", "migrate", ReasonWindowSpent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			v, _, _ := decideStickyQuota(tc.q, tc.model, now)
-			assert.Equal(t, tc.want, v)
+			d := stickyDecision(tc.q, tc.model, now)
+			got := "retain"
+			switch {
+			case d.Hold:
+				got = "hold"
+			case !d.Usable:
+				got = "migrate"
+			}
+			assert.Equal(t, tc.want, got)
+			assert.Equal(t, tc.why, d.Reason)
 		})
 	}
 }

@@ -1,5 +1,7 @@
 package core
 
+import "slices"
+
 // RefreshBackoffKind is how a failure arms refresh backoff.
 type RefreshBackoffKind int
 
@@ -43,12 +45,14 @@ type Effect struct {
 	// RefreshAndRetry asks for one forced token refresh and one retry; the
 	// quota error is persisted only if the retry fails too.
 	RefreshAndRetry bool
-	// SkipAccount takes the account out of this request only.
-	SkipAccount bool
-	// Fallback moves a replayable request to the next routable account.
+	// Fallback moves a replayable request to the next routable account
+	// (messages only; fallbackOn narrows or widens it, see [effectFor]).
 	Fallback bool
-	// Relogin means the user must log in again.
-	Relogin bool
+	// ProbeQuota asks for a fresh usage poll of the account before the
+	// request moves: it confirms main's exhaustion (which opens API-key
+	// routes) and decides whether a sticky session holds, migrates or
+	// keeps its account (messages rate limits only).
+	ProbeQuota bool
 	// InQuotaPass is how a token-endpoint failure that happens inside a
 	// quota pass (refreshing an expired token before polling) arms the
 	// account's quota error as well, as upstream's quota recorder does.
@@ -60,29 +64,29 @@ type effectKey struct {
 	class  Class
 }
 
-// effects is the classification effects table of DESIGN.md section 3. It is
+// effects is the classification effects table (BEHAVIOUR.md §4.2). It is
 // the heart of acctpool: the PR #86 fix lives in the difference between the
 // token/org_policy row (arms 24 h refresh backoff) and the usage/org_policy
 // row (arms nothing, persists nothing).
 var effects = map[effectKey]Effect{
-	{SourceToken, ClassInvalidGrant}: {RefreshBackoff: RefreshBackoffPermanent, PersistRefreshError: true, Fallback: true, Relogin: true, InQuotaPass: QuotaBackoffFlat},
-	{SourceToken, ClassOrgPolicy}:    {RefreshBackoff: RefreshBackoffLong, PersistRefreshError: true, Fallback: true, InQuotaPass: QuotaBackoffFlat},
-	{SourceToken, ClassAuthExpired}:  {RefreshBackoff: RefreshBackoffLong, PersistRefreshError: true, Fallback: true, InQuotaPass: QuotaBackoffFlat},
-	{SourceToken, ClassClientError}:  {RefreshBackoff: RefreshBackoffLong, PersistRefreshError: true, Fallback: true, InQuotaPass: QuotaBackoffFlat},
-	{SourceToken, ClassRateLimited}:  {RefreshBackoff: RefreshBackoffTransient, PersistRefreshError: true, Fallback: true, InQuotaPass: QuotaBackoffTransient},
-	{SourceToken, ClassTransient}:    {RefreshBackoff: RefreshBackoffTransient, PersistRefreshError: true, Fallback: true, InQuotaPass: QuotaBackoffTransient},
+	{SourceToken, ClassInvalidGrant}: {RefreshBackoff: RefreshBackoffPermanent, PersistRefreshError: true, InQuotaPass: QuotaBackoffFlat},
+	{SourceToken, ClassOrgPolicy}:    {RefreshBackoff: RefreshBackoffLong, PersistRefreshError: true, InQuotaPass: QuotaBackoffFlat},
+	{SourceToken, ClassAuthExpired}:  {RefreshBackoff: RefreshBackoffLong, PersistRefreshError: true, InQuotaPass: QuotaBackoffFlat},
+	{SourceToken, ClassClientError}:  {RefreshBackoff: RefreshBackoffLong, PersistRefreshError: true, InQuotaPass: QuotaBackoffFlat},
+	{SourceToken, ClassRateLimited}:  {RefreshBackoff: RefreshBackoffTransient, PersistRefreshError: true, InQuotaPass: QuotaBackoffTransient},
+	{SourceToken, ClassTransient}:    {RefreshBackoff: RefreshBackoffTransient, PersistRefreshError: true, InQuotaPass: QuotaBackoffTransient},
 
 	{SourceUsage, ClassAuthExpired}:  {RefreshAndRetry: true, QuotaBackoff: QuotaBackoffFlat, PersistQuotaError: true},
-	{SourceUsage, ClassOrgPolicy}:    {SkipAccount: true},
-	{SourceUsage, ClassInvalidGrant}: {SkipAccount: true},
+	{SourceUsage, ClassOrgPolicy}:    {},
+	{SourceUsage, ClassInvalidGrant}: {},
 	{SourceUsage, ClassRateLimited}:  {QuotaBackoff: QuotaBackoffTransient, PersistQuotaError: true},
 	{SourceUsage, ClassTransient}:    {QuotaBackoff: QuotaBackoffTransient, PersistQuotaError: true},
 	{SourceUsage, ClassClientError}:  {QuotaBackoff: QuotaBackoffFlat, PersistQuotaError: true},
 
 	{SourceMessages, ClassAuthExpired}:  {RefreshAndRetry: true, Fallback: true},
 	{SourceMessages, ClassOrgPolicy}:    {Fallback: true},
-	{SourceMessages, ClassInvalidGrant}: {Fallback: true, Relogin: true},
-	{SourceMessages, ClassRateLimited}:  {Fallback: true},
+	{SourceMessages, ClassInvalidGrant}: {Fallback: true},
+	{SourceMessages, ClassRateLimited}:  {Fallback: true, ProbeQuota: true},
 	{SourceMessages, ClassTransient}:    {},
 	{SourceMessages, ClassClientError}:  {},
 }
@@ -98,3 +102,19 @@ var effects = map[effectKey]Effect{
 // is further limited by the configured fallbackOn statuses and by whether
 // the request can be replayed (routing decides).
 func EffectOf(source Source, v Verdict) Effect { return effects[effectKey{source, v.Class}] }
+
+// effectFor is the row for a failure under the user's settings: a messages
+// failure moves a request only when its row says so and its status is in
+// fallbackOn (or the stream opened with rate_limit_error); a status the
+// user added beyond the defaults always moves, since that is what they
+// asked for (upstream moves on any listed status). This is the one place
+// where a status code meets the effects (BEHAVIOUR.md §4.2).
+func effectFor(s Settings, f Failure, v Verdict) Effect {
+	eff := EffectOf(f.Source, v)
+	if f.Source != SourceMessages {
+		return eff
+	}
+	listed := slices.Contains(s.FallbackOn, f.Status)
+	eff.Fallback = (eff.Fallback && (listed || f.StreamRateLimit)) || (listed && !slices.Contains(DefaultFallbackOn, f.Status))
+	return eff
+}

@@ -1,6 +1,8 @@
 package core
 
 import (
+	"time"
+
 	json "github.com/goccy/go-json"
 )
 
@@ -31,8 +33,10 @@ type OpError struct {
 	DecidedBy string `json:"decidedBy,omitempty"`
 }
 
-// IsPermanent reports whether the error needs a re-login: the explicit flag
-// if set, else a 400 status (upstream isPermanentRefreshError).
+// IsPermanent reports whether a refresh error needs a re-login (upstream
+// isPermanentRefreshError, BEHAVIOUR.md §2.5): the explicit flag if set;
+// else a 400 status; else a network-looking failure is not; else a record
+// from before the flag existed whose backoff is 24 hours or more is.
 func (e *OpError) IsPermanent() bool {
 	if e == nil {
 		return false
@@ -40,8 +44,18 @@ func (e *OpError) IsPermanent() bool {
 	if e.Permanent != nil {
 		return *e.Permanent
 	}
-	return e.Status == 400
+	if e.Status != 0 {
+		return e.Status == 400
+	}
+	if networkLooking(e) {
+		return false
+	}
+	return e.NextRetryAt > 0 && e.NextRetryAt-e.CheckedAt >= legacyPermanentBackoff.Milliseconds()
 }
+
+// legacyPermanentBackoff is the backoff from which an old refresh error
+// without status or flag counts as permanent.
+const legacyPermanentBackoff = 24 * time.Hour
 
 // QuotaWindow is one usage window of a quota snapshot.
 type QuotaWindow struct {
@@ -234,7 +248,9 @@ type AccountState struct {
 	LastQuotaRefreshError *OpError        `json:"lastQuotaRefreshError,omitempty"`
 	Quota                 *QuotaSnapshot  `json:"quota,omitempty"`
 	Profile               json.RawMessage `json:"profile,omitempty"`
-	Extra                 Extra           `json:"-"`
+	// RateLimited is what the last messages 429 said about spent windows.
+	RateLimited *SpentWindows `json:"rateLimited,omitempty"`
+	Extra       Extra         `json:"-"`
 }
 
 // UnmarshalJSON keeps unknown keys in Extra.
@@ -254,6 +270,34 @@ func (a AccountState) MarshalJSON() ([]byte, error) {
 	return encodeWithExtra(&x, a.Extra)
 }
 
+// SpentWindows is an acctpool addition to an account's state: the resets
+// (epoch ms) of the windows a messages 429 said are spent, so the account
+// is not routed for them until then (BEHAVIOUR.md §5.1). Upstream ignores
+// the key.
+type SpentWindows struct {
+	FiveHour  int64 `json:"five_hour,omitempty"`
+	SevenDay  int64 `json:"seven_day,omitempty"`
+	CheckedAt int64 `json:"checkedAt"`
+	Extra     Extra `json:"-"`
+}
+
+// UnmarshalJSON keeps unknown keys in Extra.
+func (w *SpentWindows) UnmarshalJSON(b []byte) error {
+	type alias SpentWindows
+	var x alias
+	extra, err := decodeWithExtra(b, &x)
+	*w = SpentWindows(x)
+	w.Extra = extra
+	return err
+}
+
+// MarshalJSON writes unknown keys back.
+func (w SpentWindows) MarshalJSON() ([]byte, error) {
+	type alias SpentWindows
+	x := alias(w)
+	return encodeWithExtra(&x, w.Extra)
+}
+
 // MainState is the "main" section of the state file: what acctpool knows of
 // the host's own OAuth account. Its tokens live with the host, not here.
 type MainState struct {
@@ -269,7 +313,9 @@ type MainState struct {
 	RefreshLeaseUntil     int64           `json:"refreshLeaseUntil,omitempty"`
 	RefreshLeaseTokenHash string          `json:"refreshLeaseTokenHash,omitempty"`
 	Profile               json.RawMessage `json:"profile,omitempty"`
-	Extra                 Extra           `json:"-"`
+	// RateLimited is what the last messages 429 said about spent windows.
+	RateLimited *SpentWindows `json:"rateLimited,omitempty"`
+	Extra       Extra         `json:"-"`
 }
 
 // UnmarshalJSON keeps unknown keys in Extra.

@@ -77,9 +77,14 @@ func (e *Engine) RefreshQuotaDue(ctx context.Context) (PassSummary, error) {
 		}
 	}()
 	if _, ok := e.mainCredentials(); ok {
-		if !QuotaStale(snap.Main.Quota, snap.Settings, "", now) {
+		switch {
+		case !snap.Settings.QuotaRouting:
+			// Upstream polls main's usage in the background only when
+			// quota.enabled is explicitly true (BEHAVIOUR.md §3.4).
+			sum.add(MainAccountID, OutcomeSkipped, "main quota routing is off (quota.enabled is not true)", nil)
+		case !QuotaStale(snap.Main.Quota, snap.Settings, "", now):
 			sum.add(MainAccountID, OutcomeSkipped, "quota fresh", nil)
-		} else {
+		default:
 			_, err := e.fetchQuota(ctx, MainAccountID)
 			sum.add(MainAccountID, OutcomeFetched, "", err)
 		}

@@ -7,30 +7,6 @@ import (
 	"time"
 )
 
-// Usability says whether an account can serve a request now and, if not,
-// the one reason and the moment that reason ends. Views show it and every
-// NoRoute lists it per account, so "no account available" always comes with
-// "because ..., until ...".
-type Usability struct {
-	OK bool
-	// Reason is a short phrase ("disabled", "refresh backoff", "5h quota
-	// below minimum (3% < 10%)"); for a usable account it may say how.
-	Reason string
-	// Until is when the reason ends; zero when unknown or never (a
-	// disabled account, a refresh token that needs a re-login).
-	Until time.Time
-}
-
-// Usability reasons that hosts may match on.
-const (
-	ReasonDisabled       = "disabled"
-	ReasonNeedsRelogin   = "needs re-login"
-	ReasonRefreshBackoff = "refresh backoff"
-	ReasonQuotaUnknown   = "quota unknown"
-	ReasonNoMain         = "main credentials not set"
-	ReasonMainQuotaOff   = "main quota API backed off and no quota known"
-)
-
 // stickyHoldWindow is how close a five-hour reset must be for sticky
 // routing to hold a session instead of migrating it.
 const stickyHoldWindow = 15 * time.Minute
@@ -84,13 +60,6 @@ func refreshRecordBinds(err *OpError, identity, fp string) bool {
 		return true
 	}
 	return err.AccountIdentity == identity
-}
-
-// refreshPermanent reports whether the account's current refresh token was
-// rejected for good (invalid_grant): it needs a re-login, whatever the
-// record's nextRetryAt says. A new refresh token releases it.
-func refreshPermanent(err *OpError, identity, fp string) bool {
-	return err != nil && err.IsPermanent() && refreshRecordBinds(err, identity, fp)
 }
 
 // fingerprintFor is the refresh token's fingerprint when there is a
@@ -177,40 +146,38 @@ func quotaAgeFresh(q *QuotaSnapshot, interval time.Duration, model string, now t
 // disabled everything passes; a missing standard window passes only when
 // failClosedOnUnknownQuota is false.
 func QuotaPassesPolicy(q *QuotaSnapshot, s Settings) bool {
-	_, _, ok := policyFailure(q, s, time.Time{})
+	_, _, _, ok := policyFailure(q, s, time.Time{})
 	return ok
 }
 
-// policyFailure returns why q fails the minimumRemaining policy and when
-// that ends, or ok.
-func policyFailure(q *QuotaSnapshot, s Settings, now time.Time) (string, time.Time, bool) {
+// policyFailure returns why q fails the minimumRemaining policy (the
+// reason and its display text) and when that ends, or ok. Windows are
+// checked 5h first and the first decision wins, as upstream short-circuits.
+func policyFailure(q *QuotaSnapshot, s Settings, now time.Time) (Reason, string, time.Time, bool) {
 	if !s.QuotaEnabled {
-		return "", time.Time{}, true
-	}
-	check := func(name string, w *QuotaWindow, threshold float64) (string, time.Time, bool, bool) {
-		if w == nil || !finite(w.RemainingPercent) {
-			if s.FailClosedOnUnknown {
-				return ReasonQuotaUnknown + " (no " + name + " window)", time.Time{}, false, true
-			}
-			return "", time.Time{}, true, true
-		}
-		if w.RemainingPercent < threshold {
-			until, _ := futureReset(w.ResetsAt, now)
-			return fmt.Sprintf("%s quota below minimum (%s%% < %s%%)", name, pct(w.RemainingPercent), pct(threshold)), until, false, true
-		}
-		return "", time.Time{}, true, false
+		return ReasonUsable, "", time.Time{}, true
 	}
 	var five, seven *QuotaWindow
 	if q != nil {
 		five, seven = q.FiveHour, q.SevenDay
 	}
-	if r, u, ok, done := check("5h", five, s.MinimumRemaining.FiveHour); done {
-		return r, u, ok
+	for _, w := range []struct {
+		name      string
+		w         *QuotaWindow
+		threshold float64
+	}{{"5h", five, s.MinimumRemaining.FiveHour}, {"7d", seven, s.MinimumRemaining.SevenDay}} {
+		if w.w == nil || !finite(w.w.RemainingPercent) {
+			if s.FailClosedOnUnknown {
+				return ReasonQuotaUnknown, "quota unknown (no " + w.name + " window)", time.Time{}, false
+			}
+			return ReasonUsable, "", time.Time{}, true
+		}
+		if w.w.RemainingPercent < w.threshold {
+			until, _ := futureReset(w.w.ResetsAt, now)
+			return ReasonBelowMinimum, fmt.Sprintf("%s quota below minimum (%s%% < %s%%)", w.name, pct(w.w.RemainingPercent), pct(w.threshold)), until, false
+		}
 	}
-	if r, u, ok, done := check("7d", seven, s.MinimumRemaining.SevenDay); done {
-		return r, u, ok
-	}
-	return "", time.Time{}, true
+	return ReasonUsable, "", time.Time{}, true
 }
 
 // ModelScopeExhausted reports whether the model's scoped weekly window (for
@@ -356,106 +323,4 @@ func pct(f float64) string {
 func hasStandardWindows(q *QuotaSnapshot) bool {
 	return q != nil && q.FiveHour != nil && q.SevenDay != nil &&
 		finite(q.FiveHour.RemainingPercent) && finite(q.SevenDay.RemainingPercent)
-}
-
-// AccountUsability says whether a fallback account can serve a request for
-// model at now, judged on stored data only (upstream-core.md 5.6): enabled,
-// its entry complete, its refresh token not rejected for good, its token
-// valid or refreshable (no refresh backoff bound to its current refresh
-// token while it needs a refresh), its quota passing minimumRemaining and
-// the model's scope (unknown quota fails when failClosedOnUnknownQuota),
-// and the killswitch when it is on. An API-key route is usable when it is
-// enabled and complete; routing still uses it only on confirmed main
-// exhaustion.
-func AccountUsability(snap *Snapshot, a *Account, model string, now time.Time) Usability {
-	if a.Problem != "" {
-		return Usability{Reason: a.Problem}
-	}
-	if !a.IsEnabled() {
-		return Usability{Reason: ReasonDisabled}
-	}
-	if a.Type == AccountAPI {
-		return Usability{OK: true, Reason: "API-key route (used only when main quota is confirmed exhausted)"}
-	}
-	s := snap.Settings
-	rec := a.State.LastRefreshError
-	fp := fingerprintFor(rec, a.State.Refresh)
-	if refreshPermanent(rec, a.ID, fp) {
-		return Usability{Reason: ReasonNeedsRelogin}
-	}
-	if needsRefresh(a.State.Access, a.State.Expires, s.RefreshBeforeExpiry, now) {
-		if until, ok := refreshBackoffUntil(rec, a.ID, now, fp); ok {
-			return Usability{Reason: ReasonRefreshBackoff, Until: until}
-		}
-	}
-	return quotaUsability(s, a.State.Quota, a.State.LastQuotaRefreshError, a.ID, model, now, s.QuotaEnabled)
-}
-
-// quotaUsability judges a snapshot: minimumRemaining (when policy is
-// true), model scope, then the killswitch.
-func quotaUsability(s Settings, q *QuotaSnapshot, qerr *OpError, id, model string, now time.Time, policy bool) Usability {
-	if policy {
-		if r, until, ok := policyFailure(q, s, now); !ok {
-			if until.IsZero() && QuotaBackoffActive(qerr, now) {
-				until = fromMs(qerr.NextRetryAt)
-			}
-			return Usability{Reason: r, Until: until}
-		}
-	}
-	if sw := scopedWindowFor(q, model); sw != nil && finite(sw.RemainingPercent) && sw.RemainingPercent <= 0 {
-		until, _ := futureReset(sw.ResetsAt, now)
-		return Usability{Reason: sw.ModelName + " weekly limit reached", Until: until}
-	}
-	if r, until, ok := killswitchFailure(q, s, id, model, now); !ok {
-		if until.IsZero() && QuotaBackoffActive(qerr, now) {
-			until = fromMs(qerr.NextRetryAt)
-		}
-		return Usability{Reason: r, Until: until}
-	}
-	return Usability{OK: true}
-}
-
-// mainQuota returns the stored main snapshot if it belongs to the current
-// main identity.
-func mainQuota(snap *Snapshot) *QuotaSnapshot {
-	q := snap.Main.Quota
-	if q == nil {
-		return nil
-	}
-	switch q.AccountIdentity {
-	case "", MainAccountID, mainIdentity(snap):
-		return q
-	}
-	return nil
-}
-
-// MainUsability is [AccountUsability] for the host's own account: its
-// credentials handed over, its refresh token not rejected for good, no
-// refresh backoff while its access token is expired, and, when main quota
-// routing is on (quota.enabled true), a known snapshot that passes
-// minimumRemaining; then model scope and the killswitch. With no main
-// snapshot, failClosedOnUnknownQuota and the main quota API backed off,
-// main is unusable until the backoff ends (upstream's fail-closed 429).
-func MainUsability(snap *Snapshot, creds MainCredentials, hasCreds bool, model string, now time.Time) Usability {
-	if !hasCreds {
-		return Usability{Reason: ReasonNoMain}
-	}
-	s := snap.Settings
-	id := mainIdentity(snap)
-	rec := snap.Main.LastRefreshError
-	fp := fingerprintFor(rec, creds.Refresh)
-	if refreshPermanent(rec, id, fp) {
-		return Usability{Reason: ReasonNeedsRelogin}
-	}
-	if expired(creds.Access, creds.Expires, now) {
-		if until, ok := refreshBackoffUntil(rec, id, now, fp); ok {
-			return Usability{Reason: ReasonRefreshBackoff, Until: until}
-		}
-	}
-	q := mainQuota(snap)
-	qerr := snap.Main.LastQuotaAPIError
-	if q == nil && s.FailClosedOnUnknown && QuotaBackoffActive(qerr, now) {
-		return Usability{Reason: ReasonMainQuotaOff, Until: fromMs(qerr.NextRetryAt)}
-	}
-	return quotaUsability(s, q, qerr, MainAccountID, model, now, s.QuotaRouting && hasStandardWindows(q))
 }

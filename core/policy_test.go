@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 var policyNow = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
@@ -203,111 +202,4 @@ func TestKillswitchRetryAfter(t *testing.T) {
 	past := &QuotaSnapshot{FiveHour: win(0, policyNow, -time.Minute)}
 	assert.Equal(t, 300*time.Second, KillswitchRetryAfter([]*QuotaSnapshot{past}, "", policyNow), "past resets do not count")
 	assert.Equal(t, "1m 5s", retryInText(65*time.Second))
-}
-
-func TestAccountUsability(t *testing.T) {
-	fresh := policyNow.Add(-time.Minute)
-	valid := epochMs(policyNow.Add(8 * time.Hour))
-	no := false
-	yes := true
-	refresh := Secret("refresh-1")
-	base := func(mut func(*Account)) *Account {
-		a := &Account{AccountConfig: AccountConfig{ID: "fb", Type: AccountOAuth}, State: AccountState{
-			Access: "access", Refresh: refresh, Expires: valid, Quota: snapQ(80, 80, fresh)}}
-		if mut != nil {
-			mut(a)
-		}
-		return a
-	}
-	s := defaultSettings()
-	s.MinimumRemaining = Thresholds{FiveHour: 10}
-	ks := s
-	ks.Killswitch.Enabled = true
-	tests := []struct {
-		name   string
-		a      *Account
-		s      Settings
-		model  string
-		ok     bool
-		reason string
-		until  time.Time
-	}{
-		{"healthy", base(nil), s, "", true, "", time.Time{}},
-		{"problem entry", base(func(a *Account) { a.Problem = "no refresh token" }), s, "", false, "no refresh token", time.Time{}},
-		{"disabled", base(func(a *Account) { a.Enabled = &no }), s, "", false, ReasonDisabled, time.Time{}},
-		{"permanent refresh failure", base(func(a *Account) {
-			a.State.LastRefreshError = &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, NextRetryAt: epochMs(policyNow.Add(-time.Hour)), RefreshTokenFingerprint: refresh.Fingerprint()}
-		}), s, "", false, ReasonNeedsRelogin, time.Time{}},
-		{"permanent failure of an old refresh token is released", base(func(a *Account) {
-			a.State.LastRefreshError = &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, NextRetryAt: epochMs(policyNow.Add(time.Hour)), RefreshTokenFingerprint: "0123456789abcdef"}
-		}), s, "", true, "", time.Time{}},
-		{"refresh backoff while the token needs a refresh (case 37)", base(func(a *Account) {
-			a.State.Expires = epochMs(policyNow.Add(-time.Second))
-			a.State.LastRefreshError = &OpError{Message: "429", Status: 429, NextRetryAt: epochMs(policyNow.Add(10 * time.Minute)), AccountIdentity: "fb"}
-		}), s, "", false, ReasonRefreshBackoff, policyNow.Add(10 * time.Minute)},
-		{"refresh backoff with a valid token does not block", base(func(a *Account) {
-			a.State.LastRefreshError = &OpError{Message: "429", Status: 429, NextRetryAt: epochMs(policyNow.Add(10 * time.Minute)), AccountIdentity: "fb"}
-		}), s, "", true, "", time.Time{}},
-		{"below minimum until the 5h reset", base(func(a *Account) { a.State.Quota = snapQ(5, 80, fresh) }), s, "", false,
-			"5h quota below minimum (5% < 10%)", fresh.Add(2 * time.Hour).Truncate(time.Second)},
-		{"unknown quota fails closed until the quota backoff ends", base(func(a *Account) {
-			a.State.Quota = nil
-			a.State.LastQuotaRefreshError = &OpError{NextRetryAt: epochMs(policyNow.Add(time.Minute))}
-		}), s, "", false, "quota unknown (no 5h window)", policyNow.Add(time.Minute)},
-		{"model scope exhausted", base(func(a *Account) { a.State.Quota = snapQ(80, 80, fresh, scoped("Fable", 0, fresh, 30*time.Hour)) }), s,
-			"claude-fable-5", false, "Fable weekly limit reached", fresh.Add(30 * time.Hour).Truncate(time.Second)},
-		{"killswitch", base(func(a *Account) { a.State.Quota = snapQ(80, 8, fresh) }), ks, "", false, "killswitch: 7d 8% < 10%", fresh.Add(72 * time.Hour).Truncate(time.Second)},
-		{"api route is usable", &Account{AccountConfig: AccountConfig{ID: "api", Type: AccountAPI}}, s, "", true, "", time.Time{}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			snap := &Snapshot{Settings: tc.s, Main: &MainState{}}
-			u := AccountUsability(snap, tc.a, tc.model, policyNow)
-			assert.Equal(t, tc.ok, u.OK, u.Reason)
-			if !tc.ok {
-				assert.Equal(t, tc.reason, u.Reason)
-				assert.True(t, tc.until.Equal(u.Until), "until %v, want %v", u.Until, tc.until)
-			}
-		})
-	}
-}
-
-func TestMainUsability(t *testing.T) {
-	yes := true
-	creds := MainCredentials{Access: "a", Refresh: "r", Expires: epochMs(policyNow.Add(time.Hour))}
-	expiredCreds := creds
-	expiredCreds.Expires = epochMs(policyNow.Add(-time.Second))
-	s := defaultSettings()
-	routing := s
-	routing.QuotaRouting = true
-	routing.MinimumRemaining.FiveHour = 10
-	tests := []struct {
-		name   string
-		main   MainState
-		s      Settings
-		creds  MainCredentials
-		has    bool
-		ok     bool
-		reason string
-	}{
-		{"no credentials", MainState{}, s, creds, false, false, ReasonNoMain},
-		{"healthy without quota", MainState{}, s, creds, true, true, ""},
-		{"permanent", MainState{LastRefreshError: &OpError{Status: 400, Permanent: &yes, RefreshTokenFingerprint: Secret("r").Fingerprint()}}, s, creds, true, false, ReasonNeedsRelogin},
-		{"backoff with expired token", MainState{LastRefreshError: &OpError{Status: 429, NextRetryAt: epochMs(policyNow.Add(time.Minute))}}, s, expiredCreds, true, false, ReasonRefreshBackoff},
-		{"backoff with valid token serves", MainState{LastRefreshError: &OpError{Status: 429, NextRetryAt: epochMs(policyNow.Add(time.Minute))}}, s, creds, true, true, ""},
-		{"fail-closed quota backoff without quota", MainState{LastQuotaAPIError: &OpError{NextRetryAt: epochMs(policyNow.Add(time.Minute))}}, s, creds, true, false, ReasonMainQuotaOff},
-		{"below minimum only with quota routing", MainState{Quota: snapQ(5, 50, policyNow)}, s, creds, true, true, ""},
-		{"below minimum with quota routing", MainState{Quota: snapQ(5, 50, policyNow)}, routing, creds, true, false, "5h quota below minimum (5% < 10%)"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			m := tc.main
-			snap := &Snapshot{Settings: tc.s, Main: &m}
-			u := MainUsability(snap, tc.creds, tc.has, "", policyNow)
-			require.Equal(t, tc.ok, u.OK, u.Reason)
-			if !tc.ok {
-				assert.Equal(t, tc.reason, u.Reason)
-			}
-		})
-	}
 }

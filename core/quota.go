@@ -207,9 +207,16 @@ func (e *Engine) storeMainQuota(ctx context.Context, access Secret, body []byte)
 
 // observeHeaders harvests rate-limit headers of a response served by id
 // into its quota snapshot. Header data never overwrites poll-only fields.
-func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header) (*QuotaSnapshot, error) {
-	q := QuotaFromHeaders(h, e.now())
-	if q == nil {
+// A rate-limited response (limited) records the windows its headers say
+// are spent; a served one (served) clears that record.
+func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header, limited, served bool) (*QuotaSnapshot, error) {
+	now := e.now()
+	q := QuotaFromHeaders(h, now)
+	var spent *SpentWindows
+	if limited {
+		spent = spentFromHeaders(h, now)
+	}
+	if q == nil && spent == nil {
 		return nil, nil
 	}
 	var merged *QuotaSnapshot
@@ -217,6 +224,7 @@ func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header) (
 		if id == MainAccountID {
 			m := ensureMain(st)
 			m.Quota = MergeQuota(m.Quota, q)
+			m.RateLimited = nextSpent(m.RateLimited, spent, served)
 			merged = m.Quota
 			return nil
 		}
@@ -225,6 +233,7 @@ func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header) (
 			return errorf(ErrNoAccount, "%s", id)
 		}
 		s.Quota = MergeQuota(s.Quota, q)
+		s.RateLimited = nextSpent(s.RateLimited, spent, served)
 		merged = s.Quota
 		return nil
 	})
@@ -233,6 +242,19 @@ func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header) (
 	}
 	e.emit(Event{Kind: EventQuotaChanged, Accounts: []string{id}})
 	return merged, nil
+}
+
+// nextSpent is the spent-window record after a response: a 429 that names
+// spent windows replaces it, a served answer clears it (the account just
+// served, so its windows are not spent), anything else keeps it.
+func nextSpent(old, spent *SpentWindows, served bool) *SpentWindows {
+	switch {
+	case spent != nil:
+		return spent
+	case served:
+		return nil
+	}
+	return old
 }
 
 // touchLastUsed records that a fallback served a request (lastUsed = now).

@@ -11,69 +11,135 @@ import (
 // Report takes the outcome of a routed request and decides what the host
 // does next: return the response, retry on Next, or hold with a 429 and
 // Retry-After. A failure is classified (plugins first) with source
-// messages, and its effects come from the one effects table: a 401 on an
-// OAuth route refreshes that route's token and retries once on the same
-// account; a status in fallbackOn (or a stream that opened with
-// rate_limit_error) moves a replayable request to the next routable
-// account. Sticky sessions migrate, hold or keep their account as
-// upstream-core.md 5.4 says.
+// messages; its effects come from the one effects table ([effectFor]),
+// and what follows from them from the one report plan ([planReport]):
+// Report only carries the plan out, doing the I/O it names (a token
+// refresh, a quota probe, the next selection) and asking again with the
+// outcome (BEHAVIOUR.md §5).
 //
 // Report also harvests the response's rate-limit headers into the
-// account's quota, and records lastUsed when a fallback served.
+// account's quota (a 429 that names spent windows takes the account out
+// until their reset), and records lastUsed when a fallback served.
 func (e *Engine) Report(ctx context.Context, req ReportRequest) (*ReportResult, error) {
-	route := req.Route
+	route, ticket := e.reportedRoute(req.Route)
 	if route.AccountID == "" {
 		return nil, errorf(ErrConfigInvalid, "field route.accountId: report needs the route it answers")
-	}
-	now := e.now()
-	h := make(http.Header, len(req.Headers))
-	for k, v := range req.Headers {
-		h.Set(k, v)
-	}
-	oauth := route.AccountID == MainAccountID || route.Kind == "oauth"
-	if oauth && len(h) > 0 {
-		if _, err := e.observeHeaders(ctx, route.AccountID, h); err != nil {
-			e.log.Debug("harvest rate-limit headers", "account", route.AccountID, "err", err)
-		}
-		e.forgetSnapshot()
-	}
-	if !req.Network && req.Status >= 200 && req.Status < 300 && !req.StreamRateLimit {
-		if route.AccountID != MainAccountID {
-			e.touchLastUsed(ctx, route.AccountID)
-			e.forgetSnapshot()
-		}
-		return &ReportResult{Action: ActionReturn, Reason: "success"}, nil
-	}
-	f := Failure{Source: SourceMessages, Status: req.Status, Network: req.Network, Header: h, Body: []byte(req.Body),
-		Message: Redact(shorten(req.Body, maxBodyExcerpt), route.Credential.Token), StreamRateLimit: req.StreamRateLimit, At: now}
-	v := e.Classify(ctx, f)
-	eff := EffectOf(SourceMessages, v)
-	res := &ReportResult{Verdict: &v, Action: ActionReturn}
-	if !req.Replayable {
-		res.Reason = "request body cannot be replayed; response returned"
-		return res, nil
 	}
 	snap, err := e.routeSnapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if route.Sticky != nil && route.SessionID != "" && snap.Settings.Routing == RoutingStickyBalanced {
-		return e.reportSticky(ctx, snap, route, f, v, eff, res)
+	kind := kindOf(snap, route.AccountID)
+	h := make(http.Header, len(req.Headers))
+	for k, v := range req.Headers {
+		h.Set(k, v)
 	}
-	return e.reportOrdered(ctx, snap, route, f, v, eff, res)
+	now := e.now()
+	served := !req.Network && req.Status >= 200 && req.Status < 300 && !req.StreamRateLimit
+	f := Failure{Source: SourceMessages, Status: req.Status, Network: req.Network, Header: h, Body: []byte(req.Body),
+		Message: Redact(shorten(req.Body, maxBodyExcerpt), route.Credential.Token), StreamRateLimit: req.StreamRateLimit, At: now}
+	var v Verdict
+	if !served {
+		v = e.Classify(ctx, f)
+	}
+	if (kind == KindMain || kind == KindOAuth) && len(h) > 0 {
+		if _, err := e.observeHeaders(ctx, route.AccountID, h, v.Class == ClassRateLimited, served); err != nil {
+			e.log.Debug("harvest rate-limit headers", "account", route.AccountID, "err", err)
+		}
+		e.forgetSnapshot()
+	}
+	if served {
+		if kind != KindMain {
+			e.touchLastUsed(ctx, route.AccountID)
+			e.forgetSnapshot()
+		}
+		return &ReportResult{Action: ActionReturn, Reason: "success"}, nil
+	}
+	if snap, err = e.routeSnapshot(ctx); err != nil {
+		return nil, err
+	}
+	rf := reportFacts{kind: kind, sticky: e.routeIsSticky(snap, route, ticket), authRetried: route.AuthRetried, replayable: req.Replayable,
+		apiWaiting: hasAPIRoute(snap) && !mainFreshExhausted(snap, now), status: statusText(f)}
+	return e.carryOut(ctx, route, rf, v, effectFor(snap.Settings, f, v))
 }
 
-// moves reports whether a failed response moves a replayable request to
-// another account: its status is in fallbackOn (or the stream opened with
-// rate_limit_error) and the effects row says so. A status the user added
-// to fallbackOn beyond the defaults always moves: that is what they asked
-// for (upstream moves on any listed status).
-func moves(s Settings, f Failure, eff Effect) bool {
-	listed := slices.Contains(s.FallbackOn, f.Status)
-	if !listed && !f.StreamRateLimit {
-		return false
+// carryOut does what the report plan says, asking the plan again after
+// each step's I/O until it says return, retry or hold.
+func (e *Engine) carryOut(ctx context.Context, route Route, rf reportFacts, v Verdict, eff Effect) (*ReportResult, error) {
+	res := &ReportResult{Verdict: &v, Action: ActionReturn}
+	var out reportOutcome
+	for range 6 { // each outcome is learned once, so the plan settles in a few steps
+		p := planReport(rf, v, eff, out)
+		switch p.step {
+		case planReturn:
+			res.Reason = p.why
+			return res, nil
+		case planHold:
+			nr := stickyHoldNoRoute(sessionKey(route.SessionID), route.AccountID, p.hold, e.now())
+			res.Action, res.RetryAfterMs, res.NoRoute, res.Reason = ActionHold, nr.NoRoute.RetryAfterMs, &nr.NoRoute, p.why
+			return res, nil
+		case planRefreshHere:
+			next, err := e.refreshRoute(ctx, route)
+			if err == nil {
+				res.Action, res.Next, res.Reason = ActionRetry, next, next.Reason
+				return res, nil
+			}
+			out.refreshFailed = err
+		case planProbeQuota:
+			q, err := e.fetchQuota(ctx, route.AccountID)
+			e.forgetSnapshot()
+			out.probed, out.probeFailed = true, err
+			if err == nil {
+				out.probe = stickyDecision(q, route.Model, e.now())
+			}
+		case planMoveOn:
+			next, err := e.moveOn(ctx, route, p)
+			var nr *NoRouteError
+			switch {
+			case err == nil:
+				res.Action, res.Next, res.Reason = ActionRetry, next, next.Reason
+				return res, nil
+			case !errors.As(err, &nr):
+				return nil, err
+			}
+			res.NoRoute = &nr.NoRoute
+			out.noneCanServe = true
+		}
 	}
-	return eff.Fallback || (listed && !slices.Contains(DefaultFallbackOn, f.Status))
+	return res, nil
+}
+
+// moveOn selects the next account for a failed route: ordered modes skip
+// every account tried; a sticky session migrates (and, after a rate
+// limit with no OAuth account left, may go to an API-key route once main
+// is confirmed spent).
+func (e *Engine) moveOn(ctx context.Context, route Route, p reportPlan) (*Route, error) {
+	attempted := attemptedAfter(route)
+	o := newRouteOpts(attempted)
+	sel := SelectRequest{SessionID: route.SessionID, Model: route.Model, PromptBytes: route.PromptBytes}
+	if p.migrate {
+		o.why = "migrated after " + route.AccountID + " " + p.why
+		next, err := e.stickySlow(ctx, sel, o, sessionKey(route.SessionID))
+		if err != nil && p.apiIfNone && errors.Is(err, ErrNoRoute) {
+			if fresh, serr := e.routeSnapshot(ctx); serr == nil && mainFreshExhausted(fresh, e.now()) && hasAPIRoute(fresh) {
+				if api, aerr := e.selectAPIOnly(ctx, fresh, route, attempted); aerr == nil {
+					return e.issued(api), nil
+				}
+			}
+		}
+		return e.issued(next), err
+	}
+	o.why = fmt.Sprintf("after %s %s", route.AccountID, p.why)
+	if p.confirmMain {
+		o.includeAPI = e.confirmMainExhausted(ctx)
+	}
+	snap, err := e.routeSnapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sel.Exclude = attempted
+	next, err := e.selectOrdered(ctx, snap, sel, o)
+	return e.issued(next), err
 }
 
 func statusText(f Failure) string {
@@ -109,7 +175,7 @@ func (e *Engine) refreshRoute(ctx context.Context, route Route) (*Route, error) 
 	next.Attempted = route.Attempted
 	next.AuthRetried = true
 	next.Reason = "401: token refreshed, retrying on the same account"
-	return next, nil
+	return e.issued(next), nil
 }
 
 func attemptedAfter(route Route) []string {
@@ -141,131 +207,6 @@ func (e *Engine) confirmMainExhausted(ctx context.Context) bool {
 		return false
 	}
 	return q != nil && standardExhausted(q)
-}
-
-func (e *Engine) reportOrdered(ctx context.Context, snap *Snapshot, route Route, f Failure, v Verdict, eff Effect, res *ReportResult) (*ReportResult, error) {
-	oauth := route.AccountID == MainAccountID || route.Kind == "oauth"
-	canRefresh := eff.RefreshAndRetry && oauth && !route.AuthRetried
-	// refreshHere is the 401 answer when no other account takes the
-	// request: refresh this route's token and retry once on it.
-	refreshHere := func(note string) (*ReportResult, bool) {
-		next, err := e.refreshRoute(ctx, route)
-		if err != nil {
-			res.Reason = fmt.Sprintf("%s is %s%s; token refresh failed: %s: response returned", statusText(f), v.Class, note, shorten(err.Error(), 200))
-			return res, false
-		}
-		res.Action, res.Next, res.Reason = ActionRetry, next, next.Reason
-		return res, true
-	}
-	if !moves(snap.Settings, f, eff) {
-		if canRefresh {
-			out, _ := refreshHere("")
-			return out, nil
-		}
-		res.Reason = fmt.Sprintf("%s is %s: response returned", statusText(f), v.Class)
-		return res, nil
-	}
-	// Upstream's ordered modes move a request in fallbackOn to the next
-	// account first (a 401 such as "OAuth not allowed for this
-	// organization" is not cured by a refresh); only when no account can
-	// take it is the route's own token refreshed and the request retried.
-	attempted := attemptedAfter(route)
-	o := newRouteOpts(attempted)
-	o.why = fmt.Sprintf("after %s %s", route.AccountID, statusText(f))
-	if route.AccountID == MainAccountID && v.Class == ClassRateLimited && hasAPIRoute(snap) && !mainFreshExhausted(snap, e.now()) {
-		o.includeAPI = e.confirmMainExhausted(ctx)
-	}
-	if fresh, err := e.routeSnapshot(ctx); err == nil {
-		snap = fresh
-	}
-	next, err := e.selectOrdered(ctx, snap, SelectRequest{SessionID: route.SessionID, Model: route.Model, PromptBytes: route.PromptBytes, Exclude: attempted}, o)
-	if err != nil && canRefresh && errors.Is(err, ErrNoRoute) {
-		if out, ok := refreshHere(" and no other account can serve"); ok {
-			return out, nil
-		}
-		var nr *NoRouteError
-		if errors.As(err, &nr) {
-			res.NoRoute = &nr.NoRoute
-		}
-		return res, nil
-	}
-	return e.nextOrReturn(res, next, err, f, v, "")
-}
-
-// nextOrReturn turns a selection of the next route into the result: retry
-// there, or return the failing response with the explanation.
-func (e *Engine) nextOrReturn(res *ReportResult, next *Route, err error, f Failure, v Verdict, note string) (*ReportResult, error) {
-	if err == nil {
-		res.Action, res.Next, res.Reason = ActionRetry, next, next.Reason
-		return res, nil
-	}
-	var nr *NoRouteError
-	if !errors.As(err, &nr) {
-		return nil, err
-	}
-	res.NoRoute = &nr.NoRoute
-	res.Reason = fmt.Sprintf("%s is %s and no other account can serve: response returned%s", statusText(f), v.Class, note)
-	return res, nil
-}
-
-func (e *Engine) reportSticky(ctx context.Context, snap *Snapshot, route Route, f Failure, v Verdict, eff Effect, res *ReportResult) (*ReportResult, error) {
-	key := sessionKey(route.SessionID)
-	oauth := route.AccountID == MainAccountID || route.Kind == "oauth"
-	migrate := ""
-	switch {
-	case eff.RefreshAndRetry && oauth && !route.AuthRetried:
-		next, err := e.refreshRoute(ctx, route)
-		switch {
-		case err == nil:
-			res.Action, res.Next, res.Reason = ActionRetry, next, next.Reason
-			return res, nil
-		case errors.Is(err, ErrInvalidGrant):
-			migrate = "401 and the refresh token needs a re-login"
-		default:
-			res.Reason = "401 and token refresh failed; affinity kept: " + shorten(err.Error(), 200)
-			return res, nil
-		}
-	case eff.RefreshAndRetry && oauth:
-		migrate = "second 401 after a token refresh"
-	case !moves(snap.Settings, f, eff):
-		res.Reason = fmt.Sprintf("%s is %s: affinity kept, response returned", statusText(f), v.Class)
-		return res, nil
-	case v.Class == ClassRateLimited:
-		q, err := e.fetchQuota(ctx, route.AccountID)
-		e.forgetSnapshot()
-		if err != nil {
-			res.Reason = "rate limited; quota check failed, so affinity kept: " + shorten(err.Error(), 200)
-			return res, nil
-		}
-		now := e.now()
-		dv, why, until := decideStickyQuota(q, route.Model, now)
-		switch dv {
-		case stickyHold:
-			nr := stickyHoldNoRoute(key, route.AccountID, why, until, now)
-			res.Action, res.RetryAfterMs, res.NoRoute = ActionHold, nr.NoRoute.RetryAfterMs, &nr.NoRoute
-			res.Reason = "rate limited; " + why + ": holding the session on its account"
-			return res, nil
-		case stickyRetain:
-			res.Reason = "rate limited but quota not exhausted: affinity kept, response returned"
-			return res, nil
-		}
-		migrate = "rate limited: " + why
-	default:
-		migrate = fmt.Sprintf("%s is %s", statusText(f), v.Class)
-	}
-	attempted := attemptedAfter(route)
-	o := newRouteOpts(attempted)
-	o.why = "migrated after " + route.AccountID + " " + migrate
-	next, err := e.stickySlow(ctx, SelectRequest{SessionID: route.SessionID, Model: route.Model, PromptBytes: route.PromptBytes}, o, key)
-	if err != nil && v.Class == ClassRateLimited {
-		var nr *NoRouteError
-		if fresh, serr := e.routeSnapshot(ctx); errors.As(err, &nr) && serr == nil && mainFreshExhausted(fresh, e.now()) && hasAPIRoute(fresh) {
-			if api, aerr := e.selectAPIOnly(ctx, fresh, route, attempted); aerr == nil {
-				next, err = api, nil
-			}
-		}
-	}
-	return e.nextOrReturn(res, next, err, f, v, "")
 }
 
 // selectAPIOnly picks an API-key route for a sticky session whose 429 left

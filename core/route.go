@@ -22,6 +22,8 @@ type router struct {
 	checked time.Time
 
 	sticky stickyCache
+	// tickets are the routes handed out, for route/report.
+	tickets ticketBook
 	// writeMu serializes this process's writers of the routing state file;
 	// the lock file serializes processes.
 	writeMu sync.Mutex
@@ -127,10 +129,13 @@ func (e *Engine) Select(ctx context.Context, req SelectRequest) (*Route, error) 
 		return nil, err
 	}
 	o := newRouteOpts(req.Exclude)
+	var r *Route
 	if e.stickyApplies(snap, req) {
-		return e.selectSticky(ctx, snap, req, o)
+		r, err = e.selectSticky(ctx, snap, req, o)
+	} else {
+		r, err = e.selectOrdered(ctx, snap, req, o)
 	}
-	return e.selectOrdered(ctx, snap, req, o)
+	return e.issued(r), err
 }
 
 // stickyApplies reports whether req is routed sticky-balanced: the mode is
@@ -157,20 +162,20 @@ func standardExhausted(q *QuotaSnapshot) bool {
 }
 
 func mainRoute(c MainCredentials) *Route {
-	return &Route{AccountID: MainAccountID, Label: "main", Kind: "main", Credential: Credential{Type: "bearer", Token: c.Access}}
+	return &Route{AccountID: MainAccountID, Label: "main", Kind: KindMain, Credential: Credential{Type: "bearer", Token: c.Access}}
 }
 
 func accountRoute(a *Account) *Route {
 	r := &Route{AccountID: a.ID, Label: a.Label}
 	if a.Type == AccountAPI {
-		r.Kind = "api"
+		r.Kind = KindAPI
 		r.Credential = Credential{Type: "bearer", Token: a.State.APIKey, BaseURL: strings.TrimRight(strings.TrimSpace(a.BaseURL), "/")}
 		if a.AuthHeader == "x-api-key" {
 			r.Credential.Type = "x-api-key"
 		}
 		return r
 	}
-	r.Kind = "oauth"
+	r.Kind = KindOAuth
 	r.Credential = Credential{Type: "bearer", Token: a.State.Access}
 	return r
 }
@@ -190,164 +195,82 @@ func finish(r *Route, req SelectRequest, o routeOpts, reason string) *Route {
 
 // mainEval is what one selection found out about main.
 type mainEval struct {
-	u Usability
-	// demote is set when main quota routing found main's snapshot below
-	// policy: fallbacks go first and main is the last resort.
-	demote string
-	err    error // the token refresh failure, when that is why main is out
+	j Judgement
+	// err is the token refresh failure, when that is why main is out.
+	err error
 }
 
-// evalMain judges main for an ordered selection, fetching its quota when
-// main quota routing or the killswitch needs a current snapshot. Quota
-// fetch errors are not fatal: the cached snapshot is judged instead.
-func (e *Engine) evalMain(ctx context.Context, snap *Snapshot, model string, replayable bool) (*Snapshot, mainEval) {
-	now := e.now()
-	s := snap.Settings
-	creds, ok := e.mainCredentials()
-	if !ok {
-		return snap, mainEval{u: Usability{Reason: ReasonNoMain}}
-	}
-	id := mainIdentity(snap)
-	fp := creds.Refresh.Fingerprint()
-	if refreshPermanent(snap.Main.LastRefreshError, id, fp) {
-		return snap, mainEval{u: Usability{Reason: ReasonNeedsRelogin}}
-	}
-	if expired(creds.Access, creds.Expires, now) {
-		if until, ok := refreshBackoffUntil(snap.Main.LastRefreshError, id, now, fp); ok {
-			return snap, mainEval{u: Usability{Reason: ReasonRefreshBackoff, Until: until},
-				err: &BackoffError{Account: MainAccountID, Kind: ErrRefreshBackoff, Record: snap.Main.LastRefreshError, Until: until, Now: now}}
-		}
-	}
-	q := mainQuota(snap)
-	routing := s.QuotaRouting && replayable
-	fetch := s.Killswitch.Enabled && QuotaStale(q, s, model, now)
-	if routing && (q == nil || (QuotaStale(q, s, model, now) && (standardExhausted(q) || ModelScopeExhausted(q, model)))) {
-		fetch = true
-	}
-	if fetch && !QuotaBackoffActive(snap.Main.LastQuotaAPIError, now) {
-		if _, err := e.fetchQuota(ctx, MainAccountID); err != nil {
+// judgeMain judges main for an ordered request, doing the quota check the
+// judgement asks for and asking again (BEHAVIOUR.md §5.2). A failed check
+// is not fatal: the cached snapshot is judged.
+func (e *Engine) judgeMain(ctx context.Context, snap *Snapshot, need Need) (*Snapshot, mainEval) {
+	creds, has := e.mainCredentials()
+	sub := mainSubject(snap, creds, has)
+	j := Judge(snap.Settings, &sub, need, e.now())
+	if j.Settle&SettleQuota != 0 {
+		_, err := e.fetchQuota(ctx, MainAccountID)
+		if err != nil {
 			e.log.Debug("main quota check before routing failed", "err", err)
 		}
 		e.forgetSnapshot()
-		if fresh, err := e.routeSnapshot(ctx); err == nil {
+		if fresh, lerr := e.routeSnapshot(ctx); lerr == nil {
 			snap = fresh
 		}
-		q = mainQuota(snap)
-		now = e.now()
+		sub = mainSubject(snap, creds, has)
+		sub.Tried.Quota = err
+		j = Judge(snap.Settings, &sub, need, e.now())
 	}
-	qerr := snap.Main.LastQuotaAPIError
-	if q == nil && s.FailClosedOnUnknown && QuotaBackoffActive(qerr, now) {
-		return snap, mainEval{u: Usability{Reason: ReasonMainQuotaOff, Until: fromMs(qerr.NextRetryAt)}}
-	}
-	if r, until, ok := killswitchFailure(q, s, MainAccountID, model, now); !ok {
-		if until.IsZero() && QuotaBackoffActive(qerr, now) {
-			until = fromMs(qerr.NextRetryAt)
-		}
-		return snap, mainEval{u: Usability{Reason: r, Until: until}}
-	}
-	ev := mainEval{u: Usability{OK: true}}
-	if routing {
-		if r, _, ok := policyFailure(q, s, now); !ok {
-			ev.demote = "main " + r
-		} else if ModelScopeExhausted(q, model) {
-			ev.demote = "main " + scopedWindowFor(q, model).ModelName + " weekly limit reached"
-		}
+	ev := mainEval{j: j}
+	if j.Reason == ReasonRefreshBackoff {
+		now := e.now()
+		ev.err = &BackoffError{Account: MainAccountID, Kind: ErrRefreshBackoff, Record: snap.Main.LastRefreshError, Until: j.Until, Now: now}
 	}
 	return snap, ev
 }
 
-// evalFallback judges one fallback for a request, refreshing its token and
-// its quota first when they are due (upstream getUsableFallbackAccounts).
-func (e *Engine) evalFallback(ctx context.Context, snap *Snapshot, a *Account, model string, includeAPI bool) (*Account, Usability) {
-	now := e.now()
+// judgeFallback judges one fallback for an ordered request, refreshing its
+// token and polling its quota first when the judgement asks for it, then
+// asking again with the outcome (upstream getUsableFallbackAccounts).
+func (e *Engine) judgeFallback(ctx context.Context, snap *Snapshot, a *Account, need Need) (*Account, Judgement) {
 	s := snap.Settings
-	if a.Type == AccountAPI {
-		u := AccountUsability(snap, a, model, now)
-		if u.OK && !includeAPI {
-			return a, Usability{Reason: "API-key route: main quota not confirmed exhausted"}
-		}
-		return a, u
-	}
-	if a.Problem != "" || !a.IsEnabled() || refreshPermanent(a.State.LastRefreshError, a.ID, a.State.Refresh.Fingerprint()) {
-		return a, AccountUsability(snap, a, model, now)
+	sub := accountSubject(a)
+	j := Judge(s, &sub, need, e.now())
+	if j.Settle == 0 {
+		return a, j
 	}
 	acct := *a
-	if needsRefresh(acct.State.Access, acct.State.Expires, s.RefreshBeforeExpiry, now) {
-		if until, ok := refreshBackoffUntil(acct.State.LastRefreshError, acct.ID, now, acct.State.Refresh.Fingerprint()); ok {
-			return a, Usability{Reason: ReasonRefreshBackoff, Until: until}
-		}
+	if j.Settle&SettleRefresh != 0 {
 		fresh, err := e.refreshFallback(ctx, acct.ID, false)
 		e.forgetSnapshot()
 		if err != nil {
-			return a, e.fallbackFailure(snap, &acct, err, model)
+			sub.Tried.Refresh = err
+			return a, Judge(s, &sub, need, e.now())
 		}
 		acct = *fresh
-	}
-	if (s.QuotaEnabled || s.Killswitch.Enabled) && QuotaStale(acct.State.Quota, s, model, now) &&
-		!QuotaBackoffActive(acct.State.LastQuotaRefreshError, now) {
-		q, err := e.fetchQuota(ctx, acct.ID)
-		e.forgetSnapshot()
-		if err != nil {
-			return &acct, e.fallbackFailure(snap, &acct, err, model)
+		sub = accountSubject(&acct)
+		if j = Judge(s, &sub, need, e.now()); j.Settle&SettleQuota == 0 {
+			return &acct, j
 		}
-		// A usage 401 inside the fetch rotates the tokens: route with the
-		// stored ones, not the ones read before the fetch (case 7).
-		if fresh, lerr := e.store.Load(ctx); lerr == nil {
-			if b, ok := fresh.Account(acct.ID); ok {
-				acct = *b
-			}
+	}
+	q, err := e.fetchQuota(ctx, acct.ID)
+	e.forgetSnapshot()
+	if err != nil {
+		sub.Tried.Quota = err
+		return &acct, Judge(s, &sub, need, e.now())
+	}
+	// A usage 401 inside the fetch rotates the tokens: route with the
+	// stored ones, not the ones read before the fetch (case 7).
+	if fresh, lerr := e.store.Load(ctx); lerr == nil {
+		if b, ok := fresh.Account(acct.ID); ok {
+			acct = *b
 		}
-		acct.State.Quota = q
-		acct.State.LastQuotaRefreshError = nil
 	}
-	return &acct, quotaUsability(s, acct.State.Quota, acct.State.LastQuotaRefreshError, acct.ID, model, e.now(), s.QuotaEnabled)
-}
-
-// fallbackFailure decides whether an account whose token refresh or quota
-// check just failed may still serve (upstream's failure path): its cached
-// quota is trusted after a transient quota failure if the token is valid
-// and the cached windows still apply; with failClosedOnUnknownQuota off it
-// serves unless refresh backoff or model scope says otherwise.
-func (e *Engine) fallbackFailure(snap *Snapshot, a *Account, err error, model string) Usability {
-	now := e.now()
-	s := snap.Settings
-	q := a.State.Quota
-	if !expired(a.State.Access, a.State.Expires, now) && transientQuotaError(err) && QuotaPassesPolicy(q, s) && windowsCurrent(q, now) {
-		return quotaUsability(s, q, nil, a.ID, model, now, false)
-	}
-	// Fail-open is for unknown quota: a cached snapshot that is known to
-	// fail the thresholds still excludes the account (case 15).
-	if !s.FailClosedOnUnknown && QuotaPassesPolicy(q, s) && !RefreshBackoffActive(a.State.LastRefreshError, a.ID, now, a.State.Refresh.Fingerprint()) && !ModelScopeExhausted(q, model) {
-		if r, until, ok := killswitchFailure(q, s, a.ID, model, now); !ok {
-			return Usability{Reason: r, Until: until}
-		}
-		return Usability{OK: true}
-	}
-	u := Usability{Reason: shorten(err.Error(), 240)}
-	var be *BackoffError
-	var ue *UpstreamError
-	switch {
-	case errors.As(err, &be):
-		u.Until = be.Until
-	case errors.As(err, &ue):
-		u.Until = ue.Until
-	}
-	return u
-}
-
-// transientQuotaError reports whether err is a usage-endpoint failure
-// that says nothing about the account (rate limit, 5xx, network, a
-// concurrent check).
-func transientQuotaError(err error) bool {
-	var ue *UpstreamError
-	if errors.As(err, &ue) {
-		return ue.Failure.Source == SourceUsage && (ue.Verdict.Class == ClassRateLimited || ue.Verdict.Class == ClassTransient)
-	}
-	var be *BackoffError
-	if errors.As(err, &be) {
-		return be.Kind == ErrQuotaBackoff
-	}
-	return errors.Is(err, ErrInProgress)
+	acct.State.Quota = q
+	acct.State.LastQuotaRefreshError = nil
+	sub = accountSubject(&acct)
+	j = Judge(s, &sub, need, e.now())
+	j.Settle = 0
+	return &acct, j
 }
 
 // windowsCurrent reports whether the cached 5h and 7d windows have not
@@ -374,119 +297,133 @@ func shorten(s string, n int) string {
 	return s[:n] + "…"
 }
 
+// orderedSelection is one main-first or fallback-first selection: what
+// it has judged so far and why each account was passed over.
+type orderedSelection struct {
+	e       *Engine
+	snap    *Snapshot
+	req     SelectRequest
+	o       routeOpts
+	need    Need
+	reasons []AccountReason
+	quotas  map[string]*QuotaSnapshot
+	main    mainEval
+	judged  bool // main has been judged
+	// mainLast is set when fallbacks go first (fallback-first mode, or
+	// main is the last resort).
+	mainLast bool
+}
+
 // selectOrdered is the main-first and fallback-first selection: main, then
 // the fallbacks in config order (fallbacks first in fallback-first mode, or
-// when main quota routing finds main below policy). A streamed request
+// when main quota routing makes main the last resort). A streamed request
 // body cannot move, so it goes to main only.
 func (e *Engine) selectOrdered(ctx context.Context, snap *Snapshot, req SelectRequest, o routeOpts) (*Route, error) {
-	s := snap.Settings
-	replayable := !req.Streamed
-	_, hasMain := e.mainCredentials()
-	includeAPI := o.includeAPI || mainFreshExhausted(snap, e.now())
-	var (
-		reasons   []AccountReason
-		main      mainEval
-		mainDone  bool
-		quotas    = map[string]*QuotaSnapshot{}
-		fallbacks = replayable || !hasMain
-	)
-	evaluate := func() {
-		if !mainDone && !o.exclude[MainAccountID] {
-			snap, main = e.evalMain(ctx, snap, req.Model, replayable)
-			mainDone = true
-		}
-	}
-	mainLast := false
+	sel := &orderedSelection{e: e, snap: snap, req: req, o: o, quotas: map[string]*QuotaSnapshot{},
+		need: Need{Purpose: ForOrdered, Model: req.Model, Replayable: !req.Streamed, IncludeAPI: o.includeAPI || mainFreshExhausted(snap, e.now())}}
 	switch {
-	case !replayable:
-	case s.Routing == RoutingFallbackFirst:
-		mainLast = true
+	case req.Streamed:
+	case snap.Settings.Routing == RoutingFallbackFirst:
+		sel.mainLast = true
 	default:
-		evaluate()
-		mainLast = main.demote != ""
-	}
-	tryMain := func() *Route {
-		if o.exclude[MainAccountID] {
-			reasons = append(reasons, AccountReason{AccountID: MainAccountID, Reason: "already tried for this request"})
-			return nil
-		}
-		evaluate()
-		quotas[MainAccountID] = mainQuota(snap)
-		if !main.u.OK {
-			reasons = append(reasons, reasonOf(MainAccountID, main.u))
-			return nil
-		}
-		c, err := e.ensureMainFresh(ctx, "")
-		if err != nil {
-			main.err = err
-			main.u = Usability{Reason: shorten(err.Error(), 240), Until: errUntil(err)}
-			reasons = append(reasons, reasonOf(MainAccountID, main.u))
-			return nil
-		}
-		why := "main-first"
-		switch {
-		case main.demote != "":
-			why = "last resort: " + main.demote + " and no fallback can serve"
-		case mainLast:
-			why = "no fallback can serve"
-		}
-		return finish(mainRoute(c), req, o, why)
-	}
-	tryFallbacks := func() *Route {
-		for i := range snap.Accounts {
-			a := &snap.Accounts[i]
-			if o.exclude[a.ID] {
-				reasons = append(reasons, AccountReason{AccountID: a.ID, Reason: "already tried for this request"})
-				continue
-			}
-			if !fallbacks {
-				reasons = append(reasons, AccountReason{AccountID: a.ID, Reason: "request body cannot be replayed; only main is tried"})
-				continue
-			}
-			got, u := e.evalFallback(ctx, snap, a, req.Model, includeAPI)
-			quotas[a.ID] = got.State.Quota
-			if !u.OK {
-				reasons = append(reasons, reasonOf(a.ID, u))
-				continue
-			}
-			why := "fallback"
-			switch {
-			case got.Type == AccountAPI:
-				why = "API-key route: main quota confirmed exhausted"
-			case main.demote != "":
-				why = "fallback: " + main.demote
-			case s.Routing == RoutingFallbackFirst:
-				why = "fallback-first"
-			case mainDone && !main.u.OK:
-				why = "fallback: main " + main.u.Reason
-			}
-			if got.Type == AccountOAuth {
-				e.log.Debug("route", "account", got.ID, "why", why)
-			}
-			return finish(accountRoute(got), req, o, why)
-		}
-		return nil
+		sel.judgeMain(ctx)
+		sel.mainLast = sel.main.j.LastResort
 	}
 	var r *Route
-	if mainLast {
-		if r = tryFallbacks(); r == nil {
-			r = tryMain()
+	if sel.mainLast {
+		if r = sel.tryFallbacks(ctx); r == nil {
+			r = sel.tryMain(ctx)
 		}
-	} else {
-		if r = tryMain(); r == nil {
-			r = tryFallbacks()
-		}
+	} else if r = sel.tryMain(ctx); r == nil {
+		r = sel.tryFallbacks(ctx)
 	}
 	if r != nil {
 		return r, nil
 	}
-	return nil, e.orderedNoRoute(snap, req, reasons, main, quotas)
+	return nil, e.orderedNoRoute(sel.snap, req, sel.reasons, sel.main, sel.quotas)
 }
 
-func reasonOf(id string, u Usability) AccountReason {
-	r := AccountReason{AccountID: id, Reason: u.Reason}
-	if !u.Until.IsZero() {
-		r.Until = epochMs(u.Until)
+func (sel *orderedSelection) judgeMain(ctx context.Context) {
+	if !sel.judged && !sel.o.exclude[MainAccountID] {
+		sel.snap, sel.main = sel.e.judgeMain(ctx, sel.snap, sel.need)
+		sel.judged = true
+	}
+}
+
+func (sel *orderedSelection) skip(id, why string) {
+	sel.reasons = append(sel.reasons, AccountReason{AccountID: id, Reason: why})
+}
+
+// tryMain routes to main when it is usable and its token can be had.
+func (sel *orderedSelection) tryMain(ctx context.Context) *Route {
+	if sel.o.exclude[MainAccountID] {
+		sel.skip(MainAccountID, "already tried for this request")
+		return nil
+	}
+	sel.judgeMain(ctx)
+	sel.quotas[MainAccountID] = mainQuota(sel.snap)
+	if !sel.main.j.Usable {
+		sel.reasons = append(sel.reasons, reasonOf(MainAccountID, sel.main.j))
+		return nil
+	}
+	c, err := sel.e.ensureMainFresh(ctx, "")
+	if err != nil {
+		creds, has := sel.e.mainCredentials()
+		sub := mainSubject(sel.snap, creds, has)
+		sub.Tried.Refresh = err
+		sel.main = mainEval{j: Judge(sel.snap.Settings, &sub, sel.need, sel.e.now()), err: err}
+		sel.reasons = append(sel.reasons, reasonOf(MainAccountID, sel.main.j))
+		return nil
+	}
+	why := "main-first"
+	switch {
+	case sel.main.j.LastResort:
+		why = "last resort: " + sel.main.j.Text() + " and no fallback can serve"
+	case sel.mainLast:
+		why = "no fallback can serve"
+	}
+	return finish(mainRoute(c), sel.req, sel.o, why)
+}
+
+// tryFallbacks routes to the first usable fallback in config order.
+func (sel *orderedSelection) tryFallbacks(ctx context.Context) *Route {
+	_, hasMain := sel.e.mainCredentials()
+	for i := range sel.snap.Accounts {
+		a := &sel.snap.Accounts[i]
+		switch {
+		case sel.o.exclude[a.ID]:
+			sel.skip(a.ID, "already tried for this request")
+			continue
+		case !sel.need.Replayable && hasMain:
+			sel.skip(a.ID, "request body cannot be replayed; only main is tried")
+			continue
+		}
+		got, j := sel.e.judgeFallback(ctx, sel.snap, a, sel.need)
+		sel.quotas[a.ID] = got.State.Quota
+		if !j.Usable {
+			sel.reasons = append(sel.reasons, reasonOf(a.ID, j))
+			continue
+		}
+		why := "fallback"
+		switch {
+		case got.Type == AccountAPI:
+			why = "API-key route: main quota confirmed exhausted"
+		case sel.main.j.LastResort:
+			why = "fallback: " + sel.main.j.Text()
+		case sel.snap.Settings.Routing == RoutingFallbackFirst:
+			why = "fallback-first"
+		case sel.judged && !sel.main.j.Usable:
+			why = "fallback: main " + sel.main.j.Text()
+		}
+		return finish(accountRoute(got), sel.req, sel.o, why)
+	}
+	return nil
+}
+
+func reasonOf(id string, j Judgement) AccountReason {
+	r := AccountReason{AccountID: id, Reason: j.Text()}
+	if !j.Until.IsZero() {
+		r.Until = epochMs(j.Until)
 	}
 	return r
 }
@@ -533,7 +470,7 @@ func reloginLabels(snap *Snapshot) []string {
 	var out []string
 	for i := range snap.Accounts {
 		a := &snap.Accounts[i]
-		if a.Type == AccountOAuth && a.IsEnabled() && refreshPermanent(a.State.LastRefreshError, a.ID, a.State.Refresh.Fingerprint()) {
+		if a.Type == AccountOAuth && a.IsEnabled() && needsRelogin(a.State.LastRefreshError, a.ID, a.State.Refresh.Fingerprint()) {
 			name := a.Label
 			if name == "" {
 				name = a.ID
@@ -576,7 +513,7 @@ func (e *Engine) orderedNoRoute(snap *Snapshot, req SelectRequest, reasons []Acc
 	switch {
 	case main.err != nil:
 		return mainRefreshNoRoute(main.err, reasons, now)
-	case strings.HasPrefix(main.u.Reason, "killswitch"):
+	case main.j.Reason == ReasonKillswitch:
 		all := make([]*QuotaSnapshot, 0, len(quotas))
 		for _, q := range quotas {
 			all = append(all, q)
@@ -587,7 +524,7 @@ func (e *Engine) orderedNoRoute(snap *Snapshot, req SelectRequest, reasons []Acc
 		}
 		retry := KillswitchRetryAfter(all, "", now)
 		return rateNoRoute(fmt.Sprintf("Killswitch: no routable accounts. Retry in %s.", retryInText(retry)), retry, reasons)
-	case main.u.Reason == ReasonMainQuotaOff:
+	case main.j.Reason == ReasonMainQuotaBackedOff:
 		rec := snap.Main.LastQuotaAPIError
 		retry := 60 * time.Second
 		if rec != nil && rec.NextRetryAt > 0 {
@@ -595,13 +532,13 @@ func (e *Engine) orderedNoRoute(snap *Snapshot, req SelectRequest, reasons []Acc
 		}
 		be := &BackoffError{Account: MainAccountID, Kind: ErrQuotaBackoff, Record: rec, Until: now.Add(retry), Now: now}
 		return rateNoRoute(be.Error(), retry, reasons)
-	case main.u.Reason == ReasonNeedsRelogin:
+	case main.j.Reason == ReasonNeedsRelogin:
 		return authNoRoute("Main Claude OAuth account requires re-login, and no fallback OAuth account is currently routable"+name+".", reasons)
 	}
 	if labels := reloginLabels(snap); len(labels) > 0 {
 		return authNoRoute(fmt.Sprintf("No OAuth account is currently routable%s. Fallback Claude OAuth accounts require re-login: %s.", name, strings.Join(labels, ", ")), reasons)
 	}
-	if main.u.Reason == ReasonNoMain {
+	if main.j.Reason == ReasonNoCredentials {
 		return authNoRoute("Main Claude OAuth credentials are not set, and no fallback account is currently routable"+name+".", reasons)
 	}
 	retry := earliestUntil(reasons, now)

@@ -208,7 +208,7 @@ func TestSelect_refreshBackoffExclusion(t *testing.T) {
 		env.fake.script("token") // nothing scripted: any call would be 599
 		_, err = env.engine.Select(env.ctx(), SelectRequest{Exclude: []string{MainAccountID}})
 		nr := noRoute(t, err)
-		assert.Equal(t, AccountReason{AccountID: "fb", Reason: ReasonRefreshBackoff, Until: epochMs(testStart.Add(10 * time.Minute))}, reasonFor(nr, "fb"))
+		assert.Equal(t, AccountReason{AccountID: "fb", Reason: ReasonRefreshBackoff.String(), Until: epochMs(testStart.Add(10 * time.Minute))}, reasonFor(nr, "fb"))
 	})
 	t.Run("45 fallback-first serves from a fallback while main is backed off", func(t *testing.T) {
 		env := routeEnv(t, `"routing":{"mode":"fallback-first"}`, &MainState{LastRefreshError: backoff}, fb{id: "fb", quota: fq(80, 80)})
@@ -291,7 +291,7 @@ func TestReport_mainFirstFallback(t *testing.T) {
 			if tc.next != "" {
 				require.NotNil(t, res.Next)
 				assert.Equal(t, tc.next, res.Next.AccountID)
-				assert.Equal(t, tc.nextKind, res.Next.Kind)
+				assert.Equal(t, tc.nextKind, res.Next.Kind.String())
 				assert.Equal(t, []string{tc.first}, res.Next.Attempted)
 				if tc.nextKind == "api" {
 					assert.Equal(t, "x-api-key", res.Next.Credential.Type)

@@ -35,9 +35,10 @@ type Credential struct {
 
 // Route is the account chosen to serve a request, with its credential.
 type Route struct {
-	AccountID  string     `json:"accountId"`
-	Label      string     `json:"label,omitempty"`
-	Kind       string     `json:"kind"` // "main", "oauth" or "api"
+	AccountID string `json:"accountId"`
+	Label     string `json:"label,omitempty"`
+	// Kind is derived from the snapshot by id; an echoed kind is ignored.
+	Kind       RouteKind  `json:"kind"`
 	Credential Credential `json:"credential"`
 	Reason     string     `json:"reason"`
 	SessionID  string     `json:"sessionId,omitempty"`
@@ -50,6 +51,10 @@ type Route struct {
 	// AuthRetried is set on the route that re-sends a request after a 401
 	// and a token refresh, so a second 401 moves on instead of looping.
 	AuthRetried bool `json:"authRetried,omitempty"`
+	// Ticket names the server's record of this route. route/report with a
+	// known ticket reads the account, the credential, the tried accounts,
+	// authRetried and stickiness from that record, not from the echo.
+	Ticket string `json:"ticket,omitempty"`
 }
 
 // StickyInfo says how a sticky-balanced route was found.

@@ -43,7 +43,11 @@ type Settings struct {
 	RefreshEveryNRequests int
 	MinimumRemaining      Thresholds
 	FailClosedOnUnknown   bool
-	Killswitch            KillswitchSettings
+	// FailClosedExplicit is true only when failClosedOnUnknownQuota is
+	// explicitly true: upstream's router refuses main on unknown quota
+	// only then (BEHAVIOUR.md §3.2).
+	FailClosedExplicit bool
+	Killswitch         KillswitchSettings
 }
 
 // KillswitchSettings are the killswitch thresholds.
@@ -164,6 +168,7 @@ func ParseSettings(c *ConfigFile) (Settings, error) {
 	s.MinimumRemaining = thresholdsFrom(q.MinimumRemaining, Thresholds{})
 	if q.FailClosedOnUnknownQuota != nil {
 		s.FailClosedOnUnknown = *q.FailClosedOnUnknownQuota
+		s.FailClosedExplicit = *q.FailClosedOnUnknownQuota
 	}
 	var k rawKillswitch
 	if err := decodeSection(x, "killswitch", &k); err != nil {

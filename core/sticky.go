@@ -262,42 +262,6 @@ func (e *Engine) updateSticky(ctx context.Context, fn func(f *stickyFile, now ti
 	return nil
 }
 
-// stickyVerdict is what a fresh quota snapshot says about keeping a session
-// on its account.
-type stickyVerdict int
-
-const (
-	stickyRetain stickyVerdict = iota
-	stickyHold
-	stickyMigrate
-)
-
-// decideStickyQuota is upstream's decideStickyQuotaFailure: migrate on an
-// exhausted model scope or seven-day window, hold when an exhausted
-// five-hour window resets within 15 minutes (until the reset), migrate on
-// a later five-hour reset, otherwise retain.
-func decideStickyQuota(q *QuotaSnapshot, model string, now time.Time) (stickyVerdict, string, time.Time) {
-	if !hasStandardWindows(q) {
-		return stickyRetain, "quota unknown", time.Time{}
-	}
-	if sw := scopedWindowFor(q, model); sw != nil && finite(sw.RemainingPercent) && sw.RemainingPercent <= 0 {
-		until, _ := futureReset(sw.ResetsAt, now)
-		return stickyMigrate, sw.ModelName + " weekly limit reached", until
-	}
-	if q.SevenDay.RemainingPercent <= 0 {
-		until, _ := futureReset(q.SevenDay.ResetsAt, now)
-		return stickyMigrate, "seven-day quota exhausted", until
-	}
-	if q.FiveHour.RemainingPercent <= 0 {
-		until, ok := futureReset(q.FiveHour.ResetsAt, now)
-		if ok && until.Sub(now) <= stickyHoldWindow {
-			return stickyHold, "five-hour quota resets shortly", until
-		}
-		return stickyMigrate, "five-hour quota exhausted", until
-	}
-	return stickyRetain, "", time.Time{}
-}
-
 // stickyRetryAfter adds the session's deterministic jitter (0..20 s, from
 // the first four bytes of sha256(sessionId)) to a wait rounded up to whole
 // seconds, so held sessions do not all come back at the same moment.
@@ -306,128 +270,75 @@ func stickyRetryAfter(sum [32]byte, d time.Duration) time.Duration {
 	return ceilSeconds(d) + jitter
 }
 
-// stickyRoute is one account a sticky session can live on.
+// stickyRoute is one account a sticky session can live on, with the
+// judgement on keeping a session there.
 type stickyRoute struct {
-	id    string
-	order int
-	acct  *Account // nil for main
-	quota *QuotaSnapshot
-	qerr  *OpError
-	// blocked is why the route can neither keep nor take sessions
-	// (refresh backoff); blockedUntil is when that ends.
-	blocked      string
-	blockedUntil time.Time
-	// needsToken is set when the token must be refreshed before use.
-	needsToken bool
+	sub  Subject
+	acct *Account // nil for main
+	keep Judgement
 }
 
-// stickyRoutes lists main (unless its refresh token needs a re-login) and
-// every enabled OAuth fallback with an access token and a usable refresh
-// token. API-key routes never take part.
-func stickyRoutes(snap *Snapshot, creds MainCredentials, now time.Time) ([]stickyRoute, []AccountReason) {
-	s := snap.Settings
-	routes := make([]stickyRoute, 0, len(snap.Accounts)+1)
-	var out []AccountReason
-	id := mainIdentity(snap)
-	fp := fingerprintFor(snap.Main.LastRefreshError, creds.Refresh)
-	if refreshPermanent(snap.Main.LastRefreshError, id, fp) {
-		out = append(out, AccountReason{AccountID: MainAccountID, Reason: ReasonNeedsRelogin})
-	} else {
-		r := stickyRoute{id: MainAccountID, quota: mainQuota(snap), qerr: snap.Main.LastQuotaAPIError}
-		if until, ok := refreshBackoffUntil(snap.Main.LastRefreshError, id, now, fp); ok {
-			r.blocked, r.blockedUntil = ReasonRefreshBackoff, until
-		} else {
-			r.needsToken = expired(creds.Access, creds.Expires, now)
-		}
-		routes = append(routes, r)
-	}
+func (r *stickyRoute) id() string { return r.sub.ID }
+
+// blocked reports whether the route can neither keep nor take sessions
+// now (its token is due and its refresh is backed off).
+func (r *stickyRoute) blocked() bool { return r.keep.Reason == ReasonRefreshBackoff }
+
+// needsToken reports whether the route's token must be refreshed first.
+func (r *stickyRoute) needsToken() bool { return r.keep.Settle&SettleRefresh != 0 }
+
+// stickySubjects lists main and every fallback as sticky subjects.
+func stickySubjects(snap *Snapshot, creds MainCredentials) []stickyRoute {
+	out := make([]stickyRoute, 0, len(snap.Accounts)+1)
+	out = append(out, stickyRoute{sub: mainSubject(snap, creds, true)})
 	for i := range snap.Accounts {
 		a := &snap.Accounts[i]
-		if a.Type != AccountOAuth {
-			out = append(out, AccountReason{AccountID: a.ID, Reason: "API-key routes are not part of sticky-balanced assignment"})
+		out = append(out, stickyRoute{sub: accountSubject(a), acct: a})
+	}
+	return out
+}
+
+// stickyRoutes lists the accounts a session can live on: main (unless its
+// refresh token needs a re-login) and every enabled OAuth fallback with an
+// access token and a usable refresh token; the others come back as
+// reasons. API-key routes never take part.
+func stickyRoutes(snap *Snapshot, creds MainCredentials, model string, now time.Time) ([]stickyRoute, []AccountReason) {
+	all := stickySubjects(snap, creds)
+	routes := all[:0]
+	var out []AccountReason
+	for _, r := range all {
+		r.keep = Judge(snap.Settings, &r.sub, Need{Purpose: ForStickyKeep, Model: model}, now)
+		if !r.keep.Usable && r.keep.Reason.lasting() {
+			out = append(out, reasonOf(r.id(), r.keep))
 			continue
-		}
-		if a.Problem != "" || !a.IsEnabled() || a.State.Access == "" || refreshPermanent(a.State.LastRefreshError, a.ID, a.State.Refresh.Fingerprint()) {
-			u := AccountUsability(snap, a, "", now)
-			if u.OK {
-				u.Reason = "no access token"
-			}
-			out = append(out, reasonOf(a.ID, u))
-			continue
-		}
-		r := stickyRoute{id: a.ID, order: i + 1, acct: a, quota: a.State.Quota, qerr: a.State.LastQuotaRefreshError}
-		if needsRefresh(a.State.Access, a.State.Expires, s.RefreshBeforeExpiry, now) {
-			if until, ok := refreshBackoffUntil(a.State.LastRefreshError, a.ID, now, a.State.Refresh.Fingerprint()); ok {
-				r.blocked, r.blockedUntil = ReasonRefreshBackoff, until
-			} else {
-				r.needsToken = true
-			}
 		}
 		routes = append(routes, r)
 	}
 	return routes, out
 }
 
-// stickyKeep reports whether a route may keep its sessions: not blocked,
-// its fresh quota does not say migrate, it passes minimumRemaining (a
-// deliberate addition: a session never drains an account below the
-// user's reserve) and the killswitch. Stale or unknown quota keeps.
-func stickyKeep(s Settings, r *stickyRoute, model string, now time.Time) (bool, stickyVerdict, string, time.Time) {
-	if r.blocked != "" {
-		return false, stickyRetain, r.blocked, r.blockedUntil
-	}
-	fresh := quotaAgeFresh(r.quota, s.QuotaCheckInterval, model, now)
-	v, why, until := stickyRetain, "", time.Time{}
-	if fresh {
-		v, why, until = decideStickyQuota(r.quota, model, now)
-		if v == stickyMigrate {
-			return false, v, why, until
+// stickyRouteOf is the route entry of one account, as stickyRoutes would
+// build it, without judging the others.
+func stickyRouteOf(snap *Snapshot, creds MainCredentials, id, model string, now time.Time) (stickyRoute, bool) {
+	r := stickyRoute{}
+	if id == MainAccountID {
+		r.sub = mainSubject(snap, creds, true)
+	} else {
+		a, ok := snap.Account(id)
+		if !ok || a.ID != id {
+			return r, false
 		}
-		if hasStandardWindows(r.quota) {
-			if why, until, ok := policyFailure(r.quota, s, now); !ok {
-				return false, stickyMigrate, why, until
-			}
-		}
+		r.sub, r.acct = accountSubject(a), a
 	}
-	if why, until, ok := killswitchFailure(r.quota, s, r.id, model, now); !ok {
-		return false, stickyMigrate, why, until
-	}
-	return true, v, why, until
-}
-
-// stickyCandidate reports whether a route may take a new session: not
-// blocked, passing the killswitch and minimumRemaining (so unknown quota
-// qualifies only when failClosedOnUnknownQuota is off or quota checks are
-// disabled), and with known quota, neither exhausted for the model nor
-// otherwise unusable.
-func stickyCandidate(snap *Snapshot, r *stickyRoute, model string, now time.Time) Usability {
-	s := snap.Settings
-	if r.blocked != "" {
-		return Usability{Reason: r.blocked, Until: r.blockedUntil}
-	}
-	if why, until, ok := killswitchFailure(r.quota, s, r.id, model, now); !ok {
-		return Usability{Reason: why, Until: until}
-	}
-	if why, until, ok := policyFailure(r.quota, s, now); !ok {
-		return Usability{Reason: why, Until: until}
-	}
-	if hasStandardWindows(r.quota) {
-		if v, why, until := decideStickyQuota(r.quota, model, now); v != stickyRetain {
-			return Usability{Reason: why, Until: until}
-		}
-		if r.acct != nil {
-			if u := AccountUsability(snap, r.acct, model, now); !u.OK {
-				return u
-			}
-		}
-	}
-	return Usability{OK: true}
+	r.keep = Judge(snap.Settings, &r.sub, Need{Purpose: ForStickyKeep, Model: model}, now)
+	return r, r.keep.Usable || !r.keep.Reason.lasting()
 }
 
 func sessionKey(sessionID string) [32]byte { return sha256.Sum256([]byte(sessionID)) }
 
-// affinityOf is the session's affinity: the model id, or the family when
-// the request names no model. A change forces a new assignment.
+// affinityMatches reports whether an assignment's affinity is the
+// request's: the model id, or the family when the request names no model.
+// A change forces a new assignment.
 func affinityMatches(a *stickyAssignment, model string) bool {
 	if model != "" {
 		return a.AffinityModelID == model
@@ -437,7 +348,7 @@ func affinityMatches(a *stickyAssignment, model string) bool {
 
 // selectSticky routes a request of a sticky session: the session's account
 // while it holds, otherwise a new one from the weighted deficit allocator
-// (upstream-core.md 5.4).
+// (BEHAVIOUR.md §5.4).
 func (e *Engine) selectSticky(ctx context.Context, snap *Snapshot, req SelectRequest, o routeOpts) (*Route, error) {
 	key := sessionKey(req.SessionID)
 	if r, err, ok := e.stickyFast(ctx, snap, req, o, key); ok {
@@ -460,64 +371,17 @@ func (e *Engine) stickyFast(ctx context.Context, snap *Snapshot, req SelectReque
 		return nil, nil, false
 	}
 	creds, _ := e.mainCredentials()
-	r, ok := stickyRouteOf(snap, creds, a.AccountID, now)
-	if !ok || r.needsToken || !quotaAgeFresh(r.quota, snap.Settings.QuotaCheckInterval, req.Model, now) {
+	r, ok := stickyRouteOf(snap, creds, a.AccountID, req.Model, now)
+	if !ok || !r.keep.Usable || r.needsToken() || !quotaAgeFresh(r.sub.Quota, snap.Settings.QuotaCheckInterval, req.Model, now) {
 		return nil, nil, false
 	}
-	keep, v, why, until := stickyKeep(snap.Settings, &r, req.Model, now)
-	if !keep {
-		return nil, nil, false
+	if r.keep.Hold {
+		return nil, stickyHoldNoRoute(key, r.id(), r.keep, now), true
 	}
-	if v == stickyHold {
-		return nil, stickyHoldNoRoute(key, r.id, why, until, now), true
-	}
-	return e.stickyRoute(snap, creds, &r, req, o, "sticky: session affinity", &StickyInfo{}), nil, true
+	return e.stickyRoute(creds, &r, req, o, "sticky: session affinity", &StickyInfo{}), nil, true
 }
 
-// stickyRouteOf builds the route entry of one account, as stickyRoutes
-// would, without listing the others.
-func stickyRouteOf(snap *Snapshot, creds MainCredentials, id string, now time.Time) (stickyRoute, bool) {
-	s := snap.Settings
-	if id == MainAccountID {
-		mid := mainIdentity(snap)
-		fp := fingerprintFor(snap.Main.LastRefreshError, creds.Refresh)
-		if creds.Access == "" || refreshPermanent(snap.Main.LastRefreshError, mid, fp) {
-			return stickyRoute{}, false
-		}
-		r := stickyRoute{id: MainAccountID, quota: mainQuota(snap), qerr: snap.Main.LastQuotaAPIError}
-		if until, ok := refreshBackoffUntil(snap.Main.LastRefreshError, mid, now, fp); ok {
-			r.blocked, r.blockedUntil = ReasonRefreshBackoff, until
-		} else {
-			r.needsToken = expired(creds.Access, creds.Expires, now)
-		}
-		return r, true
-	}
-	for i := range snap.Accounts {
-		a := &snap.Accounts[i]
-		if a.ID != id {
-			continue
-		}
-		if a.Type != AccountOAuth || a.Problem != "" || !a.IsEnabled() || a.State.Access == "" {
-			return stickyRoute{}, false
-		}
-		fp := fingerprintFor(a.State.LastRefreshError, a.State.Refresh)
-		if refreshPermanent(a.State.LastRefreshError, a.ID, fp) {
-			return stickyRoute{}, false
-		}
-		r := stickyRoute{id: a.ID, order: i + 1, acct: a, quota: a.State.Quota, qerr: a.State.LastQuotaRefreshError}
-		if needsRefresh(a.State.Access, a.State.Expires, s.RefreshBeforeExpiry, now) {
-			if until, ok := refreshBackoffUntil(a.State.LastRefreshError, a.ID, now, fp); ok {
-				r.blocked, r.blockedUntil = ReasonRefreshBackoff, until
-			} else {
-				r.needsToken = true
-			}
-		}
-		return r, true
-	}
-	return stickyRoute{}, false
-}
-
-func (e *Engine) stickyRoute(snap *Snapshot, creds MainCredentials, r *stickyRoute, req SelectRequest, o routeOpts, why string, info *StickyInfo) *Route {
+func (e *Engine) stickyRoute(creds MainCredentials, r *stickyRoute, req SelectRequest, o routeOpts, why string, info *StickyInfo) *Route {
 	var out *Route
 	if r.acct == nil {
 		out = mainRoute(creds)
@@ -528,45 +392,22 @@ func (e *Engine) stickyRoute(snap *Snapshot, creds MainCredentials, r *stickyRou
 	return finish(out, req, o, why)
 }
 
-func stickyHoldNoRoute(key [32]byte, id, why string, until, now time.Time) *NoRouteError {
-	retry := stickyRetryAfter(key, until.Sub(now))
-	return rateNoRoute(stickyHoldMessage, retry, []AccountReason{{AccountID: id, Reason: why, Until: epochMs(until)}})
+func stickyHoldNoRoute(key [32]byte, id string, j Judgement, now time.Time) *NoRouteError {
+	retry := stickyRetryAfter(key, j.Until.Sub(now))
+	return rateNoRoute(stickyHoldMessage, retry, []AccountReason{reasonOf(id, j)})
 }
 
-// stickySlow refreshes what is due, then resolves the session under the
-// routing state lock: keep its account if it still holds, else allocate.
+// stickySlow polls what is due, then resolves the session under the
+// routing state lock: keep its account if it still holds, else allocate;
+// then refreshes the chosen route's token when it is due.
 func (e *Engine) stickySlow(ctx context.Context, req SelectRequest, o routeOpts, key [32]byte) (*Route, error) {
 	var failed []AccountReason
 	for attempt := 0; ; attempt++ {
-		snap, err := e.routeSnapshot(ctx)
+		snap, creds, err := e.stickyPoll(ctx, req, o)
 		if err != nil {
 			return nil, err
 		}
-		creds, _ := e.mainCredentials()
-		now := e.now()
-		s := snap.Settings
-		routes, _ := stickyRoutes(snap, creds, now)
-		// Refresh every route's quota that is not sticky-fresh.
-		fetched := false
-		for i := range routes {
-			r := &routes[i]
-			if r.blocked != "" || o.exclude[r.id] || quotaAgeFresh(r.quota, s.QuotaCheckInterval, req.Model, now) || QuotaBackoffActive(r.qerr, now) {
-				continue
-			}
-			if _, err := e.fetchQuota(ctx, r.id); err != nil {
-				e.log.Debug("sticky quota check failed", "account", r.id, "err", err)
-			}
-			fetched = true
-		}
-		if fetched {
-			e.forgetSnapshot()
-			if snap, err = e.routeSnapshot(ctx); err != nil {
-				return nil, err
-			}
-			creds, _ = e.mainCredentials()
-			now = e.now()
-		}
-		routes, notRoutes := stickyRoutes(snap, creds, now)
+		routes, notRoutes := stickyRoutes(snap, creds, req.Model, e.now())
 		res, err := e.stickyResolve(ctx, snap, routes, req, o, key)
 		if err != nil {
 			return nil, err
@@ -575,20 +416,20 @@ func (e *Engine) stickySlow(ctx context.Context, req SelectRequest, o routeOpts,
 			return nil, e.stickyNoRoute(snap, routes, append(append(notRoutes, failed...), res.reasons...), req, key, res)
 		}
 		r := res.route
-		if r.needsToken {
+		if r.needsToken() {
 			var terr error
 			if r.acct == nil {
 				creds, terr = e.ensureMainFresh(ctx, "")
 			} else {
 				var fresh *Account
-				if fresh, terr = e.refreshFallback(ctx, r.id, false); terr == nil {
+				if fresh, terr = e.refreshFallback(ctx, r.id(), false); terr == nil {
 					r.acct = fresh
 				}
 				e.forgetSnapshot()
 			}
 			if terr != nil && attempt < len(routes) {
-				failed = append(failed, AccountReason{AccountID: r.id, Reason: shorten(terr.Error(), 240), Until: epochMs(errUntil(terr))})
-				o.exclude[r.id] = true
+				failed = append(failed, AccountReason{AccountID: r.id(), Reason: shorten(terr.Error(), 240), Until: epochMs(errUntil(terr))})
+				o.exclude[r.id()] = true
 				continue
 			}
 			if terr != nil {
@@ -602,8 +443,39 @@ func (e *Engine) stickySlow(ctx context.Context, req SelectRequest, o routeOpts,
 		case res.info.Created:
 			why = "sticky: new session (weighted allocation)"
 		}
-		return e.stickyRoute(snap, creds, r, req, o, why, &res.info), nil
+		return e.stickyRoute(creds, r, req, o, why, &res.info), nil
 	}
+}
+
+// stickyPoll polls the quota of every route whose judgement asks for it
+// and returns the snapshot to resolve the session on.
+func (e *Engine) stickyPoll(ctx context.Context, req SelectRequest, o routeOpts) (*Snapshot, MainCredentials, error) {
+	snap, err := e.routeSnapshot(ctx)
+	if err != nil {
+		return nil, MainCredentials{}, err
+	}
+	creds, _ := e.mainCredentials()
+	routes, _ := stickyRoutes(snap, creds, req.Model, e.now())
+	fetched := false
+	for i := range routes {
+		r := &routes[i]
+		if o.exclude[r.id()] || r.keep.Settle&SettleQuota == 0 {
+			continue
+		}
+		if _, err := e.fetchQuota(ctx, r.id()); err != nil {
+			e.log.Debug("sticky quota check failed", "account", r.id(), "err", err)
+		}
+		fetched = true
+	}
+	if !fetched {
+		return snap, creds, nil
+	}
+	e.forgetSnapshot()
+	if snap, err = e.routeSnapshot(ctx); err != nil {
+		return nil, MainCredentials{}, err
+	}
+	creds, _ = e.mainCredentials()
+	return snap, creds, nil
 }
 
 // stickyResolution is the outcome of resolving a session under the lock.
@@ -621,11 +493,6 @@ func (e *Engine) stickyResolve(ctx context.Context, snap *Snapshot, routes []sti
 	var res stickyResolution
 	err := e.updateSticky(ctx, func(f *stickyFile, now time.Time) (bool, error) {
 		res = stickyResolution{}
-		s := snap.Settings
-		byID := make(map[string]*stickyRoute, len(routes))
-		for i := range routes {
-			byID[routes[i].id] = &routes[i]
-		}
 		old := f.lookup(key)
 		changed := false
 		if old != nil && !affinityMatches(old, req.Model) {
@@ -633,76 +500,98 @@ func (e *Engine) stickyResolve(ctx context.Context, snap *Snapshot, routes []sti
 			old, changed = nil, true
 		}
 		if old != nil {
-			r := byID[old.AccountID]
-			switch {
-			case r == nil:
-				res.why = old.AccountID + " is no longer routable"
-			case o.exclude[old.AccountID]:
-				res.why = old.AccountID + " failed this request"
-			default:
-				keep, v, why, until := stickyKeep(s, r, req.Model, now)
-				if keep {
-					if v == stickyHold {
-						res.hold = stickyHoldNoRoute(key, r.id, why, until, now)
-					}
-					res.route = r
-					if now.Sub(fromMs(old.LastSeenAt)) >= stickyTouchEvery {
-						old.LastSeenAt = epochMs(now)
-						return true, nil
-					}
-					return changed, nil
-				}
-				res.why = old.AccountID + ": " + why
+			if kept, touched := stickyKeepOld(snap.Settings, routes, old, req, o, now, key, &res); kept {
+				return changed || touched, nil
 			}
 		}
-		// Allocate among the candidates.
-		cands := make([]allocCandidate, 0, len(routes))
-		scopedFails := 0
-		for i := range routes {
-			r := &routes[i]
-			if o.exclude[r.id] {
-				res.reasons = append(res.reasons, AccountReason{AccountID: r.id, Reason: "already tried for this request"})
-				continue
-			}
-			u := stickyCandidate(snap, r, req.Model, now)
-			if !u.OK {
-				if ModelScopeExhausted(r.quota, req.Model) {
-					scopedFails++
-				}
-				res.reasons = append(res.reasons, reasonOf(r.id, u))
-				continue
-			}
-			cands = append(cands, allocCandidate{ID: r.id, Order: r.order, Quota: r.quota, Known: hasStandardWindows(r.quota)})
-		}
-		res.scopedOnly = len(routes) > 0 && scopedFails == len(routes)
-		family := modelFamily(req.Model)
-		id, ok := allocate(cands, f.Assignments, s, req.PromptBytes, family, req.Model, now)
-		if !ok {
-			for _, c := range cands {
-				res.reasons = append(res.reasons, AccountReason{AccountID: c.ID, Reason: "no spendable quota above the reserve"})
-			}
-			if old != nil {
-				f.remove(key)
-				return true, nil
-			}
-			return changed, nil
-		}
-		r := byID[id]
-		res.route = r
-		res.info = StickyInfo{Created: old == nil, Migrated: old != nil}
-		bytes := req.PromptBytes
-		if bytes < 1 {
-			bytes = 1
-		}
-		a := &stickyAssignment{AccountID: id, Family: family, AffinityModelID: req.Model, AssignedAt: epochMs(now),
-			LastSeenAt: epochMs(now), InitialInputBytes: bytes, QuotaCheckedAt: r.quota.LatestCheck()}
-		f.set(key, a)
-		return true, nil
+		return stickyAllocate(snap.Settings, routes, f, old, key, req, o, now, &res) || changed, nil
 	})
 	if err == nil && res.hold != nil {
 		return res, res.hold
 	}
 	return res, err
+}
+
+// stickyKeepOld keeps a session on its assigned account when the keep
+// judgement allows it, touching lastSeenAt at most once an hour.
+func stickyKeepOld(s Settings, routes []stickyRoute, old *stickyAssignment, req SelectRequest, o routeOpts, now time.Time, key [32]byte, res *stickyResolution) (kept, touched bool) {
+	var r *stickyRoute
+	for i := range routes {
+		if routes[i].id() == old.AccountID {
+			r = &routes[i]
+		}
+	}
+	switch {
+	case r == nil:
+		res.why = old.AccountID + " is no longer routable"
+		return false, false
+	case o.exclude[old.AccountID]:
+		res.why = old.AccountID + " failed this request"
+		return false, false
+	}
+	j := Judge(s, &r.sub, Need{Purpose: ForStickyKeep, Model: req.Model}, now)
+	if !j.Usable {
+		res.why = old.AccountID + ": " + j.Text()
+		return false, false
+	}
+	if j.Hold {
+		res.hold = stickyHoldNoRoute(key, r.id(), j, now)
+	}
+	res.route = r
+	if now.Sub(fromMs(old.LastSeenAt)) >= stickyTouchEvery {
+		old.LastSeenAt = epochMs(now)
+		return true, true
+	}
+	return true, false
+}
+
+// stickyAllocate gives the session a new account among the routes whose
+// new-session judgement is usable, by the weighted deficit allocator. It
+// reports whether the file changed.
+func stickyAllocate(s Settings, routes []stickyRoute, f *stickyFile, old *stickyAssignment, key [32]byte, req SelectRequest, o routeOpts, now time.Time, res *stickyResolution) bool {
+	cands := make([]allocCandidate, 0, len(routes))
+	scopedFails := 0
+	for i := range routes {
+		r := &routes[i]
+		if o.exclude[r.id()] {
+			res.reasons = append(res.reasons, AccountReason{AccountID: r.id(), Reason: "already tried for this request"})
+			continue
+		}
+		if j := Judge(s, &r.sub, Need{Purpose: ForStickyNew, Model: req.Model}, now); !j.Usable {
+			if ModelScopeExhausted(r.sub.Quota, req.Model) {
+				scopedFails++
+			}
+			res.reasons = append(res.reasons, reasonOf(r.id(), j))
+			continue
+		}
+		cands = append(cands, allocCandidate{ID: r.id(), Order: r.sub.Order, Quota: r.sub.Quota, Known: hasStandardWindows(r.sub.Quota)})
+	}
+	res.scopedOnly = len(routes) > 0 && scopedFails == len(routes)
+	family := modelFamily(req.Model)
+	id, ok := allocate(cands, f.Assignments, s, req.PromptBytes, family, req.Model, now)
+	if !ok {
+		for _, c := range cands {
+			res.reasons = append(res.reasons, AccountReason{AccountID: c.ID, Reason: "no spendable quota above the reserve"})
+		}
+		if old != nil {
+			f.remove(key)
+			return true
+		}
+		return false
+	}
+	for i := range routes {
+		if routes[i].id() == id {
+			res.route = &routes[i]
+		}
+	}
+	res.info = StickyInfo{Created: old == nil, Migrated: old != nil}
+	bytes := req.PromptBytes
+	if bytes < 1 {
+		bytes = 1
+	}
+	f.set(key, &stickyAssignment{AccountID: id, Family: family, AffinityModelID: req.Model, AssignedAt: epochMs(now),
+		LastSeenAt: epochMs(now), InitialInputBytes: bytes, QuotaCheckedAt: res.route.sub.Quota.LatestCheck()})
+	return true
 }
 
 // stickyNoRoute explains a session that no account can take (upstream
@@ -712,14 +601,15 @@ func (e *Engine) stickyNoRoute(snap *Snapshot, routes []stickyRoute, reasons []A
 	s := snap.Settings
 	name := forModel(modelName(snap, req.Model))
 	creds, _ := e.mainCredentials()
-	mainDead := refreshPermanent(snap.Main.LastRefreshError, mainIdentity(snap), creds.Refresh.Fingerprint())
+	mainDead := needsRelogin(snap.Main.LastRefreshError, mainIdentity(snap), creds.Refresh.Fingerprint())
 	incomplete := len(routes) == 0 && !mainDead
 	var waitUntil time.Time
 	for i := range routes {
-		if routes[i].blocked == "" && !quotaAgeFresh(routes[i].quota, s.QuotaCheckInterval, req.Model, now) {
+		r := &routes[i]
+		if !r.blocked() && !quotaAgeFresh(r.sub.Quota, s.QuotaCheckInterval, req.Model, now) {
 			incomplete = true
-			if QuotaBackoffActive(routes[i].qerr, now) {
-				if t := fromMs(routes[i].qerr.NextRetryAt); waitUntil.IsZero() || t.Before(waitUntil) {
+			if QuotaBackoffActive(r.sub.QuotaError, now) {
+				if t := fromMs(r.sub.QuotaError.NextRetryAt); waitUntil.IsZero() || t.Before(waitUntil) {
 					waitUntil = t
 				}
 			}
@@ -740,7 +630,7 @@ func (e *Engine) stickyNoRoute(snap *Snapshot, routes []stickyRoute, reasons []A
 	}
 	quotas := make([]*QuotaSnapshot, 0, len(routes))
 	for i := range routes {
-		quotas = append(quotas, routes[i].quota)
+		quotas = append(quotas, routes[i].sub.Quota)
 	}
 	if res.scopedOnly {
 		retry := stickyRetryAfter(key, KillswitchRetryAfter(quotas, req.Model, now))

@@ -117,7 +117,9 @@ func (e *Engine) postToken(ctx context.Context, body map[string]string, known ..
 			return &g, nil, nil
 		}
 		last = e.failureOf(SourceToken, reply, err, known...)
-		if !(last.Network || last.Status >= 500) {
+		// Only transient failures (5xx, network) are retried inside the
+		// call (BEHAVIOUR.md §2.2); the classifier says which those are.
+		if ClassifyBuiltin(last).Class != ClassTransient {
 			break
 		}
 		e.log.Debug("token endpoint attempt failed", "attempt", attempt, "status", last.Status, "network", last.Network)

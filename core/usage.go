@@ -203,6 +203,33 @@ func QuotaFromHeaders(h http.Header, now time.Time) *QuotaSnapshot {
 	return q
 }
 
+// spentFromHeaders reads which windows a 429's rate-limit headers say are
+// spent: a window whose status is "rejected", whose utilization is at
+// least 1 or whose remaining is 0, with a reset in the future. It returns
+// nil when none is (BEHAVIOUR.md §5.1).
+func spentFromHeaders(h http.Header, now time.Time) *SpentWindows {
+	sp := &SpentWindows{CheckedAt: epochMs(now)}
+	for _, w := range []struct {
+		key string
+		dst *int64
+	}{{"5h", &sp.FiveHour}, {"7d", &sp.SevenDay}} {
+		p := rateLimitPrefix + w.key + "-"
+		u, uerr := strconv.ParseFloat(strings.TrimSpace(h.Get(p+"utilization")), 64)
+		rem, rerr := strconv.ParseFloat(strings.TrimSpace(h.Get(p+"remaining")), 64)
+		spent := strings.EqualFold(strings.TrimSpace(h.Get(p+"status")), "rejected") ||
+			(uerr == nil && finite(u) && u >= 1) || (rerr == nil && rem == 0)
+		secs, err := strconv.ParseInt(strings.TrimSpace(h.Get(p+"reset")), 10, 64)
+		if !spent || err != nil || secs <= 0 || !time.Unix(secs, 0).After(now) {
+			continue
+		}
+		*w.dst = secs * 1000
+	}
+	if sp.FiveHour == 0 && sp.SevenDay == 0 {
+		return nil
+	}
+	return sp
+}
+
 // MergeQuota combines an existing snapshot with a newer observation. Header
 // observations may replace only the 5h/7d windows (newer wins; on a tie a
 // poll beats headers), fallbackAdvised, and a bindingWindow that did not

@@ -3,6 +3,7 @@ import type {
   CallOptions,
   NoRoute,
   ReportResult,
+  ReportedRoute,
   Route,
   RouteReportParams,
   RouteSelectParams,
@@ -131,7 +132,7 @@ export function createAcctpoolFetch(options: AcctpoolFetchOptions): typeof globa
         } as RequestInit);
       } catch (err) {
         if (req.passthrough.signal?.aborted) throw err; // the caller gave up; not the upstream's fault
-        const report = await reportSafely(options.client, { route, status: 0, network: true, replayable: req.replayable });
+        const report = await reportSafely(options.client, { route: reported(route), status: 0, network: true, replayable: req.replayable });
         options.onAttempt?.({ attempt, route, url: target.url, status: 0, network: true, streamRateLimit: false, report });
         if (report?.action === "retry" && report.next && req.replayable && attempt < maxAttempts) {
           route = report.next;
@@ -160,7 +161,7 @@ export function createAcctpoolFetch(options: AcctpoolFetchOptions): typeof globa
         discard = () => void res.body?.cancel().catch(() => {});
       }
 
-      const params: RouteReportParams = { route, status: res.status, headers, replayable: req.replayable };
+      const params: RouteReportParams = { route: reported(route), status: res.status, headers, replayable: req.replayable };
       if (body !== undefined) params.body = body;
       if (streamRateLimit) params.streamRateLimit = true;
       const report = await reportSafely(options.client, params);
@@ -271,6 +272,17 @@ function targetOf(req: Normalized, route: Route): { url: string; headers: Header
   if (flags.length) headers.set("anthropic-beta", [...new Set(flags)].join(","));
   else headers.delete("anthropic-beta");
   return { url: url.href, headers };
+}
+
+/**
+ * reported is the route as route/report needs it: with a ticket the server
+ * keeps its own record, so the credential is not sent back; without one
+ * (an older server) the whole route is echoed.
+ */
+function reported(route: Route): ReportedRoute {
+  if (!route.ticket) return route;
+  const { credential: _credential, ...rest } = route;
+  return rest;
 }
 
 async function reportSafely(client: Router, params: RouteReportParams): Promise<ReportResult | undefined> {

@@ -97,6 +97,18 @@ test("an OAuth route always carries the OAuth beta flag, merged with the host's 
   }
 });
 
+test("a route with a ticket is reported by ticket, without its credential", async () => {
+  fake.script("messages", { status: 200, body: { ok: true } });
+  const ticketed: Route = { ...main, ticket: "t-1" };
+  const router = new ScriptedRouter(() => ticketed, () => ({ action: "return" }));
+  const res = await createAcctpoolFetch({ client: router })(...post(body));
+  assert.equal(res.status, 200);
+  assert.equal(fake.calls("messages")[0].headers.authorization, "Bearer tok-main");
+  const { credential: _c, ...rest } = ticketed;
+  assert.deepEqual(router.reports[0].route, rest);
+  assert.equal(JSON.stringify(router.reports[0]).includes("tok-main"), false);
+});
+
 test("an API-key route gets x-api-key, its base URL, and no OAuth beta flag", async () => {
   const api: Route = {
     accountId: "api-1",

@@ -196,6 +196,7 @@ export interface StickyInfo {
 export interface Route {
   accountId: string;
   label?: string;
+  /** What kind of account serves: the server derives it from its own files by accountId and never reads it back from a report. */
   kind: "main" | "oauth" | "api";
   credential: Credential;
   reason: string;
@@ -207,6 +208,28 @@ export interface Route {
   promptBytes?: number;
   /** True once a 401 on this route was answered by a token refresh and a retry, so a second 401 moves on. */
   authRetried?: boolean;
+  /** The server's record of this route. route/report with a known ticket reads the account, its credential, the accounts already tried, authRetried and stickiness from that record; the host need not echo the credential. The server keeps the latest 4096 tickets. */
+  ticket?: string;
+}
+
+/** The route a route/report answers, as route/select or route/report returned it. With a known ticket only accountId and ticket are read; without one (an old host, or a ticket evicted) the echoed fields are used, except kind and stickiness, which the server derives itself. */
+export interface ReportedRoute {
+  accountId: string;
+  label?: string;
+  /** What kind of account serves: the server derives it from its own files by accountId and never reads it back from a report. */
+  kind?: "main" | "oauth" | "api";
+  credential?: Credential;
+  reason?: string;
+  sessionId?: string;
+  model?: string;
+  attempted?: Array<string>;
+  sticky?: StickyInfo;
+  /** The request size given to route/select, carried so a retry keeps it. */
+  promptBytes?: number;
+  /** True once a 401 on this route was answered by a token refresh and a retry, so a second 401 moves on. */
+  authRetried?: boolean;
+  /** The server's record of this route. route/report with a known ticket reads the account, its credential, the accounts already tried, authRetried and stickiness from that record; the host need not echo the credential. The server keeps the latest 4096 tickets. */
+  ticket?: string;
 }
 
 export interface AccountReason {
@@ -548,7 +571,7 @@ export type RouteSelectResult = Route;
 
 /** Params of route/report. */
 export interface RouteReportParams {
-  route: Route;
+  route: ReportedRoute;
   /** HTTP status, 100..599 (RFC 9110); 0 only with network: true, for a transport failure. Anything else is -32602 naming status. */
   status: number;
   network?: boolean;

@@ -263,9 +263,9 @@ func effects(f core.Failure, v core.Verdict) [][2]string {
 		{"quota backoff", quota(e.QuotaBackoff)},
 		{"persisted", strings.Join(persisted, ", ")},
 		{"forced refresh and retry", yes(e.RefreshAndRetry)},
-		{"account skipped", yes(e.SkipAccount)},
 		{"fallback", yes(e.Fallback)},
-		{"re-login", yes(e.Relogin)},
+		{"quota probe before moving", yes(e.ProbeQuota)},
+		{"re-login", yes(e.RefreshBackoff == core.RefreshBackoffPermanent)},
 	}
 	if f.Source == core.SourceToken {
 		out = append(out, [2]string{"quota backoff in a quota pass", quota(e.InQuotaPass)})

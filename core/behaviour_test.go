@@ -1,0 +1,160 @@
+package core
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Behaviour fixes of issue 13, each through the public Engine.
+
+func mainEnv(t *testing.T, config, state string) *testEnv {
+	t.Helper()
+	env := newTestEnv(t, config, state)
+	env.engine.setMainCredentials(MainCredentials{Access: "main-access", Refresh: "main-refresh", Expires: epochMs(testStart.Add(8 * time.Hour))})
+	return env
+}
+
+// One failed main usage poll used to make every main request a synthetic
+// 429 for 60 s doubling to 15 min. On default settings main is never
+// polled in the background and never refused for unknown quota.
+func TestMainUnknownQuotaServesOnDefaults(t *testing.T) {
+	backedOff := `{"version":1,"main":{"lastQuotaApiError":{"message":"Claude quota check failed: 429","checkedAt":` +
+		itoa(epochMs(testStart)) + `,"nextRetryAt":` + itoa(epochMs(testStart.Add(time.Minute))) + `,"retryCount":1}},"accounts":{}}`
+	t.Run("defaults: no background poll, main serves", func(t *testing.T) {
+		env := mainEnv(t, `{"version":1,"accounts":[]}`, backedOff)
+		sum, err := env.engine.RefreshQuotaDue(env.ctx())
+		require.NoError(t, err)
+		assert.Equal(t, 0, env.fake.count("usage"), "main is not polled unless quota.enabled is true")
+		require.NotEmpty(t, sum.Results)
+		assert.Equal(t, OutcomeSkipped, sum.Results[0].Outcome)
+		r, err := env.engine.Select(env.ctx(), SelectRequest{})
+		require.NoError(t, err)
+		assert.Equal(t, MainAccountID, r.AccountID)
+		v, err := env.engine.GetAccount(env.ctx(), MainAccountID)
+		require.NoError(t, err)
+		assert.True(t, v.Usable, v.Reason)
+	})
+	t.Run("quota.enabled true without failClosed: main serves", func(t *testing.T) {
+		env := mainEnv(t, `{"version":1,"accounts":[],"quota":{"enabled":true}}`, backedOff)
+		r, err := env.engine.Select(env.ctx(), SelectRequest{})
+		require.NoError(t, err)
+		assert.Equal(t, MainAccountID, r.AccountID)
+		assert.Equal(t, 0, env.fake.count("usage"), "the backoff stops the poll")
+	})
+	t.Run("failClosedOnUnknownQuota true: the synthetic 429", func(t *testing.T) {
+		env := mainEnv(t, `{"version":1,"accounts":[],"quota":{"enabled":true,"failClosedOnUnknownQuota":true}}`, backedOff)
+		_, err := env.engine.Select(env.ctx(), SelectRequest{})
+		nr := noRoute(t, err)
+		assert.Equal(t, 429, nr.Status)
+		assert.Equal(t, int64(60_000), nr.RetryAfterMs)
+	})
+}
+
+// Legacy re-login rule and one answer about 24 h after an invalid_grant.
+func TestReloginOneAnswer(t *testing.T) {
+	cfg := `{"version":1,"accounts":[{"id":"fb","label":"fb","type":"oauth"}],"quota":{"failClosedOnUnknownQuota":false}}`
+	stateWith := func(rec string) string {
+		return `{"version":1,"accounts":{"fb":{"access":"a","refresh":"r","expires":` + itoa(epochMs(testStart.Add(time.Hour))) +
+			`,"lastRefreshError":` + rec + `}}}`
+	}
+	fp := Secret("r").Fingerprint()
+	tests := []struct {
+		name    string
+		rec     string
+		relogin bool
+	}{
+		{"invalid_grant a day and a minute ago still needs re-login",
+			`{"message":"invalid_grant","status":400,"permanent":true,"checkedAt":` + itoa(epochMs(testStart.Add(-24*time.Hour-time.Minute))) +
+				`,"nextRetryAt":` + itoa(epochMs(testStart.Add(-time.Minute))) + `,"accountIdentity":"fb","refreshTokenFingerprint":"` + fp + `"}`, true},
+		{"legacy record: no status, 24 h backoff",
+			`{"message":"Refresh failed","checkedAt":` + itoa(epochMs(testStart.Add(-time.Hour))) + `,"nextRetryAt":` + itoa(epochMs(testStart.Add(23*time.Hour))) + `}`, true},
+		{"legacy record: network failure",
+			`{"message":"fetch failed","checkedAt":` + itoa(epochMs(testStart.Add(-time.Hour))) + `,"nextRetryAt":` + itoa(epochMs(testStart.Add(23*time.Hour))) + `}`, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := mainEnv(t, cfg, stateWith(tc.rec))
+			v, err := env.engine.GetAccount(env.ctx(), "fb")
+			require.NoError(t, err)
+			assert.Equal(t, tc.relogin, v.NeedsRelogin)
+			assert.Equal(t, !tc.relogin, v.Usable, v.Reason)
+			if tc.relogin {
+				assert.Equal(t, ReasonNeedsRelogin.String(), v.Reason)
+			}
+		})
+	}
+}
+
+// A messages 429 whose headers say the 5-hour window is spent takes the
+// account out until the reset; when every account is out, route/select
+// answers NoRoute at once with the earliest reset as Retry-After, and no
+// upstream call is made.
+func TestSpentWindowTakesAccountOut(t *testing.T) {
+	reset := testStart.Add(90 * time.Minute)
+	spent := map[string]string{
+		"anthropic-ratelimit-unified-5h-status":      "rejected",
+		"anthropic-ratelimit-unified-5h-utilization": "1.0",
+		"anthropic-ratelimit-unified-5h-reset":       strconv.FormatInt(reset.Unix(), 10),
+		"anthropic-ratelimit-unified-7d-utilization": "0.4",
+		"anthropic-ratelimit-unified-7d-reset":       strconv.FormatInt(testStart.Add(72*time.Hour).Unix(), 10),
+	}
+	env := routeEnv(t, "", nil, fb{id: "fb", quota: fq(80, 80)})
+	r, err := env.engine.Select(env.ctx(), SelectRequest{})
+	require.NoError(t, err)
+	require.Equal(t, MainAccountID, r.AccountID)
+	res, err := env.engine.Report(env.ctx(), ReportRequest{Route: *r, Status: 429, Headers: spent, Replayable: true, Body: "rate limited"})
+	require.NoError(t, err)
+	require.Equal(t, ActionRetry, res.Action, res.Reason)
+	require.Equal(t, "fb", res.Next.AccountID)
+	res, err = env.engine.Report(env.ctx(), ReportRequest{Route: *res.Next, Status: 429, Headers: spent, Replayable: true, Body: "rate limited"})
+	require.NoError(t, err)
+	assert.Equal(t, ActionReturn, res.Action, res.Reason)
+
+	usage := env.fake.count("usage")
+	_, err = env.engine.Select(env.ctx(), SelectRequest{})
+	nr := noRoute(t, err)
+	assert.Equal(t, 429, nr.Status)
+	assert.Equal(t, (90 * time.Minute).Milliseconds(), nr.RetryAfterMs, "the earliest reset")
+	assert.Equal(t, epochMs(reset), reasonFor(nr, MainAccountID).Until)
+	assert.Equal(t, epochMs(reset), reasonFor(nr, "fb").Until)
+	assert.Equal(t, usage, env.fake.count("usage"), "no usage call")
+	assert.Equal(t, 0, env.fake.count("token"), "no token call")
+
+	v, err := env.engine.GetAccount(env.ctx(), "fb")
+	require.NoError(t, err)
+	assert.False(t, v.Usable)
+	assert.Equal(t, epochMs(reset), v.Until)
+
+	// After the reset the accounts come back.
+	env.clock.Set(reset.Add(time.Second))
+	r, err = env.engine.Select(env.ctx(), SelectRequest{})
+	require.NoError(t, err)
+	assert.Equal(t, MainAccountID, r.AccountID)
+
+	// A served response clears the record.
+	env.clock.Set(testStart)
+	_, err = env.engine.Report(env.ctx(), ReportRequest{Route: Route{AccountID: "fb"}, Status: 200,
+		Headers: map[string]string{"anthropic-ratelimit-unified-5h-utilization": "0.2"}, Replayable: true})
+	require.NoError(t, err)
+	v, err = env.engine.GetAccount(env.ctx(), "fb")
+	require.NoError(t, err)
+	assert.True(t, v.Usable, v.Reason)
+}
+
+// A 429 without spent windows (a transient limit) does not take the
+// account out.
+func TestUnspentRateLimitKeepsAccount(t *testing.T) {
+	env := routeEnv(t, "", nil)
+	r, err := env.engine.Select(env.ctx(), SelectRequest{})
+	require.NoError(t, err)
+	_, err = env.engine.Report(env.ctx(), ReportRequest{Route: *r, Status: 429, Replayable: true,
+		Headers: map[string]string{"anthropic-ratelimit-unified-5h-utilization": "0.5", "anthropic-ratelimit-unified-5h-reset": strconv.FormatInt(testStart.Add(time.Hour).Unix(), 10)}})
+	require.NoError(t, err)
+	r, err = env.engine.Select(env.ctx(), SelectRequest{})
+	require.NoError(t, err)
+	assert.Equal(t, MainAccountID, r.AccountID)
+}

@@ -1,0 +1,107 @@
+package core
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"sync"
+)
+
+// ticketCap bounds the route tickets an engine remembers; the oldest go
+// first. A host reports a route within seconds, so a few thousand cover
+// any number of requests in flight.
+const ticketCap = 4096
+
+// routeTicket is what the server remembers of a route it handed out, so
+// that route/report does not have to trust what the host echoes back
+// (BEHAVIOUR.md §5.1): the account, the credential it carried (to redact
+// it and to tell a rejected main token from a replaced one), the request's
+// model, size and session, the accounts already tried, whether a 401 was
+// already answered with a refresh, and whether a sticky session lives on
+// the route.
+type routeTicket struct {
+	accountID   string
+	token       Secret
+	sessionID   string
+	model       string
+	promptBytes int64
+	attempted   []string
+	authRetried bool
+	sticky      bool
+}
+
+// ticketBook is the engine's bounded set of route tickets.
+type ticketBook struct {
+	mu    sync.Mutex
+	byID  map[string]*routeTicket
+	order []string // issue order, oldest first
+}
+
+// issued gives r a ticket and remembers it; nil passes through.
+func (e *Engine) issued(r *Route) *Route {
+	if r == nil {
+		return nil
+	}
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return r // without a ticket the report falls back to the echo
+	}
+	id := hex.EncodeToString(b[:])
+	t := &routeTicket{accountID: r.AccountID, token: r.Credential.Token, sessionID: r.SessionID, model: r.Model,
+		promptBytes: r.PromptBytes, attempted: append([]string(nil), r.Attempted...), authRetried: r.AuthRetried, sticky: r.Sticky != nil}
+	book := &e.router().tickets
+	book.mu.Lock()
+	if book.byID == nil {
+		book.byID = make(map[string]*routeTicket, 64)
+	}
+	if len(book.order) >= ticketCap {
+		delete(book.byID, book.order[0])
+		book.order = book.order[1:]
+	}
+	book.byID[id] = t
+	book.order = append(book.order, id)
+	book.mu.Unlock()
+	r.Ticket = id
+	return r
+}
+
+// reportedRoute is the route a report answers: the server's own record
+// when the ticket is known (ok), else the route as the host echoed it.
+func (e *Engine) reportedRoute(r Route) (Route, *routeTicket) {
+	if r.Ticket == "" {
+		return r, nil
+	}
+	book := &e.router().tickets
+	book.mu.Lock()
+	t := book.byID[r.Ticket]
+	book.mu.Unlock()
+	if t == nil {
+		return r, nil
+	}
+	r.AccountID, r.Credential.Token = t.accountID, t.token
+	r.SessionID, r.Model, r.PromptBytes = t.sessionID, t.model, t.promptBytes
+	r.Attempted, r.AuthRetried = append([]string(nil), t.attempted...), t.authRetried
+	r.Sticky = nil
+	if t.sticky {
+		r.Sticky = &StickyInfo{}
+	}
+	return r, t
+}
+
+// routeIsSticky reports whether a sticky session lives on the reported
+// route: the ticket says so, or, for a route without a known ticket, the
+// routing state assigns the route's session to its account. An echoed
+// sticky field is never trusted.
+func (e *Engine) routeIsSticky(snap *Snapshot, r Route, t *routeTicket) bool {
+	if snap.Settings.Routing != RoutingStickyBalanced || r.SessionID == "" {
+		return false
+	}
+	if t != nil {
+		return t.sticky
+	}
+	f, err := e.stickyCurrent()
+	if err != nil {
+		return false
+	}
+	a := f.lookup(sessionKey(r.SessionID))
+	return a != nil && a.AccountID == r.AccountID
+}

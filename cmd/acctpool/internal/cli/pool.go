@@ -68,10 +68,10 @@ type account struct {
 	// Order is the config position (0 first); Position counts from 1
 	// among accounts of the same kind (fallback 1, 2, ...).
 	Order, Position int
-	Enabled bool
-	Usable  bool
-	Reason  string
-	Until   time.Time
+	Enabled         bool
+	Usable          bool
+	Reason          string
+	Until           time.Time
 	// NeedsRelogin is true when the refresh token was rejected for good.
 	NeedsRelogin bool
 	// ReloginSince is when the rejection was recorded.
@@ -145,7 +145,7 @@ func rank(v core.AccountView) int {
 	case v.Main:
 		return -1
 	case v.Type == core.AccountAPI:
-		return 1 << 20 + v.Order
+		return 1<<20 + v.Order
 	default:
 		return v.Order
 	}

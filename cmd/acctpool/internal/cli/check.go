@@ -611,7 +611,7 @@ func checkRouting(path string, rt any, ids map[string]string, out *[]finding) {
 		key := joinKey("assignments", k)
 		if !sessionHash.MatchString(k) {
 			*out = append(*out, finding{Severity: sevWarning, File: path, Key: "assignments",
-				Found: fmt.Sprintf("a key that is not a SHA-256 hex digest (%d characters)", len(k)),
+				Found:    fmt.Sprintf("a key that is not a SHA-256 hex digest (%d characters)", len(k)),
 				Expected: "64 lowercase hex digits", Effect: "a session id may be stored in clear; the assignment is kept but never matched"})
 			key = "assignments[<not a hash>]"
 		}

@@ -321,6 +321,15 @@ func readSticky(path string, now time.Time) (stickyCount, error) {
 	return c, nil
 }
 
+// nameOf is how commands name an account a core call returned: its label,
+// or its id when it has none.
+func nameOf(v core.AccountView) string {
+	if v.Label != "" {
+		return v.Label
+	}
+	return v.ID
+}
+
 // fileError is a problem with one of the files.
 type fileError struct {
 	Path string

@@ -96,6 +96,7 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger) (*rpc.Server, func
 		closePlugins()
 		return nil, nil, err
 	}
+	notes.Alerts = core.NewAlertWatch(eng, core.AlertWatchOptions{Logger: log}).Check
 	srv, err := rpc.New(rpc.Options{
 		Engine:      eng,
 		Notifier:    notes,

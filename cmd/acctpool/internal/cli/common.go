@@ -92,7 +92,7 @@ func parseNow(s string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("--now %q: want RFC 3339 (2026-01-01T10:00:00Z) or epoch milliseconds", s)
+		return time.Time{}, usageErr("--now %q: want RFC 3339 (2026-01-01T10:00:00Z) or epoch milliseconds", s)
 	}
 	return t, nil
 }

@@ -195,12 +195,18 @@ func accountOf(v core.AccountView, s core.Settings) account {
 		id = core.MainAccountID
 	}
 	ks := s.Killswitch.For(id)
+	// minimumRemaining judges fallbacks unless quota.enabled is false, and
+	// main only when quota.enabled is true (BEHAVIOUR.md §1.3, core.Settings).
+	minApplies := s.QuotaEnabled
+	if v.Main {
+		minApplies = s.QuotaRouting
+	}
 	std := func(name string, w *core.QuotaWindow, min, kill float64) {
 		if w == nil {
 			return
 		}
 		win := window{Name: name, Remaining: clampPct(w.RemainingPercent), ResetsAt: parseTime(w.ResetsAt)}
-		if s.QuotaEnabled && min > 0 {
+		if minApplies && min > 0 {
 			win.Thresholds = append(win.Thresholds, threshold{Kind: "min", Percent: min})
 		}
 		if s.Killswitch.Enabled && kill > 0 {

@@ -40,6 +40,19 @@ func (e *Engine) withPersistState(v AccountView) AccountView {
 // mainView builds the sanitized view of the host's main account.
 func (e *Engine) mainView(snap *Snapshot, now time.Time) AccountView {
 	c, ok := e.mainCredentials()
+	return mainViewOf(snap, c, ok, now)
+}
+
+// MainViewOnRecord is main's view judged on what the files record, for
+// commands that run without the host (acctpool status): the host owns
+// main's tokens and never hands them to a CLI, so the judgement assumes the
+// host still holds the refresh token the last refresh error was recorded
+// for, and reads that error, the backoffs and the quota snapshot.
+func MainViewOnRecord(snap *Snapshot, now time.Time) AccountView {
+	return mainViewOf(snap, MainCredentials{}, true, now)
+}
+
+func mainViewOf(snap *Snapshot, c MainCredentials, ok bool, now time.Time) AccountView {
 	m := snap.Main
 	v := AccountView{
 		ID: MainAccountID, Label: "main", Type: AccountOAuth, Main: true, Enabled: true, Order: -1,

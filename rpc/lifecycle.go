@@ -148,7 +148,7 @@ type initializeResult struct {
 }
 
 // serverNotifications are the notifications the server may send.
-var serverNotifications = []string{"accounts/changed", "accounts/mainRefreshed", "quota/changed"}
+var serverNotifications = []string{"accounts/alert", "accounts/changed", "accounts/mainRefreshed", "quota/changed"}
 
 func initialize(_ context.Context, s *Server, p *initializeParams) (any, error) {
 	version, supported := negotiate(p.ProtocolVersion)

@@ -28,7 +28,16 @@ type Notifier struct {
 	quotaDue bool
 	main     *core.MainCredentials
 	wake     chan struct{}
+
+	// Alerts, when set before notifications start, is asked which accounts
+	// have newly entered needs-re-login: once when notifications start and
+	// after every batch that carried accounts/changed. Each answer is sent
+	// as accounts/alert (core.AlertWatch.Check fits).
+	Alerts func(ctx context.Context) []core.Alert
 }
+
+// methodAlert is the notification of a core.Alert.
+const methodAlert = "accounts/alert"
 
 // Event records one engine event; it implements the core.Options.OnEvent
 // callback.
@@ -98,10 +107,20 @@ func (n *Notifier) run(ctx context.Context, send func(method string, params any)
 	n.mu.Lock()
 	wake := n.wakeLocked()
 	n.mu.Unlock()
+	first := true
 	for {
+		changed := first
 		for _, m := range n.take() {
 			if send(m.method, m.params) != nil {
 				return
+			}
+			changed = changed || m.method == string(core.EventAccountsChanged)
+		}
+		if first = false; changed && n.Alerts != nil {
+			for _, a := range n.Alerts(ctx) {
+				if send(methodAlert, a) != nil {
+					return
+				}
 			}
 		}
 		select {

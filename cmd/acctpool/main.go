@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/acctpool/acctpool/cmd/acctpool/internal/cli"
+	"github.com/acctpool/acctpool/cmd/acctpool/internal/plugincheck"
 	"github.com/acctpool/acctpool/internal/serve"
 )
 
@@ -30,6 +32,13 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the JSON-RPC stdio server, as hosts spawn it (acctpool serve --help)", serve.Command{Name: "acctpool serve"}.Run},
+		{"status", "show every account: usable or why not, quota bars, what serves next", user(cli.Status)},
+		{"statusline", "one short line for editor and shell status bars", user(cli.Statusline)},
+		{"check", "validate the config, state and routing files and plugin manifests", user(cli.Check)},
+		{"login", "add (or --replace) a fallback OAuth account through the browser", user(cli.Login)},
+		{"accounts", "list, remove, enable, disable, move, reset-backoff", user(cli.Accounts)},
+		{"add-key", "add an API-key route (the key is read from stdin)", user(cli.AddKey)},
+		{"plugin", "check a classification plugin, or write a starter (plugin check|init)", pluginCommand},
 		{"version", "print the version", runVersion},
 		{"help", "print this help", runHelp},
 	}
@@ -63,6 +72,18 @@ func printUsage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
+}
+
+// user adapts a terminal command to the table: it reads the environment
+// of this process.
+func user(f func(args []string, stdin io.Reader, stdout, stderr io.Writer, env func(string) string) int) func([]string, io.Reader, io.Writer, io.Writer) int {
+	return func(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+		return f(args, stdin, stdout, stderr, os.Getenv)
+	}
+}
+
+func pluginCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	return plugincheck.Main(args, stdout, stderr)
 }
 
 func runHelp(args []string, _ io.Reader, stdout, stderr io.Writer) int {

@@ -107,6 +107,7 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger) (*rpc.Server, func
 		return nil, nil, err
 	}
 	secrets.set(eng)
+	notes.Alerts = core.NewAlertWatch(eng, core.AlertWatchOptions{Logger: log}).Check
 	srv, err := rpc.New(rpc.Options{
 		Engine:      eng,
 		Notifier:    notes,

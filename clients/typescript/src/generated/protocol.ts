@@ -333,6 +333,18 @@ export interface AccountPatch {
   apiKey?: string;
 }
 
+/** An account has just entered needs-re-login: its refresh token was rejected for good (invalid_grant, or the legacy re-login rule) and only the user can bring it back. Never carries a credential. */
+export interface Alert {
+  accountId: string;
+  label?: string;
+  /** "needs re-login". */
+  reason: string;
+  /** When the rejection was recorded. */
+  since?: EpochMs;
+  /** What the user runs, e.g. acctpool login --replace <id>. */
+  fix: string;
+}
+
 // Method params and results.
 
 /** Params of initialize. */
@@ -666,6 +678,8 @@ export interface QuotaChangedParams {
 
 export type AccountsMainRefreshedParams = MainCredentials;
 
+export type AccountsAlertParams = Alert;
+
 /** Every request method: its params and result. */
 export interface Methods {
   "initialize": { params: InitializeParams; result: InitializeResult };
@@ -712,6 +726,8 @@ export interface ServerNotifications {
   "quota/changed": QuotaChangedParams;
   /** New main tokens; the host must store them. */
   "accounts/mainRefreshed": AccountsMainRefreshedParams;
+  /** An account needs a re-login; sent once per account each time it enters that state (and at start for accounts already in it). */
+  "accounts/alert": AccountsAlertParams;
 }
 
 export type MethodName = keyof Methods;
@@ -719,7 +735,7 @@ export type ServerNotificationName = keyof ServerNotifications;
 
 export const METHOD_NAMES: readonly MethodName[] = ["initialize","shutdown","ping","rpc.discover","accounts/list","accounts/get","accounts/add","accounts/remove","accounts/update","accounts/setMain","accounts/login/start","accounts/login/finish","accounts/refresh","accounts/refreshDue","accounts/resetBackoff","quota/get","quota/refresh","quota/refreshDue","quota/observe","route/select","route/report","errors/classify","config/get","config/update","plugins/list","plugins/reload","test/clock/set","test/clock/advance"];
 
-export const SERVER_NOTIFICATION_NAMES: readonly ServerNotificationName[] = ["accounts/changed","quota/changed","accounts/mainRefreshed"];
+export const SERVER_NOTIFICATION_NAMES: readonly ServerNotificationName[] = ["accounts/changed","quota/changed","accounts/mainRefreshed","accounts/alert"];
 
 /** Methods with no params of their own. */
 export const PARAMLESS_METHODS: ReadonlySet<MethodName> = new Set<MethodName>(["shutdown","ping","rpc.discover","accounts/list","accounts/refreshDue","quota/refreshDue","config/get","plugins/list","plugins/reload"]);

@@ -123,7 +123,9 @@ func TestCheckGoExample(t *testing.T) {
 	usage := rows["usage 403 permission_error"]
 	require.NotNil(t, usage.Plugin)
 	assert.Empty(t, usage.EffectsThatDiffer, "a usage invalid_grant skips the account just as org_policy does")
-	assert.Equal(t, []string{"re-login: no → yes"}, rows["messages 403 permission_error"].EffectsThatDiffer)
+	// A messages verdict moves the request either way; re-login follows
+	// only from the token endpoint's invalid_grant.
+	assert.Empty(t, rows["messages 403 permission_error"].EffectsThatDiffer)
 	assert.Nil(t, rows["token 429 Retry-After 120"].Plugin, "no opinion")
 	assert.Equal(t, int64(120000), rows["token 429 Retry-After 120"].Final.RetryAfterMs)
 }
@@ -140,7 +142,7 @@ func TestCheckFaults(t *testing.T) {
 		// The fixtures fault on "status":500 (badoutput also on 501-504).
 		{"trap", "", plugins.FaultTrap, []string{"token 500", "usage 500", "messages 500 api_error"}},
 		{"badoutput", "", plugins.FaultBadOutput, []string{"token 500", "token 503 html", "usage 500", "messages 500 api_error", "messages 502 bad gateway"}},
-		{"spin", `{"callTimeoutMs": 5}`, plugins.FaultTimeout, []string{"token 500", "usage 500", "messages 500 api_error"}},
+		{"spin", `{"callTimeoutMs": 1000}`, plugins.FaultTimeout, []string{"token 500", "usage 500", "messages 500 api_error"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.fixture, func(t *testing.T) {
@@ -231,11 +233,11 @@ func TestEffectsThatDiffer(t *testing.T) {
 		{"token 429 made long", core.Failure{Source: core.SourceToken, Status: 429}, v(core.ClassRateLimited, 0), v(core.ClassOrgPolicy, 0),
 			[]string{"refresh backoff: 5m doubling → 24h", "quota backoff in a quota pass: 1m doubling → 5m"}},
 		{"usage 403 made transient", core.Failure{Source: core.SourceUsage, Status: 403}, v(core.ClassOrgPolicy, 0), v(core.ClassTransient, 0),
-			[]string{"quota backoff: none → 1m doubling", "persisted: nothing → lastQuotaRefreshError", "account skipped: yes → no"}},
+			[]string{"quota backoff: none → 1m doubling", "persisted: nothing → lastQuotaRefreshError"}},
 		{"usage 429 made auth_expired", core.Failure{Source: core.SourceUsage, Status: 429}, v(core.ClassRateLimited, 0), v(core.ClassAuthExpired, 0),
 			[]string{"quota backoff: 1m doubling → 5m", "persisted: lastQuotaRefreshError → lastQuotaRefreshError (if the retry fails)", "forced refresh and retry: no → yes"}},
 		{"messages 500 made rate limited with a wait", core.Failure{Source: core.SourceMessages, Status: 500}, v(core.ClassTransient, 0), v(core.ClassRateLimited, 30*time.Second),
-			[]string{"fallback: no → yes", "retry-after: 0 → 30s"}},
+			[]string{"fallback: no → yes", "quota probe before moving: no → yes", "retry-after: 0 → 30s"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

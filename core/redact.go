@@ -5,48 +5,47 @@ import (
 	"encoding/hex"
 	"regexp"
 	"strings"
+	"sync"
+	"unsafe"
 )
 
 // redactPatterns match the shapes of credentials that can appear in upstream
 // response bodies and error messages: bearer headers, Anthropic keys and
 // tokens (sk-ant-...), JWTs, and JSON fields that carry tokens. Each has a
-// trigger, a cheap test that text could match at all, so text without a
-// credential (most of it) costs a few substring searches, no regexp run.
+// trigger, a cheap test that text could match at all (given the text and
+// its ASCII lower-case copy), so text without a credential (most of it)
+// costs a few vectorised substring searches and no regexp run.
 var redactPatterns = []struct {
 	re      *regexp.Regexp
-	trigger func(string) bool
+	trigger func(text, lower string) bool
 }{
-	{regexp.MustCompile(`(?i)bearer\s+[^\s"',;]+`), func(s string) bool { return containsFold(s, "bearer") }},
-	{regexp.MustCompile(`sk-[A-Za-z0-9_\-]{4,}`), func(s string) bool { return strings.Contains(s, "sk-") }},
-	{regexp.MustCompile(`eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*`), func(s string) bool { return strings.Contains(s, "eyJ") }},
+	{regexp.MustCompile(`(?i)bearer\s+[^\s"',;]+`), func(_, l string) bool { return strings.Contains(l, "bearer") }},
+	{regexp.MustCompile(`sk-[A-Za-z0-9_\-]{4,}`), func(t, _ string) bool { return strings.Contains(t, "sk-") }},
+	{regexp.MustCompile(`eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*`), func(t, _ string) bool { return strings.Contains(t, "eyJ") }},
 	{regexp.MustCompile(`(?i)"(access_token|refresh_token|id_token|api_key|apikey|access|refresh|token|code_verifier|code)"\s*:\s*"[^"]*"`),
-		func(s string) bool {
-			return strings.IndexByte(s, '"') >= 0 && (containsFold(s, "access") || containsFold(s, "refresh") ||
-				containsFold(s, "token") || containsFold(s, "api") || containsFold(s, "code"))
+		func(_, l string) bool {
+			return strings.IndexByte(l, '"') >= 0 && (strings.Contains(l, "access") || strings.Contains(l, "refresh") ||
+				strings.Contains(l, "token") || strings.Contains(l, "api") || strings.Contains(l, "code"))
 		}},
 	{regexp.MustCompile(`(?i)\b(access_token|refresh_token|code_verifier)=[^&\s"]+`),
-		func(s string) bool {
-			return strings.IndexByte(s, '=') >= 0 && (containsFold(s, "_token=") || containsFold(s, "code_verifier="))
-		}},
+		func(_, l string) bool { return strings.Contains(l, "_token=") || strings.Contains(l, "code_verifier=") }},
 }
 
-// containsFold reports whether s contains sub, ASCII case-insensitively;
-// sub must be lower-case.
-func containsFold(s, sub string) bool {
-	if len(sub) == 0 {
-		return true
-	}
-	first := sub[0]
-	for i := 0; i+len(sub) <= len(s); i++ {
-		c := s[i]
+// lowerBufs recycles the lower-case copies the triggers read.
+var lowerBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// lowerASCII writes the ASCII lower-case form of s into *buf and returns
+// it as a string that aliases *buf: valid until the next lowerASCII on buf
+// or its return to the pool, which is all Redact needs, without a copy.
+func lowerASCII(buf *[]byte, s string) string {
+	b := append((*buf)[:0], s...)
+	for i, c := range b {
 		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c == first && strings.EqualFold(s[i:i+len(sub)], sub) {
-			return true
+			b[i] = c + 'a' - 'A'
 		}
 	}
-	return false
+	*buf = b
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // Redact returns text with every credential-shaped substring replaced by
@@ -64,13 +63,17 @@ func Redact(text string, known ...Secret) string {
 			text = strings.ReplaceAll(text, string(k), redactedSecret)
 		}
 	}
+	buf := lowerBufs.Get().(*[]byte)
+	defer lowerBufs.Put(buf)
+	lower := lowerASCII(buf, text)
 	for _, p := range redactPatterns {
 		// Most text holds no credential: the trigger and a failed search
 		// allocate nothing, where a replacement always copies.
-		if !p.trigger(text) || p.re.FindStringIndex(text) == nil {
+		if !p.trigger(text, lower) || p.re.FindStringIndex(text) == nil {
 			continue
 		}
 		text = p.re.ReplaceAllStringFunc(text, redactMatch)
+		lower = lowerASCII(buf, text)
 	}
 	return text
 }

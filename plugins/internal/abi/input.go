@@ -92,11 +92,13 @@ func NewInput(f core.Failure, builtin core.Verdict, known []core.Secret) Input {
 	if len(window) > MaxBody+RedactSlack {
 		window = window[:MaxBody+RedactSlack]
 	}
-	body := core.Redact(string(window), known...)
+	// Invalid UTF-8 becomes U+FFFD before the cut, so the caps hold for
+	// the text the guest decodes (one bad byte decodes to three).
+	body := core.Redact(validUTF8(string(window)), known...)
 	in.BodyTruncated = len(f.Body) > len(window) || len(body) > MaxBody
 	in.Body = cutString(body, MaxBody)
-	in.Message = cutString(core.Redact(cutString(f.Message, MaxMessage+RedactSlack), known...), MaxMessage)
-	in.Builtin.Reason = core.Redact(builtin.Reason, known...)
+	in.Message = cutString(core.Redact(validUTF8(cutString(f.Message, MaxMessage+RedactSlack)), known...), MaxMessage)
+	in.Builtin.Reason = core.Redact(validUTF8(builtin.Reason), known...)
 	for k, v := range f.Header {
 		if len(v) == 0 || in.nHeaders == maxHeaders {
 			continue
@@ -105,12 +107,16 @@ func NewInput(f core.Failure, builtin core.Verdict, known []core.Secret) Input {
 		if !headerAllowed(name) {
 			continue
 		}
-		in.headers[in.nHeaders] = Header{Name: name, Value: cutString(core.Redact(cutString(v[0], MaxHeaderValue+RedactSlack), known...), MaxHeaderValue)}
+		in.headers[in.nHeaders] = Header{Name: name, Value: cutString(core.Redact(validUTF8(cutString(v[0], MaxHeaderValue+RedactSlack)), known...), MaxHeaderValue)}
 		in.nHeaders++
 	}
 	slices.SortFunc(in.headers[:in.nHeaders], func(a, b Header) int { return strings.Compare(a.Name, b.Name) })
 	return in
 }
+
+// validUTF8 replaces invalid UTF-8 with U+FFFD; valid text is returned
+// as is, without copying.
+func validUTF8(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
 
 // AppendInput appends the input JSON of one classification to dst, with
 // the body cut to bodyMax bytes (at most [MaxBody]). It is [NewInput]

@@ -59,8 +59,9 @@ type Result struct {
 	// Failures are every problem found, one line each.
 	Failures []string `json:"failures,omitempty"`
 	// Step names where the case failed: "step N (method)", "step N
-	// (request)", "expect" (the checks after the steps), or "setup" (the
-	// case could not start: files, server start, handshake).
+	// (request)", "step N (advance)", "step N (check)", "expect" (the
+	// checks after the steps), or "setup" (the case could not start:
+	// files, server start, handshake).
 	Step string `json:"step,omitempty"`
 	// Diff are the failing step's mismatches as expected/actual pairs
 	// (empty when the failure is no value comparison, such as a server

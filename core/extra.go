@@ -43,7 +43,11 @@ func fieldsOf(t reflect.Type) fieldTable {
 // decodeWithExtra decodes data, a JSON object, into v (a pointer to an
 // alias struct without custom methods) and returns the keys v does not
 // know. The object is scanned once: each known value is decoded straight
-// into its field, each unknown one is kept raw.
+// into its field, each unknown one is kept raw. A known key whose value
+// has the wrong type leaves its field at the zero value (the default)
+// and is kept raw in Extra under its own name, so one wrong value never
+// makes a whole file unreadable; [fileWarnings] reports it, and writing
+// the struct back writes the field, not the raw value (BEHAVIOUR.md §1.2).
 func decodeWithExtra(data []byte, v any) (Extra, error) {
 	var all map[string]json.RawMessage
 	if err := json.Unmarshal(data, &all); err != nil {
@@ -65,8 +69,13 @@ func decodeWithExtra(data []byte, v any) (Extra, error) {
 			extra[k] = raw
 			continue
 		}
-		if err := json.Unmarshal(raw, rv.Field(i).Addr().Interface()); err != nil {
-			return nil, err
+		f := rv.Field(i)
+		if err := json.Unmarshal(raw, f.Addr().Interface()); err != nil {
+			f.SetZero()
+			if extra == nil {
+				extra = Extra{}
+			}
+			extra[k] = raw
 		}
 	}
 	return extra, nil

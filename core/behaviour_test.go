@@ -247,3 +247,40 @@ func mustJSON(t *testing.T, v any) string {
 	require.NoError(t, err)
 	return string(b)
 }
+
+// Unknown keys survive inside quota snapshots and error records when
+// acctpool rewrites the state file, and views show only the schema's keys.
+func TestNestedUnknownKeysSurvive(t *testing.T) {
+	cfg := `{"version":1,"accounts":[{"id":"fb","label":"fb","type":"oauth"}]}`
+	st := `{"version":1,"accounts":{"fb":{"access":"a","refresh":"r","expires":` + itoa(epochMs(testStart.Add(8*time.Hour))) + `,
+		"quota":{"five_hour":{"usedPercent":10,"remainingPercent":90,"checkedAt":1},"futureQuotaKey":{"x":1}},
+		"lastQuotaRefreshError":{"message":"m","checkedAt":1,"futureErrorKey":"y"}}}}`
+	env := mainEnv(t, cfg, st)
+	label := "renamed"
+	v, err := env.engine.UpdateAccount(env.ctx(), AccountPatch{ID: "fb", Label: &label})
+	require.NoError(t, err)
+	assert.Nil(t, v.Quota.Extra, "views carry the schema's keys only")
+	assert.Nil(t, v.LastQuotaError.Extra)
+	_, err = env.engine.ObserveHeaders(env.ctx(), "fb", map[string][]string{"Anthropic-Ratelimit-Unified-5h-Utilization": {"0.3"}})
+	require.NoError(t, err)
+	a := env.accountState("fb")
+	q, _ := a["quota"].(map[string]any)
+	assert.Equal(t, map[string]any{"x": 1.0}, q["futureQuotaKey"])
+	e, _ := a["lastQuotaRefreshError"].(map[string]any)
+	assert.Equal(t, "y", e["futureErrorKey"])
+}
+
+// An account of a type acctpool does not know is listed, never routed.
+func TestUnknownAccountTypeListed(t *testing.T) {
+	cfg := `{"version":1,"accounts":[{"id":"v","label":"v","type":"vault"}]}`
+	env := mainEnv(t, cfg, `{"version":1,"accounts":{"v":{"refresh":"r"}}}`)
+	views, err := env.engine.ListAccounts(env.ctx())
+	require.NoError(t, err)
+	require.Len(t, views, 2)
+	assert.Equal(t, AccountUnknown, views[1].Type)
+	assert.False(t, views[1].Usable)
+	assert.Contains(t, views[1].Problem, "vault")
+	r, err := env.engine.Select(env.ctx(), SelectRequest{Exclude: []string{MainAccountID}})
+	assert.Nil(t, r)
+	assert.Equal(t, "unknown account type vault", reasonFor(noRoute(t, err), "v").Reason)
+}

@@ -108,3 +108,66 @@ func encodeWithExtra(v any, extra Extra) ([]byte, error) {
 	}
 	return append(buf, '}'), nil
 }
+
+// decodeLenient decodes data into v (a pointer) keeping what fits: a value
+// of an unexpected type anywhere inside is dropped (its field stays at the
+// zero value, an array element is skipped) and the rest is decoded. Only
+// data that is not JSON at all is an error. Outside payloads (the usage
+// endpoint) use it, so one odd field never costs the whole answer
+// (BEHAVIOUR.md §3.1).
+func decodeLenient(data []byte, v any) error {
+	if err := json.Unmarshal(data, v); err == nil {
+		return nil
+	}
+	var probe json.RawMessage
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return err
+	}
+	rv := reflect.ValueOf(v).Elem()
+	rv.SetZero()
+	lenientInto(probe, rv)
+	return nil
+}
+
+// lenientInto decodes raw into rv as far as the types allow.
+func lenientInto(raw json.RawMessage, rv reflect.Value) bool {
+	if json.Unmarshal(raw, rv.Addr().Interface()) == nil {
+		return true
+	}
+	rv.SetZero()
+	switch rv.Kind() {
+	case reflect.Pointer:
+		elem := reflect.New(rv.Type().Elem())
+		if lenientInto(raw, elem.Elem()) {
+			rv.Set(elem)
+			return true
+		}
+	case reflect.Struct:
+		var m map[string]json.RawMessage
+		if json.Unmarshal(raw, &m) != nil {
+			return false
+		}
+		fields := fieldsOf(rv.Type())
+		for k, val := range m {
+			if i, ok := fields[k]; ok {
+				lenientInto(val, rv.Field(i))
+			}
+		}
+		return true
+	case reflect.Slice:
+		var items []json.RawMessage
+		if json.Unmarshal(raw, &items) != nil {
+			return false
+		}
+		out := reflect.MakeSlice(rv.Type(), 0, len(items))
+		for _, it := range items {
+			e := reflect.New(rv.Type().Elem()).Elem()
+			if lenientInto(it, e) {
+				out = reflect.Append(out, e)
+			}
+		}
+		rv.Set(out)
+		return true
+	}
+	return false
+}

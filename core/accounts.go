@@ -16,8 +16,11 @@ func accountView(snap *Snapshot, a *Account, now time.Time) AccountView {
 	v := AccountView{
 		ID: a.ID, Label: a.Label, Type: a.Type, Enabled: a.IsEnabled(), Order: a.Order,
 		BaseURL: a.BaseURL, LastUsed: a.State.LastUsed, LastRefreshedAt: a.State.LastRefreshedAt,
-		LastRefreshError: a.State.LastRefreshError, LastQuotaError: a.State.LastQuotaRefreshError,
-		Quota: a.State.Quota, Problem: a.Problem,
+		LastRefreshError: a.State.LastRefreshError.withoutExtra(), LastQuotaError: a.State.LastQuotaRefreshError.withoutExtra(),
+		Quota: a.State.Quota.withoutExtra(), Problem: a.Problem,
+	}
+	if a.Type != AccountOAuth && a.Type != AccountAPI {
+		v.Type = AccountUnknown
 	}
 	if a.Type == AccountAPI {
 		v.HasCredential = a.State.APIKey != ""
@@ -57,7 +60,7 @@ func mainViewOf(snap *Snapshot, c MainCredentials, ok bool, now time.Time) Accou
 	v := AccountView{
 		ID: MainAccountID, Label: "main", Type: AccountOAuth, Main: true, Enabled: true, Order: -1,
 		HasCredential: ok && c.Refresh != "", ExpiresAt: c.Expires,
-		LastRefreshError: m.LastRefreshError, LastQuotaError: m.LastQuotaAPIError, Quota: m.Quota,
+		LastRefreshError: m.LastRefreshError.withoutExtra(), LastQuotaError: m.LastQuotaAPIError.withoutExtra(), Quota: m.Quota.withoutExtra(),
 	}
 	sub := mainSubject(snap, c, ok)
 	fillView(&v, snap.Settings, &sub, now)

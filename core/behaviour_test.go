@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	json "github.com/goccy/go-json"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -157,4 +158,129 @@ func TestUnspentRateLimitKeepsAccount(t *testing.T) {
 	r, err = env.engine.Select(env.ctx(), SelectRequest{})
 	require.NoError(t, err)
 	assert.Equal(t, MainAccountID, r.AccountID)
+}
+
+// One wrong-typed value never takes the engine down: it falls back to its
+// default, the rest of the file is used, and a warning names the file,
+// the key path, the value's type and the default used.
+func TestWrongTypedValuesFallBack(t *testing.T) {
+	cfg := `{"version":1,"mainAccountId":42,"accounts":[
+		{"id":"a","label":"a","type":"oauth","enabled":"false","addedAt":"1"},
+		{"id":"b","label":"b","type":"oauth"}],
+		"fallbackOn":"429","routing":"x",
+		"quota":{"enabled":"false","minimumRemaining":{"5h":"10","seven_day":20},"failClosedOnUnknownQuota":false},
+		"killswitch":{"enabled":true,"main":{"five_hour":null,"seven_day":"12"}}}`
+	st := `{"version":1,"accounts":{
+		"a":{"access":"a-access","refresh":"a-refresh","expires":` + itoa(epochMs(testStart.Add(8*time.Hour))) + `,"quota":` + mustJSON(t, fq(80, 80)) + `},
+		"b":{"access":"b-access","refresh":"b-refresh","expires":"soon"}}}`
+	env := mainEnv(t, cfg, st)
+	ws, err := env.engine.Warnings(env.ctx())
+	require.NoError(t, err)
+	got := map[string]Warning{}
+	for _, w := range ws {
+		got[w.Path] = w
+		assert.NotContains(t, w.String(), "b-refresh")
+	}
+	for path, want := range map[string]struct{ file, typ string }{
+		"mainAccountId":             {env.paths.Config, "a number"},
+		"accounts[0].enabled":       {env.paths.Config, "a string"},
+		"accounts[0].addedAt":       {env.paths.Config, "a string"},
+		"fallbackOn":                {env.paths.Config, "a string"},
+		"routing":                   {env.paths.Config, "a string"},
+		"quota.enabled":             {env.paths.Config, "a string"},
+		"quota.minimumRemaining.5h": {env.paths.Config, "a string"},
+		"killswitch.main.seven_day": {env.paths.Config, "a string"},
+		"accounts.b.expires":        {env.paths.State, "a string"},
+	} {
+		w, ok := got[path]
+		if assert.True(t, ok, "warning for %s in %v", path, ws) {
+			assert.Equal(t, want.file, w.File, path)
+			assert.Equal(t, want.typ, w.Type, path)
+			assert.NotEmpty(t, w.Default, path)
+		}
+	}
+	_, nullWarned := got["killswitch.main.five_hour"]
+	assert.False(t, nullWarned, "null is the default, not a wrong type")
+
+	snap, err := env.engine.store.Load(env.ctx())
+	require.NoError(t, err)
+	s := snap.Settings
+	assert.Equal(t, RoutingMainFirst, s.Routing)
+	assert.Equal(t, DefaultFallbackOn, s.FallbackOn)
+	assert.True(t, s.QuotaEnabled)
+	assert.Equal(t, Thresholds{FiveHour: 0, SevenDay: 20}, s.MinimumRemaining, "the rest of the section is used")
+	assert.Equal(t, Thresholds{FiveHour: 5, SevenDay: 10, Scoped: 0}, s.Killswitch.Main, "null and wrong types mean the defaults, never 0")
+	assert.True(t, s.Killswitch.Enabled)
+
+	views, err := env.engine.ListAccounts(env.ctx())
+	require.NoError(t, err)
+	require.Len(t, views, 3)
+	assert.True(t, views[1].Enabled, `"enabled": "false" is not false`)
+	assert.True(t, views[1].Usable, views[1].Reason)
+}
+
+// A null killswitch threshold means the default; mainAccountId is trimmed.
+func TestKillswitchNullAndTrimmedMainID(t *testing.T) {
+	cfg := `{"version":1,"mainAccountId":"  uuid-1 \n","accounts":[],"killswitch":{"enabled":true,"main":{"five_hour":null,"seven_day":null,"scoped":null},"accounts":{"main":{"5h":null}}}}`
+	env := mainEnv(t, cfg, `{"version":1,"accounts":{}}`)
+	snap, err := env.engine.store.Load(env.ctx())
+	require.NoError(t, err)
+	assert.Equal(t, defaultKillswitch, snap.Settings.Killswitch.Main)
+	assert.Equal(t, defaultKillswitch, snap.Settings.Killswitch.For(MainAccountID))
+	assert.Equal(t, "uuid-1", mainIdentity(snap))
+	ws, err := env.engine.Warnings(env.ctx())
+	require.NoError(t, err)
+	assert.Empty(t, ws)
+}
+
+// Only JSON that does not parse is a corrupt file, and the error says where.
+func TestCorruptConfigNamesLineAndColumn(t *testing.T) {
+	env := newTestEnv(t, "{\"version\":1,\n\"accounts\":[}\n", "")
+	_, err := env.engine.ListAccounts(env.ctx())
+	require.ErrorIs(t, err, ErrCorruptFile)
+	assert.Contains(t, err.Error(), "line 2, column")
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// Unknown keys survive inside quota snapshots and error records when
+// acctpool rewrites the state file, and views show only the schema's keys.
+func TestNestedUnknownKeysSurvive(t *testing.T) {
+	cfg := `{"version":1,"accounts":[{"id":"fb","label":"fb","type":"oauth"}]}`
+	st := `{"version":1,"accounts":{"fb":{"access":"a","refresh":"r","expires":` + itoa(epochMs(testStart.Add(8*time.Hour))) + `,
+		"quota":{"five_hour":{"usedPercent":10,"remainingPercent":90,"checkedAt":1},"futureQuotaKey":{"x":1}},
+		"lastQuotaRefreshError":{"message":"m","checkedAt":1,"futureErrorKey":"y"}}}}`
+	env := mainEnv(t, cfg, st)
+	label := "renamed"
+	v, err := env.engine.UpdateAccount(env.ctx(), AccountPatch{ID: "fb", Label: &label})
+	require.NoError(t, err)
+	assert.Nil(t, v.Quota.Extra, "views carry the schema's keys only")
+	assert.Nil(t, v.LastQuotaError.Extra)
+	_, err = env.engine.ObserveHeaders(env.ctx(), "fb", map[string][]string{"Anthropic-Ratelimit-Unified-5h-Utilization": {"0.3"}})
+	require.NoError(t, err)
+	a := env.accountState("fb")
+	q, _ := a["quota"].(map[string]any)
+	assert.Equal(t, map[string]any{"x": 1.0}, q["futureQuotaKey"])
+	e, _ := a["lastQuotaRefreshError"].(map[string]any)
+	assert.Equal(t, "y", e["futureErrorKey"])
+}
+
+// An account of a type acctpool does not know is listed, never routed.
+func TestUnknownAccountTypeListed(t *testing.T) {
+	cfg := `{"version":1,"accounts":[{"id":"v","label":"v","type":"vault"}]}`
+	env := mainEnv(t, cfg, `{"version":1,"accounts":{"v":{"refresh":"r"}}}`)
+	views, err := env.engine.ListAccounts(env.ctx())
+	require.NoError(t, err)
+	require.Len(t, views, 2)
+	assert.Equal(t, AccountUnknown, views[1].Type)
+	assert.False(t, views[1].Usable)
+	assert.Contains(t, views[1].Problem, "vault")
+	r, err := env.engine.Select(env.ctx(), SelectRequest{Exclude: []string{MainAccountID}})
+	assert.Nil(t, r)
+	assert.Equal(t, "unknown account type vault", reasonFor(noRoute(t, err), "v").Reason)
 }

@@ -43,7 +43,11 @@ func fieldsOf(t reflect.Type) fieldTable {
 // decodeWithExtra decodes data, a JSON object, into v (a pointer to an
 // alias struct without custom methods) and returns the keys v does not
 // know. The object is scanned once: each known value is decoded straight
-// into its field, each unknown one is kept raw.
+// into its field, each unknown one is kept raw. A known key whose value
+// has the wrong type leaves its field at the zero value (the default)
+// and is kept raw in Extra under its own name, so one wrong value never
+// makes a whole file unreadable; [fileWarnings] reports it, and writing
+// the struct back writes the field, not the raw value (BEHAVIOUR.md §1.2).
 func decodeWithExtra(data []byte, v any) (Extra, error) {
 	var all map[string]json.RawMessage
 	if err := json.Unmarshal(data, &all); err != nil {
@@ -65,8 +69,13 @@ func decodeWithExtra(data []byte, v any) (Extra, error) {
 			extra[k] = raw
 			continue
 		}
-		if err := json.Unmarshal(raw, rv.Field(i).Addr().Interface()); err != nil {
-			return nil, err
+		f := rv.Field(i)
+		if err := json.Unmarshal(raw, f.Addr().Interface()); err != nil {
+			f.SetZero()
+			if extra == nil {
+				extra = Extra{}
+			}
+			extra[k] = raw
 		}
 	}
 	return extra, nil
@@ -98,4 +107,67 @@ func encodeWithExtra(v any, extra Extra) ([]byte, error) {
 		buf = append(buf, extra[k]...)
 	}
 	return append(buf, '}'), nil
+}
+
+// decodeLenient decodes data into v (a pointer) keeping what fits: a value
+// of an unexpected type anywhere inside is dropped (its field stays at the
+// zero value, an array element is skipped) and the rest is decoded. Only
+// data that is not JSON at all is an error. Outside payloads (the usage
+// endpoint) use it, so one odd field never costs the whole answer
+// (BEHAVIOUR.md §3.1).
+func decodeLenient(data []byte, v any) error {
+	if err := json.Unmarshal(data, v); err == nil {
+		return nil
+	}
+	var probe json.RawMessage
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return err
+	}
+	rv := reflect.ValueOf(v).Elem()
+	rv.SetZero()
+	lenientInto(probe, rv)
+	return nil
+}
+
+// lenientInto decodes raw into rv as far as the types allow.
+func lenientInto(raw json.RawMessage, rv reflect.Value) bool {
+	if json.Unmarshal(raw, rv.Addr().Interface()) == nil {
+		return true
+	}
+	rv.SetZero()
+	switch rv.Kind() {
+	case reflect.Pointer:
+		elem := reflect.New(rv.Type().Elem())
+		if lenientInto(raw, elem.Elem()) {
+			rv.Set(elem)
+			return true
+		}
+	case reflect.Struct:
+		var m map[string]json.RawMessage
+		if json.Unmarshal(raw, &m) != nil {
+			return false
+		}
+		fields := fieldsOf(rv.Type())
+		for k, val := range m {
+			if i, ok := fields[k]; ok {
+				lenientInto(val, rv.Field(i))
+			}
+		}
+		return true
+	case reflect.Slice:
+		var items []json.RawMessage
+		if json.Unmarshal(raw, &items) != nil {
+			return false
+		}
+		out := reflect.MakeSlice(rv.Type(), 0, len(items))
+		for _, it := range items {
+			e := reflect.New(rv.Type().Elem()).Elem()
+			if lenientInto(it, e) {
+				out = reflect.Append(out, e)
+			}
+		}
+		rv.Set(out)
+		return true
+	}
+	return false
 }

@@ -13,6 +13,9 @@ type AccountType string
 const (
 	AccountOAuth AccountType = "oauth"
 	AccountAPI   AccountType = "api"
+	// AccountUnknown is what views show for an entry whose type acctpool
+	// does not know; the entry is listed, never routed.
+	AccountUnknown AccountType = "unknown"
 )
 
 // OpError is a persisted record of a failed refresh or quota check, the
@@ -31,6 +34,35 @@ type OpError struct {
 	// Class and DecidedBy are acctpool additions; upstream ignores them.
 	Class     Class  `json:"class,omitempty"`
 	DecidedBy string `json:"decidedBy,omitempty"`
+	// Extra keeps keys acctpool does not model (a newer upstream's).
+	Extra Extra `json:"-"`
+}
+
+// UnmarshalJSON keeps unknown keys in Extra.
+func (e *OpError) UnmarshalJSON(b []byte) error {
+	type alias OpError
+	var x alias
+	extra, err := decodeWithExtra(b, &x)
+	*e = OpError(x)
+	e.Extra = extra
+	return err
+}
+
+// MarshalJSON writes unknown keys back.
+func (e OpError) MarshalJSON() ([]byte, error) {
+	type alias OpError
+	x := alias(e)
+	return encodeWithExtra(&x, e.Extra)
+}
+
+// withoutExtra is the record for views: the schema's keys only.
+func (e *OpError) withoutExtra() *OpError {
+	if e == nil || e.Extra == nil {
+		return e
+	}
+	c := *e
+	c.Extra = nil
+	return &c
 }
 
 // IsPermanent reports whether a refresh error needs a re-login (upstream
@@ -120,6 +152,35 @@ type QuotaSnapshot struct {
 	Source              string            `json:"source,omitempty"`
 	AccountIdentity     string            `json:"accountIdentity,omitempty"`
 	CheckedAt           int64             `json:"checkedAt,omitempty"`
+	// Extra keeps keys acctpool does not model (a newer upstream's).
+	Extra Extra `json:"-"`
+}
+
+// UnmarshalJSON keeps unknown keys in Extra.
+func (q *QuotaSnapshot) UnmarshalJSON(b []byte) error {
+	type alias QuotaSnapshot
+	var x alias
+	extra, err := decodeWithExtra(b, &x)
+	*q = QuotaSnapshot(x)
+	q.Extra = extra
+	return err
+}
+
+// MarshalJSON writes unknown keys back.
+func (q QuotaSnapshot) MarshalJSON() ([]byte, error) {
+	type alias QuotaSnapshot
+	x := alias(q)
+	return encodeWithExtra(&x, q.Extra)
+}
+
+// withoutExtra is the snapshot for views: the schema's keys only.
+func (q *QuotaSnapshot) withoutExtra() *QuotaSnapshot {
+	if q == nil || q.Extra == nil {
+		return q
+	}
+	c := *q
+	c.Extra = nil
+	return &c
 }
 
 // LatestCheck is the freshness key of a snapshot: the newest checkedAt of

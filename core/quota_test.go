@@ -177,6 +177,20 @@ func TestParseUsage_shapes(t *testing.T) {
 		_, err := ParseUsage([]byte(`{"five_hour":`), testStart)
 		assert.ErrorIs(t, err, ErrConfigInvalid)
 	})
+	t.Run("fields of unexpected type are dropped, the rest stored", func(t *testing.T) {
+		q, err := ParseUsage([]byte(`{"five_hour":{"utilization":"12","resets_at":"2026-11-28T14:00:00Z"},"seven_day":{"utilization":40,"resets_at":7},
+			"limits":[{"kind":"weekly_scoped","group":"weekly","percent":"x","scope":{"model":{"display_name":"Fable"}}},
+			{"kind":"weekly_scoped","group":"weekly","percent":30,"scope":{"model":{"display_name":"Opus","id":5}}}, 17],
+			"extra_usage":"on"}`), testStart)
+		require.NoError(t, err)
+		assert.Nil(t, q.FiveHour, "a window without a numeric utilization is unknown")
+		require.NotNil(t, q.SevenDay)
+		assert.Equal(t, 60.0, q.SevenDay.RemainingPercent)
+		assert.Empty(t, q.SevenDay.ResetsAt)
+		require.Len(t, q.Scoped, 1)
+		assert.Equal(t, "Opus", q.Scoped[0].ModelName)
+		assert.Nil(t, q.ExtraUsage)
+	})
 }
 
 func TestMergeQuota_headersNeverOverwritePollFields(t *testing.T) {

@@ -24,6 +24,9 @@ type router struct {
 	sticky stickyCache
 	// tickets are the routes handed out, for route/report.
 	tickets ticketBook
+	// warned holds the file warnings already logged.
+	warnMu sync.Mutex
+	warned map[string]bool
 	// writeMu serializes this process's writers of the routing state file;
 	// the lock file serializes processes.
 	writeMu sync.Mutex
@@ -69,6 +72,7 @@ func (e *Engine) routeSnapshot(ctx context.Context) (*Snapshot, error) {
 	r.snapMu.Lock()
 	r.snap, r.cfgFI, r.stFI, r.gen, r.checked = snap, cfi, sfi, gen, wall
 	r.snapMu.Unlock()
+	e.logWarnings(snap)
 	return snap, nil
 }
 

@@ -3,6 +3,7 @@ package core
 import (
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	json "github.com/goccy/go-json"
@@ -78,22 +79,37 @@ type rawRefresh struct {
 }
 
 type rawQuota struct {
-	Enabled                  *bool              `json:"enabled"`
-	CheckIntervalMinutes     *float64           `json:"checkIntervalMinutes"`
-	RefreshEveryNRequests    *float64           `json:"refreshEveryNRequests"`
-	MinimumRemaining         map[string]float64 `json:"minimumRemaining"`
-	FailClosedOnUnknownQuota *bool              `json:"failClosedOnUnknownQuota"`
+	Enabled                  *bool                      `json:"enabled"`
+	CheckIntervalMinutes     *float64                   `json:"checkIntervalMinutes"`
+	RefreshEveryNRequests    *float64                   `json:"refreshEveryNRequests"`
+	MinimumRemaining         map[string]json.RawMessage `json:"minimumRemaining"`
+	FailClosedOnUnknownQuota *bool                      `json:"failClosedOnUnknownQuota"`
 }
 
 type rawKillswitch struct {
-	Enabled  *bool                         `json:"enabled"`
-	Main     map[string]float64            `json:"main"`
-	Accounts map[string]map[string]float64 `json:"accounts"`
+	Enabled  *bool                                 `json:"enabled"`
+	Main     map[string]json.RawMessage            `json:"main"`
+	Accounts map[string]map[string]json.RawMessage `json:"accounts"`
 }
 
-// ParseSettings reads and defaults the settings of a config file. A present
-// but malformed section is an error naming the key.
+// ParseSettings reads and defaults the settings of a config file. It is
+// strict, for settings a host is about to write: any value of the wrong
+// type is an error naming its key. Files on disk are read tolerantly
+// (see [parseSettings]).
 func ParseSettings(c *ConfigFile) (Settings, error) {
+	w := &warnings{file: warnConfig}
+	s := parseSettings(c, w)
+	if len(w.list) > 0 {
+		first := w.list[0]
+		return s, errorf(ErrConfigInvalid, "%q: %s is %s", strings.SplitN(first.Path, ".", 2)[0], first.Path, first.Type)
+	}
+	return s, nil
+}
+
+// parseSettings reads and defaults the settings of a config file
+// tolerantly (BEHAVIOUR.md §1.2): a value of the wrong type falls back to
+// its default, is reported in w, and the rest is used.
+func parseSettings(c *ConfigFile, w *warnings) Settings {
 	s := Settings{
 		Routing:             RoutingMainFirst,
 		FallbackOn:          DefaultFallbackOn,
@@ -105,36 +121,35 @@ func ParseSettings(c *ConfigFile) (Settings, error) {
 		Killswitch:          KillswitchSettings{Main: defaultKillswitch},
 	}
 	if c == nil {
-		return s, nil
+		return s
 	}
 	x := c.Extra
+	rd := sectionReader{x: x, w: w}
 	var routing struct {
 		Mode string `json:"mode"`
 	}
-	if err := decodeSection(x, "routing", &routing); err != nil {
-		return s, err
-	}
+	rd.section("routing", &routing)
 	switch m := RoutingMode(routing.Mode); m {
 	case RoutingMainFirst, RoutingFallbackFirst, RoutingStickyBalanced:
 		s.Routing = m
 	}
-	var fallbackOn []any
-	if err := decodeSection(x, "fallbackOn", &fallbackOn); err != nil {
-		return s, err
-	}
 	var codes []int
-	for _, v := range fallbackOn {
-		if f, ok := v.(float64); ok && f == math.Trunc(f) {
-			codes = append(codes, int(f))
+	if raw, ok := x["fallbackOn"]; ok && string(raw) != "null" {
+		var list []json.RawMessage
+		if err := json.Unmarshal(raw, &list); err != nil {
+			w.add("fallbackOn", raw, "[401, 403, 429]")
+		}
+		for i, v := range list {
+			if f, ok := rd.number(fmt.Sprintf("fallbackOn[%d]", i), v); ok && f == math.Trunc(f) {
+				codes = append(codes, int(f))
+			}
 		}
 	}
 	if len(codes) > 0 {
 		s.FallbackOn = codes
 	}
 	var r rawRefresh
-	if err := decodeSection(x, "refresh", &r); err != nil {
-		return s, err
-	}
+	rd.section("refresh", &r)
 	if r.Enabled != nil && !*r.Enabled {
 		s.RefreshEnabled = false
 	}
@@ -146,9 +161,7 @@ func ParseSettings(c *ConfigFile) (Settings, error) {
 		s.RefreshBeforeExpiry = d
 	}
 	var q rawQuota
-	if err := decodeSection(x, "quota", &q); err != nil {
-		return s, err
-	}
+	rd.section("quota", &q)
 	if q.Enabled != nil {
 		s.QuotaEnabled = *q.Enabled
 		s.QuotaRouting = *q.Enabled
@@ -165,42 +178,22 @@ func ParseSettings(c *ConfigFile) (Settings, error) {
 	if q.RefreshEveryNRequests != nil && *q.RefreshEveryNRequests > 0 {
 		s.RefreshEveryNRequests = int(*q.RefreshEveryNRequests)
 	}
-	s.MinimumRemaining = thresholdsFrom(q.MinimumRemaining, Thresholds{})
+	s.MinimumRemaining = rd.thresholds("quota.minimumRemaining", q.MinimumRemaining, Thresholds{})
 	if q.FailClosedOnUnknownQuota != nil {
 		s.FailClosedOnUnknown = *q.FailClosedOnUnknownQuota
 		s.FailClosedExplicit = *q.FailClosedOnUnknownQuota
 	}
 	var k rawKillswitch
-	if err := decodeSection(x, "killswitch", &k); err != nil {
-		return s, err
-	}
+	rd.section("killswitch", &k)
 	s.Killswitch.Enabled = k.Enabled != nil && *k.Enabled
-	s.Killswitch.Main = thresholdsFrom(k.Main, defaultKillswitch)
+	s.Killswitch.Main = rd.thresholds("killswitch.main", k.Main, defaultKillswitch)
 	if len(k.Accounts) > 0 {
 		s.Killswitch.Accounts = map[string]Thresholds{}
 		for id, t := range k.Accounts {
-			s.Killswitch.Accounts[id] = thresholdsFrom(t, s.Killswitch.Main)
+			s.Killswitch.Accounts[trimmedID(id)] = rd.thresholds("killswitch.accounts."+id, t, s.Killswitch.Main)
 		}
 	}
-	return s, nil
-}
-
-// thresholdsFrom reads five_hour/5h, seven_day/1w and scoped; the canonical
-// key wins over its alias, and a missing or non-finite value takes def.
-func thresholdsFrom(m map[string]float64, def Thresholds) Thresholds {
-	pick := func(canon, alias string, d float64) float64 {
-		for _, k := range []string{canon, alias} {
-			if v, ok := m[k]; ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
-				return v
-			}
-		}
-		return d
-	}
-	return Thresholds{
-		FiveHour: pick("five_hour", "5h", def.FiveHour),
-		SevenDay: pick("seven_day", "1w", def.SevenDay),
-		Scoped:   pick("scoped", "scoped", def.Scoped),
-	}
+	return s
 }
 
 // minutesDuration converts a positive minute count of the config file to a

@@ -33,6 +33,9 @@ type Snapshot struct {
 	Accounts []Account
 	// Main is the state file's main section; never nil.
 	Main *MainState
+	// Warnings are the values that fell back to their defaults because
+	// they had the wrong type; File is "config" or "state".
+	Warnings []Warning
 }
 
 // Account returns the account with the given id, or the first whose label
@@ -57,11 +60,12 @@ func (s *Snapshot) Account(idOrLabel string) (*Account, bool) {
 // anything from the files.
 func buildSnapshot(cfg *ConfigFile, st *StateFile) (*Snapshot, error) {
 	snap := &Snapshot{Config: cfg, State: st}
-	settings, err := ParseSettings(cfg)
-	if err != nil {
-		return nil, err
+	w := &warnings{file: warnConfig}
+	snap.Settings = parseSettings(cfg, w)
+	snap.Warnings = append(fileWarnings(cfg, st), w.list...)
+	if cfg != nil {
+		cfg.MainAccountID = trimmedID(cfg.MainAccountID)
 	}
-	snap.Settings = settings
 	if st != nil && st.Main != nil {
 		snap.Main = st.Main
 	} else {

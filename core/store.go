@@ -486,7 +486,7 @@ func readJSON(path string, v any) ([]byte, error) {
 		return nil, corrupt(path, "not a JSON object")
 	}
 	if err := json.Unmarshal(data, v); err != nil {
-		return nil, corrupt(path, jsonErrorText(err))
+		return nil, corrupt(path, jsonErrorAt(data, err))
 	}
 	return data, nil
 }

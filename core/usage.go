@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	json "github.com/goccy/go-json"
 )
 
 type usageWindow struct {
@@ -55,11 +53,13 @@ var (
 )
 
 // ParseUsage turns a usage endpoint response into a quota snapshot checked
-// at now (upstream-core.md 3.1). It accepts both payload shapes: flat
-// five_hour/seven_day windows, and limits[] with weekly_scoped entries.
+// at now (BEHAVIOUR.md §3.1). It accepts both payload shapes: flat
+// five_hour/seven_day windows, and limits[] with weekly_scoped entries. A
+// field of an unexpected type is dropped and the rest is used; only a
+// body that is not JSON fails.
 func ParseUsage(body []byte, now time.Time) (*QuotaSnapshot, error) {
 	var p usagePayload
-	if err := json.Unmarshal(body, &p); err != nil {
+	if err := decodeLenient(body, &p); err != nil {
 		return nil, errorf(ErrConfigInvalid, "usage response: %s", jsonErrorText(err))
 	}
 	at := epochMs(now)

@@ -167,6 +167,8 @@ func hintFor(err error) string {
 	switch {
 	case errors.Is(err, core.ErrCorruptFile):
 		return "run `acctpool check` to see the line and field; the file is left untouched (removing it deletes the tokens in it)"
+	case errors.Is(err, core.ErrConfigInvalid) && !errors.Is(err, errUsage):
+		return "run `acctpool check` to see every problem in the files, with the value found and the one expected"
 	case errors.Is(err, core.ErrLockTimeout):
 		return "another process holds the file lock; try again, or remove a lock file left by a crashed process"
 	case errors.Is(err, core.ErrNoAccount):

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -177,11 +176,6 @@ func hintFor(err error) string {
 		return "the login expired or the code belongs to another login; run `acctpool login` again"
 	}
 	return ""
-}
-
-// commandContext is cancelled when ctx is; commands use it for their work.
-func commandContext() (context.Context, context.CancelFunc) {
-	return context.WithCancel(context.Background())
 }
 
 // trimLine reads one line from r, without its line ending.

@@ -109,7 +109,11 @@ func (w *AlertWatch) Check(ctx context.Context) []Alert {
 		return nil
 	}
 	for _, a := range alerts {
-		w.log.Warn("account needs re-login", "account", a.AccountID, "label", a.Label, "since", time.UnixMilli(a.Since).UTC(), "fix", a.Fix)
+		attrs := []any{"account", a.AccountID, "label", a.Label, "fix", a.Fix}
+		if a.Since > 0 {
+			attrs = append(attrs, "since", time.UnixMilli(a.Since).UTC())
+		}
+		w.log.Warn("account needs re-login", attrs...)
 	}
 	if hook := w.webhook(ctx); hook != "" {
 		for _, a := range alerts {

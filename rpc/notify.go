@@ -116,7 +116,8 @@ func (n *Notifier) run(ctx context.Context, send func(method string, params any)
 			}
 			changed = changed || m.method == string(core.EventAccountsChanged)
 		}
-		if first = false; changed && n.Alerts != nil {
+		first = false
+		if changed && n.Alerts != nil {
 			for _, a := range n.Alerts(ctx) {
 				if send(methodAlert, a) != nil {
 					return

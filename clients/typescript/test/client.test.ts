@@ -153,6 +153,7 @@ test("every server notification becomes an event; mainRefreshed credentials are 
     assert.deepEqual(seen["accounts/changed"], { accounts: ["fb-1"] });
     assert.deepEqual(seen["quota/changed"], { accounts: ["main"] });
     assert.deepEqual(seen["accounts/mainRefreshed"], { access: "new-a", refresh: "new-r", expires: 42 });
+    assert.deepEqual(seen["accounts/alert"], { accountId: "fb-2", label: "work", reason: "needs re-login", since: 7, fix: "acctpool login --replace fb-2" });
 
     process.kill(client.pid!, "SIGKILL");
     await client.ping();

@@ -47,6 +47,7 @@ function handle(m: Msg): void {
         send({ method: "accounts/changed", params: { accounts: ["fb-1"] } });
         send({ method: "quota/changed", params: { accounts: ["main"] } });
         send({ method: "accounts/mainRefreshed", params: { access: "new-a", refresh: "new-r", expires: 42 } });
+        send({ method: "accounts/alert", params: { accountId: "fb-2", label: "work", reason: "needs re-login", since: 7, fix: "acctpool login --replace fb-2" } });
       }
       return;
     case "ping":

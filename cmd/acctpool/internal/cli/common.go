@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -167,6 +166,8 @@ func hintFor(err error) string {
 	switch {
 	case errors.Is(err, core.ErrCorruptFile):
 		return "run `acctpool check` to see the line and field; the file is left untouched (removing it deletes the tokens in it)"
+	case errors.Is(err, core.ErrConfigInvalid) && !errors.Is(err, errUsage):
+		return "run `acctpool check` to see every problem in the files, with the value found and the one expected"
 	case errors.Is(err, core.ErrLockTimeout):
 		return "another process holds the file lock; try again, or remove a lock file left by a crashed process"
 	case errors.Is(err, core.ErrNoAccount):
@@ -175,11 +176,6 @@ func hintFor(err error) string {
 		return "the login expired or the code belongs to another login; run `acctpool login` again"
 	}
 	return ""
-}
-
-// commandContext is cancelled when ctx is; commands use it for their work.
-func commandContext() (context.Context, context.CancelFunc) {
-	return context.WithCancel(context.Background())
 }
 
 // trimLine reads one line from r, without its line ending.

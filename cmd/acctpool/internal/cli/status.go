@@ -33,10 +33,12 @@ func Status(args []string, stdin io.Reader, stdout, stderr io.Writer, env func(s
 
 // statusLoop drives --watch: ticks delivers the redraw times (a
 // time.Ticker's channel when nil) and frames, when positive, stops after
-// that many frames. Tests set both, so no test waits on a real timer.
+// that many frames. Tests set both, so no test waits on a real timer;
+// terminal makes them draw as on a terminal.
 type statusLoop struct {
-	ticks  <-chan time.Time
-	frames int
+	ticks    <-chan time.Time
+	frames   int
+	terminal bool
 }
 
 type statusFlags struct {
@@ -116,6 +118,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	if err != nil {
 		return fail(stderr, "status", err)
 	}
+	st.tty = st.tty || loop.terminal
 	eng, clock, err := f.engine(env, stderr)
 	if err != nil {
 		return fail(stderr, "status", err)

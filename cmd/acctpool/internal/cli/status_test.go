@@ -126,6 +126,18 @@ func TestStatusExitStatus(t *testing.T) {
 			assert.Contains(t, errOut, tc.stderr)
 		})
 	}
+	t.Run("none can serve, as JSON", func(t *testing.T) {
+		dir := writePool(t, `{"version":1,"quota":{"enabled":true},"killswitch":{"enabled":true},"accounts":[]}`, spent)
+		code, out, _ := call(Status, envFor(dir), "", "--now", fixtureNow, "--json")
+		assert.Equal(t, exitNone, code)
+		require.NoError(t, validate.ValidateCLIStatus([]byte(out)))
+		var got statusJSON
+		require.NoError(t, json.Unmarshal([]byte(out), &got))
+		assert.Nil(t, got.Summary.Next)
+		assert.False(t, got.Summary.CanServe)
+		assert.Equal(t, int64(1767265200000), got.Summary.NextBackAt, "main is back when its 5h window resets")
+		assert.Contains(t, out, `"next": null`)
+	})
 	t.Run("bad flag", func(t *testing.T) {
 		code, _, errOut := call(Status, envFor(t.TempDir()), "", "--watch", "0.1s")
 		assert.Equal(t, exitUsage, code)
@@ -144,6 +156,14 @@ func TestStatusWatchRedraws(t *testing.T) {
 	assert.Equal(t, exitOK, code, errb.String())
 	assert.Equal(t, 3, strings.Count(out.String(), "acctpool status  2026-01-01"), "one frame per tick plus the first")
 	assert.NotContains(t, out.String(), "\x1b[", "no escapes when stdout is not a terminal")
+
+	out.Reset()
+	ticks <- time.Time{}
+	code = runStatus(context.Background(), []string{"--watch", "--now", fixtureNow}, &out, &errb, envFor(dir),
+		statusLoop{ticks: ticks, frames: 2, terminal: true})
+	assert.Equal(t, exitOK, code)
+	assert.Equal(t, 2, strings.Count(out.String(), "\x1b[H\x1b[2J"), "on a terminal every frame clears the screen first")
+	assert.True(t, strings.HasPrefix(out.String(), "\x1b[H\x1b[2J"))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

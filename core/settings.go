@@ -154,11 +154,9 @@ func parseSettings(c *ConfigFile, w *warnings) Settings {
 		s.RefreshEnabled = false
 	}
 	if r.RefreshBeforeExpiryMinutes != nil && *r.RefreshBeforeExpiryMinutes > 240 {
-		d, err := minutesDuration("refresh.refreshBeforeExpiryMinutes", *r.RefreshBeforeExpiryMinutes)
-		if err != nil {
-			return s, err
+		if d, ok := minutesDuration(w, "refresh.refreshBeforeExpiryMinutes", *r.RefreshBeforeExpiryMinutes, "240"); ok {
+			s.RefreshBeforeExpiry = d
 		}
-		s.RefreshBeforeExpiry = d
 	}
 	var q rawQuota
 	rd.section("quota", &q)
@@ -167,11 +165,9 @@ func parseSettings(c *ConfigFile, w *warnings) Settings {
 		s.QuotaRouting = *q.Enabled
 	}
 	if q.CheckIntervalMinutes != nil && *q.CheckIntervalMinutes > 1 {
-		d, err := minutesDuration("quota.checkIntervalMinutes", *q.CheckIntervalMinutes)
-		if err != nil {
-			return s, err
+		if d, ok := minutesDuration(w, "quota.checkIntervalMinutes", *q.CheckIntervalMinutes, "5"); ok {
+			s.QuotaCheckInterval = d
 		}
-		s.QuotaCheckInterval = d
 	} else if q.CheckIntervalMinutes != nil {
 		s.QuotaCheckInterval = time.Minute
 	}
@@ -199,16 +195,19 @@ func parseSettings(c *ConfigFile, w *warnings) Settings {
 // minutesDuration converts a positive minute count of the config file to a
 // duration through [MillisDuration], so that a value too large for a
 // time.Duration is refused (naming key) instead of wrapping around.
-func minutesDuration(key string, minutes float64) (time.Duration, error) {
+func minutesDuration(w *warnings, key string, minutes float64, def string) (time.Duration, bool) {
 	ms := minutes * float64(time.Minute/time.Millisecond)
 	if ms > float64(MaxMillis) {
 		ms = float64(MaxMillis) + 1 // out of range; reported by MillisDuration
 	}
 	d, err := MillisDuration(key, int64(ms), 0, MaxMillis)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %q: %g minutes is too long (at most %d)", ErrConfigInvalid, key, minutes, MaxMillis/60000)
+		if w != nil {
+			w.list = append(w.list, Warning{File: w.file, Path: key, Type: fmt.Sprintf("a number of minutes out of range (at most %d)", MaxMillis/60000), Default: def})
+		}
+		return 0, false
 	}
-	return d, nil
+	return d, true
 }
 
 func decodeSection(x Extra, key string, v any) error {

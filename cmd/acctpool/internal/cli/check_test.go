@@ -30,11 +30,10 @@ func TestCheckFindings(t *testing.T) {
 				`warning: $C: quota.minimumRemaining.5h: found 20 (a number), expected only one of five_hour and its alias 5h; five_hour wins; 5h is ignored`,
 				`warning: $C: routing.mode: found "round-robin" (a string), expected main-first, fallback-first or sticky-balanced; default used: main-first`,
 				"0 errors, 3 warnings"}},
-		{name: "a type core refuses today is an error too", config: `{"version":1,"killswitch":{"enabled":"yes"},` + oneAccount + `}`, state: state, code: exitNone,
+		{name: "a wrong-typed setting is a warning: core uses the default", config: `{"version":1,"killswitch":{"enabled":"yes"},` + oneAccount + `}`, state: state,
 			want: []string{
-				`error: $C: acctpool refuses the files: invalid configuration: "killswitch": unexpected value type; fix the value it names; the files are left untouched`,
 				`warning: $C: killswitch.enabled: found "yes" (a string), expected true or false; default used: false`,
-				"1 error, 1 warning"}},
+				"0 errors, 1 warning"}},
 		{name: "broken accounts", config: `{"version":1,"accounts":[{"type":"oauth"},{"id":"a","type":"oauth","enabled":"no"},{"id":"a","type":"x"},{"id":"k","type":"api","baseURL":"ftp://x"}]}`,
 			state: `{"version":1,"accounts":{"a":{"refresh":"r"},"k":{"apiKey":"sk-ant-api03-SECRET"}}}`, code: exitNone,
 			want: []string{

@@ -77,6 +77,24 @@ func isExecutable(p string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }
 
+// Tool returns the path of another PostgreSQL program (pg_dump, psql)
+// beside initdb, symbolic links resolved.
+func Tool(name string) (string, error) {
+	initdb, _, err := Find()
+	if err != nil {
+		return "", err
+	}
+	real, err := filepath.EvalSymlinks(initdb)
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(filepath.Dir(real), name)
+	if !isExecutable(p) {
+		return "", fmt.Errorf("%s not found beside %s", name, real)
+	}
+	return p, nil
+}
+
 // Start initializes and starts a cluster. Stop it with [Cluster.Stop].
 func Start() (*Cluster, error) {
 	initdb, pgctl, err := Find()

@@ -122,13 +122,20 @@ func Start() (*Cluster, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
 	}
-	opts := fmt.Sprintf("-k %s -c listen_addresses= -p %d -F -c max_connections=200 -c shared_buffers=16MB", dir, c.port)
-	if out, err := c.run(pgctl, "start", "-w", "-t", "120", "-D", data, "-l", filepath.Join(dir, "log"), "-o", opts); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "log"))
+	if err := c.start(); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("pg_ctl start: %w\n%s\n%s", err, out, log)
+		return nil, err
 	}
 	return c, nil
+}
+
+func (c *Cluster) start() error {
+	opts := fmt.Sprintf("-k %s -c listen_addresses= -p %d -F -c max_connections=200 -c shared_buffers=16MB", c.dir, c.port)
+	if out, err := c.run(c.pgctl, "start", "-w", "-t", "120", "-D", filepath.Join(c.dir, "data"), "-l", filepath.Join(c.dir, "log"), "-o", opts); err != nil {
+		log, _ := os.ReadFile(filepath.Join(c.dir, "log"))
+		return fmt.Errorf("pg_ctl start: %w\n%s\n%s", err, out, log)
+	}
+	return nil
 }
 
 // credential is who runs the server: nil (ourselves) unless we are root.
@@ -186,6 +193,19 @@ func (c *Cluster) CreateDatabase(ctx context.Context) (string, error) {
 	}
 	return c.ConnString(name), nil
 }
+
+// Pause stops the server at once (as a crash would), keeping its data;
+// [Cluster.Resume] starts it again.
+func (c *Cluster) Pause() error {
+	out, err := c.run(c.pgctl, "stop", "-m", "immediate", "-w", "-D", filepath.Join(c.dir, "data"))
+	if err != nil {
+		return fmt.Errorf("pg_ctl stop: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// Resume starts a paused server again.
+func (c *Cluster) Resume() error { return c.start() }
 
 // Stop stops the server at once and removes its directory.
 func (c *Cluster) Stop() error {

@@ -81,9 +81,15 @@ func (s *Store) logChange(ctx context.Context, tx pgx.Tx, kind string, accounts 
 // when not nil, is called once the first LISTEN is in place. Watch returns
 // ctx's error.
 func (s *Store) Watch(ctx context.Context, ready func(), fn func(Change)) error {
+	return s.watch(ctx, ready, fn, func(bool) {})
+}
+
+// watch is Watch; live is told when listening starts and when it stops.
+func (s *Store) watch(ctx context.Context, ready func(), fn func(Change), live func(listening bool)) error {
 	backoff := 100 * time.Millisecond
 	for first := true; ; first = false {
 		err := s.watchOnce(ctx, func() {
+			live(true)
 			if first {
 				if ready != nil {
 					ready()
@@ -93,6 +99,7 @@ func (s *Store) Watch(ctx context.Context, ready func(), fn func(Change)) error 
 			}
 			backoff = 100 * time.Millisecond
 		}, fn)
+		live(false)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

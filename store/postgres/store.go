@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strings"
 	"sync/atomic"
+	"time"
 
 	json "github.com/goccy/go-json"
 	"github.com/jackc/pgx/v5"
@@ -34,6 +36,10 @@ type Options struct {
 	// MaxConns bounds the pool; 0 means 10. Each held refresh lock keeps
 	// one connection for the length of its token call.
 	MaxConns int32
+	// NoFollow skips the background watch that keeps [Store.Generation]
+	// current and feeds [Store.Subscribe] (for one-shot commands such as
+	// import and export).
+	NoFollow bool
 }
 
 // Store is the PostgreSQL store: the upstream config and state files'
@@ -50,6 +56,9 @@ type Store struct {
 	log      *slog.Logger
 	redacted string
 	gen      atomic.Uint64
+
+	follow follower  // the watch behind Generation and Subscribe
+	stale  staleRead // the last snapshot, served while the database is away
 }
 
 // Open connects, creates or migrates the schema (refusing a newer one),
@@ -105,6 +114,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	} else if n > 0 {
 		log.Info("store tokens re-encrypted with the current key", "accounts", n)
 	}
+	if !opts.NoFollow {
+		s.startFollowing()
+	}
 	return s, nil
 }
 
@@ -114,8 +126,12 @@ func randomID() string {
 	return hex.EncodeToString(b)
 }
 
-// Close closes the pool; held locks die with their connections.
-func (s *Store) Close() { s.pool.Close() }
+// Close stops the background watch and closes the pool; held locks die
+// with their connections.
+func (s *Store) Close() {
+	s.stopFollowing()
+	s.pool.Close()
+}
 
 // String names the store with the password redacted, for start logs.
 func (s *Store) String() string { return "postgres " + s.redacted }
@@ -127,10 +143,6 @@ func (s *Store) Host() string { return s.host }
 // its own writes from other machines'.
 func (s *Store) Origin() string { return s.origin }
 
-// Generation counts this Store's committed writes (other machines' show up
-// through [Store.Watch]).
-func (s *Store) Generation() uint64 { return s.gen.Load() }
-
 type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
@@ -139,7 +151,31 @@ type querier interface {
 
 // Load reads the configuration and state in one consistent read and
 // returns the merged snapshot, as the file store's Load.
+//
+// When the database cannot be reached, Load returns the last snapshot it
+// read (or that a write returned), logging the outage once, and retries
+// the database with backoff (100 ms doubling to 5 s) meanwhile; routing
+// goes on, while writes fail. Without any earlier snapshot the error is
+// returned.
 func (s *Store) Load(ctx context.Context) (*core.Snapshot, error) {
+	if snap, ok := s.stale.serve(time.Now()); ok {
+		return snap, nil
+	}
+	snap, err := s.load(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		if snap, ok := s.stale.failed(err, time.Now(), s.log); ok {
+			return snap, nil
+		}
+		return nil, err
+	}
+	s.stale.succeeded(snap, s.log)
+	return snap, nil
+}
+
+func (s *Store) load(ctx context.Context) (*core.Snapshot, error) {
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return nil, s.connErr("read", err)
@@ -185,6 +221,7 @@ func (s *Store) UpdateState(ctx context.Context, fn func(st *core.StateFile) err
 		return nil, s.connErr("commit", err)
 	}
 	s.gen.Add(1)
+	s.stale.succeeded(snap, s.log)
 	return snap, nil
 }
 
@@ -249,6 +286,7 @@ func (s *Store) UpdateConfig(ctx context.Context, fn func(cfg *core.ConfigFile, 
 		return nil, s.connErr("commit", err)
 	}
 	s.gen.Add(1)
+	s.stale.succeeded(snap, s.log)
 	return snap, nil
 }
 
@@ -626,6 +664,20 @@ func (s *Store) Rekey(ctx context.Context) (int, error) {
 		return 0, s.connErr("re-encrypt", err)
 	}
 	return len(todo), nil
+}
+
+// isConnectionError reports whether err is the database being away (no
+// connection, connection lost, server shutting down) rather than a
+// refusal or a bad row.
+func isConnectionError(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, core.ErrCorruptFile) || errors.Is(err, errUndecryptable) {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P")
+	}
+	return true
 }
 
 // connErr wraps a database error with what was being done; pgx errors

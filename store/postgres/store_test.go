@@ -3,6 +3,7 @@ package postgres
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -642,4 +643,78 @@ func TestRouting_roundTripAndPrune(t *testing.T) {
 		assert.JSONEq(t, string(doc), string(old))
 		return nil, nil
 	}))
+}
+
+// TestStore_followsOtherMachines: another machine's write changes the
+// generation and reaches subscribers.
+func TestStore_followsOtherMachines(t *testing.T) {
+	ctx := ctxT(t)
+	conn := pgtest.DB(t)
+	keys := testKeys(t)
+	a := openStore(t, conn, keys, "m1")
+	b := openStore(t, conn, keys, "m2")
+	got := make(chan Change, 10)
+	defer b.Subscribe(func(c Change) { got <- c })()
+	// Wait for b's watch to listen: until then its generation moves on
+	// every call.
+	require.Eventually(t, func() bool { return b.Generation() == b.Generation() }, time.Minute, time.Millisecond)
+	before := b.Generation()
+
+	_, err := a.UpdateConfig(ctx, seedConfig)
+	require.NoError(t, err)
+	select {
+	case c := <-got:
+		assert.Equal(t, ChangeConfig, c.Kind)
+		assert.Equal(t, a.Origin(), c.Origin)
+		assert.ElementsMatch(t, []string{"acct-1", "key-1"}, c.Accounts)
+	case <-time.After(time.Minute):
+		t.Fatal("no change reached the subscriber")
+	}
+	assert.NotEqual(t, before, b.Generation())
+}
+
+// TestStore_databaseLostWhileRunning: reads fall back to the last
+// snapshot, writes fail, and both work again once the database is back.
+func TestStore_databaseLostWhileRunning(t *testing.T) {
+	ctx := ctxT(t)
+	cl, err := pgtest.Start()
+	if errors.Is(err, pgtest.ErrNoBinaries) {
+		t.Skip("skipped: " + err.Error())
+	}
+	require.NoError(t, err)
+	defer cl.Stop()
+	conn, err := cl.CreateDatabase(ctx)
+	require.NoError(t, err)
+	s := openStore(t, conn+"&connect_timeout=5", testKeys(t), "h")
+	_, err = s.UpdateConfig(ctx, seedConfig)
+	require.NoError(t, err)
+
+	require.NoError(t, cl.Pause())
+	snap, err := s.Load(ctx)
+	require.NoError(t, err, "the last snapshot is served")
+	a, ok := snap.Account("acct-1")
+	require.True(t, ok)
+	assert.Equal(t, core.Secret(plantedRefresh), a.State.Refresh)
+	_, err = s.UpdateState(ctx, func(st *core.StateFile) error {
+		st.Accounts["acct-1"].LastUsed = 5
+		return nil
+	})
+	require.Error(t, err, "writes fail while the database is away")
+
+	require.NoError(t, cl.Resume())
+	require.Eventually(t, func() bool {
+		_, err := s.UpdateState(ctx, func(st *core.StateFile) error {
+			st.Accounts["acct-1"].LastUsed = 6
+			return nil
+		})
+		return err == nil
+	}, time.Minute, 20*time.Millisecond)
+	require.Eventually(t, func() bool {
+		snap, err := s.Load(ctx)
+		if err != nil {
+			return false
+		}
+		a, _ := snap.Account("acct-1")
+		return a.State.LastUsed == 6
+	}, time.Minute, 20*time.Millisecond)
 }

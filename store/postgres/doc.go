@@ -16,6 +16,8 @@
 //   - acctpool_routing, acctpool_routing_meta: sticky assignments by the
 //     SHA-256 hex of the session id, with their last-seen time for the TTL
 //     and the cap;
+//   - acctpool_poll_claim: who polls an account's usage until when, so N
+//     machines do not poll N times ([Store.ClaimPoll]);
 //   - acctpool_change: one row per committed write, also sent with
 //     NOTIFY acctpool_changes at commit (see [Store.Watch]).
 //

@@ -82,6 +82,14 @@ CREATE TABLE acctpool_routing_meta (
 	doc       jsonb NOT NULL
 );
 
+-- Usage polls coordinated across the pool: a machine polls an account only
+-- after claiming it until claimed_until (judged on the database's clock).
+CREATE TABLE acctpool_poll_claim (
+	account_id    text PRIMARY KEY,
+	claimed_until timestamptz NOT NULL,
+	claimed_by    text NOT NULL
+);
+
 -- One row per committed write; its id is the payload of the NOTIFY that
 -- the commit sends on channel acctpool_changes.
 CREATE TABLE acctpool_change (

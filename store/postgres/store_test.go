@@ -346,7 +346,7 @@ func TestLockAccount_saveCommitsWithRelease(t *testing.T) {
 const childEnv = "ACCTPOOL_PGSTORE_TEST_CHILD"
 
 func runChild() {
-	var args struct{ Conn, Key, Account string }
+	var args struct{ Mode, Conn, Key, Account, Server string }
 	if err := json.Unmarshal([]byte(os.Getenv(childEnv)), &args); err != nil {
 		fmt.Println("bad args")
 		os.Exit(2)
@@ -357,10 +357,16 @@ func runChild() {
 		os.Exit(2)
 	}
 	ctx := context.Background()
-	s, err := Open(ctx, Options{ConnString: args.Conn, Keys: ks, Host: "child"})
+	s, err := Open(ctx, Options{ConnString: args.Conn, Keys: ks, Host: "child", NoFollow: true})
 	if err != nil {
 		fmt.Println(err)
 		os.Exit(2)
+	}
+	if args.Mode == "rotate" {
+		fmt.Println("ready")
+		rotateForever(ctx, s, args.Server)
+		s.Close()
+		os.Exit(0)
 	}
 	if _, err := s.LockAccount(ctx, args.Account, 10*time.Second); err != nil {
 		fmt.Println(err)
@@ -717,4 +723,33 @@ func TestStore_databaseLostWhileRunning(t *testing.T) {
 		a, _ := snap.Account("acct-1")
 		return a.State.LastUsed == 6
 	}, time.Minute, 20*time.Millisecond)
+}
+
+func TestClaimPoll_onePollerPerInterval(t *testing.T) {
+	ctx := ctxT(t)
+	conn := pgtest.DB(t)
+	keys := testKeys(t)
+	stores := []*Store{openStore(t, conn, keys, "m1"), openStore(t, conn, keys, "m2"), openStore(t, conn, keys, "m3")}
+
+	won := 0
+	for _, s := range stores {
+		ok, err := s.ClaimPoll(ctx, "acct-1", time.Hour)
+		require.NoError(t, err)
+		if ok {
+			won++
+		}
+	}
+	assert.Equal(t, 1, won, "one machine polls per interval")
+	ok, err := stores[1].ClaimPoll(ctx, "acct-2", time.Hour)
+	require.NoError(t, err)
+	assert.True(t, ok, "claims are per account")
+
+	// A short claim expires and can be taken again.
+	ok, err = stores[0].ClaimPoll(ctx, "acct-3", 20*time.Millisecond)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Eventually(t, func() bool {
+		ok, err := stores[2].ClaimPoll(ctx, "acct-3", time.Hour)
+		return err == nil && ok
+	}, time.Minute, 10*time.Millisecond)
 }

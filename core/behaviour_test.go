@@ -284,3 +284,22 @@ func TestUnknownAccountTypeListed(t *testing.T) {
 	assert.Nil(t, r)
 	assert.Equal(t, "unknown account type vault", reasonFor(noRoute(t, err), "v").Reason)
 }
+
+// The quota pass refreshes a token that is due even when the account's
+// quota is fresh, as upstream does.
+func TestQuotaPassRefreshesDueTokenWithFreshQuota(t *testing.T) {
+	env := routeEnv(t, "", nil, fb{id: "fb", quota: fq(80, 80), expires: time.Hour})
+	env.fake.script("token", scripted{status: 200, body: `{"access_token":"fb-access-2","refresh_token":"fb-refresh-2","expires_in":28800}`})
+	sum, err := env.engine.RefreshQuotaDue(env.ctx())
+	require.NoError(t, err)
+	assert.Equal(t, 1, env.fake.count("token"))
+	assert.Equal(t, 0, env.fake.count("usage"), "the fresh quota is not polled")
+	var fbResult PassResult
+	for _, r := range sum.Results {
+		if r.Account == "fb" {
+			fbResult = r
+		}
+	}
+	assert.Equal(t, OutcomeRefreshed, fbResult.Outcome)
+	assert.Equal(t, "fb-refresh-2", env.accountState("fb")["refresh"])
+}

@@ -96,10 +96,20 @@ func (e *Engine) RefreshQuotaDue(ctx context.Context) (PassSummary, error) {
 			continue
 		}
 		if !QuotaStale(a.State.Quota, snap.Settings, "", now) {
-			sum.add(a.ID, OutcomeSkipped, "quota fresh", nil)
 			if rec := a.State.LastQuotaRefreshError; rec != nil && !QuotaBackoffActive(rec, now) && rec.CheckedAt < a.State.Quota.LatestCheck() {
 				superseded = append(superseded, a.ID)
 			}
+			if snap.Settings.RefreshEnabled && needsRefresh(a.State.Access, a.State.Expires, snap.Settings.RefreshBeforeExpiry, now) {
+				// Upstream's quota pass refreshes a due token even when the
+				// quota is fresh (BEHAVIOUR.md §3.4).
+				_, err := e.refreshFallbackIn(ctx, a.ID, false, true)
+				sum.add(a.ID, OutcomeRefreshed, "quota fresh; token due", err)
+				if isCanceled(err) {
+					return sum, err
+				}
+				continue
+			}
+			sum.add(a.ID, OutcomeSkipped, "quota fresh", nil)
 			continue
 		}
 		_, err := e.fetchQuota(ctx, a.ID)

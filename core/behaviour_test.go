@@ -84,7 +84,7 @@ func TestReloginOneAnswer(t *testing.T) {
 			assert.Equal(t, tc.relogin, v.NeedsRelogin)
 			assert.Equal(t, !tc.relogin, v.Usable, v.Reason)
 			if tc.relogin {
-				assert.Equal(t, ReasonNeedsRelogin.String(), v.Reason)
+				assert.Equal(t, reasonNeedsRelogin.String(), v.Reason)
 			}
 		})
 	}

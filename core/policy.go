@@ -95,7 +95,7 @@ func QuotaBackoffActive(err *OpError, now time.Time) bool {
 }
 
 // QuotaStale reports whether a snapshot must be fetched again before it is
-// trusted for routing (upstream-core.md 3.3): it is stale unless both
+// trusted for routing (BEHAVIOUR.md §3.3): it is stale unless both
 // standard windows exist and are younger than the check interval, and the
 // model's scoped window (if any) is too. A window that blocks routing is
 // also stale one minute after its reset, so an account comes back soon

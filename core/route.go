@@ -124,7 +124,7 @@ func newRouteOpts(attempted []string) routeOpts {
 //
 // The routing mode comes from the config: main-first (default),
 // fallback-first, or sticky-balanced for requests with a session id
-// (upstream-core.md section 5). Select may refresh tokens and quota
+// (BEHAVIOUR.md §5). Select may refresh tokens and quota
 // snapshots that are due; a sticky session whose assignment still holds is
 // answered from memory without reading any file.
 func (e *Engine) Select(ctx context.Context, req SelectRequest) (*Route, error) {
@@ -144,7 +144,7 @@ func (e *Engine) Select(ctx context.Context, req SelectRequest) (*Route, error) 
 
 // stickyApplies reports whether req is routed sticky-balanced: the mode is
 // on, the request has a session id and a replayable body, and main has an
-// access token (upstream-core.md 5.4).
+// access token (BEHAVIOUR.md §5.4).
 func (e *Engine) stickyApplies(snap *Snapshot, req SelectRequest) bool {
 	if snap.Settings.Routing != RoutingStickyBalanced || req.SessionID == "" || req.Streamed {
 		return false

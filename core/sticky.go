@@ -17,7 +17,7 @@ import (
 	json "github.com/goccy/go-json"
 )
 
-// Sticky-balanced constants (upstream-core.md 5.4).
+// Sticky-balanced constants (BEHAVIOUR.md §5.4).
 const (
 	stickyTTL        = 7 * 24 * time.Hour
 	stickyMax        = 4096

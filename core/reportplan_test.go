@@ -140,4 +140,10 @@ func TestTicketBookIsBounded(t *testing.T) {
 	_, tk := env.engine.reportedRoute(Route{Ticket: first.Ticket})
 	assert.Nil(t, tk, "the oldest ticket was evicted")
 	assert.Len(t, env.engine.router().tickets.byID, ticketCap)
+	last := env.engine.issued(&Route{AccountID: "fb", Attempted: []string{MainAccountID}})
+	r, tk := env.engine.reportedRoute(Route{Ticket: last.Ticket, AccountID: "forged"})
+	if assert.NotNil(t, tk) {
+		assert.Equal(t, "fb", r.AccountID)
+		assert.Equal(t, []string{MainAccountID}, r.Attempted)
+	}
 }

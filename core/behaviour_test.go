@@ -303,3 +303,31 @@ func TestQuotaPassRefreshesDueTokenWithFreshQuota(t *testing.T) {
 	assert.Equal(t, OutcomeRefreshed, fbResult.Outcome)
 	assert.Equal(t, "fb-refresh-2", env.accountState("fb")["refresh"])
 }
+
+// A refresh token rejected for good is not posted again by the background
+// passes once its 24-hour backoff ends: the account needs a re-login, and
+// the passes give the same answer as the views.
+func TestPassesLeaveReloginAccountsAlone(t *testing.T) {
+	yes := true
+	rec := &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, CheckedAt: epochMs(testStart.Add(-25 * time.Hour)),
+		NextRetryAt: epochMs(testStart.Add(-time.Hour)), AccountIdentity: "fb", RefreshTokenFingerprint: Secret("refresh-fb").Fingerprint()}
+	env := routeEnv(t, `"quota":{"failClosedOnUnknownQuota":false}`, nil, fb{id: "fb", expires: time.Minute, refErr: rec})
+	sum, err := env.engine.RefreshDue(env.ctx())
+	require.NoError(t, err)
+	qsum, err := env.engine.RefreshQuotaDue(env.ctx())
+	require.NoError(t, err)
+	assert.Equal(t, 0, env.fake.count("token"))
+	assert.Equal(t, 0, env.fake.count("usage"))
+	for _, s := range []PassSummary{sum, qsum} {
+		for _, r := range s.Results {
+			if r.Account == "fb" {
+				assert.Equal(t, OutcomeSkipped, r.Outcome)
+				assert.Equal(t, "needs re-login", r.Reason)
+			}
+		}
+	}
+	v, err := env.engine.GetAccount(env.ctx(), "fb")
+	require.NoError(t, err)
+	assert.True(t, v.NeedsRelogin)
+	assert.False(t, v.Usable)
+}

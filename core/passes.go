@@ -30,9 +30,12 @@ func (e *Engine) RefreshDue(ctx context.Context) (PassSummary, error) {
 	}
 	now := e.now()
 	if c, ok := e.mainCredentials(); ok {
-		if !needsRefresh(c.Access, c.Expires, snap.Settings.RefreshBeforeExpiry, now) {
+		switch {
+		case needsRelogin(snap.Main.LastRefreshError, mainIdentity(snap), fingerprintFor(snap.Main.LastRefreshError, c.Refresh)):
+			sum.add(MainAccountID, OutcomeSkipped, reasonNeedsRelogin.String(), nil)
+		case !needsRefresh(c.Access, c.Expires, snap.Settings.RefreshBeforeExpiry, now):
 			sum.add(MainAccountID, OutcomeSkipped, "token fresh", nil)
-		} else {
+		default:
 			_, err := e.refreshMain(ctx, false)
 			sum.add(MainAccountID, OutcomeRefreshed, "", err)
 		}
@@ -121,7 +124,9 @@ func (e *Engine) RefreshQuotaDue(ctx context.Context) (PassSummary, error) {
 	return sum, nil
 }
 
-// passSkip says whether a pass leaves an account alone, and why.
+// passSkip says whether a pass leaves an account alone, and why. An
+// account that needs a re-login is left alone: its refresh token was
+// rejected for good, so posting it again cannot help (BEHAVIOUR.md §2.5).
 func passSkip(a *Account) (bool, string) {
 	switch {
 	case a.Type != AccountOAuth:
@@ -130,6 +135,8 @@ func passSkip(a *Account) (bool, string) {
 		return true, "disabled"
 	case a.Problem != "":
 		return true, a.Problem
+	case needsRelogin(a.State.LastRefreshError, a.ID, fingerprintFor(a.State.LastRefreshError, a.State.Refresh)):
+		return true, reasonNeedsRelogin.String()
 	}
 	return false, ""
 }

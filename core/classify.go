@@ -31,7 +31,7 @@ func (s Source) Valid() bool {
 // Class is the kind of a failure, the first half of a [Verdict].
 type Class string
 
-// The failure classes of DESIGN.md section 3.
+// The failure classes of BEHAVIOUR.md §4.1.
 const (
 	ClassAuthExpired  Class = "auth_expired"
 	ClassOrgPolicy    Class = "org_policy"
@@ -113,7 +113,7 @@ const DecidedByBuiltin = "builtin"
 var invalidGrant = []byte("invalid_grant")
 
 // ClassifyBuiltin is the built-in classification: a pure function of the
-// failure, documented as the table in README.md and DESIGN.md section 3.
+// failure, documented as the table in README.md and BEHAVIOUR.md §4.1.
 //
 //	status 400 with "invalid_grant" (token endpoint only)  invalid_grant
 //	401                                                    auth_expired

@@ -167,7 +167,7 @@ func pollWindow(w *usageWindow, at int64) *QuotaWindow {
 const rateLimitPrefix = "anthropic-ratelimit-unified-"
 
 // QuotaFromHeaders harvests anthropic-ratelimit-unified-* response headers
-// into a snapshot (upstream-core.md 3.6). It returns nil when the response
+// into a snapshot (BEHAVIOUR.md §3.6). It returns nil when the response
 // carries no quota (neither 5h nor 7d utilization).
 func QuotaFromHeaders(h http.Header, now time.Time) *QuotaSnapshot {
 	at := epochMs(now)

@@ -39,8 +39,12 @@ type lockedBuffer struct {
 
 func newLockedBuffer() *lockedBuffer { return &lockedBuffer{} }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) { b.mu.Lock(); defer b.mu.Unlock(); return b.b.Write(p) }
-func (b *lockedBuffer) String() string              { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+func (b *lockedBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
 
 func newDurableEnv(t *testing.T, hold bool, wall func() time.Time) *durableEnv {
 	t.Helper()

@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	json "github.com/goccy/go-json"
 )
@@ -19,22 +21,26 @@ import (
 // client going away) before it answers.
 type rotatingEndpoint struct {
 	srv     *httptest.Server
-	hold    bool
+	hold    atomic.Bool
 	arrived chan struct{}
 	answer  chan struct{}
 
-	mu       sync.Mutex
-	issued   map[string]string // refresh token → account label it belongs to
-	consumed map[string]bool
-	latest   map[string]string // account → last refresh token issued
-	rejected int               // invalid_grant answers
-	calls    int
-	n        int
+	mu         sync.Mutex
+	issued     map[string]string // refresh token → account label it belongs to
+	consumed   map[string]bool
+	latest     map[string]string // account → last refresh token issued
+	rejected   int               // invalid_grant answers
+	rejectedOf map[string]int    // account → invalid_grant answers
+	answeredTo map[string]string // refresh token issued → X-Test-Pid of the client
+	answeredAt map[string]time.Time
+	calls      int
+	n          int
 }
 
 func newRotatingEndpoint(t *testing.T, hold bool) *rotatingEndpoint {
-	f := &rotatingEndpoint{hold: hold, arrived: make(chan struct{}, 64), answer: make(chan struct{}, 64),
-		issued: map[string]string{}, consumed: map[string]bool{}, latest: map[string]string{}}
+	f := &rotatingEndpoint{arrived: make(chan struct{}, 64), answer: make(chan struct{}, 64),
+		issued: map[string]string{}, rejectedOf: map[string]int{}, answeredTo: map[string]string{}, answeredAt: map[string]time.Time{}, consumed: map[string]bool{}, latest: map[string]string{}}
+	f.hold.Store(hold)
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	t.Cleanup(func() { close(f.answer) }) // first: unblock held requests
@@ -55,7 +61,7 @@ func (f *rotatingEndpoint) serve(w http.ResponseWriter, r *http.Request) {
 		Refresh string `json:"refresh_token"`
 	}
 	_ = json.Unmarshal(raw, &body)
-	if f.hold {
+	if f.hold.Load() {
 		f.arrived <- struct{}{}
 		select {
 		case <-f.answer:
@@ -69,6 +75,7 @@ func (f *rotatingEndpoint) serve(w http.ResponseWriter, r *http.Request) {
 	account, known := f.issued[body.Refresh]
 	if !known || f.consumed[body.Refresh] {
 		f.rejected++
+		f.rejectedOf[account]++
 		w.WriteHeader(400)
 		_, _ = io.WriteString(w, `{"error":"invalid_grant","error_description":"Refresh token not found or invalid"}`)
 		return
@@ -78,7 +85,12 @@ func (f *rotatingEndpoint) serve(w http.ResponseWriter, r *http.Request) {
 	f.consumed[body.Refresh] = true
 	f.issued[next] = account
 	f.latest[account] = next
+	f.answeredTo[next] = r.Header.Get("X-Test-Pid")
 	_, _ = fmt.Fprintf(w, `{"access_token":"sk-ant-oat01-%s-A%d","refresh_token":%q,"expires_in":28800}`, account, f.n, next)
+	if fl, ok := w.(http.Flusher); ok {
+		fl.Flush()
+	}
+	f.answeredAt[next] = time.Now()
 }
 
 func (f *rotatingEndpoint) latestOf(account string) string {

@@ -199,7 +199,7 @@ func TestEngine_pendingPairUsedBeforeSave(t *testing.T) {
 	snap, err := env.store.Load(context.Background())
 	require.NoError(t, err)
 	a, _ := snap.Account("fb")
-	env.store.setPending("fb", "sk-ant-ort01-REFRESHPLANT", a.State, errors.New("injected"))
+	env.store.setPending("fb", "sk-ant-ort01-REFRESHPLANT", a.State, nil, errors.New("injected"))
 	_, st := oneFallback(time.Now().Add(8 * time.Hour))
 	writeFile(t, env.paths.State, st)
 	_, err = env.engine.RefreshAccount(context.Background(), "fb")

@@ -3,6 +3,8 @@ package core
 import (
 	"context"
 	"fmt"
+
+	"github.com/acctpool/acctpool/core/internal/atomicfile"
 	"sort"
 	"strings"
 	"sync"
@@ -145,8 +147,8 @@ const (
 // the consumed token is never posted again), a detached loop retries the
 // save with backoff, and accounts/list shows persistPending until it
 // succeeds. The refresh itself succeeded, so the caller gets the account.
-func (e *Engine) keepUnsaved(ctx context.Context, id string, used Secret, pair AccountState, saveErr error) (*Account, error) {
-	e.store.setPending(id, used, pair, saveErr)
+func (e *Engine) keepUnsaved(ctx context.Context, id string, used Secret, pair AccountState, journal *atomicfile.Reservation, saveErr error) (*Account, error) {
+	e.store.setPending(id, used, pair, journal, saveErr)
 	e.log.Warn("rotated tokens could not be saved; kept in memory and retrying", "account", id, "err", saveErr)
 	e.emit(Event{Kind: EventAccountsChanged, Accounts: []string{id}})
 	if e.store.claimRetry(id) {

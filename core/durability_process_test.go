@@ -1,3 +1,5 @@
+//go:build linux
+
 package core
 
 import (
@@ -45,6 +47,8 @@ func TestDurableChild(t *testing.T) {
 		err = reserveChild()
 	case "hammer":
 		err = rotationHammerChild()
+	case "fsizelimit":
+		err = fsizeLimitChild()
 	default:
 		err = fmt.Errorf("unknown role %q", role)
 	}

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acctpool/acctpool/core/internal/atomicfile"
+	"github.com/acctpool/acctpool/core/internal/procid"
 )
 
 // durableChildEnv selects the role of a re-executed test binary in the
@@ -355,4 +357,33 @@ func TestEngine_rotationHammer(t *testing.T) {
 		pct(windows, 0.5), pct(windows, 0.99), pct(windows, 1), pct(saves, 0.5), pct(saves, 0.99), pct(saves, 1))
 	assert.GreaterOrEqual(t, kills, minKills)
 	assert.NotEmpty(t, windows, "rotations happened")
+}
+
+// TestEngine_busyAccountLockNamesHolder: when a live process holds the
+// account's refresh lock for the whole wait, the refresh fails with
+// in_progress naming that process and when its claim ends.
+func TestEngine_busyAccountLockNamesHolder(t *testing.T) {
+	// The store's wall clock jumps 11 s per reading, so the 10 s wait runs
+	// out at once while the planted lock (far in the future) stays live.
+	var offset atomic.Int64
+	wall := func() time.Time { return time.Now().Add(time.Duration(offset.Add(int64(11 * time.Second)))) }
+	env := newDurableEnv(t, false, wall)
+	holder := exec.Command("sleep", "600")
+	require.NoError(t, holder.Start())
+	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
+	id := procid.Self()
+	id.PID = holder.Process.Pid
+	id.Start = "" // unprovable: only expiry can free it
+	until := time.Now().Add(1000 * time.Hour)
+	data, err := json.Marshal(map[string]any{"ownerId": "other", "expiresAt": until.UnixMilli(), "pid": id.PID, "host": id.Host})
+	require.NoError(t, err)
+	writeFile(t, env.paths.Config+"."+fallbackRefreshLock("fb")+".lock", string(data)+"\n")
+
+	_, err = env.engine.RefreshAccount(context.Background(), "fb")
+	require.ErrorIs(t, err, ErrInProgress)
+	assert.Contains(t, err.Error(), "Fallback OAuth refresh is already in progress for fb")
+	assert.Contains(t, err.Error(), "held by pid "+strconv.Itoa(id.PID)+" on host "+id.Host)
+	assert.Contains(t, err.Error(), "until "+until.UTC().Format(time.RFC3339))
+	calls, _ := env.fake.counts()
+	assert.Zero(t, calls)
 }

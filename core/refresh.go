@@ -230,6 +230,11 @@ func lockHolder(err error) string {
 // account's refresh lock, detached from the caller: re-read, reserve the
 // room for the save, call the token endpoint, save the answer.
 func (e *Engine) rotateFallback(ctx context.Context, id string, before AccountState, force, inQuotaPass bool) (*Account, error) {
+	// A process killed after its token call may have left the rotated
+	// pair in its journal: adopt it rather than post the consumed token.
+	if _, err := e.store.salvageTemps(ctx); err != nil {
+		e.log.Warn("salvage temporary files of killed writers", "err", err)
+	}
 	// Double-checked under the lock: another process may have refreshed.
 	snap, a, err := e.loadOAuth(ctx, id)
 	if err != nil {

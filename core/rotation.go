@@ -109,7 +109,8 @@ func runDetached[T any](e *Engine, ctx context.Context, name string, fn func(ctx
 func (e *Engine) Drain(ctx context.Context) error {
 	start := time.Now()
 	names, idle := e.detached.inFlight()
-	if len(names) > 0 {
+	waited := len(names) > 0
+	if waited {
 		e.log.Info("waiting for rotations in flight before exit", "tasks", strings.Join(names, ", "))
 	}
 	for idle != nil {
@@ -120,7 +121,7 @@ func (e *Engine) Drain(ctx context.Context) error {
 			e.log.Error("gave up waiting for rotations in flight", "tasks", strings.Join(left, ", "), "waited", time.Since(start).Round(time.Millisecond))
 			return fmt.Errorf("shutdown: %s still running after %s", strings.Join(left, ", "), time.Since(start).Round(time.Millisecond))
 		}
-		names, idle = e.detached.inFlight()
+		_, idle = e.detached.inFlight()
 	}
 	if pending := e.store.pendingIDs(); len(pending) > 0 {
 		if _, err := e.store.UpdateState(ctx, func(*StateFile) error { return nil }); err != nil {
@@ -128,7 +129,7 @@ func (e *Engine) Drain(ctx context.Context) error {
 			return fmt.Errorf("shutdown: rotated tokens of %s not saved: %w", strings.Join(pending, ", "), err)
 		}
 	}
-	if len(names) > 0 || time.Since(start) > time.Millisecond {
+	if waited {
 		e.log.Info("rotations in flight finished", "waited", time.Since(start).Round(time.Millisecond))
 	}
 	return nil

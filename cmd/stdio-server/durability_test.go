@@ -94,7 +94,8 @@ func storedRefresh(t *testing.T, statePath string) string {
 
 // TestBinary_rotationSurvivesFaults: the token endpoint has consumed the
 // old refresh token when the request is cancelled, stdin closes, SIGTERM
-// arrives or the host sends exit; the rotation still completes, the state
+// or SIGINT arrives, the host sends exit or the initialize processId dies;
+// the rotation still completes, the state
 // file holds the new pair when the server is gone, and the next server
 // refreshes with it (no invalid_grant).
 func TestBinary_rotationSurvivesFaults(t *testing.T) {

@@ -423,6 +423,7 @@ func (h *headerReader) findFrameStart() error {
 // lengthLineAt says whether b starts with a complete, valid Content-Length
 // header line; more means b ends before the line does.
 func lengthLineAt(b []byte) (ok, more bool) {
+	b = b[:min(len(b), maxHeaderLine+1)]
 	j := bytes.IndexAny(b, "\r\n")
 	if j < 0 {
 		return false, len(b) < maxHeaderLine

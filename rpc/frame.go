@@ -293,7 +293,7 @@ func (h *headerReader) frame() ([]byte, error) {
 			n, ok := parseLength(value)
 			switch {
 			case !ok:
-				problem = fmt.Sprintf("bad Content-Length value %q", value)
+				problem = fmt.Sprintf("bad Content-Length value %q (want decimal digits)", value[:min(len(value), 32)])
 			case length >= 0 && n != length:
 				problem = "conflicting Content-Length headers"
 			default:

@@ -112,3 +112,33 @@ func TestInstrumentRejects(t *testing.T) {
 	_, err = Instrument(orig[:len(orig)-3], budget)
 	assert.ErrorIs(t, err, ErrModule)
 }
+
+// BenchmarkGuardOverhead: the cost of the wrappers on a call-heavy path,
+// recurse.wasm's 1000-deep recursion (1000 guarded calls per op).
+func BenchmarkGuardOverhead(b *testing.B) {
+	orig, err := os.ReadFile("../../testdata/recurse.wasm")
+	require.NoError(b, err)
+	guarded, err := Instrument(orig, budget)
+	require.NoError(b, err)
+	for _, tc := range []struct {
+		name string
+		wasm []byte
+	}{{"plain", orig}, {"guarded", guarded}} {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := context.Background()
+			r := wazero.NewRuntime(ctx)
+			defer r.Close(ctx)
+			mod, err := r.InstantiateWithConfig(ctx, tc.wasm, wazero.NewModuleConfig().WithName(""))
+			require.NoError(b, err)
+			require.True(b, mod.Memory().WriteString(8192, `{"status":501}`))
+			classify := mod.ExportedFunction("errclass_classify")
+			stack := []uint64{8192, 14}
+			for b.Loop() {
+				stack[0], stack[1] = 8192, 14
+				if err := classify.CallWithStack(ctx, stack); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -454,10 +454,13 @@ func (r *reader) bytes(n int) []byte {
 
 func (r *reader) name() string { return string(r.bytes(int(r.u32()))) }
 
-// valtype reads one value or reference type.
+// valtype reads one value or reference type, typed function references
+// (ref null ht, ref ht) included.
 func (r *reader) valtype() {
 	switch c := r.byte(); c {
 	case 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f:
+	case 0x63, 0x64:
+		r.u64() // the heap type, an s33: skipped like any LEB128
 	default:
 		if r.err == nil {
 			r.fail(fmt.Sprintf("value type %#x not supported", c))

@@ -96,6 +96,26 @@ func TestInstrumentAddsMissingSections(t *testing.T) {
 	assert.Zero(t, mod.ExportedGlobal(DepthExport).Get())
 }
 
+// TestInstrumentTypedFunctionReferences: wazero accepts (ref null func)
+// parameters by default, so the guard reads them.
+func TestInstrumentTypedFunctionReferences(t *testing.T) {
+	// (module (func (param (ref null func))))
+	orig := []byte{0, 'a', 's', 'm', 1, 0, 0, 0,
+		1, 6, 1, 0x60, 1, 0x63, 0x70, 0, // type: ((ref null func)) -> ()
+		3, 2, 1, 0,
+		10, 4, 1, 2, 0, 0x0b,
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	_, err := r.CompileModule(ctx, orig)
+	require.NoError(t, err, "precondition: wazero accepts the original")
+	got, err := Instrument(orig, budget)
+	require.NoError(t, err)
+	_, err = r.CompileModule(ctx, got)
+	require.NoError(t, err)
+}
+
 func TestInstrumentRejects(t *testing.T) {
 	_, err := Instrument([]byte("not wasm"), budget)
 	assert.ErrorIs(t, err, ErrModule)

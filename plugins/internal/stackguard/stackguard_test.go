@@ -116,6 +116,34 @@ func TestInstrumentTypedFunctionReferences(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// TestInstrumentRefusesAllocationBombs: counts that would make wazero
+// allocate gigabytes before validating (the first made it abort the
+// process: fatal error: runtime: out of memory) are refused, so such a
+// module never reaches wazero.
+func TestInstrumentRefusesAllocationBombs(t *testing.T) {
+	header := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
+	types := []byte{1, 4, 1, 0x60, 0, 0}
+	funcs := []byte{3, 2, 1, 0}
+	cases := []struct {
+		name string
+		body []byte
+		err  string
+	}{
+		{"3.7 billion imports", []byte{1, 5, 1, 0x60, 1, 0x7f, 0, 2, 6, 0xdb, 0xdb, 0xdb, 0xdb, 0x0d, 0}, "vector of 3682004443 entries in 1 bytes"},
+		{"4 billion locals", append(append(append([]byte{}, types...), funcs...), 10, 9, 1, 7, 1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x7f), "more than 50000 locals"},
+		{"4 GB data segment", append(append(append([]byte{}, types...), funcs...), 10, 4, 1, 2, 0, 0x0b, 11, 7, 1, 1, 0xff, 0xff, 0xff, 0xff, 0x0f), "length past the end"},
+		{"billion element entries", append(append(append([]byte{}, types...), funcs...), 9, 8, 1, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f), "vector of"},
+		{"section past the end", []byte{0, 0xff, 0xff, 0xff, 0xff, 0x0f, 4, 'n', 'a', 'm', 'e'}, "length past the end"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Instrument(append(append([]byte{}, header...), tc.body...), budget)
+			require.ErrorIs(t, err, ErrModule)
+			assert.Contains(t, err.Error(), tc.err)
+		})
+	}
+}
+
 func TestInstrumentRejects(t *testing.T) {
 	_, err := Instrument([]byte("not wasm"), budget)
 	assert.ErrorIs(t, err, ErrModule)

@@ -70,8 +70,9 @@ const MaxLocals = 50000
 // Function indices are kept: the wrapper of function i takes index i, and
 // the original bodies are appended after all wrappers, so calls, exports,
 // tables, elements and the start function all enter through the wrappers
-// and no instruction of the original code changes. DWARF custom sections
-// (".debug_*") are dropped because code offsets move. The rewrite assumes
+// and no instruction of the original code changes. Custom sections
+// (names, DWARF) are dropped: function indices and code offsets move, and
+// the host reads none of them. The rewrite assumes
 // the tail-call and exception-handling proposals are off (wazero's
 // default): a tail call or a caught exception would skip a refund. A
 // function whose own estimated frame exceeds budget/16 is charged

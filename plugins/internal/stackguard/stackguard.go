@@ -12,6 +12,10 @@
 // the rewritten module exports as [DepthExport], tells the host that the
 // trap was a stack overflow rather than any other trap.
 //
+// Reading the module first also refuses the counts with which a module
+// could make wazero exhaust the host's memory before it validates
+// anything (see [Instrument]).
+//
 // It imports the standard library only. Entry point: [Instrument].
 package stackguard
 

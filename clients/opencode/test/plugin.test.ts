@@ -14,10 +14,15 @@ class FakeClient {
   state: PoolClient["state"] = "idle";
   listeners = new Map<string, Array<(v: unknown) => void>>();
   finishFails = false;
+  startFailures = 0;
   options: unknown;
 
   async start() {
     this.calls.push({ method: "start" });
+    if (this.startFailures-- > 0) {
+      this.state = "failed";
+      throw new Error("acctpool server binary not found");
+    }
     this.state = "ready";
     return {} as never;
   }
@@ -185,4 +190,20 @@ test("the module OpenCode loads exports nothing but one plugin function", async 
   const mod = (await import("../src/server.js")) as Record<string, unknown>;
   assert.deepEqual(Object.keys(mod), ["default"]);
   assert.equal(typeof mod.default, "function");
+});
+
+test("a start that failed is tried again on the next use, and the loader still hands OpenCode the wrapper", async () => {
+  const { fake, logs, hooks } = setup();
+  fake.startFailures = 1;
+  const h = await hooks;
+  const opts = await h.auth!.loader!(async () => oauth, {} as never);
+  assert.equal(typeof opts.fetch, "function");
+  await new Promise((r) => setImmediate(r));
+  assert.ok(logs.some((l) => /could not hand the main account to acctpool: acctpool server binary not found/.test(l)), JSON.stringify(logs));
+  const method = h.auth!.methods[0];
+  assert.ok(method.type === "oauth");
+  if (method.type !== "oauth") return;
+  await method.authorize();
+  assert.deepEqual(fake.calls.filter((c) => c.method === "start").length, 2);
+  assert.equal(fake.state, "ready");
 });

@@ -92,7 +92,7 @@ export function createAcctpoolExtension(options: AcctpoolPiOptions = {}): (pi: E
     const client = (options.client ?? ((o) => new AcctpoolClient(o)))({ clientInfo: { name: "@acctpool/pi", version: "0.1.0" } });
     let started: Promise<unknown> | undefined;
     const ready = (): Promise<unknown> => {
-      if (client.state === "idle") started = client.start();
+      if (client.state === "idle" || client.state === "failed") started = client.start();
       return started ?? Promise.resolve();
     };
 

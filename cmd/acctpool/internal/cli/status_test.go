@@ -197,3 +197,15 @@ func TestStatusRefreshPollsUsage(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusRefreshReportsFailures(t *testing.T) {
+	dir := copyFixture(t, "pool")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	code, out, errOut := call(Status, envFor(dir), "", "--now", "2026-01-01T10:10:00Z", "--refresh", "--color", "never", "--usage-url", srv.URL)
+	assert.Equal(t, exitOK, code, "the cached snapshots still serve")
+	assert.Contains(t, errOut, "acctpool status: quota of 5f0e2b1c-1111-4a0a-8c1d-0000000000f1: failed")
+	assert.Contains(t, out, "quota polls paused, resume in", "the armed quota backoff shows on the screen")
+}

@@ -1,7 +1,8 @@
 package cli
 
-// This file is the only place where the commands read core's views and
-// settings. Everything else works on the types below, so a change to core's
+// This file is the only place where the commands interpret core's views and
+// settings (elsewhere they use no more than a returned view's ID, through
+// nameOf). Everything else works on the types below, so a change to core's
 // view fields is a change to this file alone.
 
 import (

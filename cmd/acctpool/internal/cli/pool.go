@@ -241,6 +241,14 @@ func accountOf(v core.AccountView, s core.Settings) account {
 // API-key route is chosen only when main's quota is spent. The second
 // result says why.
 func nextAccount(p *pool) (*account, string) {
+	a, why := nextOrdered(p)
+	if p.Mode == string(core.RoutingStickyBalanced) {
+		why = "for requests without a session: " + why
+	}
+	return a, why
+}
+
+func nextOrdered(p *pool) (*account, string) {
 	var main *account
 	var fallbacks, keys []*account
 	for i := range p.Accounts {

@@ -52,6 +52,17 @@ func TestStatusGolden(t *testing.T) {
 // whole, which holds a 36-character account id.
 var fixLine = regexp.MustCompile(`^    acctpool login --replace \S+$`)
 
+func TestStatusGoldenSparse(t *testing.T) {
+	// Main without quota, a disabled fallback, one without a label whose
+	// window has no reset and is an hour old, sticky-balanced with no
+	// session held.
+	dir := copyFixture(t, "sparse")
+	code, out, errOut := call(Status, envFor(dir), "", "--now", fixtureNow, "--width", "80", "--color", "never")
+	require.Empty(t, errOut)
+	assert.Equal(t, exitOK, code)
+	golden(t, "status-sparse-plain-80.txt", out)
+}
+
 func TestStatusJSONMatchesSchema(t *testing.T) {
 	dir := copyFixture(t, "pool")
 	code, out, errOut := call(Status, envFor(dir), "", "--now", fixtureNow, "--json")

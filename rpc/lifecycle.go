@@ -223,15 +223,20 @@ func (s *Server) shutdown(ctx context.Context, id jsonrpc2.ID, m method, params 
 }
 
 // awaitDrain waits, after shutdown, until the shutdown answer (and so every
-// answer before it) is written, or until ctx ends. Without shutdown it
-// returns at once.
+// answer before it) is written, until ctx ends, or at most
+// Options.DrainTimeout, so that a request stuck for good cannot keep the
+// process alive. Without shutdown it returns at once.
 func (s *Server) awaitDrain(ctx context.Context) {
 	if state, _ := s.life.get(); state != stateShutdown {
 		return
 	}
+	t := time.NewTimer(s.opts.DrainTimeout)
+	defer t.Stop()
 	select {
 	case <-s.drained:
 	case <-ctx.Done():
+	case <-t.C:
+		s.log.Warn("exiting before every request was answered", "waited", s.opts.DrainTimeout)
 	}
 }
 

@@ -38,10 +38,10 @@ const ServerName = "acctpool"
 //  4. shutdown: requests get -32600; background work has stopped. The
 //     shutdown answer is sent once every earlier request is answered.
 //  5. exit: Serve returns 0 if shutdown came first, else 1. After shutdown,
-//     exit (and EOF on stdin) first waits for the shutdown answer to be
-//     written; exit without shutdown cancels what is still running. EOF on
-//     stdin, SIGTERM and the death of the initialize processId also end
-//     Serve.
+//     exit (and EOF on stdin) first waits, at most DrainTimeout, for the
+//     shutdown answer to be written; exit without shutdown cancels what is
+//     still running. EOF on stdin, SIGTERM and the death of the initialize
+//     processId also end Serve.
 const (
 	stateNew = iota
 	stateReady

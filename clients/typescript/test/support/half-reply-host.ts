@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { AcctpoolClient, isAcctpoolError } from "../../src/index.js";
 
 const stubPath = join(dirname(fileURLToPath(import.meta.url)), "stub-server.js");
-const client = new AcctpoolClient({ binaryPath: process.execPath, extraArgs: [stubPath, "half-reply"], processId: null, restart: false });
+const client = new AcctpoolClient({ binaryPath: process.execPath, command: [], extraArgs: [stubPath, "half-reply"], processId: null, restart: false });
 await client.start();
 try {
   await client.ping();

@@ -69,7 +69,7 @@ func mainViewOf(snap *Snapshot, c MainCredentials, ok bool, now time.Time) Accou
 
 // fillView sets a view's judgement and backoffs. needsRelogin, usable and
 // reason come from the one judgement, so they never disagree.
-func fillView(v *AccountView, s Settings, sub *Subject, now time.Time) {
+func fillView(v *AccountView, s Settings, sub *subject, now time.Time) {
 	if sub.Kind == KindMain || sub.Kind == KindOAuth {
 		fp := fingerprintFor(sub.RefreshError, sub.Refresh)
 		if until, ok := refreshBackoffUntil(sub.RefreshError, sub.Identity, now, fp); ok {
@@ -80,9 +80,9 @@ func fillView(v *AccountView, s Settings, sub *Subject, now time.Time) {
 	if rec := sub.QuotaError; rec != nil && fromMs(rec.NextRetryAt).After(now) {
 		v.QuotaBackoffUntil = rec.NextRetryAt
 	}
-	j := Judge(s, sub, Need{Purpose: ForView}, now)
+	j := judge(s, sub, need{Purpose: forView}, now)
 	v.Usable, v.Reason = j.Usable, j.Text()
-	if j.Usable && j.Reason == ReasonUsable && j.detail == "" {
+	if j.Usable && j.Reason == reasonUsable && j.detail == "" {
 		v.Reason = ""
 	}
 	if !j.Until.IsZero() {

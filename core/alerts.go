@@ -21,7 +21,7 @@ import (
 type Alert struct {
 	AccountID string `json:"accountId"`
 	Label     string `json:"label,omitempty"`
-	// Reason is ReasonNeedsRelogin.
+	// Reason is reasonNeedsRelogin.
 	Reason string `json:"reason"`
 	// Since is when the rejection was recorded, epoch ms; 0 if unknown.
 	Since int64 `json:"since,omitempty"`
@@ -43,7 +43,7 @@ func ReloginAlerts(before, after []AccountView) []Alert {
 		if !v.NeedsRelogin || was[v.ID] {
 			continue
 		}
-		a := Alert{AccountID: v.ID, Label: v.Label, Reason: ReasonNeedsRelogin.String(), Fix: "acctpool login --replace " + v.ID}
+		a := Alert{AccountID: v.ID, Label: v.Label, Reason: reasonNeedsRelogin.String(), Fix: "acctpool login --replace " + v.ID}
 		if v.Main {
 			a.Fix = "log in to the host again (opencode: opencode auth login)"
 		}

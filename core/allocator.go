@@ -73,7 +73,7 @@ func fableDead(q *QuotaSnapshot, interval time.Duration, now time.Time) bool {
 }
 
 // allocate picks the account for a new sticky session with the weighted
-// deficit rule (upstream-core.md 5.4): each account's score is the bytes
+// deficit rule (BEHAVIOUR.md §5.4): each account's score is the bytes
 // already assigned to it since its current quota observation, plus this
 // request's, divided by its weight; the lowest score wins, ties by order
 // then id. It returns false when no candidate has weight and some quota

@@ -104,16 +104,16 @@ func TestStickyDecision(t *testing.T) {
 		q     *QuotaSnapshot
 		model string
 		want  string // retain, hold or migrate
-		why   Reason
+		why   reason
 	}{
-		{"unknown retains", nil, "", "retain", ReasonUsable},
-		{"not exhausted retains", snapQ(10, 10, at), "", "retain", ReasonUsable},
-		{"model scope exhausted migrates", snapQ(50, 50, at, scoped("Fable", 0, at, time.Hour)), "claude-fable-5", "migrate", ReasonModelScope},
-		{"seven-day exhausted migrates", snapQ(50, 0, at), "", "migrate", ReasonWindowSpent},
-		{"five-hour resetting within 15 min holds", five(0, 14*time.Minute), "", "hold", ReasonResetsShortly},
-		{"five-hour resetting exactly at 15 min holds", five(0, 15*time.Minute), "", "hold", ReasonResetsShortly},
-		{"five-hour resetting later migrates", five(0, 16*time.Minute), "", "migrate", ReasonWindowSpent},
-		{"five-hour with a past reset migrates", five(0, -time.Minute), "", "migrate", ReasonWindowSpent},
+		{"unknown retains", nil, "", "retain", reasonUsable},
+		{"not exhausted retains", snapQ(10, 10, at), "", "retain", reasonUsable},
+		{"model scope exhausted migrates", snapQ(50, 50, at, scoped("Fable", 0, at, time.Hour)), "claude-fable-5", "migrate", reasonModelScope},
+		{"seven-day exhausted migrates", snapQ(50, 0, at), "", "migrate", reasonWindowSpent},
+		{"five-hour resetting within 15 min holds", five(0, 14*time.Minute), "", "hold", reasonResetsShortly},
+		{"five-hour resetting exactly at 15 min holds", five(0, 15*time.Minute), "", "hold", reasonResetsShortly},
+		{"five-hour resetting later migrates", five(0, 16*time.Minute), "", "migrate", reasonWindowSpent},
+		{"five-hour with a past reset migrates", five(0, -time.Minute), "", "migrate", reasonWindowSpent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

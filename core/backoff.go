@@ -2,7 +2,7 @@ package core
 
 import "time"
 
-// The backoff schedule constants of upstream-core.md sections 2.7 and 3.5.
+// The backoff schedule constants of BEHAVIOUR.md §2.5 and §3.5.
 const (
 	refreshNetworkDelay  = 5 * time.Minute
 	refreshTransientBase = 5 * time.Minute

@@ -84,7 +84,7 @@ func TestReloginOneAnswer(t *testing.T) {
 			assert.Equal(t, tc.relogin, v.NeedsRelogin)
 			assert.Equal(t, !tc.relogin, v.Usable, v.Reason)
 			if tc.relogin {
-				assert.Equal(t, ReasonNeedsRelogin.String(), v.Reason)
+				assert.Equal(t, reasonNeedsRelogin.String(), v.Reason)
 			}
 		})
 	}
@@ -283,4 +283,51 @@ func TestUnknownAccountTypeListed(t *testing.T) {
 	r, err := env.engine.Select(env.ctx(), SelectRequest{Exclude: []string{MainAccountID}})
 	assert.Nil(t, r)
 	assert.Equal(t, "unknown account type vault", reasonFor(noRoute(t, err), "v").Reason)
+}
+
+// The quota pass refreshes a token that is due even when the account's
+// quota is fresh, as upstream does.
+func TestQuotaPassRefreshesDueTokenWithFreshQuota(t *testing.T) {
+	env := routeEnv(t, "", nil, fb{id: "fb", quota: fq(80, 80), expires: time.Hour})
+	env.fake.script("token", scripted{status: 200, body: `{"access_token":"fb-access-2","refresh_token":"fb-refresh-2","expires_in":28800}`})
+	sum, err := env.engine.RefreshQuotaDue(env.ctx())
+	require.NoError(t, err)
+	assert.Equal(t, 1, env.fake.count("token"))
+	assert.Equal(t, 0, env.fake.count("usage"), "the fresh quota is not polled")
+	var fbResult PassResult
+	for _, r := range sum.Results {
+		if r.Account == "fb" {
+			fbResult = r
+		}
+	}
+	assert.Equal(t, OutcomeRefreshed, fbResult.Outcome)
+	assert.Equal(t, "fb-refresh-2", env.accountState("fb")["refresh"])
+}
+
+// A refresh token rejected for good is not posted again by the background
+// passes once its 24-hour backoff ends: the account needs a re-login, and
+// the passes give the same answer as the views.
+func TestPassesLeaveReloginAccountsAlone(t *testing.T) {
+	yes := true
+	rec := &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, CheckedAt: epochMs(testStart.Add(-25 * time.Hour)),
+		NextRetryAt: epochMs(testStart.Add(-time.Hour)), AccountIdentity: "fb", RefreshTokenFingerprint: Secret("refresh-fb").Fingerprint()}
+	env := routeEnv(t, `"quota":{"failClosedOnUnknownQuota":false}`, nil, fb{id: "fb", expires: time.Minute, refErr: rec})
+	sum, err := env.engine.RefreshDue(env.ctx())
+	require.NoError(t, err)
+	qsum, err := env.engine.RefreshQuotaDue(env.ctx())
+	require.NoError(t, err)
+	assert.Equal(t, 0, env.fake.count("token"))
+	assert.Equal(t, 0, env.fake.count("usage"))
+	for _, s := range []PassSummary{sum, qsum} {
+		for _, r := range s.Results {
+			if r.Account == "fb" {
+				assert.Equal(t, OutcomeSkipped, r.Outcome)
+				assert.Equal(t, "needs re-login", r.Reason)
+			}
+		}
+	}
+	v, err := env.engine.GetAccount(env.ctx(), "fb")
+	require.NoError(t, err)
+	assert.True(t, v.NeedsRelogin)
+	assert.False(t, v.Usable)
 }

@@ -31,7 +31,7 @@ func (s Source) Valid() bool {
 // Class is the kind of a failure, the first half of a [Verdict].
 type Class string
 
-// The failure classes of DESIGN.md section 3.
+// The failure classes of BEHAVIOUR.md §4.1.
 const (
 	ClassAuthExpired  Class = "auth_expired"
 	ClassOrgPolicy    Class = "org_policy"
@@ -113,7 +113,7 @@ const DecidedByBuiltin = "builtin"
 var invalidGrant = []byte("invalid_grant")
 
 // ClassifyBuiltin is the built-in classification: a pure function of the
-// failure, documented as the table in README.md and DESIGN.md section 3.
+// failure, documented as the table in README.md and BEHAVIOUR.md §4.1.
 //
 //	status 400 with "invalid_grant" (token endpoint only)  invalid_grant
 //	401                                                    auth_expired
@@ -150,6 +150,10 @@ func ClassifyBuiltin(f Failure) Verdict {
 	return v
 }
 
+// maxRetryAfter is the longest Retry-After taken: about 31 years. Longer
+// ones are ignored.
+const maxRetryAfter = 1e9 * time.Second
+
 // ParseRetryAfter reads a Retry-After value: positive seconds, or an HTTP
 // date after now. Anything else, including a past date, gives 0.
 func ParseRetryAfter(value string, now time.Time) time.Duration {
@@ -158,7 +162,7 @@ func ParseRetryAfter(value string, now time.Time) time.Duration {
 		return 0
 	}
 	if secs, err := strconv.ParseFloat(value, 64); err == nil {
-		if secs <= 0 || secs > 1e9 {
+		if secs <= 0 || secs > maxRetryAfter.Seconds() {
 			return 0
 		}
 		return time.Duration(math.Ceil(secs)) * time.Second
@@ -167,7 +171,12 @@ func ParseRetryAfter(value string, now time.Time) time.Duration {
 	if err != nil || now.IsZero() || !t.After(now) {
 		return 0
 	}
-	// Round up to whole seconds as upstream does.
+	// Round up to whole seconds as upstream does. A date further off than
+	// the seconds form allows is ignored like such a seconds value (and
+	// would overflow the rounding).
 	d := t.Sub(now)
+	if d > maxRetryAfter {
+		return 0
+	}
 	return (d + time.Second - 1).Truncate(time.Second)
 }

@@ -9,8 +9,8 @@
 // hand and never sleep.
 //
 // Entry points:
-//   - [ClassifyBuiltin] and [EffectOf]: the classification table of DESIGN.md
-//     section 3, applied in one place.
+//   - [ClassifyBuiltin] and [EffectOf]: the classification table of BEHAVIOUR.md
+//     §4, applied in one place.
 //   - [Store]: load and save anthropic-auth.json and anthropic-auth-state.json
 //     in the upstream shapes, under the upstream lock-file protocol.
 //   - [Engine]: token refresh, quota checks, background passes and routing,

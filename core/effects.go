@@ -98,9 +98,10 @@ var effects = map[effectKey]Effect{
 //
 // The usage/auth_expired row arms the 5-minute quota backoff and persists
 // lastQuotaRefreshError only after its forced refresh and retry have failed
-// too; the caller does the retry first. For the messages source, Fallback
-// is further limited by the configured fallbackOn statuses and by whether
-// the request can be replayed (routing decides).
+// too; the caller does the retry first. For the messages source, the
+// engine reads the row through effectFor, which applies fallbackOn, and
+// the report plan decides what follows (a request that cannot be replayed
+// never moves).
 func EffectOf(source Source, v Verdict) Effect { return effects[effectKey{source, v.Class}] }
 
 // effectFor is the row for a failure under the user's settings: a messages

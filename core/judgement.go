@@ -6,11 +6,11 @@ import (
 )
 
 // This file is the one answer to "can this account serve this request, and
-// if not, why and until when?" (BEHAVIOUR.md §5.1). [Judge] is pure: it reads
+// if not, why and until when?" (BEHAVIOUR.md §5.1). judge is pure: it reads
 // settings, the account's stored data, the request and the time. When the
 // answer depends on I/O (a token refresh, a usage poll) it says so in
 // Settle; the engine does that I/O and asks again with the outcome in
-// Subject.Tried. Views, ordered routing, sticky routing, NoRoute messages
+// subject.Tried. Views, ordered routing, sticky routing, NoRoute messages
 // and the killswitch all read the same judgement.
 
 // RouteKind is the kind of an account: the host's main account, an OAuth
@@ -60,79 +60,79 @@ func (k *RouteKind) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// Reason is why an account can or cannot serve a request. Decisions switch
+// reason is why an account can or cannot serve a request. Decisions switch
 // on the constant; its String (and the judgement's Text) is for people.
-type Reason uint8
+type reason uint8
 
 // The judgement's reasons.
 const (
-	// ReasonUsable: nothing stands in the way.
-	ReasonUsable Reason = iota
-	// ReasonEntryProblem: the stored entry cannot be used at all (no
+	// reasonUsable: nothing stands in the way.
+	reasonUsable reason = iota
+	// reasonEntryProblem: the stored entry cannot be used at all (no
 	// refresh token, an unknown account type, a bad baseURL).
-	ReasonEntryProblem
-	// ReasonDisabled: the config says enabled: false.
-	ReasonDisabled
-	// ReasonNoCredentials: main's credentials were not handed over, or a
+	reasonEntryProblem
+	// reasonDisabled: the config says enabled: false.
+	reasonDisabled
+	// reasonNoCredentials: main's credentials were not handed over, or a
 	// fallback has no access token where one is required.
-	ReasonNoCredentials
-	// ReasonAPIReserved: an API-key route spends paid credits and is used
+	reasonNoCredentials
+	// reasonAPIReserved: an API-key route spends paid credits and is used
 	// only on evidence that main's OAuth quota is spent (BEHAVIOUR.md §5.1).
-	ReasonAPIReserved
-	// ReasonNotSticky: API-key routes take no part in sticky-balanced
+	reasonAPIReserved
+	// reasonNotSticky: API-key routes take no part in sticky-balanced
 	// assignment.
-	ReasonNotSticky
-	// ReasonNeedsRelogin: the refresh token was rejected for good.
-	ReasonNeedsRelogin
-	// ReasonRefreshBackoff: the token is due and its refresh is backed off.
-	ReasonRefreshBackoff
-	// ReasonRefreshFailed: the token refresh this request made failed.
-	ReasonRefreshFailed
-	// ReasonQuotaCheckFailed: the usage poll this request made failed and
+	reasonNotSticky
+	// reasonNeedsRelogin: the refresh token was rejected for good.
+	reasonNeedsRelogin
+	// reasonRefreshBackoff: the token is due and its refresh is backed off.
+	reasonRefreshBackoff
+	// reasonRefreshFailed: the token refresh this request made failed.
+	reasonRefreshFailed
+	// reasonQuotaCheckFailed: the usage poll this request made failed and
 	// nothing cached lets the account through.
-	ReasonQuotaCheckFailed
-	// ReasonQuotaUnknown: a standard window is unknown and
+	reasonQuotaCheckFailed
+	// reasonQuotaUnknown: a standard window is unknown and
 	// failClosedOnUnknownQuota is on.
-	ReasonQuotaUnknown
-	// ReasonBelowMinimum: a window is below quota.minimumRemaining.
-	ReasonBelowMinimum
-	// ReasonModelScope: the model's scoped weekly window is spent.
-	ReasonModelScope
-	// ReasonWindowSpent: the 5-hour or 7-day window is spent (0 %
+	reasonQuotaUnknown
+	// reasonBelowMinimum: a window is below quota.minimumRemaining.
+	reasonBelowMinimum
+	// reasonModelScope: the model's scoped weekly window is spent.
+	reasonModelScope
+	// reasonWindowSpent: the 5-hour or 7-day window is spent (0 %
 	// remaining) until its reset, as a poll or a 429's headers said.
-	ReasonWindowSpent
-	// ReasonKillswitch: a window is below the killswitch threshold.
-	ReasonKillswitch
-	// ReasonMainQuotaBackedOff: no main quota is known, the main usage API
+	reasonWindowSpent
+	// reasonKillswitch: a window is below the killswitch threshold.
+	reasonKillswitch
+	// reasonMainQuotaBackedOff: no main quota is known, the main usage API
 	// is backed off, and failClosedOnUnknownQuota is explicitly true.
-	ReasonMainQuotaBackedOff
-	// ReasonResetsShortly: a sticky session's 5-hour window is spent but
+	reasonMainQuotaBackedOff
+	// reasonResetsShortly: a sticky session's 5-hour window is spent but
 	// resets within 15 minutes; the session holds instead of migrating.
-	ReasonResetsShortly
+	reasonResetsShortly
 )
 
 var reasonText = [...]string{
-	ReasonUsable:             "usable",
-	ReasonEntryProblem:       "entry cannot be used",
-	ReasonDisabled:           "disabled",
-	ReasonNoCredentials:      "no credentials",
-	ReasonAPIReserved:        "API-key route: main quota not confirmed exhausted",
-	ReasonNotSticky:          "API-key routes are not part of sticky-balanced assignment",
-	ReasonNeedsRelogin:       "needs re-login",
-	ReasonRefreshBackoff:     "refresh backoff",
-	ReasonRefreshFailed:      "token refresh failed",
-	ReasonQuotaCheckFailed:   "quota check failed",
-	ReasonQuotaUnknown:       "quota unknown",
-	ReasonBelowMinimum:       "quota below minimum",
-	ReasonModelScope:         "weekly limit reached",
-	ReasonWindowSpent:        "quota window spent",
-	ReasonKillswitch:         "killswitch",
-	ReasonMainQuotaBackedOff: "main quota API backed off and no quota known",
-	ReasonResetsShortly:      "five-hour quota resets shortly",
+	reasonUsable:             "usable",
+	reasonEntryProblem:       "entry cannot be used",
+	reasonDisabled:           "disabled",
+	reasonNoCredentials:      "no credentials",
+	reasonAPIReserved:        "API-key route: main quota not confirmed exhausted",
+	reasonNotSticky:          "API-key routes are not part of sticky-balanced assignment",
+	reasonNeedsRelogin:       "needs re-login",
+	reasonRefreshBackoff:     "refresh backoff",
+	reasonRefreshFailed:      "token refresh failed",
+	reasonQuotaCheckFailed:   "quota check failed",
+	reasonQuotaUnknown:       "quota unknown",
+	reasonBelowMinimum:       "quota below minimum",
+	reasonModelScope:         "weekly limit reached",
+	reasonWindowSpent:        "quota window spent",
+	reasonKillswitch:         "killswitch",
+	reasonMainQuotaBackedOff: "main quota API backed off and no quota known",
+	reasonResetsShortly:      "five-hour quota resets shortly",
 }
 
 // String names the reason for display.
-func (r Reason) String() string {
+func (r reason) String() string {
 	if int(r) < len(reasonText) {
 		return reasonText[r]
 	}
@@ -141,45 +141,45 @@ func (r Reason) String() string {
 
 // lasting reports whether the reason is about the account itself rather
 // than this moment: such an account is not a route at all.
-func (r Reason) lasting() bool {
+func (r reason) lasting() bool {
 	switch r {
-	case ReasonEntryProblem, ReasonDisabled, ReasonNoCredentials, ReasonNotSticky, ReasonNeedsRelogin:
+	case reasonEntryProblem, reasonDisabled, reasonNoCredentials, reasonNotSticky, reasonNeedsRelogin:
 		return true
 	}
 	return false
 }
 
-// Settle is the I/O that would settle a judgement.
-type Settle uint8
+// settleIO is the I/O that would settle a judgement.
+type settleIO uint8
 
 // The I/O a judgement can ask for.
 const (
-	// SettleRefresh: the access token is due; refresh it before use.
-	SettleRefresh Settle = 1 << iota
-	// SettleQuota: the quota snapshot is stale; poll usage, then judge again.
-	SettleQuota
+	// settleRefresh: the access token is due; refresh it before use.
+	settleRefresh settleIO = 1 << iota
+	// settleQuota: the quota snapshot is stale; poll usage, then judge again.
+	settleQuota
 )
 
-// Purpose is what a judgement is for: the same facts weigh differently
+// purpose is what a judgement is for: the same facts weigh differently
 // when listing an account, routing an ordered request, keeping a sticky
 // session on its account, or giving an account a new session.
-type Purpose uint8
+type purpose uint8
 
 // The purposes of a judgement.
 const (
-	// ForView judges stored data for accounts/list and accounts/get.
-	ForView Purpose = iota
-	// ForOrdered routes main-first and fallback-first requests.
-	ForOrdered
-	// ForStickyKeep decides whether a session keeps its account.
-	ForStickyKeep
-	// ForStickyNew decides whether an account may take a new session.
-	ForStickyNew
+	// forView judges stored data for accounts/list and accounts/get.
+	forView purpose = iota
+	// forOrdered routes main-first and fallback-first requests.
+	forOrdered
+	// forStickyKeep decides whether a session keeps its account.
+	forStickyKeep
+	// forStickyNew decides whether an account may take a new session.
+	forStickyNew
 )
 
-// Need is the request a judgement is about.
-type Need struct {
-	Purpose Purpose
+// need is the request a judgement is about.
+type need struct {
+	Purpose purpose
 	// Model is the request's model id, for model-scoped windows.
 	Model string
 	// Replayable is true when the request may move to another account;
@@ -190,9 +190,9 @@ type Need struct {
 	IncludeAPI bool
 }
 
-// Subject is one account's stored data as the judgement needs it; main is
+// subject is one account's stored data as the judgement needs it; main is
 // an account whose credential comes from the host.
-type Subject struct {
+type subject struct {
 	ID   string
 	Kind RouteKind
 	// Order is the fallback's position (1 = first); 0 for main.
@@ -212,31 +212,31 @@ type Subject struct {
 	// Spent is what the last 429 said about the windows.
 	Spent *SpentWindows
 	// Tried is what this request's I/O found.
-	Tried Tried
+	Tried tried
 }
 
-// Tried is the outcome of the I/O the engine did for one judgement.
-type Tried struct {
+// tried is the outcome of the I/O the engine did for one judgement.
+type tried struct {
 	// Refresh is the error of the token refresh this request made.
 	Refresh error
 	// Quota is the error of the usage poll this request made.
 	Quota error
 }
 
-// Judgement is the answer: usable or not, the reason, until when, and what
+// judgement is the answer: usable or not, the reason, until when, and what
 // I/O would settle it.
-type Judgement struct {
+type judgement struct {
 	Usable bool
-	Reason Reason
+	Reason reason
 	// Until is when the reason ends; zero when unknown or never.
 	Until time.Time
 	// Settle is the I/O to do before the account is used or judged again.
-	Settle Settle
+	Settle settleIO
 	// LastResort marks main usable below its quota policy: in ordered
 	// modes fallbacks go first and main serves only when none can.
 	LastResort bool
 	// Hold marks a sticky session that keeps its account but waits until
-	// Until (ReasonResetsShortly).
+	// Until (reasonResetsShortly).
 	Hold bool
 	// detail is the display text when it says more than the reason.
 	detail string
@@ -244,23 +244,23 @@ type Judgement struct {
 
 // Text is the judgement for display: the reason with its particulars
 // ("5h quota below minimum (3% < 10%)").
-func (j Judgement) Text() string {
+func (j judgement) Text() string {
 	if j.detail != "" {
 		return j.detail
 	}
 	return j.Reason.String()
 }
 
-func refuse(r Reason, until time.Time, detail string) Judgement {
-	return Judgement{Reason: r, Until: until, detail: detail}
+func refuse(r reason, until time.Time, detail string) judgement {
+	return judgement{Reason: r, Until: until, detail: detail}
 }
 
-// Judge answers whether the account a can serve the request n at now
+// judge answers whether the account a can serve the request n at now
 // under settings s (BEHAVIOUR.md §5.1). It does no I/O: when a token
 // refresh or a usage poll would change the answer it returns the current
 // answer with Settle set, and the engine asks again after the I/O with
 // a.Tried filled in.
-func Judge(s Settings, a *Subject, n Need, now time.Time) Judgement {
+func judge(s Settings, a *subject, n need, now time.Time) judgement {
 	if j, done := judgeEntry(a, n); done {
 		return j
 	}
@@ -273,15 +273,15 @@ func Judge(s Settings, a *Subject, n Need, now time.Time) Judgement {
 	if j, done := judgeSpent(a.Spent, n, now); done {
 		return j
 	}
-	settle := Settle(0)
+	settle := settleIO(0)
 	if tokenDue(s, a, now) && a.Tried.Refresh == nil {
-		settle = SettleRefresh
+		settle = settleRefresh
 	}
-	var j Judgement
+	var j judgement
 	switch {
-	case n.Purpose == ForStickyKeep:
+	case n.Purpose == forStickyKeep:
 		j = judgeStickyKeep(s, a, n, now)
-	case n.Purpose == ForStickyNew:
+	case n.Purpose == forStickyNew:
 		j = judgeStickyNew(s, a, n, now)
 	case a.Kind == KindMain:
 		j = judgeMainQuota(s, a, n, now)
@@ -294,36 +294,36 @@ func Judge(s Settings, a *Subject, n Need, now time.Time) Judgement {
 
 // judgeEntry refuses an account for what it is: a broken entry, disabled,
 // without credentials, or not part of sticky routing.
-func judgeEntry(a *Subject, n Need) (Judgement, bool) {
-	sticky := n.Purpose == ForStickyKeep || n.Purpose == ForStickyNew
+func judgeEntry(a *subject, n need) (judgement, bool) {
+	sticky := n.Purpose == forStickyKeep || n.Purpose == forStickyNew
 	switch {
 	case a.Kind == KindUnknown || a.Problem != "":
-		return refuse(ReasonEntryProblem, time.Time{}, a.Problem), true
+		return refuse(reasonEntryProblem, time.Time{}, a.Problem), true
 	case !a.Enabled:
-		return refuse(ReasonDisabled, time.Time{}, ""), true
+		return refuse(reasonDisabled, time.Time{}, ""), true
 	case a.Kind == KindAPI && sticky:
-		return refuse(ReasonNotSticky, time.Time{}, ""), true
+		return refuse(reasonNotSticky, time.Time{}, ""), true
 	case a.Kind == KindMain && !a.HasCredential:
-		return refuse(ReasonNoCredentials, time.Time{}, "main credentials not set"), true
+		return refuse(reasonNoCredentials, time.Time{}, "main credentials not set"), true
 	case a.Kind == KindOAuth && sticky && a.Access == "":
-		return refuse(ReasonNoCredentials, time.Time{}, "no access token"), true
+		return refuse(reasonNoCredentials, time.Time{}, "no access token"), true
 	}
-	return Judgement{}, false
+	return judgement{}, false
 }
 
 // judgeAPI is an API-key route: usable when complete and enabled, but
 // routed only when main's OAuth quota is confirmed spent.
-func judgeAPI(n Need) Judgement {
-	if n.Purpose == ForOrdered && !n.IncludeAPI {
-		return refuse(ReasonAPIReserved, time.Time{}, "")
+func judgeAPI(n need) judgement {
+	if n.Purpose == forOrdered && !n.IncludeAPI {
+		return refuse(reasonAPIReserved, time.Time{}, "")
 	}
-	return Judgement{Usable: true, detail: "API-key route (used only when main quota is confirmed exhausted)"}
+	return judgement{Usable: true, detail: "API-key route (used only when main quota is confirmed exhausted)"}
 }
 
 // tokenDue reports whether the account's access token must be refreshed
 // before use: main when it is expired (the host refreshes it early),
 // fallbacks within the refresh window (BEHAVIOUR.md §2.3).
-func tokenDue(s Settings, a *Subject, now time.Time) bool {
+func tokenDue(s Settings, a *subject, now time.Time) bool {
 	if a.Kind == KindMain {
 		return expired(a.Access, a.Expires, now)
 	}
@@ -333,23 +333,23 @@ func tokenDue(s Settings, a *Subject, now time.Time) bool {
 // judgeToken refuses an account whose token cannot be had: a refresh token
 // rejected for good, an active refresh backoff while the token is due (for
 // sticky main, whenever it is active), or a refresh that just failed.
-func judgeToken(s Settings, a *Subject, n Need, now time.Time) (Judgement, bool) {
+func judgeToken(s Settings, a *subject, n need, now time.Time) (judgement, bool) {
 	rec := a.RefreshError
 	fp := fingerprintFor(rec, a.Refresh)
 	if needsRelogin(rec, a.Identity, fp) {
-		return refuse(ReasonNeedsRelogin, time.Time{}, ""), true
+		return refuse(reasonNeedsRelogin, time.Time{}, ""), true
 	}
 	due := tokenDue(s, a, now)
-	sticky := n.Purpose == ForStickyKeep || n.Purpose == ForStickyNew
+	sticky := n.Purpose == forStickyKeep || n.Purpose == forStickyNew
 	if due || (sticky && a.Kind == KindMain) {
 		if until, ok := refreshBackoffUntil(rec, a.Identity, now, fp); ok {
-			return refuse(ReasonRefreshBackoff, until, ""), true
+			return refuse(reasonRefreshBackoff, until, ""), true
 		}
 	}
 	if err := a.Tried.Refresh; err != nil && a.Kind == KindMain {
-		return refuse(ReasonRefreshFailed, errUntil(err), shorten(err.Error(), 240)), true
+		return refuse(reasonRefreshFailed, errUntil(err), shorten(err.Error(), 240)), true
 	}
-	return Judgement{}, false
+	return judgement{}, false
 }
 
 // needsRelogin reports whether the account's current refresh token was
@@ -365,30 +365,30 @@ func needsRelogin(rec *OpError, identity, fp string) bool {
 // snapshot below policy makes main the last resort, not unusable; unknown
 // quota refuses main only when failClosedOnUnknownQuota is explicitly true
 // and the usage API is backed off (BEHAVIOUR.md §3.2, §5.2).
-func judgeMainQuota(s Settings, a *Subject, n Need, now time.Time) Judgement {
+func judgeMainQuota(s Settings, a *subject, n need, now time.Time) judgement {
 	q := a.Quota
-	var j Judgement
-	if n.Purpose == ForOrdered && a.Tried.Quota == nil && !QuotaBackoffActive(a.QuotaError, now) {
+	var j judgement
+	if n.Purpose == forOrdered && a.Tried.Quota == nil && !QuotaBackoffActive(a.QuotaError, now) {
 		routing := s.QuotaRouting && n.Replayable
 		stale := QuotaStale(q, s, n.Model, now)
 		if (s.Killswitch.Enabled && stale) || (routing && (q == nil || (stale && (standardExhausted(q) || ModelScopeExhausted(q, n.Model))))) {
-			j.Settle |= SettleQuota
+			j.Settle |= settleQuota
 		}
 	}
 	if q == nil && s.FailClosedExplicit && QuotaBackoffActive(a.QuotaError, now) {
-		return refuse(ReasonMainQuotaBackedOff, fromMs(a.QuotaError.NextRetryAt), "")
+		return refuse(reasonMainQuotaBackedOff, fromMs(a.QuotaError.NextRetryAt), "")
 	}
 	if k := killswitchJudgement(q, s, a.ID, n.Model, a.QuotaError, now); !k.Usable {
 		k.Settle = j.Settle
 		return k
 	}
 	j.Usable = true
-	if s.QuotaRouting && (n.Purpose != ForOrdered || n.Replayable) && hasStandardWindows(q) {
+	if s.QuotaRouting && (n.Purpose != forOrdered || n.Replayable) && hasStandardWindows(q) {
 		if p := policyJudgement(q, s, now); !p.Usable {
 			j.Reason, j.Until, j.LastResort, j.detail = p.Reason, p.Until, true, "main "+p.Text()
 		} else if sw := scopedWindowFor(q, n.Model); sw != nil && ModelScopeExhausted(q, n.Model) {
 			until, _ := futureReset(sw.ResetsAt, now)
-			j.Reason, j.Until, j.LastResort, j.detail = ReasonModelScope, until, true, "main "+sw.ModelName+" weekly limit reached"
+			j.Reason, j.Until, j.LastResort, j.detail = reasonModelScope, until, true, "main "+sw.ModelName+" weekly limit reached"
 		}
 	}
 	return j
@@ -399,13 +399,13 @@ func judgeMainQuota(s Settings, a *Subject, n Need, now time.Time) Judgement {
 // failClosedOnUnknownQuota), the model scope and the killswitch. After a
 // refresh or poll failure, upstream's failure path decides (BEHAVIOUR.md
 // §5.1).
-func judgeFallbackQuota(s Settings, a *Subject, n Need, now time.Time) Judgement {
+func judgeFallbackQuota(s Settings, a *subject, n need, now time.Time) judgement {
 	if a.Tried.Refresh != nil || a.Tried.Quota != nil {
 		return judgeFallbackFailure(s, a, n, now)
 	}
-	var settle Settle
-	if n.Purpose == ForOrdered && (s.QuotaEnabled || s.Killswitch.Enabled) && QuotaStale(a.Quota, s, n.Model, now) && !QuotaBackoffActive(a.QuotaError, now) {
-		settle = SettleQuota
+	var settle settleIO
+	if n.Purpose == forOrdered && (s.QuotaEnabled || s.Killswitch.Enabled) && QuotaStale(a.Quota, s, n.Model, now) && !QuotaBackoffActive(a.QuotaError, now) {
+		settle = settleQuota
 	}
 	j := quotaJudgement(s, a.Quota, a.QuotaError, a.ID, n.Model, now, s.QuotaEnabled)
 	j.Settle = settle
@@ -418,7 +418,7 @@ func judgeFallbackQuota(s Settings, a *Subject, n Need, now time.Time) Judgement
 // windows have not reset; with failClosedOnUnknownQuota off it serves
 // unless refresh backoff or the model scope says otherwise. A cached
 // snapshot known to fail the thresholds still excludes it.
-func judgeFallbackFailure(s Settings, a *Subject, n Need, now time.Time) Judgement {
+func judgeFallbackFailure(s Settings, a *subject, n need, now time.Time) judgement {
 	q := a.Quota
 	err := a.Tried.Refresh
 	if err == nil {
@@ -431,9 +431,9 @@ func judgeFallbackFailure(s Settings, a *Subject, n Need, now time.Time) Judgeme
 	if !s.FailClosedOnUnknown && QuotaPassesPolicy(q, s) && !RefreshBackoffActive(a.RefreshError, a.ID, now, fp) && !ModelScopeExhausted(q, n.Model) {
 		return killswitchJudgement(q, s, a.ID, n.Model, nil, now)
 	}
-	r := ReasonQuotaCheckFailed
+	r := reasonQuotaCheckFailed
 	if a.Tried.Refresh != nil {
-		r = ReasonRefreshFailed
+		r = reasonRefreshFailed
 	}
 	return refuse(r, errUntil(err), shorten(err.Error(), 240))
 }
@@ -445,10 +445,10 @@ func judgeFallbackFailure(s Settings, a *Subject, n Need, now time.Time) Judgeme
 // minimumRemaining (our addition: a session never drains an account below
 // the user's reserve) and the killswitch move it. Stale or unknown quota
 // keeps (BEHAVIOUR.md §5.4).
-func judgeStickyKeep(s Settings, a *Subject, n Need, now time.Time) Judgement {
-	j := Judgement{Usable: true}
+func judgeStickyKeep(s Settings, a *subject, n need, now time.Time) judgement {
+	j := judgement{Usable: true}
 	if !QuotaBackoffActive(a.QuotaError, now) && !quotaAgeFresh(a.Quota, s.QuotaCheckInterval, n.Model, now) {
-		j.Settle = SettleQuota
+		j.Settle = settleQuota
 	}
 	if quotaAgeFresh(a.Quota, s.QuotaCheckInterval, n.Model, now) {
 		d := stickyDecision(a.Quota, n.Model, now)
@@ -476,12 +476,12 @@ func judgeStickyKeep(s Settings, a *Subject, n Need, now time.Time) Judgement {
 // only when quota checks are off or failClosedOnUnknownQuota is off), and
 // with known quota it is neither spent for the model nor otherwise
 // unusable.
-func judgeStickyNew(s Settings, a *Subject, n Need, now time.Time) Judgement {
-	var settle Settle
+func judgeStickyNew(s Settings, a *subject, n need, now time.Time) judgement {
+	var settle settleIO
 	if !QuotaBackoffActive(a.QuotaError, now) && !quotaAgeFresh(a.Quota, s.QuotaCheckInterval, n.Model, now) {
-		settle = SettleQuota
+		settle = settleQuota
 	}
-	out := func(j Judgement) Judgement { j.Settle = settle; return j }
+	out := func(j judgement) judgement { j.Settle = settle; return j }
 	if k := killswitchJudgement(a.Quota, s, a.ID, n.Model, nil, now); !k.Usable {
 		return out(k)
 	}
@@ -494,45 +494,45 @@ func judgeStickyNew(s Settings, a *Subject, n Need, now time.Time) Judgement {
 			return out(d)
 		}
 		if a.Kind == KindOAuth {
-			if v := Judge(s, a, Need{Purpose: ForView, Model: n.Model}, now); !v.Usable {
+			if v := judge(s, a, need{Purpose: forView, Model: n.Model}, now); !v.Usable {
 				return out(v)
 			}
 		}
 	}
-	return out(Judgement{Usable: true})
+	return out(judgement{Usable: true})
 }
 
 // stickyDecision is upstream's decideStickyQuotaFailure: migrate on a spent
 // model scope or seven-day window, hold when a spent five-hour window
 // resets within 15 minutes (until the reset), migrate on a later
 // five-hour reset, otherwise retain. Unknown quota retains.
-func stickyDecision(q *QuotaSnapshot, model string, now time.Time) Judgement {
+func stickyDecision(q *QuotaSnapshot, model string, now time.Time) judgement {
 	if !hasStandardWindows(q) {
-		return Judgement{Usable: true}
+		return judgement{Usable: true}
 	}
 	if sw := scopedWindowFor(q, model); sw != nil && finite(sw.RemainingPercent) && sw.RemainingPercent <= 0 {
 		until, _ := futureReset(sw.ResetsAt, now)
-		return refuse(ReasonModelScope, until, sw.ModelName+" weekly limit reached")
+		return refuse(reasonModelScope, until, sw.ModelName+" weekly limit reached")
 	}
 	if q.SevenDay.RemainingPercent <= 0 {
 		until, _ := futureReset(q.SevenDay.ResetsAt, now)
-		return refuse(ReasonWindowSpent, until, "seven-day quota exhausted")
+		return refuse(reasonWindowSpent, until, "seven-day quota exhausted")
 	}
 	if q.FiveHour.RemainingPercent <= 0 {
 		until, ok := futureReset(q.FiveHour.ResetsAt, now)
 		if ok && until.Sub(now) <= stickyHoldWindow {
-			return Judgement{Usable: true, Hold: true, Reason: ReasonResetsShortly, Until: until}
+			return judgement{Usable: true, Hold: true, Reason: reasonResetsShortly, Until: until}
 		}
-		return refuse(ReasonWindowSpent, until, "five-hour quota exhausted")
+		return refuse(reasonWindowSpent, until, "five-hour quota exhausted")
 	}
-	return Judgement{Usable: true}
+	return judgement{Usable: true}
 }
 
 // quotaJudgement judges a snapshot: minimumRemaining (when policy is
 // true), model scope, a spent window, then the killswitch. A refusal
 // without a known end lasts until the quota backoff ends, when one is
 // active.
-func quotaJudgement(s Settings, q *QuotaSnapshot, qerr *OpError, id, model string, now time.Time, policy bool) Judgement {
+func quotaJudgement(s Settings, q *QuotaSnapshot, qerr *OpError, id, model string, now time.Time, policy bool) judgement {
 	if policy {
 		if j := policyJudgement(q, s, now); !j.Usable {
 			return untilBackoff(j, qerr, now)
@@ -540,12 +540,12 @@ func quotaJudgement(s Settings, q *QuotaSnapshot, qerr *OpError, id, model strin
 	}
 	if sw := scopedWindowFor(q, model); sw != nil && finite(sw.RemainingPercent) && sw.RemainingPercent <= 0 {
 		until, _ := futureReset(sw.ResetsAt, now)
-		return refuse(ReasonModelScope, until, sw.ModelName+" weekly limit reached")
+		return refuse(reasonModelScope, until, sw.ModelName+" weekly limit reached")
 	}
 	return killswitchJudgement(q, s, id, model, qerr, now)
 }
 
-func untilBackoff(j Judgement, qerr *OpError, now time.Time) Judgement {
+func untilBackoff(j judgement, qerr *OpError, now time.Time) judgement {
 	if j.Until.IsZero() && QuotaBackoffActive(qerr, now) {
 		j.Until = fromMs(qerr.NextRetryAt)
 	}
@@ -556,39 +556,39 @@ func untilBackoff(j Judgement, qerr *OpError, now time.Time) Judgement {
 // §5.1): until the latest reset of the windows it named, no request can
 // succeed there, so none is sent. A sticky session whose 5-hour window
 // resets within 15 minutes holds instead, as for a polled snapshot.
-func judgeSpent(sp *SpentWindows, n Need, now time.Time) (Judgement, bool) {
+func judgeSpent(sp *SpentWindows, n need, now time.Time) (judgement, bool) {
 	if sp == nil {
-		return Judgement{}, false
+		return judgement{}, false
 	}
 	five, seven := fromMs(sp.FiveHour), fromMs(sp.SevenDay)
 	fiveOut, sevenOut := sp.FiveHour > 0 && five.After(now), sp.SevenDay > 0 && seven.After(now)
 	switch {
 	case sevenOut && (!fiveOut || seven.After(five)):
-		return refuse(ReasonWindowSpent, seven, "7d quota window spent (429) until its reset"), true
-	case fiveOut && n.Purpose == ForStickyKeep && five.Sub(now) <= stickyHoldWindow:
-		return Judgement{Usable: true, Hold: true, Reason: ReasonResetsShortly, Until: five}, true
+		return refuse(reasonWindowSpent, seven, "7d quota window spent (429) until its reset"), true
+	case fiveOut && n.Purpose == forStickyKeep && five.Sub(now) <= stickyHoldWindow:
+		return judgement{Usable: true, Hold: true, Reason: reasonResetsShortly, Until: five}, true
 	case fiveOut:
-		return refuse(ReasonWindowSpent, five, "5h quota window spent (429) until its reset"), true
+		return refuse(reasonWindowSpent, five, "5h quota window spent (429) until its reset"), true
 	}
-	return Judgement{}, false
+	return judgement{}, false
 }
 
 // policyJudgement applies quota.minimumRemaining (BEHAVIOUR.md §3.2).
-func policyJudgement(q *QuotaSnapshot, s Settings, now time.Time) Judgement {
+func policyJudgement(q *QuotaSnapshot, s Settings, now time.Time) judgement {
 	r, detail, until, ok := policyFailure(q, s, now)
 	if ok {
-		return Judgement{Usable: true}
+		return judgement{Usable: true}
 	}
 	return refuse(r, until, detail)
 }
 
 // killswitchJudgement applies the killswitch (BEHAVIOUR.md §5.5).
-func killswitchJudgement(q *QuotaSnapshot, s Settings, id, model string, qerr *OpError, now time.Time) Judgement {
+func killswitchJudgement(q *QuotaSnapshot, s Settings, id, model string, qerr *OpError, now time.Time) judgement {
 	detail, until, ok := killswitchFailure(q, s, id, model, now)
 	if ok {
-		return Judgement{Usable: true}
+		return judgement{Usable: true}
 	}
-	return untilBackoff(refuse(ReasonKillswitch, until, detail), qerr, now)
+	return untilBackoff(refuse(reasonKillswitch, until, detail), qerr, now)
 }
 
 // transientQuotaError reports whether err is a usage-endpoint failure
@@ -607,8 +607,8 @@ func transientQuotaError(err error) bool {
 }
 
 // mainSubject is main as the judgement sees it.
-func mainSubject(snap *Snapshot, creds MainCredentials, has bool) Subject {
-	return Subject{
+func mainSubject(snap *Snapshot, creds MainCredentials, has bool) subject {
+	return subject{
 		ID: MainAccountID, Kind: KindMain, Enabled: true, Identity: mainIdentity(snap), HasCredential: has,
 		Access: creds.Access, Refresh: creds.Refresh, Expires: creds.Expires,
 		RefreshError: snap.Main.LastRefreshError, Quota: mainQuota(snap), QuotaError: snap.Main.LastQuotaAPIError,
@@ -617,7 +617,7 @@ func mainSubject(snap *Snapshot, creds MainCredentials, has bool) Subject {
 }
 
 // accountSubject is a fallback as the judgement sees it.
-func accountSubject(a *Account) Subject {
+func accountSubject(a *Account) subject {
 	k := KindUnknown
 	switch a.Type {
 	case AccountOAuth:
@@ -625,7 +625,7 @@ func accountSubject(a *Account) Subject {
 	case AccountAPI:
 		k = KindAPI
 	}
-	return Subject{
+	return subject{
 		ID: a.ID, Kind: k, Order: a.Order + 1, Problem: a.Problem, Enabled: a.IsEnabled(), Identity: a.ID, HasCredential: true,
 		Access: a.State.Access, Refresh: a.State.Refresh, Expires: a.State.Expires,
 		RefreshError: a.State.LastRefreshError, Quota: a.State.Quota, QuotaError: a.State.LastQuotaRefreshError,

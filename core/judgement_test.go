@@ -16,16 +16,16 @@ func TestJudge(t *testing.T) {
 	yes, no := true, false
 	refresh := Secret("refresh-1")
 	fp := refresh.Fingerprint()
-	fallback := func(mut func(*Subject)) *Subject {
-		a := &Subject{ID: "fb", Kind: KindOAuth, Order: 1, Enabled: true, Identity: "fb", HasCredential: true,
+	fallback := func(mut func(*subject)) *subject {
+		a := &subject{ID: "fb", Kind: KindOAuth, Order: 1, Enabled: true, Identity: "fb", HasCredential: true,
 			Access: "access", Refresh: refresh, Expires: valid, Quota: snapQ(80, 80, fresh)}
 		if mut != nil {
 			mut(a)
 		}
 		return a
 	}
-	main := func(mut func(*Subject)) *Subject {
-		a := &Subject{ID: MainAccountID, Kind: KindMain, Enabled: true, Identity: "main-uuid", HasCredential: true,
+	main := func(mut func(*subject)) *subject {
+		a := &subject{ID: MainAccountID, Kind: KindMain, Enabled: true, Identity: "main-uuid", HasCredential: true,
 			Access: "main-access", Refresh: refresh, Expires: valid}
 		if mut != nil {
 			mut(a)
@@ -40,105 +40,105 @@ func TestJudge(t *testing.T) {
 	routing.QuotaRouting = true
 	explicit := s
 	explicit.FailClosedExplicit = true
-	view := Need{Purpose: ForView}
-	ordered := Need{Purpose: ForOrdered, Replayable: true}
-	fable := Need{Purpose: ForOrdered, Replayable: true, Model: "claude-fable-5"}
-	keep := Need{Purpose: ForStickyKeep}
-	take := Need{Purpose: ForStickyNew}
+	view := need{Purpose: forView}
+	ordered := need{Purpose: forOrdered, Replayable: true}
+	fable := need{Purpose: forOrdered, Replayable: true, Model: "claude-fable-5"}
+	keep := need{Purpose: forStickyKeep}
+	take := need{Purpose: forStickyNew}
 	quotaBackoff := &OpError{Message: "429", Status: 429, CheckedAt: epochMs(now), NextRetryAt: epochMs(now.Add(time.Minute))}
 	usage503 := &UpstreamError{Failure: Failure{Source: SourceUsage, Status: 503}, Verdict: Verdict{Class: ClassTransient}}
 	tokenDown := &UpstreamError{Failure: Failure{Source: SourceToken, Status: 503}, Verdict: Verdict{Class: ClassTransient}, Until: now.Add(5 * time.Minute)}
 
 	tests := []struct {
 		name   string
-		a      *Subject
+		a      *subject
 		s      Settings
-		n      Need
+		n      need
 		usable bool
-		reason Reason
+		reason reason
 		until  time.Time
-		settle Settle
+		settle settleIO
 		text   string
 	}{
-		{"healthy fallback", fallback(nil), s, view, true, ReasonUsable, time.Time{}, 0, ""},
-		{"broken entry", fallback(func(a *Subject) { a.Problem = "no refresh token" }), s, view, false, ReasonEntryProblem, time.Time{}, 0, "no refresh token"},
-		{"unknown account type is listed, never routed", fallback(func(a *Subject) { a.Kind = KindUnknown; a.Problem = "unknown account type x" }), s, ordered, false, ReasonEntryProblem, time.Time{}, 0, ""},
-		{"disabled", fallback(func(a *Subject) { a.Enabled = false }), s, view, false, ReasonDisabled, time.Time{}, 0, "disabled"},
-		{"main without credentials", main(func(a *Subject) { a.HasCredential = false }), s, ordered, false, ReasonNoCredentials, time.Time{}, 0, "main credentials not set"},
-		{"permanent refresh failure", fallback(func(a *Subject) {
+		{"healthy fallback", fallback(nil), s, view, true, reasonUsable, time.Time{}, 0, ""},
+		{"broken entry", fallback(func(a *subject) { a.Problem = "no refresh token" }), s, view, false, reasonEntryProblem, time.Time{}, 0, "no refresh token"},
+		{"unknown account type is listed, never routed", fallback(func(a *subject) { a.Kind = KindUnknown; a.Problem = "unknown account type x" }), s, ordered, false, reasonEntryProblem, time.Time{}, 0, ""},
+		{"disabled", fallback(func(a *subject) { a.Enabled = false }), s, view, false, reasonDisabled, time.Time{}, 0, "disabled"},
+		{"main without credentials", main(func(a *subject) { a.HasCredential = false }), s, ordered, false, reasonNoCredentials, time.Time{}, 0, "main credentials not set"},
+		{"permanent refresh failure", fallback(func(a *subject) {
 			a.RefreshError = &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, CheckedAt: epochMs(now.Add(-25 * time.Hour)), NextRetryAt: epochMs(now.Add(-time.Hour)), RefreshTokenFingerprint: fp}
-		}), s, view, false, ReasonNeedsRelogin, time.Time{}, 0, "needs re-login"},
-		{"legacy record: no status, 24 h backoff needs re-login", fallback(func(a *Subject) {
+		}), s, view, false, reasonNeedsRelogin, time.Time{}, 0, "needs re-login"},
+		{"legacy record: no status, 24 h backoff needs re-login", fallback(func(a *subject) {
 			a.RefreshError = &OpError{Message: "Refresh failed", CheckedAt: epochMs(now.Add(-time.Hour)), NextRetryAt: epochMs(now.Add(23 * time.Hour))}
-		}), s, view, false, ReasonNeedsRelogin, time.Time{}, 0, ""},
-		{"legacy record: network failure is not permanent", fallback(func(a *Subject) {
+		}), s, view, false, reasonNeedsRelogin, time.Time{}, 0, ""},
+		{"legacy record: network failure is not permanent", fallback(func(a *subject) {
 			a.RefreshError = &OpError{Message: "fetch failed", CheckedAt: epochMs(now.Add(-time.Hour)), NextRetryAt: epochMs(now.Add(23 * time.Hour))}
-		}), s, view, true, ReasonUsable, time.Time{}, 0, ""},
-		{"explicit permanent false wins over a 24 h backoff", fallback(func(a *Subject) {
+		}), s, view, true, reasonUsable, time.Time{}, 0, ""},
+		{"explicit permanent false wins over a 24 h backoff", fallback(func(a *subject) {
 			a.RefreshError = &OpError{Message: "exhausted", Permanent: &no, CheckedAt: epochMs(now), NextRetryAt: epochMs(now.Add(24 * time.Hour))}
-		}), s, view, true, ReasonUsable, time.Time{}, 0, ""},
-		{"permanent failure of an old refresh token is released", fallback(func(a *Subject) {
+		}), s, view, true, reasonUsable, time.Time{}, 0, ""},
+		{"permanent failure of an old refresh token is released", fallback(func(a *subject) {
 			a.RefreshError = &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, NextRetryAt: epochMs(now.Add(time.Hour)), RefreshTokenFingerprint: "0123456789abcdef"}
-		}), s, view, true, ReasonUsable, time.Time{}, 0, ""},
-		{"refresh backoff while the token is due (case 37)", fallback(func(a *Subject) {
+		}), s, view, true, reasonUsable, time.Time{}, 0, ""},
+		{"refresh backoff while the token is due (case 37)", fallback(func(a *subject) {
 			a.Expires = gone
 			a.RefreshError = &OpError{Message: "429", Status: 429, NextRetryAt: epochMs(now.Add(10 * time.Minute)), AccountIdentity: "fb"}
-		}), s, ordered, false, ReasonRefreshBackoff, now.Add(10 * time.Minute), 0, "refresh backoff"},
-		{"refresh backoff with a valid token does not block", fallback(func(a *Subject) {
+		}), s, ordered, false, reasonRefreshBackoff, now.Add(10 * time.Minute), 0, "refresh backoff"},
+		{"refresh backoff with a valid token does not block", fallback(func(a *subject) {
 			a.RefreshError = &OpError{Message: "429", Status: 429, NextRetryAt: epochMs(now.Add(10 * time.Minute)), AccountIdentity: "fb"}
-		}), s, view, true, ReasonUsable, time.Time{}, 0, ""},
-		{"a due token asks for a refresh", fallback(func(a *Subject) { a.Expires = epochMs(now.Add(time.Hour)) }), s, ordered, true, ReasonUsable, time.Time{}, SettleRefresh, ""},
-		{"a stale snapshot asks for a poll", fallback(func(a *Subject) { a.Quota = snapQ(80, 80, now.Add(-time.Hour)) }), s, ordered, true, ReasonUsable, time.Time{}, SettleQuota, ""},
-		{"a poll in quota backoff is not asked for", fallback(func(a *Subject) { a.Quota = snapQ(80, 80, now.Add(-time.Hour)); a.QuotaError = quotaBackoff }), s, ordered, true, ReasonUsable, time.Time{}, 0, ""},
-		{"below minimum until the 5h reset", fallback(func(a *Subject) { a.Quota = snapQ(5, 80, fresh) }), s, view, false, ReasonBelowMinimum,
+		}), s, view, true, reasonUsable, time.Time{}, 0, ""},
+		{"a due token asks for a refresh", fallback(func(a *subject) { a.Expires = epochMs(now.Add(time.Hour)) }), s, ordered, true, reasonUsable, time.Time{}, settleRefresh, ""},
+		{"a stale snapshot asks for a poll", fallback(func(a *subject) { a.Quota = snapQ(80, 80, now.Add(-time.Hour)) }), s, ordered, true, reasonUsable, time.Time{}, settleQuota, ""},
+		{"a poll in quota backoff is not asked for", fallback(func(a *subject) { a.Quota = snapQ(80, 80, now.Add(-time.Hour)); a.QuotaError = quotaBackoff }), s, ordered, true, reasonUsable, time.Time{}, 0, ""},
+		{"below minimum until the 5h reset", fallback(func(a *subject) { a.Quota = snapQ(5, 80, fresh) }), s, view, false, reasonBelowMinimum,
 			fresh.Add(2 * time.Hour).Truncate(time.Second), 0, "5h quota below minimum (5% < 10%)"},
-		{"unknown quota fails closed until the quota backoff ends", fallback(func(a *Subject) { a.Quota = nil; a.QuotaError = quotaBackoff }), s, view, false, ReasonQuotaUnknown,
+		{"unknown quota fails closed until the quota backoff ends", fallback(func(a *subject) { a.Quota = nil; a.QuotaError = quotaBackoff }), s, view, false, reasonQuotaUnknown,
 			now.Add(time.Minute), 0, "quota unknown (no 5h window)"},
-		{"model scope spent", fallback(func(a *Subject) { a.Quota = snapQ(80, 80, fresh, scoped("Fable", 0, fresh, 30*time.Hour)) }), s, fable, false, ReasonModelScope,
+		{"model scope spent", fallback(func(a *subject) { a.Quota = snapQ(80, 80, fresh, scoped("Fable", 0, fresh, 30*time.Hour)) }), s, fable, false, reasonModelScope,
 			fresh.Add(30 * time.Hour).Truncate(time.Second), 0, "Fable weekly limit reached"},
-		{"killswitch", fallback(func(a *Subject) { a.Quota = snapQ(80, 8, fresh) }), ks, view, false, ReasonKillswitch, fresh.Add(72 * time.Hour).Truncate(time.Second), 0, "killswitch: 7d 8% < 10%"},
-		{"transient poll failure trusts the cached snapshot", fallback(func(a *Subject) { a.Tried.Quota = usage503 }), s, ordered, true, ReasonUsable, time.Time{}, 0, ""},
-		{"transient poll failure with a failing cache excludes", fallback(func(a *Subject) { a.Quota = snapQ(5, 80, fresh); a.Tried.Quota = usage503 }), s, ordered, false, ReasonQuotaCheckFailed, time.Time{}, 0, ""},
-		{"refresh failure refuses a fallback", fallback(func(a *Subject) { a.Expires = gone; a.Tried.Refresh = tokenDown }), s, ordered, false, ReasonRefreshFailed, now.Add(5 * time.Minute), 0, ""},
-		{"refresh failure of main refuses main", main(func(a *Subject) { a.Expires = gone; a.Tried.Refresh = tokenDown }), s, ordered, false, ReasonRefreshFailed, now.Add(5 * time.Minute), 0, ""},
-		{"api route is reserved in ordered routing", &Subject{ID: "api", Kind: KindAPI, Enabled: true}, s, ordered, false, ReasonAPIReserved, time.Time{}, 0, ""},
-		{"api route serves on confirmed main exhaustion", &Subject{ID: "api", Kind: KindAPI, Enabled: true}, s, Need{Purpose: ForOrdered, IncludeAPI: true}, true, ReasonUsable, time.Time{}, 0, ""},
-		{"api route takes no sticky session", &Subject{ID: "api", Kind: KindAPI, Enabled: true}, s, take, false, ReasonNotSticky, time.Time{}, 0, ""},
+		{"killswitch", fallback(func(a *subject) { a.Quota = snapQ(80, 8, fresh) }), ks, view, false, reasonKillswitch, fresh.Add(72 * time.Hour).Truncate(time.Second), 0, "killswitch: 7d 8% < 10%"},
+		{"transient poll failure trusts the cached snapshot", fallback(func(a *subject) { a.Tried.Quota = usage503 }), s, ordered, true, reasonUsable, time.Time{}, 0, ""},
+		{"transient poll failure with a failing cache excludes", fallback(func(a *subject) { a.Quota = snapQ(5, 80, fresh); a.Tried.Quota = usage503 }), s, ordered, false, reasonQuotaCheckFailed, time.Time{}, 0, ""},
+		{"refresh failure refuses a fallback", fallback(func(a *subject) { a.Expires = gone; a.Tried.Refresh = tokenDown }), s, ordered, false, reasonRefreshFailed, now.Add(5 * time.Minute), 0, ""},
+		{"refresh failure of main refuses main", main(func(a *subject) { a.Expires = gone; a.Tried.Refresh = tokenDown }), s, ordered, false, reasonRefreshFailed, now.Add(5 * time.Minute), 0, ""},
+		{"api route is reserved in ordered routing", &subject{ID: "api", Kind: KindAPI, Enabled: true}, s, ordered, false, reasonAPIReserved, time.Time{}, 0, ""},
+		{"api route serves on confirmed main exhaustion", &subject{ID: "api", Kind: KindAPI, Enabled: true}, s, need{Purpose: forOrdered, IncludeAPI: true}, true, reasonUsable, time.Time{}, 0, ""},
+		{"api route takes no sticky session", &subject{ID: "api", Kind: KindAPI, Enabled: true}, s, take, false, reasonNotSticky, time.Time{}, 0, ""},
 
 		// Main on default settings: unknown quota never refuses it.
-		{"main with unknown quota and a failing poll serves by default", main(func(a *Subject) { a.QuotaError = quotaBackoff }), s, ordered, true, ReasonUsable, time.Time{}, 0, ""},
-		{"main fails closed only when failClosedOnUnknownQuota is explicitly true", main(func(a *Subject) { a.QuotaError = quotaBackoff }), explicit, ordered, false, ReasonMainQuotaBackedOff, now.Add(time.Minute), 0, ""},
-		{"main below minimum without quota routing serves", main(func(a *Subject) { a.Quota = snapQ(5, 50, fresh) }), s, ordered, true, ReasonUsable, time.Time{}, 0, ""},
-		{"main below minimum with quota routing is the last resort", main(func(a *Subject) { a.Quota = snapQ(5, 50, fresh) }), routing, ordered, true, ReasonBelowMinimum, fresh.Add(2 * time.Hour).Truncate(time.Second), 0, "main 5h quota below minimum (5% < 10%)"},
-		{"main with quota routing and no snapshot asks for a poll", main(nil), routing, ordered, true, ReasonUsable, time.Time{}, SettleQuota, ""},
-		{"main quota is not polled for a streamed request", main(nil), routing, Need{Purpose: ForOrdered}, true, ReasonUsable, time.Time{}, 0, ""},
-		{"main refresh backoff with an expired token", main(func(a *Subject) {
+		{"main with unknown quota and a failing poll serves by default", main(func(a *subject) { a.QuotaError = quotaBackoff }), s, ordered, true, reasonUsable, time.Time{}, 0, ""},
+		{"main fails closed only when failClosedOnUnknownQuota is explicitly true", main(func(a *subject) { a.QuotaError = quotaBackoff }), explicit, ordered, false, reasonMainQuotaBackedOff, now.Add(time.Minute), 0, ""},
+		{"main below minimum without quota routing serves", main(func(a *subject) { a.Quota = snapQ(5, 50, fresh) }), s, ordered, true, reasonUsable, time.Time{}, 0, ""},
+		{"main below minimum with quota routing is the last resort", main(func(a *subject) { a.Quota = snapQ(5, 50, fresh) }), routing, ordered, true, reasonBelowMinimum, fresh.Add(2 * time.Hour).Truncate(time.Second), 0, "main 5h quota below minimum (5% < 10%)"},
+		{"main with quota routing and no snapshot asks for a poll", main(nil), routing, ordered, true, reasonUsable, time.Time{}, settleQuota, ""},
+		{"main quota is not polled for a streamed request", main(nil), routing, need{Purpose: forOrdered}, true, reasonUsable, time.Time{}, 0, ""},
+		{"main refresh backoff with an expired token", main(func(a *subject) {
 			a.Expires = gone
 			a.RefreshError = &OpError{Status: 429, NextRetryAt: epochMs(now.Add(time.Minute))}
-		}), s, ordered, false, ReasonRefreshBackoff, now.Add(time.Minute), 0, ""},
+		}), s, ordered, false, reasonRefreshBackoff, now.Add(time.Minute), 0, ""},
 
 		// A 429 that named spent windows.
-		{"5h spent by a 429 until its reset", main(func(a *Subject) { a.Spent = &SpentWindows{FiveHour: epochMs(now.Add(2 * time.Hour))} }), s, ordered, false, ReasonWindowSpent, now.Add(2 * time.Hour), 0, ""},
-		{"the later of two spent windows ends it", fallback(func(a *Subject) {
+		{"5h spent by a 429 until its reset", main(func(a *subject) { a.Spent = &SpentWindows{FiveHour: epochMs(now.Add(2 * time.Hour))} }), s, ordered, false, reasonWindowSpent, now.Add(2 * time.Hour), 0, ""},
+		{"the later of two spent windows ends it", fallback(func(a *subject) {
 			a.Spent = &SpentWindows{FiveHour: epochMs(now.Add(2 * time.Hour)), SevenDay: epochMs(now.Add(50 * time.Hour))}
-		}), s, view, false, ReasonWindowSpent, now.Add(50 * time.Hour), 0, ""},
-		{"a past reset releases the account", fallback(func(a *Subject) { a.Spent = &SpentWindows{FiveHour: epochMs(now.Add(-time.Second))} }), s, ordered, true, ReasonUsable, time.Time{}, 0, ""},
-		{"a sticky session holds on a 5h reset within 15 minutes", fallback(func(a *Subject) { a.Spent = &SpentWindows{FiveHour: epochMs(now.Add(10 * time.Minute))} }), s, keep, true, ReasonResetsShortly, now.Add(10 * time.Minute), 0, ""},
+		}), s, view, false, reasonWindowSpent, now.Add(50 * time.Hour), 0, ""},
+		{"a past reset releases the account", fallback(func(a *subject) { a.Spent = &SpentWindows{FiveHour: epochMs(now.Add(-time.Second))} }), s, ordered, true, reasonUsable, time.Time{}, 0, ""},
+		{"a sticky session holds on a 5h reset within 15 minutes", fallback(func(a *subject) { a.Spent = &SpentWindows{FiveHour: epochMs(now.Add(10 * time.Minute))} }), s, keep, true, reasonResetsShortly, now.Add(10 * time.Minute), 0, ""},
 
 		// Sticky sessions.
-		{"sticky keep with stale quota keeps and asks for a poll", fallback(func(a *Subject) { a.Quota = snapQ(50, 50, now.Add(-time.Hour)) }), s, keep, true, ReasonUsable, time.Time{}, SettleQuota, ""},
-		{"sticky keep migrates on a spent 7d window", fallback(func(a *Subject) { a.Quota = snapQ(50, 0, fresh) }), s, keep, false, ReasonWindowSpent, fresh.Add(72 * time.Hour).Truncate(time.Second), 0, "seven-day quota exhausted"},
-		{"sticky keep migrates below minimum", fallback(func(a *Subject) { a.Quota = snapQ(5, 50, fresh) }), s, keep, false, ReasonBelowMinimum, fresh.Add(2 * time.Hour).Truncate(time.Second), 0, ""},
-		{"sticky main is blocked by any active refresh backoff", main(func(a *Subject) { a.RefreshError = &OpError{Status: 429, NextRetryAt: epochMs(now.Add(time.Minute))} }), s, keep, false, ReasonRefreshBackoff, now.Add(time.Minute), 0, ""},
-		{"sticky needs an access token", fallback(func(a *Subject) { a.Access = "" }), s, take, false, ReasonNoCredentials, time.Time{}, 0, "no access token"},
-		{"new session refuses unknown quota under failClosed", fallback(func(a *Subject) { a.Quota = nil }), s, take, false, ReasonQuotaUnknown, time.Time{}, SettleQuota, ""},
-		{"new session refuses a 5h window about to reset", fallback(func(a *Subject) {
+		{"sticky keep with stale quota keeps and asks for a poll", fallback(func(a *subject) { a.Quota = snapQ(50, 50, now.Add(-time.Hour)) }), s, keep, true, reasonUsable, time.Time{}, settleQuota, ""},
+		{"sticky keep migrates on a spent 7d window", fallback(func(a *subject) { a.Quota = snapQ(50, 0, fresh) }), s, keep, false, reasonWindowSpent, fresh.Add(72 * time.Hour).Truncate(time.Second), 0, "seven-day quota exhausted"},
+		{"sticky keep migrates below minimum", fallback(func(a *subject) { a.Quota = snapQ(5, 50, fresh) }), s, keep, false, reasonBelowMinimum, fresh.Add(2 * time.Hour).Truncate(time.Second), 0, ""},
+		{"sticky main is blocked by any active refresh backoff", main(func(a *subject) { a.RefreshError = &OpError{Status: 429, NextRetryAt: epochMs(now.Add(time.Minute))} }), s, keep, false, reasonRefreshBackoff, now.Add(time.Minute), 0, ""},
+		{"sticky needs an access token", fallback(func(a *subject) { a.Access = "" }), s, take, false, reasonNoCredentials, time.Time{}, 0, "no access token"},
+		{"new session refuses unknown quota under failClosed", fallback(func(a *subject) { a.Quota = nil }), s, take, false, reasonQuotaUnknown, time.Time{}, settleQuota, ""},
+		{"new session refuses a 5h window about to reset", fallback(func(a *subject) {
 			a.Quota = &QuotaSnapshot{FiveHour: &QuotaWindow{RemainingPercent: 0, ResetsAt: now.Add(5 * time.Minute).Format(time.RFC3339), CheckedAt: epochMs(fresh)}, SevenDay: win(50, fresh, 0)}
-		}), s, take, false, ReasonBelowMinimum, now.Add(5 * time.Minute), 0, ""},
+		}), s, take, false, reasonBelowMinimum, now.Add(5 * time.Minute), 0, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			j := Judge(tc.s, tc.a, tc.n, now)
+			j := judge(tc.s, tc.a, tc.n, now)
 			assert.Equal(t, tc.usable, j.Usable, j.Text())
 			assert.Equal(t, tc.reason, j.Reason, "reason %s (%s)", j.Reason, j.Text())
 			assert.True(t, tc.until.Equal(j.Until), "until %v, want %v", j.Until, tc.until)
@@ -151,10 +151,10 @@ func TestJudge(t *testing.T) {
 }
 
 func TestReasonString(t *testing.T) {
-	for r := ReasonUsable; r <= ReasonResetsShortly; r++ {
+	for r := reasonUsable; r <= reasonResetsShortly; r++ {
 		assert.NotEqual(t, "unknown reason", r.String(), "reason %d has a display text", r)
 	}
-	assert.Equal(t, "unknown reason", Reason(200).String())
+	assert.Equal(t, "unknown reason", reason(200).String())
 }
 
 func TestRouteKindText(t *testing.T) {

@@ -14,7 +14,7 @@ const killswitchDefaultRetry = 300 * time.Second
 const killswitchResetSlack = 60 * time.Second
 
 // KillswitchPasses reports whether an account's quota passes the killswitch
-// (upstream-core.md 5.5). The killswitch is a hard floor that stops an
+// (BEHAVIOUR.md §5.5). The killswitch is a hard floor that stops an
 // account before it hits its limit: with it off everything passes; a
 // present 5h or 7d window below its threshold fails even when the other is
 // missing; the model's scoped window fails at or below the scoped threshold

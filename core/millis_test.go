@@ -43,3 +43,14 @@ func TestMillisDuration(t *testing.T) {
 		})
 	}
 }
+
+func TestVerdictUnmarshal_retryAfterRange(t *testing.T) {
+	var v Verdict
+	require.NoError(t, v.UnmarshalJSON([]byte(`{"class":"rate_limited","retryAfterMs":1500}`)))
+	assert.Equal(t, 1500*time.Millisecond, v.RetryAfter)
+	for _, bad := range []string{`{"class":"rate_limited","retryAfterMs":-1}`, `{"class":"rate_limited","retryAfterMs":9223372036855}`} {
+		var w Verdict
+		var re *MillisRangeError
+		assert.True(t, errors.As(w.UnmarshalJSON([]byte(bad)), &re), bad)
+	}
+}

@@ -30,9 +30,12 @@ func (e *Engine) RefreshDue(ctx context.Context) (PassSummary, error) {
 	}
 	now := e.now()
 	if c, ok := e.mainCredentials(); ok {
-		if !needsRefresh(c.Access, c.Expires, snap.Settings.RefreshBeforeExpiry, now) {
+		switch {
+		case needsRelogin(snap.Main.LastRefreshError, mainIdentity(snap), fingerprintFor(snap.Main.LastRefreshError, c.Refresh)):
+			sum.add(MainAccountID, OutcomeSkipped, reasonNeedsRelogin.String(), nil)
+		case !needsRefresh(c.Access, c.Expires, snap.Settings.RefreshBeforeExpiry, now):
 			sum.add(MainAccountID, OutcomeSkipped, "token fresh", nil)
-		} else {
+		default:
 			_, err := e.refreshMain(ctx, false)
 			sum.add(MainAccountID, OutcomeRefreshed, "", err)
 		}
@@ -96,10 +99,20 @@ func (e *Engine) RefreshQuotaDue(ctx context.Context) (PassSummary, error) {
 			continue
 		}
 		if !QuotaStale(a.State.Quota, snap.Settings, "", now) {
-			sum.add(a.ID, OutcomeSkipped, "quota fresh", nil)
 			if rec := a.State.LastQuotaRefreshError; rec != nil && !QuotaBackoffActive(rec, now) && rec.CheckedAt < a.State.Quota.LatestCheck() {
 				superseded = append(superseded, a.ID)
 			}
+			if snap.Settings.RefreshEnabled && needsRefresh(a.State.Access, a.State.Expires, snap.Settings.RefreshBeforeExpiry, now) {
+				// Upstream's quota pass refreshes a due token even when the
+				// quota is fresh (BEHAVIOUR.md §3.4).
+				_, err := e.refreshFallbackIn(ctx, a.ID, false, true)
+				sum.add(a.ID, OutcomeRefreshed, "quota fresh; token due", err)
+				if isCanceled(err) {
+					return sum, err
+				}
+				continue
+			}
+			sum.add(a.ID, OutcomeSkipped, "quota fresh", nil)
 			continue
 		}
 		_, err := e.fetchQuota(ctx, a.ID)
@@ -111,7 +124,9 @@ func (e *Engine) RefreshQuotaDue(ctx context.Context) (PassSummary, error) {
 	return sum, nil
 }
 
-// passSkip says whether a pass leaves an account alone, and why.
+// passSkip says whether a pass leaves an account alone, and why. An
+// account that needs a re-login is left alone: its refresh token was
+// rejected for good, so posting it again cannot help (BEHAVIOUR.md §2.5).
 func passSkip(a *Account) (bool, string) {
 	switch {
 	case a.Type != AccountOAuth:
@@ -120,6 +135,8 @@ func passSkip(a *Account) (bool, string) {
 		return true, "disabled"
 	case a.Problem != "":
 		return true, a.Problem
+	case needsRelogin(a.State.LastRefreshError, a.ID, fingerprintFor(a.State.LastRefreshError, a.State.Refresh)):
+		return true, reasonNeedsRelogin.String()
 	}
 	return false, ""
 }

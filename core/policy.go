@@ -95,7 +95,7 @@ func QuotaBackoffActive(err *OpError, now time.Time) bool {
 }
 
 // QuotaStale reports whether a snapshot must be fetched again before it is
-// trusted for routing (upstream-core.md 3.3): it is stale unless both
+// trusted for routing (BEHAVIOUR.md §3.3): it is stale unless both
 // standard windows exist and are younger than the check interval, and the
 // model's scoped window (if any) is too. A window that blocks routing is
 // also stale one minute after its reset, so an account comes back soon
@@ -153,9 +153,9 @@ func QuotaPassesPolicy(q *QuotaSnapshot, s Settings) bool {
 // policyFailure returns why q fails the minimumRemaining policy (the
 // reason and its display text) and when that ends, or ok. Windows are
 // checked 5h first and the first decision wins, as upstream short-circuits.
-func policyFailure(q *QuotaSnapshot, s Settings, now time.Time) (Reason, string, time.Time, bool) {
+func policyFailure(q *QuotaSnapshot, s Settings, now time.Time) (reason, string, time.Time, bool) {
 	if !s.QuotaEnabled {
-		return ReasonUsable, "", time.Time{}, true
+		return reasonUsable, "", time.Time{}, true
 	}
 	var five, seven *QuotaWindow
 	if q != nil {
@@ -168,16 +168,16 @@ func policyFailure(q *QuotaSnapshot, s Settings, now time.Time) (Reason, string,
 	}{{"5h", five, s.MinimumRemaining.FiveHour}, {"7d", seven, s.MinimumRemaining.SevenDay}} {
 		if w.w == nil || !finite(w.w.RemainingPercent) {
 			if s.FailClosedOnUnknown {
-				return ReasonQuotaUnknown, "quota unknown (no " + w.name + " window)", time.Time{}, false
+				return reasonQuotaUnknown, "quota unknown (no " + w.name + " window)", time.Time{}, false
 			}
-			return ReasonUsable, "", time.Time{}, true
+			return reasonUsable, "", time.Time{}, true
 		}
 		if w.w.RemainingPercent < w.threshold {
 			until, _ := futureReset(w.w.ResetsAt, now)
-			return ReasonBelowMinimum, fmt.Sprintf("%s quota below minimum (%s%% < %s%%)", w.name, pct(w.w.RemainingPercent), pct(w.threshold)), until, false
+			return reasonBelowMinimum, fmt.Sprintf("%s quota below minimum (%s%% < %s%%)", w.name, pct(w.w.RemainingPercent), pct(w.threshold)), until, false
 		}
 	}
-	return ReasonUsable, "", time.Time{}, true
+	return reasonUsable, "", time.Time{}, true
 }
 
 // ModelScopeExhausted reports whether the model's scoped weekly window (for

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -229,6 +230,11 @@ func lockHolder(err error) string {
 // account's refresh lock, detached from the caller: re-read, reserve the
 // room for the save, call the token endpoint, save the answer.
 func (e *Engine) rotateFallback(ctx context.Context, id string, before AccountState, force, inQuotaPass bool) (*Account, error) {
+	// A process killed after its token call may have left the rotated
+	// pair in its journal: adopt it rather than post the consumed token.
+	if _, err := e.store.salvageTemps(ctx); err != nil {
+		e.log.Warn("salvage temporary files of killed writers", "err", err)
+	}
 	// Double-checked under the lock: another process may have refreshed.
 	snap, a, err := e.loadOAuth(ctx, id)
 	if err != nil {
@@ -262,12 +268,25 @@ func (e *Engine) rotateFallback(ctx context.Context, id string, before AccountSt
 	}
 	if failure != nil {
 		res.abort()
+		if failure.Status == 400 {
+			// The token may be consumed by a process killed before its
+			// save: its journal, if any, holds the rotated pair.
+			if b, ok := e.salvaged(ctx, id, used); ok {
+				return b, nil
+			}
+		}
 		return nil, e.recordRefreshFailure(ctx, a.ID, used, *failure, inQuotaPass)
 	}
 	answered := time.Now()
 	now = e.now()
 	var pair AccountState
 	applyGrant(&pair, grant, used, now)
+	if err := res.writeJournal(a.ID, pair); err != nil {
+		e.log.Warn("rotated tokens not journaled; saving them directly", "account", a.ID, "err", err)
+	}
+	// From the answer to here a kill loses the account; afterwards the
+	// journal carries the pair until the save.
+	journaled := time.Since(answered)
 	saveCtx, cancelSave := context.WithTimeout(ctx, saveTimeout)
 	defer cancelSave()
 	snap, err = e.store.updateState(saveCtx, res, func(st *StateFile) error {
@@ -281,12 +300,29 @@ func (e *Engine) rotateFallback(ctx context.Context, id string, before AccountSt
 		return nil
 	})
 	if err != nil {
-		return e.keepUnsaved(ctx, a.ID, used, pair, err)
+		return e.keepUnsaved(ctx, a.ID, used, pair, res.keepJournal(), err)
 	}
-	e.log.Info("refreshed fallback token", "account", a.ID, "answerToSave", time.Since(answered).Round(time.Microsecond))
+	e.log.Info("refreshed fallback token", "account", a.ID,
+		"answerToJournalUs", journaled.Microseconds(), "answerToSaveUs", time.Since(answered).Microseconds())
 	e.emit(Event{Kind: EventAccountsChanged, Accounts: []string{a.ID}})
 	out, _ := snap.Account(a.ID)
 	return out, nil
+}
+
+// salvaged looks for the rotated pair of account id in the temporaries of
+// killed writers after the endpoint refused used; it returns the account
+// when it found and saved a newer pair.
+func (e *Engine) salvaged(ctx context.Context, id string, used Secret) (*Account, bool) {
+	restored, err := e.store.salvageTemps(ctx)
+	if err != nil || !slices.Contains(restored, id) {
+		return nil, false
+	}
+	_, a, err := e.loadOAuth(ctx, id)
+	if err != nil || a.State.Refresh == used {
+		return nil, false
+	}
+	e.emit(Event{Kind: EventAccountsChanged, Accounts: []string{id}})
+	return a, true
 }
 
 // adoptable reports whether the stored state shows a refresh by someone

@@ -11,8 +11,8 @@ import (
 // Report takes the outcome of a routed request and decides what the host
 // does next: return the response, retry on Next, or hold with a 429 and
 // Retry-After. A failure is classified (plugins first) with source
-// messages; its effects come from the one effects table ([effectFor]),
-// and what follows from them from the one report plan ([planReport]):
+// messages; its effects come from the one effects table (effectFor),
+// and what follows from them from the one report plan (planReport):
 // Report only carries the plan out, doing the I/O it names (a token
 // refresh, a quota probe, the next selection) and asking again with the
 // outcome (BEHAVIOUR.md §5).

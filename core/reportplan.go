@@ -45,7 +45,7 @@ type reportOutcome struct {
 	// probe the sticky decision on the fresh snapshot.
 	probed      bool
 	probeFailed error
-	probe       Judgement
+	probe       judgement
 	// noneCanServe is set when the move found no account.
 	noneCanServe bool
 }
@@ -65,7 +65,7 @@ type reportPlan struct {
 	// a hold, the cause a move names in the next route's reason.
 	why string
 	// hold is the sticky judgement the hold answers with.
-	hold Judgement
+	hold judgement
 }
 
 // planReport is the one decision of what a failed response leads to

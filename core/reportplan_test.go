@@ -35,8 +35,8 @@ func TestPlanReport(t *testing.T) {
 	streamed.replayable = false
 	refreshErr := errors.New("token endpoint 503")
 	relogin := fmt.Errorf("refresh: %w", ErrInvalidGrant)
-	hold := Judgement{Usable: true, Hold: true, Reason: ReasonResetsShortly, Until: policyNow.Add(10 * time.Minute)}
-	migrate := Judgement{Reason: ReasonWindowSpent, detail: "seven-day quota exhausted"}
+	hold := judgement{Usable: true, Hold: true, Reason: reasonResetsShortly, Until: policyNow.Add(10 * time.Minute)}
+	migrate := judgement{Reason: reasonWindowSpent, detail: "seven-day quota exhausted"}
 
 	tests := []struct {
 		name    string
@@ -70,7 +70,7 @@ func TestPlanReport(t *testing.T) {
 		{"sticky 429 probes the quota", sticky, rl, messages(rl, 429), reportOutcome{}, planProbeQuota, false, false, false},
 		{"sticky 429 whose probe failed keeps the affinity", sticky, rl, messages(rl, 429), reportOutcome{probed: true, probeFailed: refreshErr}, planReturn, false, false, false},
 		{"sticky 429 with a reset within 15 minutes holds", sticky, rl, messages(rl, 429), reportOutcome{probed: true, probe: hold}, planHold, false, false, false},
-		{"sticky 429 not exhausted keeps the affinity", sticky, rl, messages(rl, 429), reportOutcome{probed: true, probe: Judgement{Usable: true}}, planReturn, false, false, false},
+		{"sticky 429 not exhausted keeps the affinity", sticky, rl, messages(rl, 429), reportOutcome{probed: true, probe: judgement{Usable: true}}, planReturn, false, false, false},
 		{"sticky 429 spent migrates, API-key routes allowed", sticky, rl, messages(rl, 429), reportOutcome{probed: true, probe: migrate}, planMoveOn, false, true, true},
 		{"sticky move with no account left returns", sticky, org, messages(org, 403), reportOutcome{noneCanServe: true}, planReturn, false, false, false},
 	}
@@ -140,4 +140,10 @@ func TestTicketBookIsBounded(t *testing.T) {
 	_, tk := env.engine.reportedRoute(Route{Ticket: first.Ticket})
 	assert.Nil(t, tk, "the oldest ticket was evicted")
 	assert.Len(t, env.engine.router().tickets.byID, ticketCap)
+	last := env.engine.issued(&Route{AccountID: "fb", Attempted: []string{MainAccountID}})
+	r, tk := env.engine.reportedRoute(Route{Ticket: last.Ticket, AccountID: "forged"})
+	if assert.NotNil(t, tk) {
+		assert.Equal(t, "fb", r.AccountID)
+		assert.Equal(t, []string{MainAccountID}, r.Attempted)
+	}
 }

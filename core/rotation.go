@@ -3,6 +3,8 @@ package core
 import (
 	"context"
 	"fmt"
+
+	"github.com/acctpool/acctpool/core/internal/atomicfile"
 	"sort"
 	"strings"
 	"sync"
@@ -107,7 +109,8 @@ func runDetached[T any](e *Engine, ctx context.Context, name string, fn func(ctx
 func (e *Engine) Drain(ctx context.Context) error {
 	start := time.Now()
 	names, idle := e.detached.inFlight()
-	if len(names) > 0 {
+	waited := len(names) > 0
+	if waited {
 		e.log.Info("waiting for rotations in flight before exit", "tasks", strings.Join(names, ", "))
 	}
 	for idle != nil {
@@ -118,7 +121,7 @@ func (e *Engine) Drain(ctx context.Context) error {
 			e.log.Error("gave up waiting for rotations in flight", "tasks", strings.Join(left, ", "), "waited", time.Since(start).Round(time.Millisecond))
 			return fmt.Errorf("shutdown: %s still running after %s", strings.Join(left, ", "), time.Since(start).Round(time.Millisecond))
 		}
-		names, idle = e.detached.inFlight()
+		_, idle = e.detached.inFlight()
 	}
 	if pending := e.store.pendingIDs(); len(pending) > 0 {
 		if _, err := e.store.UpdateState(ctx, func(*StateFile) error { return nil }); err != nil {
@@ -126,7 +129,7 @@ func (e *Engine) Drain(ctx context.Context) error {
 			return fmt.Errorf("shutdown: rotated tokens of %s not saved: %w", strings.Join(pending, ", "), err)
 		}
 	}
-	if len(names) > 0 || time.Since(start) > time.Millisecond {
+	if waited {
 		e.log.Info("rotations in flight finished", "waited", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
@@ -145,8 +148,8 @@ const (
 // the consumed token is never posted again), a detached loop retries the
 // save with backoff, and accounts/list shows persistPending until it
 // succeeds. The refresh itself succeeded, so the caller gets the account.
-func (e *Engine) keepUnsaved(ctx context.Context, id string, used Secret, pair AccountState, saveErr error) (*Account, error) {
-	e.store.setPending(id, used, pair, saveErr)
+func (e *Engine) keepUnsaved(ctx context.Context, id string, used Secret, pair AccountState, journal *atomicfile.Reservation, saveErr error) (*Account, error) {
+	e.store.setPending(id, used, pair, journal, saveErr)
 	e.log.Warn("rotated tokens could not be saved; kept in memory and retrying", "account", id, "err", saveErr)
 	e.emit(Event{Kind: EventAccountsChanged, Accounts: []string{id}})
 	if e.store.claimRetry(id) {

@@ -124,7 +124,7 @@ func newRouteOpts(attempted []string) routeOpts {
 //
 // The routing mode comes from the config: main-first (default),
 // fallback-first, or sticky-balanced for requests with a session id
-// (upstream-core.md section 5). Select may refresh tokens and quota
+// (BEHAVIOUR.md §5). Select may refresh tokens and quota
 // snapshots that are due; a sticky session whose assignment still holds is
 // answered from memory without reading any file.
 func (e *Engine) Select(ctx context.Context, req SelectRequest) (*Route, error) {
@@ -144,7 +144,7 @@ func (e *Engine) Select(ctx context.Context, req SelectRequest) (*Route, error) 
 
 // stickyApplies reports whether req is routed sticky-balanced: the mode is
 // on, the request has a session id and a replayable body, and main has an
-// access token (upstream-core.md 5.4).
+// access token (BEHAVIOUR.md §5.4).
 func (e *Engine) stickyApplies(snap *Snapshot, req SelectRequest) bool {
 	if snap.Settings.Routing != RoutingStickyBalanced || req.SessionID == "" || req.Streamed {
 		return false
@@ -199,7 +199,7 @@ func finish(r *Route, req SelectRequest, o routeOpts, reason string) *Route {
 
 // mainEval is what one selection found out about main.
 type mainEval struct {
-	j Judgement
+	j judgement
 	// err is the token refresh failure, when that is why main is out.
 	err error
 }
@@ -207,11 +207,11 @@ type mainEval struct {
 // judgeMain judges main for an ordered request, doing the quota check the
 // judgement asks for and asking again (BEHAVIOUR.md §5.2). A failed check
 // is not fatal: the cached snapshot is judged.
-func (e *Engine) judgeMain(ctx context.Context, snap *Snapshot, need Need) (*Snapshot, mainEval) {
+func (e *Engine) judgeMain(ctx context.Context, snap *Snapshot, need need) (*Snapshot, mainEval) {
 	creds, has := e.mainCredentials()
 	sub := mainSubject(snap, creds, has)
-	j := Judge(snap.Settings, &sub, need, e.now())
-	if j.Settle&SettleQuota != 0 {
+	j := judge(snap.Settings, &sub, need, e.now())
+	if j.Settle&settleQuota != 0 {
 		_, err := e.fetchQuota(ctx, MainAccountID)
 		if err != nil {
 			e.log.Debug("main quota check before routing failed", "err", err)
@@ -222,10 +222,10 @@ func (e *Engine) judgeMain(ctx context.Context, snap *Snapshot, need Need) (*Sna
 		}
 		sub = mainSubject(snap, creds, has)
 		sub.Tried.Quota = err
-		j = Judge(snap.Settings, &sub, need, e.now())
+		j = judge(snap.Settings, &sub, need, e.now())
 	}
 	ev := mainEval{j: j}
-	if j.Reason == ReasonRefreshBackoff {
+	if j.Reason == reasonRefreshBackoff {
 		now := e.now()
 		ev.err = &BackoffError{Account: MainAccountID, Kind: ErrRefreshBackoff, Record: snap.Main.LastRefreshError, Until: j.Until, Now: now}
 	}
@@ -235,24 +235,24 @@ func (e *Engine) judgeMain(ctx context.Context, snap *Snapshot, need Need) (*Sna
 // judgeFallback judges one fallback for an ordered request, refreshing its
 // token and polling its quota first when the judgement asks for it, then
 // asking again with the outcome (upstream getUsableFallbackAccounts).
-func (e *Engine) judgeFallback(ctx context.Context, snap *Snapshot, a *Account, need Need) (*Account, Judgement) {
+func (e *Engine) judgeFallback(ctx context.Context, snap *Snapshot, a *Account, need need) (*Account, judgement) {
 	s := snap.Settings
 	sub := accountSubject(a)
-	j := Judge(s, &sub, need, e.now())
+	j := judge(s, &sub, need, e.now())
 	if j.Settle == 0 {
 		return a, j
 	}
 	acct := *a
-	if j.Settle&SettleRefresh != 0 {
+	if j.Settle&settleRefresh != 0 {
 		fresh, err := e.refreshFallback(ctx, acct.ID, false)
 		e.forgetSnapshot()
 		if err != nil {
 			sub.Tried.Refresh = err
-			return a, Judge(s, &sub, need, e.now())
+			return a, judge(s, &sub, need, e.now())
 		}
 		acct = *fresh
 		sub = accountSubject(&acct)
-		if j = Judge(s, &sub, need, e.now()); j.Settle&SettleQuota == 0 {
+		if j = judge(s, &sub, need, e.now()); j.Settle&settleQuota == 0 {
 			return &acct, j
 		}
 	}
@@ -260,7 +260,7 @@ func (e *Engine) judgeFallback(ctx context.Context, snap *Snapshot, a *Account, 
 	e.forgetSnapshot()
 	if err != nil {
 		sub.Tried.Quota = err
-		return &acct, Judge(s, &sub, need, e.now())
+		return &acct, judge(s, &sub, need, e.now())
 	}
 	// A usage 401 inside the fetch rotates the tokens: route with the
 	// stored ones, not the ones read before the fetch (case 7).
@@ -272,7 +272,7 @@ func (e *Engine) judgeFallback(ctx context.Context, snap *Snapshot, a *Account, 
 	acct.State.Quota = q
 	acct.State.LastQuotaRefreshError = nil
 	sub = accountSubject(&acct)
-	j = Judge(s, &sub, need, e.now())
+	j = judge(s, &sub, need, e.now())
 	j.Settle = 0
 	return &acct, j
 }
@@ -308,7 +308,7 @@ type orderedSelection struct {
 	snap    *Snapshot
 	req     SelectRequest
 	o       routeOpts
-	need    Need
+	need    need
 	reasons []AccountReason
 	quotas  map[string]*QuotaSnapshot
 	main    mainEval
@@ -324,7 +324,7 @@ type orderedSelection struct {
 // body cannot move, so it goes to main only.
 func (e *Engine) selectOrdered(ctx context.Context, snap *Snapshot, req SelectRequest, o routeOpts) (*Route, error) {
 	sel := &orderedSelection{e: e, snap: snap, req: req, o: o, quotas: map[string]*QuotaSnapshot{},
-		need: Need{Purpose: ForOrdered, Model: req.Model, Replayable: !req.Streamed, IncludeAPI: o.includeAPI || mainFreshExhausted(snap, e.now())}}
+		need: need{Purpose: forOrdered, Model: req.Model, Replayable: !req.Streamed, IncludeAPI: o.includeAPI || mainFreshExhausted(snap, e.now())}}
 	switch {
 	case req.Streamed:
 	case snap.Settings.Routing == RoutingFallbackFirst:
@@ -375,7 +375,7 @@ func (sel *orderedSelection) tryMain(ctx context.Context) *Route {
 		creds, has := sel.e.mainCredentials()
 		sub := mainSubject(sel.snap, creds, has)
 		sub.Tried.Refresh = err
-		sel.main = mainEval{j: Judge(sel.snap.Settings, &sub, sel.need, sel.e.now()), err: err}
+		sel.main = mainEval{j: judge(sel.snap.Settings, &sub, sel.need, sel.e.now()), err: err}
 		sel.reasons = append(sel.reasons, reasonOf(MainAccountID, sel.main.j))
 		return nil
 	}
@@ -424,7 +424,7 @@ func (sel *orderedSelection) tryFallbacks(ctx context.Context) *Route {
 	return nil
 }
 
-func reasonOf(id string, j Judgement) AccountReason {
+func reasonOf(id string, j judgement) AccountReason {
 	r := AccountReason{AccountID: id, Reason: j.Text()}
 	if !j.Until.IsZero() {
 		r.Until = epochMs(j.Until)
@@ -517,7 +517,7 @@ func (e *Engine) orderedNoRoute(snap *Snapshot, req SelectRequest, reasons []Acc
 	switch {
 	case main.err != nil:
 		return mainRefreshNoRoute(main.err, reasons, now)
-	case main.j.Reason == ReasonKillswitch:
+	case main.j.Reason == reasonKillswitch:
 		all := make([]*QuotaSnapshot, 0, len(quotas))
 		for _, q := range quotas {
 			all = append(all, q)
@@ -528,7 +528,7 @@ func (e *Engine) orderedNoRoute(snap *Snapshot, req SelectRequest, reasons []Acc
 		}
 		retry := KillswitchRetryAfter(all, "", now)
 		return rateNoRoute(fmt.Sprintf("Killswitch: no routable accounts. Retry in %s.", retryInText(retry)), retry, reasons)
-	case main.j.Reason == ReasonMainQuotaBackedOff:
+	case main.j.Reason == reasonMainQuotaBackedOff:
 		rec := snap.Main.LastQuotaAPIError
 		retry := 60 * time.Second
 		if rec != nil && rec.NextRetryAt > 0 {
@@ -536,13 +536,13 @@ func (e *Engine) orderedNoRoute(snap *Snapshot, req SelectRequest, reasons []Acc
 		}
 		be := &BackoffError{Account: MainAccountID, Kind: ErrQuotaBackoff, Record: rec, Until: now.Add(retry), Now: now}
 		return rateNoRoute(be.Error(), retry, reasons)
-	case main.j.Reason == ReasonNeedsRelogin:
+	case main.j.Reason == reasonNeedsRelogin:
 		return authNoRoute("Main Claude OAuth account requires re-login, and no fallback OAuth account is currently routable"+name+".", reasons)
 	}
 	if labels := reloginLabels(snap); len(labels) > 0 {
 		return authNoRoute(fmt.Sprintf("No OAuth account is currently routable%s. Fallback Claude OAuth accounts require re-login: %s.", name, strings.Join(labels, ", ")), reasons)
 	}
-	if main.j.Reason == ReasonNoCredentials {
+	if main.j.Reason == reasonNoCredentials {
 		return authNoRoute("Main Claude OAuth credentials are not set, and no fallback account is currently routable"+name+".", reasons)
 	}
 	retry := earliestUntil(reasons, now)

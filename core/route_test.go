@@ -208,7 +208,7 @@ func TestSelect_refreshBackoffExclusion(t *testing.T) {
 		env.fake.script("token") // nothing scripted: any call would be 599
 		_, err = env.engine.Select(env.ctx(), SelectRequest{Exclude: []string{MainAccountID}})
 		nr := noRoute(t, err)
-		assert.Equal(t, AccountReason{AccountID: "fb", Reason: ReasonRefreshBackoff.String(), Until: epochMs(testStart.Add(10 * time.Minute))}, reasonFor(nr, "fb"))
+		assert.Equal(t, AccountReason{AccountID: "fb", Reason: reasonRefreshBackoff.String(), Until: epochMs(testStart.Add(10 * time.Minute))}, reasonFor(nr, "fb"))
 	})
 	t.Run("45 fallback-first serves from a fallback while main is backed off", func(t *testing.T) {
 		env := routeEnv(t, `"routing":{"mode":"fallback-first"}`, &MainState{LastRefreshError: backoff}, fb{id: "fb", quota: fq(80, 80)})

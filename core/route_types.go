@@ -2,7 +2,6 @@ package core
 
 import (
 	"fmt"
-	"time"
 
 	json "github.com/goccy/go-json"
 )
@@ -149,12 +148,17 @@ func (v Verdict) MarshalJSON() ([]byte, error) {
 	return json.Marshal(verdictWire{v.Class, v.RetryAfter.Milliseconds(), v.Reason, v.DecidedBy})
 }
 
-// UnmarshalJSON reads retryAfterMs into RetryAfter.
+// UnmarshalJSON reads retryAfterMs into RetryAfter; a negative or
+// overflowing value is an error (MillisDuration), never a wrapped duration.
 func (v *Verdict) UnmarshalJSON(b []byte) error {
 	var w verdictWire
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
-	*v = Verdict{Class: w.Class, RetryAfter: time.Duration(w.RetryAfterMs) * time.Millisecond, Reason: w.Reason, DecidedBy: w.DecidedBy}
+	d, err := MillisDuration("retryAfterMs", int64(w.RetryAfterMs), 0, MaxMillis)
+	if err != nil {
+		return err
+	}
+	*v = Verdict{Class: w.Class, RetryAfter: d, Reason: w.Reason, DecidedBy: w.DecidedBy}
 	return nil
 }

@@ -12,7 +12,7 @@ import (
 // RoutingMode is how requests are spread across accounts.
 type RoutingMode string
 
-// The routing modes of upstream-core.md section 5.
+// The routing modes of BEHAVIOUR.md §5.
 const (
 	RoutingMainFirst      RoutingMode = "main-first"
 	RoutingFallbackFirst  RoutingMode = "fallback-first"

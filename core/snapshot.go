@@ -56,7 +56,7 @@ func (s *Snapshot) Account(idOrLabel string) (*Account, bool) {
 }
 
 // buildSnapshot merges config and state into the account list, applying
-// the upstream normalization (upstream-core.md 1.3) without dropping
+// the upstream normalization (BEHAVIOUR.md §1.3) without dropping
 // anything from the files.
 func buildSnapshot(cfg *ConfigFile, st *StateFile) (*Snapshot, error) {
 	snap := &Snapshot{Config: cfg, State: st}

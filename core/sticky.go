@@ -17,7 +17,7 @@ import (
 	json "github.com/goccy/go-json"
 )
 
-// Sticky-balanced constants (upstream-core.md 5.4).
+// Sticky-balanced constants (BEHAVIOUR.md §5.4).
 const (
 	stickyTTL        = 7 * 24 * time.Hour
 	stickyMax        = 4096
@@ -273,19 +273,19 @@ func stickyRetryAfter(sum [32]byte, d time.Duration) time.Duration {
 // stickyRoute is one account a sticky session can live on, with the
 // judgement on keeping a session there.
 type stickyRoute struct {
-	sub  Subject
+	sub  subject
 	acct *Account // nil for main
-	keep Judgement
+	keep judgement
 }
 
 func (r *stickyRoute) id() string { return r.sub.ID }
 
 // blocked reports whether the route can neither keep nor take sessions
 // now (its token is due and its refresh is backed off).
-func (r *stickyRoute) blocked() bool { return r.keep.Reason == ReasonRefreshBackoff }
+func (r *stickyRoute) blocked() bool { return r.keep.Reason == reasonRefreshBackoff }
 
 // needsToken reports whether the route's token must be refreshed first.
-func (r *stickyRoute) needsToken() bool { return r.keep.Settle&SettleRefresh != 0 }
+func (r *stickyRoute) needsToken() bool { return r.keep.Settle&settleRefresh != 0 }
 
 // stickySubjects lists main and every fallback as sticky subjects.
 func stickySubjects(snap *Snapshot, creds MainCredentials) []stickyRoute {
@@ -307,7 +307,7 @@ func stickyRoutes(snap *Snapshot, creds MainCredentials, model string, now time.
 	routes := all[:0]
 	var out []AccountReason
 	for _, r := range all {
-		r.keep = Judge(snap.Settings, &r.sub, Need{Purpose: ForStickyKeep, Model: model}, now)
+		r.keep = judge(snap.Settings, &r.sub, need{Purpose: forStickyKeep, Model: model}, now)
 		if !r.keep.Usable && r.keep.Reason.lasting() {
 			out = append(out, reasonOf(r.id(), r.keep))
 			continue
@@ -330,7 +330,7 @@ func stickyRouteOf(snap *Snapshot, creds MainCredentials, id, model string, now 
 		}
 		r.sub, r.acct = accountSubject(a), a
 	}
-	r.keep = Judge(snap.Settings, &r.sub, Need{Purpose: ForStickyKeep, Model: model}, now)
+	r.keep = judge(snap.Settings, &r.sub, need{Purpose: forStickyKeep, Model: model}, now)
 	return r, r.keep.Usable || !r.keep.Reason.lasting()
 }
 
@@ -392,7 +392,7 @@ func (e *Engine) stickyRoute(creds MainCredentials, r *stickyRoute, req SelectRe
 	return finish(out, req, o, why)
 }
 
-func stickyHoldNoRoute(key [32]byte, id string, j Judgement, now time.Time) *NoRouteError {
+func stickyHoldNoRoute(key [32]byte, id string, j judgement, now time.Time) *NoRouteError {
 	retry := stickyRetryAfter(key, j.Until.Sub(now))
 	return rateNoRoute(stickyHoldMessage, retry, []AccountReason{reasonOf(id, j)})
 }
@@ -459,7 +459,7 @@ func (e *Engine) stickyPoll(ctx context.Context, req SelectRequest, o routeOpts)
 	fetched := false
 	for i := range routes {
 		r := &routes[i]
-		if o.exclude[r.id()] || r.keep.Settle&SettleQuota == 0 {
+		if o.exclude[r.id()] || r.keep.Settle&settleQuota == 0 {
 			continue
 		}
 		if _, err := e.fetchQuota(ctx, r.id()); err != nil {
@@ -529,7 +529,7 @@ func stickyKeepOld(s Settings, routes []stickyRoute, old *stickyAssignment, req 
 		res.why = old.AccountID + " failed this request"
 		return false, false
 	}
-	j := Judge(s, &r.sub, Need{Purpose: ForStickyKeep, Model: req.Model}, now)
+	j := judge(s, &r.sub, need{Purpose: forStickyKeep, Model: req.Model}, now)
 	if !j.Usable {
 		res.why = old.AccountID + ": " + j.Text()
 		return false, false
@@ -557,7 +557,7 @@ func stickyAllocate(s Settings, routes []stickyRoute, f *stickyFile, old *sticky
 			res.reasons = append(res.reasons, AccountReason{AccountID: r.id(), Reason: "already tried for this request"})
 			continue
 		}
-		if j := Judge(s, &r.sub, Need{Purpose: ForStickyNew, Model: req.Model}, now); !j.Usable {
+		if j := judge(s, &r.sub, need{Purpose: forStickyNew, Model: req.Model}, now); !j.Usable {
 			if ModelScopeExhausted(r.sub.Quota, req.Model) {
 				scopedFails++
 			}

@@ -94,24 +94,15 @@ func NewStore(opts StoreOptions) (*Store, error) {
 		l = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{paths: opts.Paths, logger: l, wall: opts.WallClock}
-	s.removeStaleTemps()
-	return s, nil
-}
-
-// removeStaleTemps deletes the temporary files our own writers left beside
-// the three files when they were killed mid-save (see atomicfile). A
-// leftover is removed only once its writer is provably dead; each one is a
-// full copy of the tokens, which must not linger.
-func (s *Store) removeStaleTemps() {
-	for _, p := range []string{s.paths.Config, s.paths.State, s.paths.RoutingState} {
-		removed, err := atomicfile.RemoveStale(p)
-		if err != nil {
-			s.logger.Warn("look for stale temporary files", "path", p, "err", err)
-		}
-		for _, r := range removed {
-			s.logger.Info("removed a temporary file left by a killed writer", "path", r)
-		}
+	// Temporary files our writers left when they were killed mid-save are
+	// full copies of the tokens, or the journal of a rotation that was not
+	// saved yet: adopt what is newer than the disk, then remove them.
+	ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
+	defer cancel()
+	if _, err := s.salvageTemps(ctx); err != nil {
+		s.logger.Warn("temporary files of killed writers kept", "err", err)
 	}
+	return s, nil
 }
 
 // Paths returns the store's file paths.
@@ -176,6 +167,14 @@ func (s *Store) updateState(ctx context.Context, res *stateReservation, fn func(
 		// Give back the spare room, so the state lock file finds space.
 		res.r.Shrink(res.keep)
 	}
+	snap, err := s.updateStateLocked(ctx, res, fn)
+	if err == nil && res != nil && res.journal != nil {
+		res.journal.Abort() // saved: the journal has served
+	}
+	return snap, err
+}
+
+func (s *Store) updateStateLocked(ctx context.Context, res *stateReservation, fn func(st *StateFile) error) (*Snapshot, error) {
 	var snap *Snapshot
 	err := s.retryLost(s.paths.State, func() error {
 		return s.withLock(ctx, lockStateWrite, func(owned func() error) error {

@@ -1,9 +1,14 @@
 package core
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
+	"strings"
+
+	json "github.com/goccy/go-json"
 
 	"github.com/acctpool/acctpool/core/internal/atomicfile"
 )
@@ -57,10 +62,15 @@ const (
 	lockRoom = 8 << 10
 )
 
-// stateReservation is space reserved for the next state write.
+// journalRoom is the room of a rotation's journal (one account's pair).
+const journalRoom = 4 << 10
+
+// stateReservation is space reserved for the next state write, and for the
+// journal of the rotation that write saves.
 type stateReservation struct {
-	r    *atomicfile.Reservation
-	keep int64 // what to keep reserved once the lock is about to be taken
+	r       *atomicfile.Reservation
+	keep    int64 // what to keep reserved once the lock is about to be taken
+	journal *atomicfile.Reservation
 }
 
 // reserveState creates the temporary file of the next state write and
@@ -75,16 +85,113 @@ func (s *Store) reserveState() (*stateReservation, error) {
 		return nil, err
 	}
 	keep := size + rotationGrowth
-	r, err := atomicfile.Reserve(s.paths.State, keep+lockRoom)
+	j, err := atomicfile.Reserve(s.paths.State, journalRoom)
 	if err != nil {
 		return nil, err
 	}
-	return &stateReservation{r: r, keep: keep}, nil
+	r, err := atomicfile.Reserve(s.paths.State, keep+lockRoom)
+	if err != nil {
+		j.Abort()
+		return nil, err
+	}
+	return &stateReservation{r: r, keep: keep, journal: j}, nil
 }
 
-// abort gives the reserved space back; nil-safe.
+// writeJournal makes the rotated pair of account id durable at once, in
+// the reserved journal file, before the save waits for the state lock: a
+// process killed from here on leaves the pair in a temporary file that the
+// next store salvages (see salvageTemps).
+func (r *stateReservation) writeJournal(id string, pair AccountState) error {
+	data, err := encodeFile(&StateFile{Version: 1, Accounts: map[string]*AccountState{id: &pair}})
+	if err != nil {
+		return err
+	}
+	return r.journal.WriteSynced(data)
+}
+
+// keepJournal hands the journal over to the caller (a pending pair), so
+// that abort leaves it on disk.
+func (r *stateReservation) keepJournal() *atomicfile.Reservation {
+	j := r.journal
+	r.journal = nil
+	return j
+}
+
+// abort gives the reserved space back and removes the journal; nil-safe.
 func (r *stateReservation) abort() {
 	if r != nil {
 		r.r.Abort()
+		if r.journal != nil {
+			r.journal.Abort()
+		}
 	}
+}
+
+// salvageTemps reads the state-file temporaries of dead writers (a
+// rotation's journal, or a whole state written but not renamed), adopts
+// from them every rotated pair newer than the disk's (a later
+// lastRefreshedAt and other tokens), and then removes them. Temporaries of
+// the config and routing files are removed. It returns the accounts whose
+// tokens it restored. Nothing is removed when the adoption cannot be
+// saved.
+func (s *Store) salvageTemps(ctx context.Context) ([]string, error) {
+	for _, p := range []string{s.paths.Config, s.paths.RoutingState} {
+		removed, err := atomicfile.RemoveStale(p)
+		if err != nil {
+			s.logger.Warn("look for stale temporary files", "path", p, "err", err)
+		}
+		for _, r := range removed {
+			s.logger.Info("removed a temporary file left by a killed writer", "path", r)
+		}
+	}
+	stale, err := atomicfile.Stale(s.paths.State)
+	if err != nil || len(stale) == 0 {
+		return nil, err
+	}
+	var found []*StateFile
+	for _, p := range stale {
+		var st StateFile
+		if data, err := os.ReadFile(p); err == nil && json.Unmarshal(data, &st) == nil {
+			found = append(found, &st)
+		}
+	}
+	var restored []string
+	if len(found) > 0 {
+		if _, err := s.UpdateState(ctx, func(st *StateFile) error {
+			restored = restored[:0]
+			for _, f := range found {
+				for id, a := range f.Accounts {
+					if d := st.Accounts[id]; d != nil && a != nil && adoptSalvaged(d, a) {
+						restored = append(restored, id)
+					}
+				}
+			}
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("salvage rotated tokens from %s: %w", strings.Join(stale, ", "), err)
+		}
+	}
+	for _, p := range stale {
+		if os.Remove(p) == nil {
+			s.logger.Info("removed a temporary file left by a killed writer", "path", p)
+		}
+	}
+	for _, id := range restored {
+		s.logger.Warn("restored rotated tokens that a killed process had not saved", "account", id)
+	}
+	return restored, nil
+}
+
+// adoptSalvaged takes the tokens of a salvaged entry into d when they are a
+// later rotation than d's. A refresh error bound to the token they replace
+// goes with it.
+func adoptSalvaged(d, a *AccountState) bool {
+	if a.Refresh == "" || a.Refresh == d.Refresh || a.LastRefreshedAt <= d.LastRefreshedAt {
+		return false
+	}
+	if e := d.LastRefreshError; e != nil && (e.RefreshTokenFingerprint == "" || e.RefreshTokenFingerprint == d.Refresh.Fingerprint()) {
+		d.LastRefreshError = nil
+	}
+	d.Access, d.Refresh, d.Expires, d.LastRefreshedAt = a.Access, a.Refresh, a.Expires, a.LastRefreshedAt
+	return true
 }

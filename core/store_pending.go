@@ -3,6 +3,8 @@ package core
 import (
 	"sort"
 	"time"
+
+	"github.com/acctpool/acctpool/core/internal/atomicfile"
 )
 
 // pendingPair is a rotated token pair whose save failed. The token
@@ -19,19 +21,38 @@ type pendingPair struct {
 	err         string // why the last save failed; never holds secrets
 	since       time.Time
 	retrying    bool
+	// journal is the durable copy of the pair on disk (a temporary file
+	// that a store opened after our death salvages); removed once saved.
+	journal *atomicfile.Reservation
+}
+
+// drop forgets p's journal file.
+func (p *pendingPair) drop() {
+	if p.journal != nil {
+		p.journal.Abort()
+	}
 }
 
 // setPending records the rotated pair of account id after its save failed
 // with err.
-func (s *Store) setPending(id string, used Secret, st AccountState, err error) {
+func (s *Store) setPending(id string, used Secret, st AccountState, journal *atomicfile.Reservation, err error) {
 	s.pendMu.Lock()
 	if s.pending == nil {
 		s.pending = map[string]*pendingPair{}
 	}
 	p := s.pending[id]
 	if p == nil || p.refresh != st.Refresh {
+		if p != nil {
+			p.drop()
+		}
 		p = &pendingPair{used: used, since: s.wallNow()}
 		s.pending[id] = p
+	}
+	if journal != nil {
+		if p.journal != nil && p.journal != journal {
+			p.journal.Abort()
+		}
+		p.journal = journal
 	}
 	p.access, p.refresh, p.expires, p.refreshedAt = st.Access, st.Refresh, st.Expires, st.LastRefreshedAt
 	p.err = err.Error()
@@ -108,10 +129,12 @@ func (s *Store) overlayPending(st *StateFile) map[string]*pendingPair {
 		a := st.Accounts[id]
 		switch {
 		case a != nil && a.Refresh == p.refresh:
+			p.drop()
 			delete(s.pending, id)
 			continue
 		case a != nil && a.Refresh != p.used:
 			s.logger.Warn("unsaved rotated tokens superseded by new tokens on disk", "account", id)
+			p.drop()
 			delete(s.pending, id)
 			continue
 		case a == nil:
@@ -141,6 +164,7 @@ func (s *Store) settlePending(applied map[string]*pendingPair, st *StateFile) {
 		} else {
 			s.logger.Info("rotated tokens saved after an earlier failure", "account", id, "after", s.wallNow().Sub(p.since).Round(time.Millisecond))
 		}
+		p.drop()
 		delete(s.pending, id)
 	}
 	s.pendMu.Unlock()

@@ -3,6 +3,7 @@ package core
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"strconv"
 	"sync"
 )
 
@@ -29,11 +30,16 @@ type routeTicket struct {
 	sticky      bool
 }
 
-// ticketBook is the engine's bounded set of route tickets.
+// ticketBook is the engine's bounded set of route tickets: a ring of the
+// latest ticketCap records and an index by ticket id. Ids are a random
+// per-engine prefix and a sequence number, unique within the process.
 type ticketBook struct {
-	mu    sync.Mutex
-	byID  map[string]*routeTicket
-	order []string // issue order, oldest first
+	mu     sync.Mutex
+	prefix string
+	seq    uint64
+	ring   []routeTicket
+	ids    []string
+	byID   map[string]int
 }
 
 // issued gives r a ticket and remembers it; nil passes through.
@@ -41,24 +47,31 @@ func (e *Engine) issued(r *Route) *Route {
 	if r == nil {
 		return nil
 	}
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return r // without a ticket the report falls back to the echo
-	}
-	id := hex.EncodeToString(b[:])
-	t := &routeTicket{accountID: r.AccountID, token: r.Credential.Token, sessionID: r.SessionID, model: r.Model,
-		promptBytes: r.PromptBytes, attempted: append([]string(nil), r.Attempted...), authRetried: r.AuthRetried, sticky: r.Sticky != nil}
 	book := &e.router().tickets
 	book.mu.Lock()
 	if book.byID == nil {
-		book.byID = make(map[string]*routeTicket, 64)
+		var b [6]byte
+		_, _ = rand.Read(b[:]) // a zero prefix still gives unique ids
+		book.prefix = hex.EncodeToString(b[:]) + "-"
+		book.ring = make([]routeTicket, ticketCap)
+		book.ids = make([]string, ticketCap)
+		book.byID = make(map[string]int, ticketCap)
 	}
-	if len(book.order) >= ticketCap {
-		delete(book.byID, book.order[0])
-		book.order = book.order[1:]
+	slot := int(book.seq % ticketCap)
+	book.seq++
+	var buf [32]byte
+	id := string(strconv.AppendUint(append(buf[:0], book.prefix...), book.seq, 36))
+	if old := book.ids[slot]; old != "" {
+		delete(book.byID, old)
 	}
-	book.byID[id] = t
-	book.order = append(book.order, id)
+	t := &book.ring[slot]
+	*t = routeTicket{accountID: r.AccountID, token: r.Credential.Token, sessionID: r.SessionID, model: r.Model,
+		promptBytes: r.PromptBytes, authRetried: r.AuthRetried, sticky: r.Sticky != nil}
+	if len(r.Attempted) > 0 {
+		t.attempted = append([]string(nil), r.Attempted...)
+	}
+	book.ids[slot] = id
+	book.byID[id] = slot
 	book.mu.Unlock()
 	r.Ticket = id
 	return r
@@ -72,7 +85,12 @@ func (e *Engine) reportedRoute(r Route) (Route, *routeTicket) {
 	}
 	book := &e.router().tickets
 	book.mu.Lock()
-	t := book.byID[r.Ticket]
+	slot, ok := book.byID[r.Ticket]
+	var t *routeTicket
+	if ok {
+		c := book.ring[slot]
+		t = &c
+	}
 	book.mu.Unlock()
 	if t == nil {
 		return r, nil

@@ -12,7 +12,7 @@ import (
 	json "github.com/goccy/go-json"
 )
 
-// OAuth client constants of upstream-core.md 2.1 and 3.1.
+// OAuth client constants of BEHAVIOUR.md §2.1 and §3.1.
 const (
 	oauthClientID   = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
 	refreshScope    = "user:profile user:inference user:sessions:claude_code user:mcp_servers user:file_upload"

@@ -166,8 +166,12 @@ func pollWindow(w *usageWindow, at int64) *QuotaWindow {
 
 const rateLimitPrefix = "anthropic-ratelimit-unified-"
 
+// maxResetUnix is the latest reset time a header may give (the end of year
+// 9999): later ones have no RFC 3339 form and are ignored as unknown.
+const maxResetUnix = 253402300799
+
 // QuotaFromHeaders harvests anthropic-ratelimit-unified-* response headers
-// into a snapshot (upstream-core.md 3.6). It returns nil when the response
+// into a snapshot (BEHAVIOUR.md §3.6). It returns nil when the response
 // carries no quota (neither 5h nor 7d utilization).
 func QuotaFromHeaders(h http.Header, now time.Time) *QuotaSnapshot {
 	at := epochMs(now)
@@ -182,7 +186,7 @@ func QuotaFromHeaders(h http.Header, now time.Time) *QuotaSnapshot {
 		}
 		used := clampPercent(math.Round(u * 100))
 		win := &QuotaWindow{UsedPercent: used, RemainingPercent: 100 - used, CheckedAt: at}
-		if secs, err := strconv.ParseInt(strings.TrimSpace(h.Get(rateLimitPrefix+w.key+"-reset")), 10, 64); err == nil && secs > 0 {
+		if secs, err := strconv.ParseInt(strings.TrimSpace(h.Get(rateLimitPrefix+w.key+"-reset")), 10, 64); err == nil && secs > 0 && secs <= maxResetUnix {
 			win.ResetsAt = time.Unix(secs, 0).UTC().Format(time.RFC3339)
 		}
 		*w.dst = win

@@ -10,9 +10,11 @@
 // advance 1 ms per read, a no-op sleep and a deterministic random source.
 // Guest stdout and stderr go to a bounded writer the caller supplies.
 //
-// env.errclass_log truncates each line, strips control characters, charges
-// a per-call allowance ([CallLog], reset by the caller for every
-// classification) and logs to slog with the plugin id.
+// env.errclass_log strips control characters, passes each line through
+// the caller's redaction ([CallLog.SetRedact]: hostfuncs cannot know the
+// secrets) before truncating it, charges a per-call allowance ([CallLog],
+// reset by the caller for every classification) and logs to slog with the
+// plugin id.
 //
 // hostfuncs imports only the standard library and wazero.
 //

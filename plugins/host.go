@@ -217,7 +217,7 @@ func (h *Host) load(ctx context.Context, m Manifest) (*plugin, error) {
 	if err := m.check(); err != nil {
 		return nil, fmt.Errorf("plugin %s: %w", m.ID, err)
 	}
-	p, err := loadPlugin(ctx, m, h.cache, h.log, h.poolSize, h.now)
+	p, err := loadPlugin(ctx, m, h.cache, h.log, h.poolSize, h.now, h.known)
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: %w", m.ID, err)
 	}

@@ -57,6 +57,9 @@ type plugin struct {
 	idle  chan *instance
 
 	now func() time.Time
+	// known returns the secrets to redact from what _initialize emits
+	// (the host's Options.KnownSecrets).
+	known func(context.Context) []core.Secret
 
 	calls  atomic.Int64
 	mu     sync.Mutex // guards the fields below
@@ -99,7 +102,7 @@ type redactor struct {
 func (r *redactor) redact(s string) string { return core.Redact(s, r.known...) }
 
 // loadPlugin runs lifecycle steps 2 to 6 for m.
-func loadPlugin(ctx context.Context, m Manifest, cache wazero.CompilationCache, log *slog.Logger, poolSize int, now func() time.Time) (_ *plugin, err error) {
+func loadPlugin(ctx context.Context, m Manifest, cache wazero.CompilationCache, log *slog.Logger, poolSize int, now func() time.Time, known func(context.Context) []core.Secret) (_ *plugin, err error) {
 	limits, err := m.Limits.effective()
 	if err != nil {
 		return nil, err
@@ -118,6 +121,7 @@ func loadPlugin(ctx context.Context, m Manifest, cache wazero.CompilationCache, 
 		slots:  make(chan struct{}, poolSize),
 		idle:   make(chan *instance, poolSize),
 		now:    now,
+		known:  known,
 		faults: map[FaultKind]int64{},
 	}
 	p.rt = newRuntime(ctx, limits.MemoryPages, cache)
@@ -157,8 +161,9 @@ func closeErr(err error) error {
 func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.limits.InitTimeout)
 	defer cancel()
-	in := &instance{out: &tailWriter{}, red: &redactor{}}
+	in := &instance{out: &tailWriter{}, red: &redactor{known: p.known(ctx)}}
 	in.log.SetRedact(in.red.redact)
+	defer func() { in.red.known = nil }()
 	ictx = hostfuncs.WithCallLog(ictx, &in.log)
 	mod, err := p.rt.InstantiateModule(ictx, p.compiled, hostfuncs.SandboxConfig(in.out))
 	if err != nil {

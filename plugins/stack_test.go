@@ -3,6 +3,7 @@ package plugins
 import (
 	"bufio"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -49,6 +50,9 @@ func TestStackOverflowIsBounded(t *testing.T) {
 	require.Equal(t, "plugin:recurse", v.DecidedBy, "bounded recursion answers")
 	assert.Equal(t, "recursed 1000 deep", v.Reason)
 
+	// Reset the peak to the current RSS (Linux), so earlier tests in the
+	// process do not hide this one's peak.
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 	hwmBefore := procStatusKiB(t, "VmHWM")
 	f := failure(500)
 	start := time.Now()
@@ -72,4 +76,18 @@ func TestStackOverflowIsBounded(t *testing.T) {
 
 	v = h.Classify(ctx, failure(501))
 	assert.Equal(t, "plugin:recurse", v.DecidedBy, "a fresh instance serves after the overflow")
+}
+
+// TestAllocationBombIsRejected: a 23-byte module declaring 3.7 billion
+// imports, which made wazero abort the process with out of memory, is a
+// rejected plugin with a clear message, and the host keeps serving.
+func TestAllocationBombIsRejected(t *testing.T) {
+	bomb := []byte{0, 'a', 's', 'm', 1, 0, 0, 0, 1, 5, 1, 0x60, 1, 0x7f, 0, 2, 6, 0xdb, 0xdb, 0xdb, 0xdb, 0x0d, 0}
+	path := filepath.Join(t.TempDir(), "bomb.wasm")
+	require.NoError(t, os.WriteFile(path, bomb, 0o600))
+	h := newHost(t, nil, manifestFor(t, "bomb", path), fixture(t, "ok"))
+	s := statusOf(t, h, "bomb")
+	assert.Equal(t, StateRejected, s.State)
+	assert.Contains(t, s.Error, "plugin bomb: compile: stack guard: malformed module: section 2: vector of 3682004443 entries in 1 bytes")
+	assert.Equal(t, "plugin:ok", h.Classify(t.Context(), failure(403)).DecidedBy)
 }

@@ -230,17 +230,27 @@ type checker interface{ check() error }
 // P, strictly, runs P's check, and calls fn.
 func with[P any](fn func(ctx context.Context, s *Server, p *P) (any, error)) handlerFunc {
 	return func(ctx context.Context, s *Server, raw []byte) (any, error) {
-		p := new(P)
-		if err := decodeParams(raw, p); err != nil {
+		p, err := decodeChecked[P](raw)
+		if err != nil {
 			return nil, err
-		}
-		if c, ok := any(p).(checker); ok {
-			if err := c.check(); err != nil {
-				return nil, err
-			}
 		}
 		return fn(ctx, s, p)
 	}
+}
+
+// decodeChecked decodes raw params into a fresh P and runs P's check. Its
+// errors are all invalid params.
+func decodeChecked[P any](raw []byte) (*P, error) {
+	p := new(P)
+	if err := decodeParams(raw, p); err != nil {
+		return nil, err
+	}
+	if c, ok := any(p).(checker); ok {
+		if err := c.check(); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
 }
 
 // decodeParams decodes a params object into v with goccy/go-json, refusing

@@ -13,8 +13,9 @@
 // it over a reader and a writer (stdin and stdout in cmd/stdio-server) and
 // returns the exit code. [Notifier] carries engine events to the host.
 //
-// The files follow the concepts: frame.go (codecs), stream.go (the hardened
-// ObjectStream), dispatch.go (inline and async lanes, params decoding),
+// The files follow the concepts: frame.go (codecs and resynchronisation),
+// jsonscan.go (the incremental JSON syntax check that finds where a
+// message really ends), stream.go (the hardened ObjectStream), dispatch.go (inline and async lanes, params decoding),
 // methods.go (the table and thin handlers), lifecycle.go, cancel.go,
 // notify.go, errors.go.
 package rpc

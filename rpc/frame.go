@@ -293,7 +293,7 @@ func (h *headerReader) frame() ([]byte, error) {
 			n, ok := parseLength(value)
 			switch {
 			case !ok:
-				problem = fmt.Sprintf("bad Content-Length value %q", value)
+				problem = fmt.Sprintf("bad Content-Length value %q (want decimal digits)", value[:min(len(value), 32)])
 			case length >= 0 && n != length:
 				problem = "conflicting Content-Length headers"
 			default:
@@ -420,19 +420,31 @@ func (h *headerReader) findFrameStart() error {
 	}
 }
 
-// lengthLineAt says whether b starts with a complete, valid Content-Length
-// header line; more means b ends before the line does.
+// lengthLineAt says whether b, which starts with "Content-Length:" in any
+// case, goes on into a complete, valid Content-Length header line; more
+// means b ends before that can be told. It looks at no more bytes than
+// the line needs, so a search through garbage stays linear.
 func lengthLineAt(b []byte) (ok, more bool) {
-	j := bytes.IndexAny(b, "\r\n")
-	if j < 0 {
-		return false, len(b) < maxHeaderLine
+	i := len("content-length:")
+	skipBlanks := func() {
+		for i < len(b) && i <= maxHeaderLine && (b[i] == ' ' || b[i] == '\t') {
+			i++
+		}
 	}
-	name, value, ok := headerLine(b[:j])
-	if !ok || !strings.EqualFold(string(name), "content-length") {
+	skipBlanks()
+	digits := i
+	for i < len(b) && i <= maxHeaderLine && isDigit(b[i]) {
+		i++
+	}
+	hasDigits := i > digits
+	skipBlanks()
+	switch {
+	case i > maxHeaderLine:
 		return false, false
+	case i == len(b):
+		return false, true
 	}
-	_, ok = parseLength(value)
-	return ok, false
+	return hasDigits && (b[i] == '\r' || b[i] == '\n'), false
 }
 
 var errLineTooLong = errors.New("line too long")
@@ -601,6 +613,10 @@ func (l *lineReader) skipLong() error {
 	return nil
 }
 
+// maxGluedAnswers bounds the answers given for one NDJSON line holding
+// several messages.
+const maxGluedAnswers = 64
+
 // judge returns the message on line, or nil after queueing the answers to
 // a malformed line.
 func (l *lineReader) judge(line []byte) []byte {
@@ -636,6 +652,10 @@ func (l *lineReader) judge(line []byte) []byte {
 			why = "the line ends inside a JSON value"
 		default:
 			why = fmt.Sprintf("invalid JSON at byte %d of the line", end)
+		}
+		if len(l.queue) == maxGluedAnswers {
+			why = fmt.Sprintf("more than %d messages on one line; the rest of the line is skipped", maxGluedAnswers)
+			res = scanError
 		}
 		l.queue = append(l.queue, &frameError{code: jsonrpc2.CodeParseError, msg: "parse error: " + why, id: idFromPrefix(line[off:end])})
 		if res != scanDone {

@@ -36,10 +36,10 @@ const ServerName = "acctpool"
 //  4. shutdown: requests get -32600; background work has stopped. The
 //     shutdown answer is sent once every earlier request is answered.
 //  5. exit: Serve returns 0 if shutdown came first, else 1. After shutdown,
-//     exit (and EOF on stdin) first waits for the shutdown answer to be
-//     written; exit without shutdown cancels what is still running. EOF on
-//     stdin, SIGTERM and the death of the initialize processId also end
-//     Serve.
+//     exit (and EOF on stdin) first waits, at most DrainTimeout, for the
+//     shutdown answer to be written; exit without shutdown cancels what is
+//     still running. EOF on stdin, SIGTERM and the death of the initialize
+//     processId also end Serve.
 const (
 	stateNew = iota
 	stateReady
@@ -221,15 +221,20 @@ func (s *Server) shutdown(ctx context.Context, id jsonrpc2.ID, m method, params 
 }
 
 // awaitDrain waits, after shutdown, until the shutdown answer (and so every
-// answer before it) is written, or until ctx ends. Without shutdown it
-// returns at once.
+// answer before it) is written, until ctx ends, or at most
+// Options.DrainTimeout, so that a request stuck for good cannot keep the
+// process alive. Without shutdown it returns at once.
 func (s *Server) awaitDrain(ctx context.Context) {
 	if state, _ := s.life.get(); state != stateShutdown {
 		return
 	}
+	t := time.NewTimer(s.opts.DrainTimeout)
+	defer t.Stop()
 	select {
 	case <-s.drained:
 	case <-ctx.Done():
+	case <-t.C:
+		s.log.Warn("exiting before every request was answered", "waited", s.opts.DrainTimeout)
 	}
 }
 

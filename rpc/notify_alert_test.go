@@ -15,8 +15,8 @@ func TestNotifier_alerts(t *testing.T) {
 	var mu sync.Mutex
 	calls := 0
 	queue := [][]core.Alert{
-		{{AccountID: "a", Label: "work", Reason: core.ReasonNeedsRelogin.String(), Since: 5, Fix: "acctpool login --replace a"}},
-		{{AccountID: "b", Reason: core.ReasonNeedsRelogin.String(), Fix: "acctpool login --replace b"}},
+		{{AccountID: "a", Label: "work", Reason: "needs re-login", Since: 5, Fix: "acctpool login --replace a"}},
+		{{AccountID: "b", Reason: "needs re-login", Fix: "acctpool login --replace b"}},
 	}
 	notes := &Notifier{Alerts: func(context.Context) []core.Alert {
 		mu.Lock()

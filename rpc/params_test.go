@@ -225,3 +225,20 @@ func TestServer_updateShutdownExit(t *testing.T) {
 	assert.Equal(t, `"s"`, string(m.ID))
 	assert.Equal(t, 0, c.exitCode())
 }
+
+// TestServer_exitAfterShutdownIsBounded: a request that never ends does
+// not keep the server alive after shutdown and exit for longer than
+// DrainTimeout; it is then cancelled.
+func TestServer_exitAfterShutdownIsBounded(t *testing.T) {
+	started, ended := make(chan string, 1), make(chan error, 1)
+	h := blockHarness(started, ended)
+	h.mutate = func(o *Options) { o.DrainTimeout = time.Millisecond }
+	c := startClient(t, FramingLSP, h)
+	c.initialize()
+	c.request("test/block", nil)
+	<-started
+	c.request("shutdown", nil)
+	c.notify("exit", nil)
+	assert.Equal(t, 0, c.exitCode())
+	require.ErrorIs(t, <-ended, context.Canceled)
+}

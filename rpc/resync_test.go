@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -193,4 +194,23 @@ func describe(ms []msg) string {
 		}
 	}
 	return b.String()
+}
+
+func TestLineReader_gluedAnswersBounded(t *testing.T) {
+	line := strings.Repeat(pingBody(1), 1000) + "\n" + pingBody(2) + "\n"
+	r := newFrameReader(FramingNDJSON, strings.NewReader(line), 1<<20)
+	bodies := drain(t, r, len(line))
+	require.Len(t, bodies, 1)
+	assert.Equal(t, pingBody(2), string(bodies[0]))
+	lr := newFrameReader(FramingNDJSON, strings.NewReader(line), 1<<20)
+	answers := 0
+	for {
+		_, err := lr.readFrame()
+		var ferr *frameError
+		if !errors.As(err, &ferr) {
+			break
+		}
+		answers++
+	}
+	assert.Equal(t, maxGluedAnswers+1, answers)
 }

@@ -47,6 +47,10 @@ type Options struct {
 	// ParentPoll is how often the processId given in initialize is checked;
 	// 1 s by default.
 	ParentPoll time.Duration
+	// DrainTimeout bounds how long exit (or EOF) after shutdown waits for
+	// the requests still running to be answered; 30 s by default. What is
+	// still running then is cancelled.
+	DrainTimeout time.Duration
 }
 
 // Server is the JSON-RPC 2.0 server over one byte stream (stdin/stdout):
@@ -108,6 +112,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.ParentPoll <= 0 {
 		opts.ParentPoll = time.Second
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 30 * time.Second
 	}
 	if opts.Notifier == nil {
 		opts.Notifier = new(Notifier)

@@ -18,8 +18,8 @@ import (
 // ones itself, so the library only ever sees well-formed requests and
 // responses:
 //
-//	malformed JSON, bad framing          -32700, id null
-//	not a request or response, bad id    -32600 (id echoed when it is valid)
+//	malformed JSON, bad framing          -32700
+//	not a request or response, bad id    -32600
 //	a batch array                        -32600, batches are not supported
 //	a frame over the size limit          -32600, the frame is skipped
 //	nesting deeper than maxNesting       -32600

@@ -94,30 +94,38 @@ func storedRefresh(t *testing.T, statePath string) string {
 
 // TestBinary_rotationSurvivesFaults: the token endpoint has consumed the
 // old refresh token when the request is cancelled, stdin closes, SIGTERM
-// arrives or the host sends exit; the rotation still completes, the state
+// or SIGINT arrives, the host sends exit or the initialize processId dies;
+// the rotation still completes, the state
 // file holds the new pair when the server is gone, and the next server
 // refreshes with it (no invalid_grant).
 func TestBinary_rotationSurvivesFaults(t *testing.T) {
+	host := exec.Command("sleep", "600") // the "parent" whose death ends the server
+	require.NoError(t, host.Start())
+	t.Cleanup(func() { _ = host.Process.Kill(); _ = host.Wait() })
 	faults := []struct {
 		name string
-		// fault happens after the endpoint consumed the token; it returns
-		// once the server has noticed it.
+		// fault happens after the endpoint consumed the token.
 		fault func(t *testing.T, p *proc)
+		init  map[string]any
 	}{
-		{"cancelRequest", func(t *testing.T, p *proc) {
+		{name: "cancelRequest", fault: func(t *testing.T, p *proc) {
 			require.NoError(t, p.Notify("$/cancelRequest", map[string]any{"id": p.ID()}))
 		}},
-		{"stdin EOF", func(t *testing.T, p *proc) { require.NoError(t, p.stdin.Close()) }},
-		{"SIGTERM", func(t *testing.T, p *proc) { require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM)) }},
-		{"SIGINT", func(t *testing.T, p *proc) { require.NoError(t, p.cmd.Process.Signal(syscall.SIGINT)) }},
-		{"exit", func(t *testing.T, p *proc) { require.NoError(t, p.Notify("exit", nil)) }},
+		{name: "stdin EOF", fault: func(t *testing.T, p *proc) { require.NoError(t, p.stdin.Close()) }},
+		{name: "SIGTERM", fault: func(t *testing.T, p *proc) { require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM)) }},
+		{name: "SIGINT", fault: func(t *testing.T, p *proc) { require.NoError(t, p.cmd.Process.Signal(syscall.SIGINT)) }},
+		{name: "exit", fault: func(t *testing.T, p *proc) { require.NoError(t, p.Notify("exit", nil)) }},
+		{name: "parent death", fault: func(t *testing.T, p *proc) {
+			require.NoError(t, host.Process.Kill())
+			_ = host.Wait()
+		}, init: map[string]any{"processId": host.Process.Pid}},
 	}
 	for _, f := range faults {
 		t.Run(f.name, func(t *testing.T) {
 			tok := newLateTokenEndpoint(t, "A")
 			args, statePath := plantFallback(t)
 			p := spawnCmd(t, execServer(append(args, "--framing", "lsp", "--token-url", tok.srv.URL)...), "lsp")
-			p.initialize(nil)
+			p.initialize(f.init)
 			ch, err := p.Go("accounts/refresh", map[string]any{"id": "fb"})
 			require.NoError(t, err)
 			select {

@@ -16,6 +16,7 @@ import (
 
 // config is the parsed command line.
 type config struct {
+	host        core.Host
 	paths       core.Paths
 	framing     rpc.Framing
 	plugins     []string
@@ -40,6 +41,8 @@ Flags:
                       $OPENCODE_ANTHROPIC_AUTH_FILE, else
                       ${OPENCODE_CONFIG_DIR:-${XDG_CONFIG_HOME:-~/.config}/opencode}/anthropic-auth.json)
   --state PATH        anthropic-auth-state.json (ACCTPOOL_STATE; default beside the config)
+  --host NAME         opencode (default) or pi: whose file locations to use (ACCTPOOL_HOST;
+                      pi: $PI_ANTHROPIC_AUTH_FILE, else ${PI_AGENT_DIR:-~/.pi/agent}/anthropic-auth.json)
   --framing MODE      lsp (Content-Length, default) or ndjson (ACCTPOOL_FRAMING)
   --plugin PATH       plugin manifest; repeatable (ACCTPOOL_PLUGINS, a path list)
   --token-url URL     OAuth token endpoint (ACCTPOOL_TOKEN_URL)
@@ -65,10 +68,11 @@ func parseFlags(name string, args []string) (*config, error) {
 	fs.SetOutput(io.Discard)
 	env := os.Getenv
 	var c config
-	var framing, clock, level string
+	var framing, clock, level, host string
 	var plugins stringList
 	fs.StringVar(&c.paths.Config, "config", env("ACCTPOOL_CONFIG"), "")
 	fs.StringVar(&c.paths.State, "state", env("ACCTPOOL_STATE"), "")
+	fs.StringVar(&host, "host", env("ACCTPOOL_HOST"), "")
 	fs.StringVar(&framing, "framing", envOr("ACCTPOOL_FRAMING", "lsp"), "")
 	fs.Var(&plugins, "plugin", "")
 	fs.StringVar(&c.tokenURL, "token-url", env("ACCTPOOL_TOKEN_URL"), "")
@@ -84,6 +88,9 @@ func parseFlags(name string, args []string) (*config, error) {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	var err error
+	if c.host, err = core.ParseHost(host); err != nil {
+		return nil, fmt.Errorf("--host: %w", err)
+	}
 	if c.framing, err = rpc.ParseFraming(framing); err != nil {
 		return nil, fmt.Errorf("--framing: %w", err)
 	}
@@ -101,7 +108,7 @@ func parseFlags(name string, args []string) (*config, error) {
 	if len(c.plugins) == 0 && env("ACCTPOOL_PLUGINS") != "" {
 		c.plugins = filepath.SplitList(env("ACCTPOOL_PLUGINS"))
 	}
-	if c.paths, err = resolvePaths(c.paths); err != nil {
+	if c.paths, err = resolvePaths(c.host, c.paths); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -115,11 +122,17 @@ func envOr(name, def string) string {
 }
 
 // resolvePaths fills in the paths not given by flags with the upstream
-// rules (core.ResolvePaths): flags win over the environment, and a --config
-// without --state gets the state file upstream would use beside it.
-func resolvePaths(p core.Paths) (core.Paths, error) {
+// rules of host (core.ResolvePaths): flags win over the environment, and a
+// --config without --state gets the state file upstream would use beside it.
+func resolvePaths(host core.Host, p core.Paths) (core.Paths, error) {
 	home := ""
-	if p.Config == "" && os.Getenv("OPENCODE_ANTHROPIC_AUTH_FILE") == "" && os.Getenv("OPENCODE_CONFIG_DIR") == "" && os.Getenv("XDG_CONFIG_HOME") == "" {
+	needHome := p.Config == ""
+	for _, k := range core.PathVariables(host) {
+		if strings.TrimSpace(os.Getenv(k)) != "" {
+			needHome = false
+		}
+	}
+	if needHome {
 		h, err := os.UserHomeDir()
 		if err != nil {
 			return p, fmt.Errorf("find the config file: %w (set --config)", err)
@@ -131,7 +144,10 @@ func resolvePaths(p core.Paths) (core.Paths, error) {
 		"OPENCODE_ANTHROPIC_AUTH_STATE_FILE":         p.State,
 		"OPENCODE_ANTHROPIC_AUTH_ROUTING_STATE_FILE": p.RoutingState,
 	}
-	return core.ResolvePaths(func(k string) string {
+	if host == core.HostPi {
+		flag["PI_ANTHROPIC_AUTH_FILE"], flag["PI_ANTHROPIC_AUTH_ROUTING_STATE_FILE"] = p.Config, p.RoutingState
+	}
+	return core.ResolvePaths(host, func(k string) string {
 		if v := flag[k]; v != "" {
 			return v
 		}

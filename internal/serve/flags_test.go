@@ -37,9 +37,25 @@ func TestResolvePaths(t *testing.T) {
 			for _, k := range []string{"OPENCODE_ANTHROPIC_AUTH_FILE", "OPENCODE_CONFIG_DIR", "XDG_CONFIG_HOME", "OPENCODE_ANTHROPIC_AUTH_STATE_FILE", "OPENCODE_ANTHROPIC_AUTH_ROUTING_STATE_FILE"} {
 				t.Setenv(k, tc.env[k])
 			}
-			got, err := resolvePaths(tc.in)
+			got, err := resolvePaths(core.HostOpenCode, tc.in)
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, got)
 		})
 	}
+}
+func TestResolvePaths_piHost(t *testing.T) {
+	t.Setenv("PI_ANTHROPIC_AUTH_FILE", "")
+	t.Setenv("PI_AGENT_DIR", "/agent")
+	t.Setenv("OPENCODE_ANTHROPIC_AUTH_STATE_FILE", "")
+	t.Setenv("PI_ANTHROPIC_AUTH_ROUTING_STATE_FILE", "")
+	c, err := parseFlags("acctpool serve", []string{"--host", "pi"})
+	require.NoError(t, err)
+	assert.Equal(t, core.HostPi, c.host)
+	assert.Equal(t, core.Paths{Config: "/agent/anthropic-auth.json", State: "/agent/anthropic-auth-state.json", RoutingState: "/agent/anthropic-auth-routing-state.json"}, c.paths)
+	t.Setenv("ACCTPOOL_HOST", "pi")
+	c, err = parseFlags("acctpool serve", []string{"--config", "/f/anthropic-auth.json"})
+	require.NoError(t, err)
+	assert.Equal(t, "/f/anthropic-auth-state.json", c.paths.State, "a --config wins over the pi variables")
+	_, err = parseFlags("acctpool serve", []string{"--host", "vscode"})
+	assert.ErrorContains(t, err, "--host")
 }

@@ -125,9 +125,9 @@ export function createAcctpoolPlugin(factory: ClientFactory = (o) => new Acctpoo
     });
 
     let started: Promise<unknown> | undefined;
-    /** ready starts the server on first use; a client that failed starts again on the next call by itself. */
+    /** ready starts the server on first use, and again after a start that failed. */
     const ready = (): Promise<unknown> => {
-      if (client.state === "idle") started = client.start();
+      if (client.state === "idle" || client.state === "failed") started = client.start();
       return started ?? Promise.resolve();
     };
     const router = {

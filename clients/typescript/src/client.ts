@@ -210,7 +210,14 @@ class Session {
       child.once("exit", (code, signal) => finish(code, signal));
     });
 
-    this.conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!), {
+    const reader = new StreamMessageReader(child.stdout!);
+    // vscode-jsonrpc re-arms a 10 s "partial message" timer for as long as a
+    // header's body is missing, even after the stream closed: a server that
+    // died mid-message would keep the host's Node process alive forever.
+    // Nothing listens to that timer's event; a call to a server that stops
+    // mid-message still ends by its timeout, the exit or the close.
+    reader.partialMessageTimeout = 0;
+    this.conn = createMessageConnection(reader, new StreamMessageWriter(child.stdin!), {
       error: (message) => this.log({ source: "client", level: "error", message, pid: child.pid }),
       warn: (message) => this.log({ source: "client", level: "warn", message, pid: child.pid }),
       info: (message) => this.log({ source: "client", level: "info", message, pid: child.pid }),

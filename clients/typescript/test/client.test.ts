@@ -1,6 +1,8 @@
 // The client's lifecycle: against the real server for the protocol, and
 // against a stub server for timeouts, crashes and stubborn processes.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -218,6 +220,18 @@ test("a server that closes stdout is replaced", async () => {
 
 // waitFor polls cond until it holds. The bound is a deadlock guard, not a
 // speed requirement: a passing test never comes near it.
+test("a server that dies mid-message does not keep the host alive", async () => {
+  // Run as its own process: the point is that Node can exit afterwards.
+  const host = spawn(process.execPath, [join(dirname(stubPath), "half-reply-host.js")], { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  host.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
+  const guard = setTimeout(() => host.kill("SIGKILL"), 60_000); // a deadlock guard, not a speed requirement
+  const [code, signal] = (await once(host, "exit")) as [number | null, NodeJS.Signals | null];
+  clearTimeout(guard);
+  assert.equal(out.trim(), "connection_lost");
+  assert.deepEqual({ code, signal }, { code: 0, signal: null }, "the host process did not exit by itself");
+});
+
 async function waitFor(cond: () => boolean, ms = 60_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {

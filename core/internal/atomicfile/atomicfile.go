@@ -141,6 +141,30 @@ func (r *Reservation) Commit(data []byte) (err error) {
 	return nil
 }
 
+// WriteSynced writes data into the reserved file and syncs it, without
+// renaming: the file is then a durable journal of data under a temporary
+// name, which [Stale] finds once its writer is dead. The reservation stays
+// usable (WriteSynced again, Commit or Abort).
+func (r *Reservation) WriteSynced(data []byte) error {
+	if r.done {
+		return fmt.Errorf("write %s: reservation already used", r.tmp)
+	}
+	if _, err := r.f.WriteAt(data, 0); err != nil {
+		return fmt.Errorf("write %s: %w", r.tmp, err)
+	}
+	if err := r.f.Truncate(int64(len(data))); err != nil {
+		return fmt.Errorf("write %s: %w", r.tmp, err)
+	}
+	r.size = int64(len(data))
+	if err := r.f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", r.tmp, err)
+	}
+	return nil
+}
+
+// Path returns the temporary file's path.
+func (r *Reservation) Path() string { return r.tmp }
+
 // Abort removes the temporary file. It does nothing after Commit.
 func (r *Reservation) Abort() {
 	if r.done {
@@ -205,6 +229,19 @@ func hostTag(id procid.Identity) string {
 // and returns the paths it removed. Temporary files of live writers, of
 // other hosts, and of other programs are left alone.
 func RemoveStale(path string) ([]string, error) {
+	stale, err := Stale(path)
+	var removed []string
+	for _, p := range stale {
+		if os.Remove(p) == nil {
+			removed = append(removed, p)
+		}
+	}
+	return removed, err
+}
+
+// Stale returns the temporary files our writers left beside path whose
+// writer is provably dead, for a caller that wants to read them first.
+func Stale(path string) ([]string, error) {
 	target, err := resolve(path)
 	if err != nil {
 		return nil, err
@@ -221,18 +258,14 @@ func RemoveStale(path string) ([]string, error) {
 		return nil, fmt.Errorf("list %s: %w", dir, err)
 	}
 	me := procid.Self()
-	var removed []string
+	var stale []string
 	for _, e := range entries {
 		writer, ok := parseTemp(e.Name(), base)
-		if !ok || !writerDead(writer, me) {
-			continue
-		}
-		p := filepath.Join(dir, e.Name())
-		if err := os.Remove(p); err == nil {
-			removed = append(removed, p)
+		if ok && writerDead(writer, me) {
+			stale = append(stale, filepath.Join(dir, e.Name()))
 		}
 	}
-	return removed, nil
+	return stale, nil
 }
 
 type tempWriter struct {

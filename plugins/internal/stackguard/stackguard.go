@@ -12,6 +12,10 @@
 // the rewritten module exports as [DepthExport], tells the host that the
 // trap was a stack overflow rather than any other trap.
 //
+// Reading the module first also refuses the counts with which a module
+// could make wazero exhaust the host's memory before it validates
+// anything (see [Instrument]).
+//
 // It imports the standard library only. Entry point: [Instrument].
 package stackguard
 
@@ -19,7 +23,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
 )
 
 // DepthExport is the name under which an instrumented module exports its
@@ -46,10 +49,20 @@ const (
 	secType     = 1
 	secImport   = 2
 	secFunction = 3
+	secTable    = 4
+	secMemory   = 5
 	secGlobal   = 6
 	secExport   = 7
+	secElement  = 9
 	secCode     = 10
+	secData     = 11
+	secTag      = 13
 )
+
+// MaxLocals is the most locals one function may declare, the limit web
+// browsers enforce. wazero allocates a function's locals before it
+// validates them, so a module declaring billions would exhaust memory.
+const MaxLocals = 50000
 
 // Instrument returns wasm rewritten so its defined functions cannot use
 // more than about budget bytes of stack together, and the exported
@@ -61,12 +74,20 @@ const (
 // Function indices are kept: the wrapper of function i takes index i, and
 // the original bodies are appended after all wrappers, so calls, exports,
 // tables, elements and the start function all enter through the wrappers
-// and no instruction of the original code changes. DWARF custom sections
-// (".debug_*") are dropped because code offsets move. The rewrite assumes
+// and no instruction of the original code changes. Custom sections
+// (names, DWARF) are dropped: function indices and code offsets move, and
+// the host reads none of them. The rewrite assumes
 // the tail-call and exception-handling proposals are off (wazero's
 // default): a tail call or a caught exception would skip a refund. A
 // function whose own estimated frame exceeds budget/16 is charged
 // budget/16, so any function can be called a few frames deep.
+//
+// Reading the module is also a guard of its own: every vector length and
+// byte count must fit in the bytes that follow it, and a function may
+// declare at most [MaxLocals] locals, so wazero, which allocates what a
+// module declares before it validates it, never sees a count that would
+// exhaust the host's memory (a 23-byte module declaring 3.7 billion
+// imports made wazero abort the process).
 func Instrument(wasm []byte, budget uint32) ([]byte, error) {
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" || binary.LittleEndian.Uint32(wasm[4:8]) != 1 {
 		return nil, fmt.Errorf("%w: not a WebAssembly 1.0 binary", ErrModule)
@@ -106,10 +127,7 @@ func Instrument(wasm []byte, budget uint32) ([]byte, error) {
 		}
 		switch s.id {
 		case secCustom:
-			if strings.HasPrefix(s.customName, ".debug_") {
-				continue
-			}
-			out = appendSection(out, s.id, s.payload)
+			continue
 		case secFunction:
 			out = appendSection(out, secFunction, m.functionSection())
 		case secGlobal:
@@ -134,9 +152,8 @@ func Instrument(wasm []byte, budget uint32) ([]byte, error) {
 }
 
 type section struct {
-	id         byte
-	payload    []byte
-	customName string
+	id      byte
+	payload []byte
 }
 
 func splitSections(b []byte) ([]section, error) {
@@ -149,12 +166,7 @@ func splitSections(b []byte) ([]section, error) {
 		if r.err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrModule, r.err)
 		}
-		s := section{id: id, payload: payload}
-		if id == secCustom {
-			cr := reader{b: payload}
-			s.customName = cr.name()
-		}
-		out = append(out, s)
+		out = append(out, section{id: id, payload: payload})
 	}
 	return out, nil
 }
@@ -167,6 +179,7 @@ type module struct {
 	definedGlobals  uint32
 	funcTypes       []uint32 // type index per defined function
 	bodies          [][]byte // code entries without their size prefix
+	locals          []uint64 // declared locals per body
 	exportCount     uint32
 	exports         map[string]bool
 }
@@ -175,23 +188,23 @@ func (m *module) read(s section) error {
 	r := reader{b: s.payload}
 	switch s.id {
 	case secType:
-		n := r.u32()
+		n := r.vecCount()
 		for i := uint32(0); i < n && r.err == nil; i++ {
 			if form := r.byte(); form != 0x60 {
 				return fmt.Errorf("type %d: form %#x is not a function type", i, form)
 			}
-			params := r.u32()
-			for j := uint32(0); j < params; j++ {
+			params := r.vecCount()
+			for j := uint32(0); j < params && r.err == nil; j++ {
 				r.valtype()
 			}
-			results := r.u32()
-			for j := uint32(0); j < results; j++ {
+			results := r.vecCount()
+			for j := uint32(0); j < results && r.err == nil; j++ {
 				r.valtype()
 			}
 			m.typeParams = append(m.typeParams, int(params))
 		}
 	case secImport:
-		n := r.u32()
+		n := r.vecCount()
 		for i := uint32(0); i < n && r.err == nil; i++ {
 			r.name()
 			r.name()
@@ -213,7 +226,7 @@ func (m *module) read(s section) error {
 			}
 		}
 	case secFunction:
-		n := r.u32()
+		n := r.vecCount()
 		for i := uint32(0); i < n && r.err == nil; i++ {
 			t := r.u32()
 			if int(t) >= len(m.typeParams) {
@@ -221,23 +234,81 @@ func (m *module) read(s section) error {
 			}
 			m.funcTypes = append(m.funcTypes, t)
 		}
+	case secTable:
+		n := r.vecCount()
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			// 0x40 0x00 starts a table with an initialiser (typed
+			// function references).
+			withInit := r.off < len(r.b) && r.b[r.off] == 0x40
+			if withInit {
+				r.byte()
+				r.byte()
+			}
+			r.valtype()
+			r.limits()
+			if withInit {
+				r.constExpr()
+			}
+		}
+	case secMemory:
+		n := r.vecCount()
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			r.limits()
+		}
 	case secGlobal:
-		// Only the count matters: the entries are copied as they are.
-		m.definedGlobals = r.u32()
-		return r.err
+		m.definedGlobals = r.vecCount()
+		for i := uint32(0); i < m.definedGlobals && r.err == nil; i++ {
+			r.valtype()
+			r.byte() // mutability
+			r.constExpr()
+		}
+	case secElement:
+		n := r.vecCount()
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			r.element()
+		}
+	case secData:
+		n := r.vecCount()
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			switch flags := r.u32(); flags {
+			case 0:
+				r.constExpr()
+			case 1:
+			case 2:
+				r.u32()
+				r.constExpr()
+			default:
+				return fmt.Errorf("data segment %d: flags %d", i, flags)
+			}
+			r.bytes(int(r.u32()))
+		}
+	case secTag:
+		n := r.vecCount()
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			r.byte()
+			r.u32()
+		}
 	case secExport:
 		m.exports = map[string]bool{}
-		m.exportCount = r.u32()
+		m.exportCount = r.vecCount()
 		for i := uint32(0); i < m.exportCount && r.err == nil; i++ {
 			m.exports[r.name()] = true
 			r.byte()
 			r.u32()
 		}
 	case secCode:
-		n := r.u32()
+		n := r.vecCount()
 		for i := uint32(0); i < n && r.err == nil; i++ {
-			size := r.u32()
-			m.bodies = append(m.bodies, r.bytes(int(size)))
+			body := r.bytes(int(r.u32()))
+			if r.err != nil {
+				break
+			}
+			locals, err := localCount(body)
+			if err != nil {
+				return fmt.Errorf("function %d: %v", i, err)
+			}
+			m.bodies = append(m.bodies, body)
+			m.locals = append(m.locals, locals)
 		}
 	default:
 		return nil
@@ -292,9 +363,9 @@ func (m *module) codeSection(counter, budget uint32) []byte {
 	n := uint32(len(m.bodies))
 	out := appendU32(nil, 2*n)
 	maxCharge := max(budget/16, 1)
-	for i, body := range m.bodies {
+	for i := range m.bodies {
 		params := m.typeParams[m.funcTypes[i]]
-		charge := uint64(frameBase) + uint64(params)*paramBytes + localCount(body)*localBytes
+		charge := uint64(frameBase) + uint64(params)*paramBytes + m.locals[i]*localBytes
 		w := wrapper(counter, uint32(min(charge, uint64(maxCharge))), budget, params, m.importedFuncs+n+uint32(i))
 		out = appendU32(out, uint32(len(w)))
 		out = append(out, w...)
@@ -340,16 +411,20 @@ func wrapper(counter, charge, budget uint32, params int, body uint32) []byte {
 	return append(w, 0x0b)
 }
 
-// localCount sums the local declarations at the start of a code entry.
-func localCount(body []byte) uint64 {
+// localCount sums the local declarations at the start of a code entry,
+// refusing more than MaxLocals.
+func localCount(body []byte) (uint64, error) {
 	r := reader{b: body}
 	var total uint64
-	n := r.u32()
+	n := r.vecCount()
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		total += uint64(r.u32())
 		r.valtype()
+		if total > MaxLocals {
+			return 0, fmt.Errorf("declares more than %d locals", MaxLocals)
+		}
 	}
-	return total
+	return total, r.err
 }
 
 func appendSection(out []byte, id byte, payload []byte) []byte {
@@ -454,10 +529,85 @@ func (r *reader) bytes(n int) []byte {
 
 func (r *reader) name() string { return string(r.bytes(int(r.u32()))) }
 
-// valtype reads one value or reference type.
+// vecCount reads a vector length, which cannot exceed the bytes left:
+// every entry takes at least one.
+func (r *reader) vecCount() uint32 {
+	n := r.u32()
+	if r.err == nil && int64(n) > int64(len(r.b)-r.off) {
+		r.fail(fmt.Sprintf("vector of %d entries in %d bytes", n, len(r.b)-r.off))
+		return 0
+	}
+	return n
+}
+
+// constExpr skips a constant expression up to its end opcode.
+func (r *reader) constExpr() {
+	for r.err == nil {
+		switch op := r.byte(); op {
+		case 0x0b: // end
+			return
+		case 0x41, 0x42: // i32.const, i64.const
+			r.u64()
+		case 0x43: // f32.const
+			r.bytes(4)
+		case 0x44: // f64.const
+			r.bytes(8)
+		case 0x23, 0xd2: // global.get, ref.func
+			r.u32()
+		case 0xd0: // ref.null heaptype
+			r.u64()
+		case 0xfd: // v128.const
+			if sub := r.u32(); sub != 12 {
+				r.fail(fmt.Sprintf("SIMD opcode %d in a constant expression", sub))
+				return
+			}
+			r.bytes(16)
+		case 0x6a, 0x6b, 0x6c, 0x7c, 0x7d, 0x7e: // extended constants
+		default:
+			if r.err == nil {
+				r.fail(fmt.Sprintf("opcode %#x in a constant expression", op))
+			}
+		}
+	}
+}
+
+// element skips one element segment (flags 0 to 7).
+func (r *reader) element() {
+	flags := r.u32()
+	if flags > 7 {
+		r.fail(fmt.Sprintf("element segment flags %d", flags))
+		return
+	}
+	if flags&3 == 2 {
+		r.u32() // table index
+	}
+	if flags&1 == 0 {
+		r.constExpr() // offset of an active segment
+	}
+	if flags&3 != 0 {
+		if flags&4 != 0 {
+			r.valtype()
+		} else {
+			r.byte() // element kind
+		}
+	}
+	n := r.vecCount()
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		if flags&4 != 0 {
+			r.constExpr()
+		} else {
+			r.u32()
+		}
+	}
+}
+
+// valtype reads one value or reference type, typed function references
+// (ref null ht, ref ht) included.
 func (r *reader) valtype() {
 	switch c := r.byte(); c {
 	case 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f:
+	case 0x63, 0x64:
+		r.u64() // the heap type, an s33: skipped like any LEB128
 	default:
 		if r.err == nil {
 			r.fail(fmt.Sprintf("value type %#x not supported", c))

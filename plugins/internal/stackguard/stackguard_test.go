@@ -96,6 +96,54 @@ func TestInstrumentAddsMissingSections(t *testing.T) {
 	assert.Zero(t, mod.ExportedGlobal(DepthExport).Get())
 }
 
+// TestInstrumentTypedFunctionReferences: wazero accepts (ref null func)
+// parameters by default, so the guard reads them.
+func TestInstrumentTypedFunctionReferences(t *testing.T) {
+	// (module (func (param (ref null func))))
+	orig := []byte{0, 'a', 's', 'm', 1, 0, 0, 0,
+		1, 6, 1, 0x60, 1, 0x63, 0x70, 0, // type: ((ref null func)) -> ()
+		3, 2, 1, 0,
+		10, 4, 1, 2, 0, 0x0b,
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	_, err := r.CompileModule(ctx, orig)
+	require.NoError(t, err, "precondition: wazero accepts the original")
+	got, err := Instrument(orig, budget)
+	require.NoError(t, err)
+	_, err = r.CompileModule(ctx, got)
+	require.NoError(t, err)
+}
+
+// TestInstrumentRefusesAllocationBombs: counts that would make wazero
+// allocate gigabytes before validating (the first made it abort the
+// process: fatal error: runtime: out of memory) are refused, so such a
+// module never reaches wazero.
+func TestInstrumentRefusesAllocationBombs(t *testing.T) {
+	header := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
+	types := []byte{1, 4, 1, 0x60, 0, 0}
+	funcs := []byte{3, 2, 1, 0}
+	cases := []struct {
+		name string
+		body []byte
+		err  string
+	}{
+		{"3.7 billion imports", []byte{1, 5, 1, 0x60, 1, 0x7f, 0, 2, 6, 0xdb, 0xdb, 0xdb, 0xdb, 0x0d, 0}, "vector of 3682004443 entries in 1 bytes"},
+		{"4 billion locals", append(append(append([]byte{}, types...), funcs...), 10, 9, 1, 7, 1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x7f), "more than 50000 locals"},
+		{"4 GB data segment", append(append(append([]byte{}, types...), funcs...), 10, 4, 1, 2, 0, 0x0b, 11, 7, 1, 1, 0xff, 0xff, 0xff, 0xff, 0x0f), "length past the end"},
+		{"billion element entries", append(append(append([]byte{}, types...), funcs...), 9, 8, 1, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f), "vector of"},
+		{"section past the end", []byte{0, 0xff, 0xff, 0xff, 0xff, 0x0f, 4, 'n', 'a', 'm', 'e'}, "length past the end"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Instrument(append(append([]byte{}, header...), tc.body...), budget)
+			require.ErrorIs(t, err, ErrModule)
+			assert.Contains(t, err.Error(), tc.err)
+		})
+	}
+}
+
 func TestInstrumentRejects(t *testing.T) {
 	_, err := Instrument([]byte("not wasm"), budget)
 	assert.ErrorIs(t, err, ErrModule)
@@ -111,4 +159,34 @@ func TestInstrumentRejects(t *testing.T) {
 	// Truncated sections.
 	_, err = Instrument(orig[:len(orig)-3], budget)
 	assert.ErrorIs(t, err, ErrModule)
+}
+
+// BenchmarkGuardOverhead: the cost of the wrappers on a call-heavy path,
+// recurse.wasm's 1000-deep recursion (1000 guarded calls per op).
+func BenchmarkGuardOverhead(b *testing.B) {
+	orig, err := os.ReadFile("../../testdata/recurse.wasm")
+	require.NoError(b, err)
+	guarded, err := Instrument(orig, budget)
+	require.NoError(b, err)
+	for _, tc := range []struct {
+		name string
+		wasm []byte
+	}{{"plain", orig}, {"guarded", guarded}} {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := context.Background()
+			r := wazero.NewRuntime(ctx)
+			defer r.Close(ctx)
+			mod, err := r.InstantiateWithConfig(ctx, tc.wasm, wazero.NewModuleConfig().WithName(""))
+			require.NoError(b, err)
+			require.True(b, mod.Memory().WriteString(8192, `{"status":501}`))
+			classify := mod.ExportedFunction("errclass_classify")
+			stack := []uint64{8192, 14}
+			for b.Loop() {
+				stack[0], stack[1] = 8192, 14
+				if err := classify.CallWithStack(ctx, stack); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -8,6 +8,7 @@
 //   ignore-shutdown  never answers shutdown, ignores exit, stdin EOF and SIGTERM
 //   notify           sends every server notification after initialized
 //   no-stdout        closes stdout after initialize but keeps running
+//   half-reply       answers ping with a header and half its body, then exits 5
 const mode = process.argv[2] ?? "normal";
 const log = (s: string) => process.stderr.write(`level=INFO msg="${s}"\n`);
 
@@ -51,6 +52,11 @@ function handle(m: Msg): void {
       }
       return;
     case "ping":
+      if (mode === "half-reply") {
+        const body = JSON.stringify({ jsonrpc: "2.0", id, result: {} });
+        process.stdout.write(`Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, body.length >> 1)}`);
+        process.exit(5);
+      }
       send({ id, result: {} });
       return;
     case "accounts/setMain":

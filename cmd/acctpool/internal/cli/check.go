@@ -97,7 +97,7 @@ func Check(args []string, stdin io.Reader, stdout, stderr io.Writer, env func(st
 		}
 		fmt.Fprintf(stdout, "%-14s %s (%s)\n", line.name, line.path, status)
 	}
-	found := CheckFiles(context.Background(), paths, manifests)
+	found := checkFiles(context.Background(), paths, manifests)
 	errs, warns := 0, 0
 	for _, f := range found {
 		fmt.Fprintln(stdout, f.String())
@@ -121,7 +121,7 @@ func Check(args []string, stdin io.Reader, stdout, stderr io.Writer, env func(st
 // LogFindings logs what check would report, one line per finding at warn
 // (warnings) or error level, so the server can say it once at start.
 func LogFindings(ctx context.Context, paths core.Paths, log *slog.Logger) {
-	for _, f := range CheckFiles(ctx, paths, nil) {
+	for _, f := range checkFiles(ctx, paths, nil) {
 		level := slog.LevelWarn
 		if f.Severity == sevError {
 			level = slog.LevelError
@@ -143,9 +143,9 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
-// CheckFiles validates the three files and the plugin manifests, read-only,
+// checkFiles validates the three files and the plugin manifests, read-only,
 // and returns the findings in file order.
-func CheckFiles(ctx context.Context, paths core.Paths, manifestFiles []string) []finding {
+func checkFiles(ctx context.Context, paths core.Paths, manifestFiles []string) []finding {
 	var out []finding
 	cfg, cfgFound := readJSONFile(paths.Config, configFile, &out)
 	st, _ := readJSONFile(paths.State, stateFile, &out)

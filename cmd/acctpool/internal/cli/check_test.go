@@ -1,6 +1,9 @@
 package cli
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,4 +117,13 @@ func snapshotDir(t *testing.T, dir string) map[string]string {
 		return err
 	}))
 	return out
+}
+
+func TestLogFindings(t *testing.T) {
+	dir := writePool(t, `{"version":1,"routing":{"mode":"round-robin"},"accounts":[{"id":"a","type":"oauth"}]}`, `{"version":1,"accounts":{"a":{"refresh":"r"}}}`)
+	var buf bytes.Buffer
+	LogFindings(context.Background(), (&common{}).paths(envFor(dir)), slog.New(slog.NewTextHandler(&buf, nil)))
+	assert.Equal(t, 1, strings.Count(buf.String(), "\n"), buf.String())
+	assert.Contains(t, buf.String(), "level=WARN")
+	assert.Contains(t, buf.String(), `routing.mode: found \"round-robin\" (a string)`)
 }

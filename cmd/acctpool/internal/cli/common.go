@@ -51,12 +51,15 @@ func (c *common) paths(env func(string) string) core.Paths {
 	if home == "" {
 		home, _ = os.UserHomeDir()
 	}
-	p := core.ResolvePaths(env, home)
+	// ACCTPOOL_HOST picks whose file locations to use, as for the server;
+	// a bad value falls back to OpenCode's (the server reports it).
+	host, _ := core.ParseHost(env("ACCTPOOL_HOST"))
+	p := core.ResolvePaths(host, env, home)
 	if c.config != "" {
 		// Derive state and routing state from the new config path, unless
 		// the environment or a flag names them.
-		q := core.ResolvePaths(func(k string) string {
-			if k == "OPENCODE_ANTHROPIC_AUTH_FILE" {
+		q := core.ResolvePaths(host, func(k string) string {
+			if k == "OPENCODE_ANTHROPIC_AUTH_FILE" || k == "PI_ANTHROPIC_AUTH_FILE" {
 				return c.config
 			}
 			return env(k)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -141,6 +142,22 @@ func TestLoginEndToEnd(t *testing.T) {
 		}
 	}
 	assert.Equal(t, []string{"main", "fb1", "fb2", "fb3", "fb4", "work key"}, labels, "the replaced account keeps its place")
+
+	// --replace with --label renames the account it logs in again.
+	code, out, errOut = login(t, dir, func(*url.URL) string { return "code-3" }, append(args, "--replace", "fb2", "--label", "fb2-new")...)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "Logged fb2-new ("+fb2+") in again")
+	code, out, _ = call(Accounts, envFor(dir), "", "list", "--now", fixtureNow)
+	require.Equal(t, exitOK, code)
+	assert.Regexp(t, `(?m)^2 +fb2-new +oauth +`+fb2+` +not usable: quota unknown`, out, "same place, new label, no longer needs a re-login")
+	assert.NotContains(t, out, " fb2 ")
+}
+
+func TestBrowserOpenerNeedsADisplay(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the DISPLAY rule is the Linux and BSD one")
+	}
+	assert.Nil(t, browserOpener(func(string) string { return "" }), "no display, no browser")
 }
 
 func TestLoginRefusals(t *testing.T) {

@@ -1,7 +1,8 @@
 package cli
 
-// This file is the only place where the commands read core's views and
-// settings. Everything else works on the types below, so a change to core's
+// This file is the only place where the commands interpret core's views and
+// settings (elsewhere they use no more than a returned view's ID, through
+// nameOf). Everything else works on the types below, so a change to core's
 // view fields is a change to this file alone.
 
 import (
@@ -233,6 +234,14 @@ func accountOf(v core.AccountView, s core.Settings) account {
 // API-key route is chosen only when main's quota is spent. The second
 // result says why.
 func nextAccount(p *pool) (*account, string) {
+	a, why := nextOrdered(p)
+	if p.Mode == string(core.RoutingStickyBalanced) {
+		why = "for requests without a session: " + why
+	}
+	return a, why
+}
+
+func nextOrdered(p *pool) (*account, string) {
 	var main *account
 	var fallbacks, keys []*account
 	for i := range p.Accounts {

@@ -245,7 +245,10 @@ func renderAccount(p *pool, a account, next bool, st style) string {
 		tail := 0
 		for _, w := range a.Windows {
 			nameW = max(nameW, min(utf8.RuneCountInString(w.Name), 16))
-			tail = max(tail, visibleLen(windowPercent(w, st))+visibleLen(" · resets "+when(w.ResetsAt, p.Now)))
+			// The percentage and the reset share the bar's line; a model
+			// window's note may wrap below.
+			notes := windowNotes(p, w)
+			tail = max(tail, visibleLen(windowPercent(w, st))+3+visibleLen(notes[len(notes)-1]))
 		}
 		barW := min(max(st.width-8-nameW-tail, 10), 50)
 		for _, w := range a.Windows {

@@ -52,6 +52,17 @@ func TestStatusGolden(t *testing.T) {
 // whole, which holds a 36-character account id.
 var fixLine = regexp.MustCompile(`^    acctpool login --replace \S+$`)
 
+func TestStatusGoldenSparse(t *testing.T) {
+	// Main without quota, a disabled fallback, one without a label whose
+	// window has no reset and is an hour old, sticky-balanced with no
+	// session held.
+	dir := copyFixture(t, "sparse")
+	code, out, errOut := call(Status, envFor(dir), "", "--now", fixtureNow, "--width", "80", "--color", "never")
+	require.Empty(t, errOut)
+	assert.Equal(t, exitOK, code)
+	golden(t, "status-sparse-plain-80.txt", out)
+}
+
 func TestStatusJSONMatchesSchema(t *testing.T) {
 	dir := copyFixture(t, "pool")
 	code, out, errOut := call(Status, envFor(dir), "", "--now", fixtureNow, "--json")
@@ -196,4 +207,16 @@ func TestStatusRefreshPollsUsage(t *testing.T) {
 			assert.Equal(t, 75.0, v.Quota.FiveHour.RemainingPercent, v.Label)
 		}
 	}
+}
+
+func TestStatusRefreshReportsFailures(t *testing.T) {
+	dir := copyFixture(t, "pool")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	code, out, errOut := call(Status, envFor(dir), "", "--now", "2026-01-01T10:10:00Z", "--refresh", "--color", "never", "--usage-url", srv.URL)
+	assert.Equal(t, exitOK, code, "the cached snapshots still serve")
+	assert.Contains(t, errOut, "acctpool status: quota of 5f0e2b1c-1111-4a0a-8c1d-0000000000f1: failed")
+	assert.Contains(t, out, "quota polls paused, resume in", "the armed quota backoff shows on the screen")
 }

@@ -1,0 +1,177 @@
+package core
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	json "github.com/goccy/go-json"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The fuzz targets of core's parsers. `go test` runs their seeds
+// (testdata/fuzz and the f.Add calls); scripts/fuzz runs each for a while.
+
+var fuzzNow = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+// checkSnapshot holds what every parsed quota snapshot must satisfy: it
+// encodes (no NaN or infinity) and percentages are within 0..100. With
+// ownResets, reset times were written by us and must be RFC 3339 (a poll's
+// resets_at is kept as the API sent it).
+func checkSnapshot(t *testing.T, q *QuotaSnapshot, ownResets bool) {
+	t.Helper()
+	_, err := json.Marshal(q)
+	require.NoError(t, err, "a parsed snapshot must encode")
+	windows := []*QuotaWindow{q.FiveHour, q.SevenDay}
+	for i := range q.Scoped {
+		w := q.Scoped[i].Window()
+		windows = append(windows, &w)
+	}
+	for _, w := range windows {
+		if w == nil {
+			continue
+		}
+		assert.True(t, w.UsedPercent >= 0 && w.UsedPercent <= 100, "used %v", w.UsedPercent)
+		assert.True(t, w.RemainingPercent >= 0 && w.RemainingPercent <= 100, "remaining %v", w.RemainingPercent)
+		if ownResets && w.ResetsAt != "" {
+			_, err := time.Parse(time.RFC3339, w.ResetsAt)
+			assert.NoError(t, err, "resetsAt %q", w.ResetsAt)
+		}
+	}
+}
+
+// FuzzParseUsage: the usage payload parser never panics and what it
+// accepts is a sound snapshot.
+func FuzzParseUsage(f *testing.F) {
+	for _, s := range []string{
+		usageOK, usagePermissionErr, `{"five_hour":`, `{}`, `null`, `[]`,
+		`{"five_hour":{"utilization":1e308},"seven_day":{"utilization":-5,"resets_at":"not a time"}}`,
+		`{"limits":[{"kind":"weekly_scoped","group":"opus","percent":50,"resets_at":"2026-12-01T00:00:00Z","is_active":true,"scope":{"model":{"id":"claude-opus-4","display_name":"Opus"}}}]}`,
+		`{"extra_usage":{"is_enabled":true,"monthly_limit":100,"used_credits":250,"utilization":null},"spend":{"severity":"high","limit":{"currency":"usd","exponent":2}}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		q, err := ParseUsage(body, fuzzNow)
+		if err != nil {
+			return
+		}
+		require.NotNil(t, q)
+		checkSnapshot(t, q, false)
+	})
+}
+
+// FuzzQuotaFromHeaders: header harvesting never panics and what it
+// harvests is a sound snapshot. The input is header lines, "name: value".
+func FuzzQuotaFromHeaders(f *testing.F) {
+	for _, s := range []string{
+		"anthropic-ratelimit-unified-5h-utilization: 0.42\nanthropic-ratelimit-unified-5h-reset: 1764342000\nanthropic-ratelimit-unified-7d-utilization: 0.9",
+		"anthropic-ratelimit-unified-7d-utilization: 1.5\nanthropic-ratelimit-unified-fallback: available\nanthropic-ratelimit-unified-representative-claim: seven_day",
+		"anthropic-ratelimit-unified-5h-utilization: NaN",
+		"anthropic-ratelimit-unified-5h-utilization: 1e308\nanthropic-ratelimit-unified-5h-reset: 9223372036854775807",
+		"anthropic-ratelimit-unified-5h-utilization: -0.1\nanthropic-ratelimit-unified-5h-reset: -1",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, lines string) {
+		h := http.Header{}
+		for _, line := range strings.Split(lines, "\n") {
+			if name, value, ok := strings.Cut(line, ":"); ok {
+				h.Add(name, value)
+			}
+		}
+		if q := QuotaFromHeaders(h, fuzzNow); q != nil {
+			checkSnapshot(t, q, true)
+		}
+	})
+}
+
+// loadStable writes data as the file at path, loads it with read, and, if
+// it loads, checks that encoding is stable: encode → decode → encode gives
+// the same bytes. It returns the first encoding.
+func loadStable[T any](t *testing.T, path string, data []byte, read func(string) (*T, []byte, error)) (*T, []byte) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(path, data, 0o600))
+	v, raw, err := read(path)
+	if err != nil {
+		require.ErrorIs(t, err, ErrCorruptFile)
+		if len(bytes.TrimSpace(data)) > 16 {
+			assert.NotContains(t, err.Error(), string(bytes.TrimSpace(data)), "a corrupt-file error must not quote the file")
+		}
+		return nil, nil
+	}
+	require.NotNil(t, v)
+	assert.Equal(t, data, raw)
+	enc1, err := encodeFile(v)
+	require.NoError(t, err)
+	var again T
+	require.NoError(t, json.Unmarshal(enc1, &again), "our own encoding must decode: %s", enc1)
+	enc2, err := encodeFile(&again)
+	require.NoError(t, err)
+	require.Equal(t, string(enc1), string(enc2), "encode → decode → encode must be stable")
+	return v, enc1
+}
+
+// FuzzLoadConfig: the config loader accepts or reports corruption, never
+// panics, round-trips what it accepts, and settings parse or are refused
+// as config_invalid.
+func FuzzLoadConfig(f *testing.F) {
+	for _, s := range []string{
+		`{"version":1,"accounts":[]}`,
+		`{"version":1,"mainAccountId":"main","accounts":[{"id":"a1","label":"A","type":"oauth","enabled":true,"addedAt":1}],"routing":{"mode":"sticky-balanced"},"fallbackOn":[401,429],"future":{"x":[1,2]}}`,
+		`{"accounts":[{"id":"k","type":"api","baseURL":"https://api.example.com","authHeader":"x-api-key"}],"quota":{"enabled":true,"checkIntervalMinutes":9223372036855,"minimumRemaining":{"5h":10}}}`,
+		`{"refresh":{"enabled":false,"refreshBeforeExpiryMinutes":1e300},"killswitch":{"enabled":true,"main":{"five_hour":5},"accounts":{"a":{"1w":3}}}}`,
+		`{"accounts":null}`, `{`, `[]`, `null`, ``, `{"accounts":{"a":1}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, _ := loadStable(t, filepath.Join(dir, "anthropic-auth.json"), data, readConfig)
+		if cfg == nil {
+			return
+		}
+		if _, err := buildSnapshot(cfg, nil); err != nil {
+			assert.ErrorIs(t, err, ErrConfigInvalid)
+		}
+	})
+}
+
+// FuzzLoadState: the state loader accepts or reports corruption, never
+// panics, and round-trips what it accepts.
+func FuzzLoadState(f *testing.F) {
+	for _, s := range []string{
+		`{"version":1,"accounts":{}}`,
+		`{"version":1,"main":{"quotaCheckedAt":5,"lastQuotaApiError":{"kind":"rate_limited","checkedAt":1,"nextRetryAt":2,"count":1}},"accounts":{"a1":{"access":"sk-ant-oat01-x","refresh":"sk-ant-ort01-y","expires":1764342000000,"quota":{"source":"usage","checkedAt":3,"fiveHour":{"usedPercent":40,"remainingPercent":60}},"extra":true}},"other":null}`,
+		`{"accounts":{"a":null}}`, `{"main":null}`, `{"accounts":[]}`, `{`, `null`,
+	} {
+		f.Add([]byte(s))
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, _ := loadStable(t, filepath.Join(dir, "anthropic-auth-state.json"), data, readState)
+		if st == nil {
+			return
+		}
+		_, _ = buildSnapshot(nil, st) // must not panic
+	})
+}
+
+// FuzzParseRetryAfter: a Retry-After value, seconds or an HTTP date, gives
+// a wait from 0 to maxRetryAfter in whole seconds, never a negative or
+// wrapped-around one.
+func FuzzParseRetryAfter(f *testing.F) {
+	for _, s := range []string{"7", "0", "-1", "1.5", "1e9", "1e10", "NaN", "Inf", "Sat, 28 Nov 2026 12:00:30 GMT", "Fri, 31 Dec 9999 23:59:59 GMT", "garbage"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, value string) {
+		d := ParseRetryAfter(value, fuzzNow)
+		assert.True(t, d >= 0 && d <= maxRetryAfter, "Retry-After %q gave %v", value, d)
+		assert.Zero(t, d%time.Second, "Retry-After %q gave %v, not whole seconds", value, d)
+	})
+}

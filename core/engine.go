@@ -154,6 +154,7 @@ func New(opts Options) (*Engine, error) {
 	if e.rand == nil {
 		e.rand = rand.Reader
 	}
+	e.followBackend()
 	return e, nil
 }
 

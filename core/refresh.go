@@ -194,7 +194,7 @@ func (e *Engine) refreshFallbackLocked(ctx context.Context, id string, force, in
 		return nil, &BackoffError{Account: a.ID, Kind: ErrRefreshBackoff, Record: a.State.LastRefreshError, Until: until, Now: now}
 	}
 	before := a.State
-	release, err := e.store.acquire(ctx, fallbackRefreshLock(a.ID), fallbackRefreshLockTTL, fallbackRefreshLockWait)
+	lock, err := e.store.acquireRefresh(ctx, a.ID)
 	if err != nil {
 		if errors.Is(err, ErrLockTimeout) {
 			// Another process held the lock for the whole wait: adopt its
@@ -211,8 +211,8 @@ func (e *Engine) refreshFallbackLocked(ctx context.Context, id string, force, in
 	// answer keeps the account. The caller may give up; the rotation
 	// finishes and saves under its own deadline, and releases the lock.
 	return runDetached(e, ctx, "refresh "+a.ID, func(ctx context.Context) (*Account, error) {
-		defer release()
-		return e.rotateFallback(ctx, id, before, force, inQuotaPass)
+		defer lock.release()
+		return e.rotateFallback(ctx, id, lock, before, force, inQuotaPass)
 	})
 }
 
@@ -223,13 +223,18 @@ func lockHolder(err error) string {
 	if errors.As(err, &te) && te.holder != "" {
 		return " (lock" + te.holder + ")"
 	}
+	// A backend's lock names its holder its own way.
+	var named interface{ HolderName() string }
+	if errors.As(err, &named) && named.HolderName() != "" {
+		return " (lock held by " + named.HolderName() + ")"
+	}
 	return ""
 }
 
 // rotateFallback is the part of a fallback refresh that runs under the
 // account's refresh lock, detached from the caller: re-read, reserve the
 // room for the save, call the token endpoint, save the answer.
-func (e *Engine) rotateFallback(ctx context.Context, id string, before AccountState, force, inQuotaPass bool) (*Account, error) {
+func (e *Engine) rotateFallback(ctx context.Context, id string, lock *refreshLock, before AccountState, force, inQuotaPass bool) (*Account, error) {
 	// A process killed after its token call may have left the rotated
 	// pair in its journal: adopt it rather than post the consumed token.
 	if _, err := e.store.salvageTemps(ctx); err != nil {
@@ -289,7 +294,7 @@ func (e *Engine) rotateFallback(ctx context.Context, id string, before AccountSt
 	journaled := time.Since(answered)
 	saveCtx, cancelSave := context.WithTimeout(ctx, saveTimeout)
 	defer cancelSave()
-	snap, err = e.store.updateState(saveCtx, res, func(st *StateFile) error {
+	snap, err = e.store.saveRotation(saveCtx, lock, res, func(st *StateFile) error {
 		s := st.Accounts[a.ID]
 		if s == nil {
 			s = &AccountState{}

@@ -40,6 +40,9 @@ func (e *Engine) router() *router { return &e.routing }
 // must not modify it.
 func (e *Engine) routeSnapshot(ctx context.Context) (*Snapshot, error) {
 	r := e.router()
+	if e.store.backend != nil {
+		return e.backendRouteSnapshot(ctx)
+	}
 	p := e.store.Paths()
 	gen, wall := e.store.generation(), e.store.wallNow()
 	r.snapMu.Lock()

@@ -179,12 +179,16 @@ type stickyCache struct {
 	mu      sync.Mutex
 	fi      fileStamp // the cached version
 	checked time.Time // wall time fi was last confirmed
+	gen     uint64    // the backend's generation of file (with a backend)
 	file    *stickyFile
 }
 
 // stickyCurrent returns the routing state, from memory while the file is
 // unchanged on disk (one stat, no read).
 func (e *Engine) stickyCurrent() (*stickyFile, error) {
+	if e.store.backend != nil {
+		return e.backendSticky(context.Background())
+	}
 	r := e.router()
 	path := e.store.Paths().RoutingState
 	c := &r.sticky
@@ -224,6 +228,9 @@ func (e *Engine) updateSticky(ctx context.Context, fn func(f *stickyFile, now ti
 	r := e.router()
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
+	if e.store.backend != nil {
+		return e.backendUpdateSticky(ctx, fn)
+	}
 	path := e.store.Paths().RoutingState
 	release, err := e.store.acquireAt(ctx, path+".write.lock", stickyLockTTL, stickyLockWait, stickyLockPoll)
 	if err != nil {

@@ -35,6 +35,10 @@ type StoreOptions struct {
 	// clock, so a manual engine clock must not move it. Tests set it to
 	// age a stale lock without sleeping.
 	WallClock func() time.Time
+	// Backend, when set, keeps the accounts, settings, state and sticky
+	// routing instead of the files (the PostgreSQL store); Paths still
+	// locate the host's own lock files.
+	Backend Backend
 }
 
 // Store reads and writes anthropic-auth.json and anthropic-auth-state.json
@@ -62,10 +66,17 @@ type Store struct {
 	pending map[string]*pendingPair // rotated pairs not saved yet, by account
 
 	looseWarned sync.Map // path → true once a loose mode was reported
+
+	backend Backend // nil: the files
 }
 
 // generation returns the count of writes this store has made.
-func (s *Store) generation() uint64 { return s.gen.Load() }
+func (s *Store) generation() uint64 {
+	if s.backend != nil {
+		return s.gen.Load() + s.backend.Generation()
+	}
+	return s.gen.Load()
+}
 
 // wallNow is the wall clock that cross-process facts (lock expiry, when a
 // file was last looked at) are judged on; StoreOptions.WallClock in tests.
@@ -93,7 +104,10 @@ func NewStore(opts StoreOptions) (*Store, error) {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{paths: opts.Paths, logger: l, wall: opts.WallClock}
+	s := &Store{paths: opts.Paths, logger: l, wall: opts.WallClock, backend: opts.Backend}
+	if s.backend != nil {
+		return s, nil
+	}
 	// Temporary files our writers left when they were killed mid-save are
 	// full copies of the tokens, or the journal of a rotation that was not
 	// saved yet: adopt what is newer than the disk, then remove them.
@@ -116,6 +130,9 @@ func (s *Store) Paths() Paths { return s.paths }
 // Rotated tokens whose save failed (see [Store.UpdateState]) are served in
 // place of the consumed ones still on disk.
 func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
+	if s.backend != nil {
+		return s.backendLoad(ctx)
+	}
 	cfg, _, err := s.readConfig()
 	if err != nil {
 		return nil, err
@@ -159,6 +176,9 @@ func (s *Store) UpdateState(ctx context.Context, fn func(st *StateFile) error) (
 // updateState is UpdateState writing through res, space reserved before a
 // token call (nil: a plain write).
 func (s *Store) updateState(ctx context.Context, res *stateReservation, fn func(st *StateFile) error) (*Snapshot, error) {
+	if s.backend != nil {
+		return s.backendWrite(ctx, s.backend.UpdateState, fn)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer s.gen.Add(1)
@@ -256,6 +276,9 @@ func (s *Store) PutAccountState(ctx context.Context, id string, incoming *Accoun
 // never written back to the config. State entries of accounts no longer in
 // the config are pruned.
 func (s *Store) UpdateConfig(ctx context.Context, fn func(cfg *ConfigFile, st *StateFile) error) (*Snapshot, error) {
+	if s.backend != nil {
+		return s.backendUpdateConfig(ctx, fn)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer s.gen.Add(1)

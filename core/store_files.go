@@ -78,6 +78,9 @@ type stateReservation struct {
 // before a token call whose answer must be saved. An error means the disk
 // cannot take the save: the caller must not consume the refresh token.
 func (s *Store) reserveState() (*stateReservation, error) {
+	if s.backend != nil {
+		return nil, nil // no disk to fill: the save is the lock's commit
+	}
 	size := int64(0)
 	if fi, err := os.Stat(s.paths.State); err == nil {
 		size = fi.Size()
@@ -102,6 +105,9 @@ func (s *Store) reserveState() (*stateReservation, error) {
 // process killed from here on leaves the pair in a temporary file that the
 // next store salvages (see salvageTemps).
 func (r *stateReservation) writeJournal(id string, pair AccountState) error {
+	if r == nil {
+		return nil
+	}
 	data, err := encodeFile(&StateFile{Version: 1, Accounts: map[string]*AccountState{id: &pair}})
 	if err != nil {
 		return err
@@ -112,6 +118,9 @@ func (r *stateReservation) writeJournal(id string, pair AccountState) error {
 // keepJournal hands the journal over to the caller (a pending pair), so
 // that abort leaves it on disk.
 func (r *stateReservation) keepJournal() *atomicfile.Reservation {
+	if r == nil {
+		return nil
+	}
 	j := r.journal
 	r.journal = nil
 	return j
@@ -135,6 +144,9 @@ func (r *stateReservation) abort() {
 // tokens it restored. Nothing is removed when the adoption cannot be
 // saved.
 func (s *Store) salvageTemps(ctx context.Context) ([]string, error) {
+	if s.backend != nil {
+		return nil, nil
+	}
 	for _, p := range []string{s.paths.Config, s.paths.RoutingState} {
 		removed, err := atomicfile.RemoveStale(p)
 		if err != nil {

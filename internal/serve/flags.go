@@ -26,6 +26,10 @@ type config struct {
 	manualClock bool
 	logLevel    slog.Level
 	version     bool
+	// store is "" for the files, else a postgres:// connection string;
+	// storeKeyFile is the key file that encrypts its tokens.
+	store        string
+	storeKeyFile string
 }
 
 // usageText is the help of the server; %s is the command as typed
@@ -45,6 +49,11 @@ Flags:
                       pi: $PI_ANTHROPIC_AUTH_FILE, else ${PI_AGENT_DIR:-~/.pi/agent}/anthropic-auth.json)
   --framing MODE      lsp (Content-Length, default) or ndjson (ACCTPOOL_FRAMING)
   --plugin PATH       plugin manifest; repeatable (ACCTPOOL_PLUGINS, a path list)
+  --store STORE       files (default: the upstream files above) or postgres://…, a
+                      PostgreSQL database shared by several machines (ACCTPOOL_STORE)
+  --store-key-file PATH
+                      key file encrypting the tokens in the postgres store; mode 0600,
+                      required with it (ACCTPOOL_STORE_KEY_FILE)
   --token-url URL     OAuth token endpoint (ACCTPOOL_TOKEN_URL)
   --usage-url URL     usage endpoint (ACCTPOOL_USAGE_URL)
   --profile-url URL   profile endpoint (ACCTPOOL_PROFILE_URL)
@@ -80,6 +89,8 @@ func parseFlags(name string, args []string) (*config, error) {
 	fs.StringVar(&c.profileURL, "profile-url", env("ACCTPOOL_PROFILE_URL"), "")
 	fs.StringVar(&clock, "clock", env("ACCTPOOL_CLOCK"), "")
 	fs.StringVar(&level, "log-level", envOr("ACCTPOOL_LOG_LEVEL", "info"), "")
+	fs.StringVar(&c.store, "store", env("ACCTPOOL_STORE"), "")
+	fs.StringVar(&c.storeKeyFile, "store-key-file", env("ACCTPOOL_STORE_KEY_FILE"), "")
 	fs.BoolVar(&c.version, "version", false, "")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -104,6 +115,9 @@ func parseFlags(name string, args []string) (*config, error) {
 	if err := c.logLevel.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: unknown level %q (want debug, info, warn or error)", level)
 	}
+	if c.store, err = parseStore(c.store, c.storeKeyFile); err != nil {
+		return nil, err
+	}
 	c.plugins = plugins
 	if len(c.plugins) == 0 && env("ACCTPOOL_PLUGINS") != "" {
 		c.plugins = filepath.SplitList(env("ACCTPOOL_PLUGINS"))
@@ -112,6 +126,25 @@ func parseFlags(name string, args []string) (*config, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// parseStore checks --store: "" or "files" is the files (""), a
+// postgres:// or postgresql:// URL the PostgreSQL store, which needs a key
+// file. Errors never repeat the connection string, which may hold a
+// password.
+func parseStore(store, keyFile string) (string, error) {
+	s := strings.TrimSpace(store)
+	switch {
+	case s == "" || s == "files":
+		return "", nil
+	case strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://"):
+		if strings.TrimSpace(keyFile) == "" {
+			return "", fmt.Errorf("--store postgres://… needs --store-key-file (or ACCTPOOL_STORE_KEY_FILE): the key file that encrypts the tokens in the database (create one with: acctpool store keygen FILE)")
+		}
+		return s, nil
+	default:
+		return "", fmt.Errorf("--store: want files or a postgres:// URL")
+	}
 }
 
 func envOr(name, def string) string {

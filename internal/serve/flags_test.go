@@ -59,3 +59,38 @@ func TestResolvePaths_piHost(t *testing.T) {
 	_, err = parseFlags("acctpool serve", []string{"--host", "vscode"})
 	assert.ErrorContains(t, err, "--host")
 }
+
+func TestParseFlags_store(t *testing.T) {
+	cases := []struct {
+		name      string
+		args      []string
+		env       map[string]string
+		wantStore string
+		wantErr   string
+	}{
+		{"default is the files", nil, nil, "", ""},
+		{"files by name", []string{"--store", "files"}, nil, "", ""},
+		{"postgres with a key file", []string{"--store", "postgres://u:pw@db/pool", "--store-key-file", "/k"}, nil, "postgres://u:pw@db/pool", ""},
+		{"from the environment", nil, map[string]string{"ACCTPOOL_STORE": "postgresql://db/pool", "ACCTPOOL_STORE_KEY_FILE": "/k"}, "postgresql://db/pool", ""},
+		{"flag wins over the environment", []string{"--store", "files"}, map[string]string{"ACCTPOOL_STORE": "postgres://db/pool"}, "", ""},
+		{"postgres without a key file", []string{"--store", "postgres://u:hunter2@db/pool"}, nil, "", "--store-key-file"},
+		{"unknown store", []string{"--store", "mysql://u:hunter2@db"}, nil, "", "want files or a postgres:// URL"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("OPENCODE_ANTHROPIC_AUTH_FILE", "/x/auth.json")
+			for _, k := range []string{"ACCTPOOL_STORE", "ACCTPOOL_STORE_KEY_FILE"} {
+				t.Setenv(k, tc.env[k])
+			}
+			c, err := parseFlags("acctpool serve", tc.args)
+			if tc.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.wantErr)
+				assert.NotContains(t, err.Error(), "hunter2", "the connection string's password is never repeated")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.wantStore, c.store)
+		})
+	}
+}

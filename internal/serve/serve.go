@@ -78,10 +78,11 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger) (*rpc.Server, func
 	// Where the files are is the first thing to know when a fresh machine
 	// misbehaves, so it is logged at info before anything can fail.
 	log.Info("starting", "version", Version(), "config", cfg.paths.Config, "state", cfg.paths.State, "routingState", cfg.paths.RoutingState)
-	store, err := core.NewStore(core.StoreOptions{Paths: cfg.paths, Logger: log})
+	store, closeStore, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return nil, nil, err
 	}
+	log.Info("store", "store", store.String())
 	var clock core.Clock = core.SystemClock{}
 	var manual *core.ManualClock
 	if cfg.manualClock {
@@ -92,8 +93,10 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger) (*rpc.Server, func
 	secrets := new(engineSecrets)
 	plugins, classifier, closePlugins, err := loadPlugins(ctx, cfg, store, log, secrets.known)
 	if err != nil {
+		closeStore()
 		return nil, nil, err
 	}
+	closePlugins = andThen(closePlugins, closeStore)
 	eng, err := core.New(core.Options{
 		Store:      store,
 		Clock:      clock,

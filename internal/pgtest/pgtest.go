@@ -251,6 +251,15 @@ func DB(t testing.TB) string {
 	return cs
 }
 
+// AdminConn returns the connection string of the shared cluster's
+// postgres database (to create databases), starting the cluster on first
+// use; it skips the test when the binaries are absent.
+func AdminConn(t testing.TB) string {
+	t.Helper()
+	DB(t)
+	return shared.ConnString("postgres")
+}
+
 // Main runs the tests and stops the shared cluster, if one was started.
 func Main(m *testing.M) {
 	code := m.Run()

@@ -261,3 +261,28 @@ func (e *Engine) backendRouteSnapshot(ctx context.Context) (*Snapshot, error) {
 	e.logWarnings(snap)
 	return snap, nil
 }
+
+// PollClaimer is a [Backend] that coordinates background usage polls
+// across the machines sharing it, so that N machines do not poll an
+// account N times per interval.
+type PollClaimer interface {
+	// ClaimPoll reports whether this machine may poll account id now,
+	// claiming it until now + interval.
+	ClaimPoll(ctx context.Context, id string, now time.Time, interval time.Duration) (bool, error)
+}
+
+// claimPoll reports whether the background pass polls account id: always
+// on the files; on a shared backend, when this machine holds the claim.
+// A claim that cannot be asked (the database away) does not stop the poll.
+func (e *Engine) claimPoll(ctx context.Context, id string, interval time.Duration, now time.Time) bool {
+	pc, ok := e.store.backend.(PollClaimer)
+	if !ok {
+		return true
+	}
+	claimed, err := pc.ClaimPoll(ctx, id, now, interval)
+	if err != nil {
+		e.log.Debug("usage poll claim failed; polling anyway", "account", id, "err", err)
+		return true
+	}
+	return claimed
+}

@@ -115,6 +115,10 @@ func (e *Engine) RefreshQuotaDue(ctx context.Context) (PassSummary, error) {
 			sum.add(a.ID, OutcomeSkipped, "quota fresh", nil)
 			continue
 		}
+		if !e.claimPoll(ctx, a.ID, snap.Settings.QuotaCheckInterval, now) {
+			sum.add(a.ID, OutcomeSkipped, "another machine sharing the store polls it this interval", nil)
+			continue
+		}
 		_, err := e.fetchQuota(ctx, a.ID)
 		sum.add(a.ID, OutcomeFetched, "", err)
 		if isCanceled(err) {

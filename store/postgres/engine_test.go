@@ -171,3 +171,64 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestEngines_onePollerPerInterval: one machine's quota pass is held in
+// its first usage call while another machine runs its pass; each account's
+// usage is fetched once across both.
+func TestEngines_onePollerPerInterval(t *testing.T) {
+	ctx := ctxT(t)
+	conn := pgtest.DB(t)
+	keys := testKeys(t)
+	var mu sync.Mutex
+	polls := map[string]int{}
+	held, release := make(chan struct{}), make(chan struct{})
+	usage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth := r.Header.Get("Authorization")
+		polls[auth]++
+		first := auth == "Bearer at-0" && polls[auth] == 1
+		mu.Unlock()
+		if first {
+			close(held)
+			<-release
+		}
+		_, _ = w.Write([]byte(`{"five_hour":{"utilization":10},"seven_day":{"utilization":20}}`))
+	}))
+	defer usage.Close()
+	clock := core.NewManualClock(benchNow)
+	newEngine := func(host string) *core.Engine {
+		dir := t.TempDir()
+		pg := openStore(t, conn, keys, host)
+		store, err := core.NewStore(core.StoreOptions{Paths: core.Paths{Config: filepath.Join(dir, "a.json"), State: filepath.Join(dir, "s.json"), RoutingState: filepath.Join(dir, "r.json")}, Backend: pg.Backend()})
+		require.NoError(t, err)
+		e, err := core.New(core.Options{Store: store, Clock: clock,
+			Endpoints: core.Endpoints{Token: "http://127.0.0.1:1/token", Usage: usage.URL, Profile: "http://127.0.0.1:1/profile"}})
+		require.NoError(t, err)
+		return e
+	}
+	a, b := newEngine("laptop"), newEngine("desktop")
+	_, err := a.UpdateConfig(ctx, map[string]json.RawMessage{"quota": json.RawMessage(`{"enabled":true}`)})
+	require.NoError(t, err)
+	const accounts = 3
+	for i := 0; i < accounts; i++ {
+		_, err := a.AddAccount(ctx, core.AccountSpec{ID: fmt.Sprintf("fb-%d", i), Type: core.AccountOAuth,
+			Access: core.Secret(fmt.Sprintf("at-%d", i)), Refresh: core.Secret(fmt.Sprintf("rt-%d", i)), Expires: benchNow.Add(8 * time.Hour).UnixMilli()})
+		require.NoError(t, err)
+	}
+	passA := make(chan error, 1)
+	go func() {
+		_, err := a.RefreshQuotaDue(ctx)
+		passA <- err
+	}()
+	<-held // a polls fb-0 and waits there
+	_, err = b.RefreshQuotaDue(ctx)
+	require.NoError(t, err)
+	close(release)
+	require.NoError(t, <-passA)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Len(t, polls, accounts, "every account polled")
+	for k, n := range polls {
+		assert.Equal(t, 1, n, "%s polled once across both machines", k)
+	}
+}

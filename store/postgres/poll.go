@@ -8,17 +8,19 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// ClaimPoll claims the usage poll of account id for interval: it returns
-// true when no machine holds an unexpired claim (this Store now does, until
-// the database's now() + interval), false when another claim runs. The
-// database's clock judges expiry, so machines with skewed clocks agree.
-func (s *Store) ClaimPoll(ctx context.Context, id string, interval time.Duration) (bool, error) {
+// ClaimPoll claims the background usage poll of account id from now for
+// interval: it returns true when no other Store holds an unexpired claim
+// (this Store's own claims it may always renew), false when another
+// machine polls the account in this interval. Times are the engines'
+// clocks, so a test clock moves claims as it moves everything else;
+// machines whose clocks disagree overlap by the difference at most.
+func (s *Store) ClaimPoll(ctx context.Context, id string, now time.Time, interval time.Duration) (bool, error) {
 	var ok bool
 	err := s.pool.QueryRow(ctx, `INSERT INTO acctpool_poll_claim (account_id, claimed_until, claimed_by)
-		VALUES ($1, now() + make_interval(secs => $2), $3)
+		VALUES ($1, $2, $3)
 		ON CONFLICT (account_id) DO UPDATE SET claimed_until = EXCLUDED.claimed_until, claimed_by = EXCLUDED.claimed_by
-		WHERE acctpool_poll_claim.claimed_until <= now()
-		RETURNING true`, id, interval.Seconds(), s.origin).Scan(&ok)
+		WHERE acctpool_poll_claim.claimed_until <= $4 OR acctpool_poll_claim.claimed_by = EXCLUDED.claimed_by
+		RETURNING true`, id, now.Add(interval).UnixMilli(), s.origin, now.UnixMilli()).Scan(&ok)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}

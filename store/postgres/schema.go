@@ -83,10 +83,10 @@ CREATE TABLE acctpool_routing_meta (
 );
 
 -- Usage polls coordinated across the pool: a machine polls an account only
--- after claiming it until claimed_until (judged on the database's clock).
+-- after claiming it until claimed_until (epoch ms on the engines' clocks).
 CREATE TABLE acctpool_poll_claim (
 	account_id    text PRIMARY KEY,
-	claimed_until timestamptz NOT NULL,
+	claimed_until bigint NOT NULL,
 	claimed_by    text NOT NULL
 );
 

@@ -731,25 +731,30 @@ func TestClaimPoll_onePollerPerInterval(t *testing.T) {
 	keys := testKeys(t)
 	stores := []*Store{openStore(t, conn, keys, "m1"), openStore(t, conn, keys, "m2"), openStore(t, conn, keys, "m3")}
 
+	now := time.UnixMilli(1800000000000)
 	won := 0
 	for _, s := range stores {
-		ok, err := s.ClaimPoll(ctx, "acct-1", time.Hour)
+		ok, err := s.ClaimPoll(ctx, "acct-1", now, time.Minute)
 		require.NoError(t, err)
 		if ok {
 			won++
 		}
 	}
 	assert.Equal(t, 1, won, "one machine polls per interval")
-	ok, err := stores[1].ClaimPoll(ctx, "acct-2", time.Hour)
+	ok, err := stores[1].ClaimPoll(ctx, "acct-2", now, time.Minute)
 	require.NoError(t, err)
 	assert.True(t, ok, "claims are per account")
 
-	// A short claim expires and can be taken again.
-	ok, err = stores[0].ClaimPoll(ctx, "acct-3", 20*time.Millisecond)
+	ok, err = stores[0].ClaimPoll(ctx, "acct-3", now, time.Minute)
 	require.NoError(t, err)
 	require.True(t, ok)
-	require.Eventually(t, func() bool {
-		ok, err := stores[2].ClaimPoll(ctx, "acct-3", time.Hour)
-		return err == nil && ok
-	}, time.Minute, 10*time.Millisecond)
+	ok, err = stores[0].ClaimPoll(ctx, "acct-3", now.Add(time.Second), time.Minute)
+	require.NoError(t, err)
+	assert.True(t, ok, "the holder may renew its own claim")
+	ok, err = stores[2].ClaimPoll(ctx, "acct-3", now.Add(30*time.Second), time.Minute)
+	require.NoError(t, err)
+	assert.False(t, ok, "another machine waits for the claim to run out")
+	ok, err = stores[2].ClaimPoll(ctx, "acct-3", now.Add(time.Second+time.Minute), time.Minute)
+	require.NoError(t, err)
+	assert.True(t, ok, "an expired claim is taken over")
 }

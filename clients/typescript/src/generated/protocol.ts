@@ -504,6 +504,8 @@ export interface AccountsLoginFinishParams {
   code: string;
   state: string;
   label?: string;
+  /** Make the login the host's main account instead of adding a fallback: the view of main is returned, and its tokens go to the host through accounts/mainRefreshed (never in a result). */
+  main?: boolean;
 }
 
 /** Result of accounts/login/finish. */
@@ -848,7 +850,7 @@ export abstract class AcctpoolMethods {
   }
 
   /**
-   * `accounts/login/finish`: Exchange the pasted code and store the new account.
+   * `accounts/login/finish`: Exchange the pasted code and store the new account (a fallback, or with main: true the host's main account).
    *
    * Errors: LoginState, UpstreamError, InvalidGrant, LockTimeout.
    */

@@ -331,3 +331,35 @@ func TestPassesLeaveReloginAccountsAlone(t *testing.T) {
 	assert.True(t, v.NeedsRelogin)
 	assert.False(t, v.Usable)
 }
+
+// A network failure while refreshing main used to persist a 5 min
+// lastRefreshError and refuse main without another token attempt. Upstream
+// latches only answers of the token endpoint on the main path
+// (BEHAVIOUR.md §2.5): the next request tries again, with the retries.
+func TestMainNetworkRefreshFailureNotLatched(t *testing.T) {
+	env := newTestEnv(t, `{"version":1,"mainAccountId":"m-1","accounts":[]}`, `{"version":1,"accounts":{}}`)
+	_, err := env.engine.SetMain(env.ctx(), MainCredentials{Access: "main-access", Refresh: "main-refresh", Expires: epochMs(testStart.Add(-time.Minute))})
+	require.NoError(t, err)
+	dropped := scripted{close: true}
+	env.fake.script("token", dropped, dropped, dropped, dropped, dropped, dropped,
+		scripted{status: 200, body: `{"access_token":"main-access-2","refresh_token":"main-refresh-2","expires_in":28800}`})
+
+	_, err = env.engine.Select(env.ctx(), SelectRequest{})
+	require.Error(t, err, "main cannot be refreshed and there is no fallback")
+	assert.Equal(t, tokenAttempts, env.fake.count("token"), "one request, the in-call retries")
+	main, _ := env.state()["main"].(map[string]any)
+	assert.NotContains(t, main, "lastRefreshError", "a network failure is not latched on main")
+	v, err := env.engine.GetAccount(env.ctx(), MainAccountID)
+	require.NoError(t, err)
+	assert.False(t, v.NeedsRelogin)
+
+	_, err = env.engine.Select(env.ctx(), SelectRequest{})
+	require.Error(t, err)
+	assert.Equal(t, 2*tokenAttempts, env.fake.count("token"), "the next request tries the endpoint again")
+
+	r, err := env.engine.Select(env.ctx(), SelectRequest{})
+	require.NoError(t, err)
+	assert.Equal(t, MainAccountID, r.AccountID)
+	assert.Equal(t, Secret("main-access-2"), r.Credential.Token)
+	assert.Equal(t, 2*tokenAttempts+1, env.fake.count("token"))
+}

@@ -162,12 +162,17 @@ func ensureMain(st *StateFile) *MainState {
 	return st.Main
 }
 
+// recordMainRefreshFailure classifies a failed main token call and persists
+// what the effects table says, except a network failure: on the main path
+// only answers of the token endpoint are latched (BEHAVIOUR.md §2.6), so
+// after a network failure the next request tries the endpoint again, with
+// its in-call retries.
 func (e *Engine) recordMainRefreshFailure(ctx context.Context, identity string, used Secret, f Failure) error {
 	v := e.Classify(ctx, f)
 	eff := EffectOf(SourceToken, v)
 	now := e.now()
 	var until time.Time
-	if eff.PersistRefreshError {
+	if eff.PersistRefreshError && !f.Network {
 		if _, err := e.store.UpdateState(ctx, func(st *StateFile) error {
 			m := ensureMain(st)
 			m.LastRefreshError = refreshRecord(m.LastRefreshError, identity, used, f, v, now)

@@ -370,17 +370,11 @@ func staleForToken(rec *OpError, prev MainCredentials, hadPrev bool, next Secret
 // RefreshAccount forces one token refresh of an account ("main" allowed).
 // An active refresh backoff still refuses it; ResetBackoff clears that.
 func (e *Engine) RefreshAccount(ctx context.Context, id string) (AccountView, error) {
-	if id == MainAccountID {
-		if _, err := e.refreshMain(ctx, true); err != nil {
-			return AccountView{}, err
-		}
-		return e.GetAccount(ctx, id)
-	}
-	a, err := e.refreshFallback(ctx, id, true)
+	a, err := e.refresh(ctx, id, true, false)
 	if err != nil {
 		return AccountView{}, err
 	}
-	return e.GetAccount(ctx, a.ID)
+	return e.GetAccount(ctx, a.id)
 }
 
 // ResetBackoff clears an account's refresh and quota backoff.

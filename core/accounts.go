@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -428,7 +429,10 @@ func (e *Engine) Quota(ctx context.Context, id string) ([]AccountView, error) {
 	return []AccountView{v}, nil
 }
 
-// RefreshQuota fetches an account's quota now, honouring its backoff.
+// RefreshQuota fetches an account's quota now, honouring its backoff. As
+// upstream's quota manager does, it answers with the cached snapshot,
+// marked Fetched false, when the account's quota is backed off or another
+// process is polling it; with nothing cached, the backoff is the error.
 func (e *Engine) RefreshQuota(ctx context.Context, id string) (AccountView, error) {
 	target := id
 	if id != MainAccountID {
@@ -442,10 +446,19 @@ func (e *Engine) RefreshQuota(ctx context.Context, id string) (AccountView, erro
 		}
 		target = a.ID
 	}
-	if _, err := e.fetchQuota(ctx, target); err != nil {
+	_, fetched, err := e.pollQuota(ctx, target)
+	if err != nil && !errors.Is(err, ErrQuotaBackoff) {
 		return AccountView{}, err
 	}
-	return e.GetAccount(ctx, target)
+	v, verr := e.GetAccount(ctx, target)
+	if verr != nil {
+		return AccountView{}, verr
+	}
+	if err != nil && v.Quota == nil {
+		return AccountView{}, err
+	}
+	v.Fetched = &fetched
+	return v, nil
 }
 
 // ObserveHeaders harvests anthropic-ratelimit-unified-* headers of a

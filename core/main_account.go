@@ -69,6 +69,8 @@ func (hostSource) refreshLock(string) (string, time.Duration, time.Duration) {
 	return mainRefreshLock, mainRefreshLockTTL, mainRefreshLockWait
 }
 
+func (hostSource) quotaLock(string) string { return mainQuotaLock }
+
 func (hostSource) lockBusy(_ context.Context, _ oauthAccount, _ bool, err error) (oauthAccount, error) {
 	return oauthAccount{}, errorf(ErrInProgress, "Claude OAuth refresh is already in progress%s", lockHolder(err))
 }

@@ -34,6 +34,8 @@ type oauthAccount struct {
 	tokens        tokenPair
 	refreshErr    *OpError
 	quotaErr      *OpError
+	// quota is the account's cached quota snapshot, if any.
+	quota *QuotaSnapshot
 	// fallback is the fallback as the store sees it; nil for main.
 	fallback *Account
 	src      credentialSource
@@ -45,6 +47,8 @@ type oauthAccount struct {
 type credentialSource interface {
 	// refreshLock names the account's refresh lock (BEHAVIOUR.md §1.7).
 	refreshLock(id string) (name string, ttl, wait time.Duration)
+	// quotaLock names the account's quota-poll lock (BEHAVIOUR.md §1.7).
+	quotaLock(id string) string
 	// lockBusy answers a refresh whose lock another process held for the
 	// whole wait (err is the lock timeout).
 	lockBusy(ctx context.Context, a oauthAccount, force bool, err error) (oauthAccount, error)
@@ -75,7 +79,7 @@ func (e *Engine) oauthAccount(ctx context.Context, id string) (*Snapshot, oauthA
 		return snap, oauthAccount{
 			id: MainAccountID, identity: mainIdentity(snap), quotaIdentity: MainAccountID,
 			tokens:     tokenPair{Access: c.Access, Refresh: c.Refresh, Expires: c.Expires},
-			refreshErr: snap.Main.LastRefreshError, quotaErr: snap.Main.LastQuotaAPIError,
+			refreshErr: snap.Main.LastRefreshError, quotaErr: snap.Main.LastQuotaAPIError, quota: mainQuota(snap),
 			src: hostSource{e},
 		}, nil
 	}
@@ -90,7 +94,7 @@ func fallbackAccount(a *Account, e *Engine) oauthAccount {
 	return oauthAccount{
 		id: a.ID, identity: a.ID, quotaIdentity: a.ID,
 		tokens:     tokenPair{Access: a.State.Access, Refresh: a.State.Refresh, Expires: a.State.Expires},
-		refreshErr: a.State.LastRefreshError, quotaErr: a.State.LastQuotaRefreshError,
+		refreshErr: a.State.LastRefreshError, quotaErr: a.State.LastQuotaRefreshError, quota: a.State.Quota,
 		fallback: a, src: stateFileSource{e},
 	}
 }

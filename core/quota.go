@@ -2,8 +2,10 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"sync"
 	"time"
 )
@@ -42,33 +44,98 @@ func (e *Engine) gatedUsage(ctx context.Context, access Secret) (*upstreamReply,
 	return e.send(ctx, req)
 }
 
-// fetchQuota fetches the quota of id (MainAccountID or a fallback) now,
-// honouring its quota backoff, and persists the outcome as the effects
-// table says. The returned snapshot is fresh.
+// Quota-poll locks (BEHAVIOUR.md §1.7): across processes one polls an
+// account's usage at a time. A poll that finds the lock taken does not
+// wait: it answers with the cached snapshot while that is fresh.
+const (
+	quotaPollLockTTL = 30 * time.Second
+	mainQuotaLock    = "opencode-main-quota-refresh"
+)
+
+// lockNameUnsafe is what upstream replaces by "-" when an account id
+// becomes part of a lock name.
+var lockNameUnsafe = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
+
+func fallbackQuotaLock(id string) string {
+	return "opencode-fallback-quota-refresh-" + lockNameUnsafe.ReplaceAllString(id, "-")
+}
+
+// fetchQuota is pollQuota for callers that only need the snapshot: one
+// another process has just polled is as good as one fetched here.
 func (e *Engine) fetchQuota(ctx context.Context, id string) (*QuotaSnapshot, error) {
+	q, _, err := e.pollQuota(ctx, id)
+	return q, err
+}
+
+// pollQuota fetches the quota of id (MainAccountID or a fallback) now,
+// honouring its quota backoff, and persists the outcome as the effects
+// table says. Inside the process concurrent polls of one account share
+// one usage call; across processes the account's quota-poll lock does.
+// fetched is false when the answer is the cached snapshot because another
+// process holds the lock (and the snapshot is fresh).
+func (e *Engine) pollQuota(ctx context.Context, id string) (q *QuotaSnapshot, fetched bool, err error) {
+	ran := false
+	err = e.singleFlight(ctx, "quota:"+id, func() error {
+		var ferr error
+		q, fetched, ferr = e.pollQuotaLocked(ctx, id)
+		ran = true
+		return ferr
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if !ran {
+		// We joined another caller's poll: read what it stored.
+		_, a, err := e.oauthAccount(ctx, id)
+		return a.quota, true, err
+	}
+	return q, fetched, nil
+}
+
+func (e *Engine) pollQuotaLocked(ctx context.Context, id string) (*QuotaSnapshot, bool, error) {
 	snap, a, err := e.oauthAccount(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, false, err
+	}
+	if err := quotaBackedOff(a, e.now()); err != nil {
+		return nil, false, err
+	}
+	release, err := e.store.acquire(ctx, a.src.quotaLock(a.id), quotaPollLockTTL, 0)
+	if err != nil {
+		if errors.Is(err, ErrLockTimeout) {
+			if !QuotaStale(a.quota, snap.Settings, "", e.now()) {
+				return a.quota, false, nil
+			}
+			return nil, false, errorf(ErrInProgress, "Quota refresh is already in progress for %s%s", a.id, lockHolder(err))
+		}
+		return nil, false, err
+	}
+	defer release()
+	// Re-read under the lock: the process that held it may have armed a
+	// backoff or rotated the token.
+	if snap, a, err = e.oauthAccount(ctx, id); err != nil {
+		return nil, false, err
 	}
 	now := e.now()
-	if rec := a.quotaErr; rec != nil && fromMs(rec.NextRetryAt).After(now) {
-		return nil, &BackoffError{Account: a.id, Kind: ErrQuotaBackoff, Record: rec, Until: fromMs(rec.NextRetryAt), Now: now}
+	if err := quotaBackedOff(a, now); err != nil {
+		return nil, false, err
 	}
 	// The poll refreshes a due token first, so a token-endpoint failure can
 	// happen here; it is recorded as a token failure inside a quota pass.
 	if a.src.dueForUse(a.tokens, snap.Settings.RefreshBeforeExpiry, now) {
 		if a, err = e.refresh(ctx, id, false, true); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	for attempt := 0; ; attempt++ {
 		access := a.tokens.Access
 		reply, err := e.gatedUsage(ctx, access)
 		if err != nil && ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, false, ctx.Err()
 		}
 		if err == nil && reply.status >= 200 && reply.status < 300 {
-			return e.storeQuota(ctx, a, access, reply.body)
+			q, err := e.storeQuota(ctx, a, access, reply.body)
+			return q, err == nil, err
 		}
 		f := e.failureOf(SourceUsage, reply, err, access, a.tokens.Refresh)
 		v := e.Classify(ctx, f)
@@ -77,12 +144,21 @@ func (e *Engine) fetchQuota(ctx context.Context, id string) (*QuotaSnapshot, err
 			// One forced refresh, one retry; the quota error is recorded
 			// only if the retry fails too.
 			if a, err = e.refresh(ctx, id, true, true); err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			continue
 		}
-		return nil, e.recordQuotaFailure(ctx, a.id, f, v, eff)
+		return nil, false, e.recordQuotaFailure(ctx, a.id, f, v, eff)
 	}
+}
+
+// quotaBackedOff is the refusal of a poll while the account's quota
+// backoff is active, nil otherwise.
+func quotaBackedOff(a oauthAccount, now time.Time) error {
+	if rec := a.quotaErr; rec != nil && fromMs(rec.NextRetryAt).After(now) {
+		return &BackoffError{Account: a.id, Kind: ErrQuotaBackoff, Record: rec, Until: fromMs(rec.NextRetryAt), Now: now}
+	}
+	return nil
 }
 
 // storeQuota merges a usage answer polled with access into the account's

@@ -94,6 +94,8 @@ func refreshLatched(rec *OpError, identity string, refresh Secret, now time.Time
 type flight struct {
 	done chan struct{}
 	err  error
+	// joined counts the callers waiting for this flight (for tests).
+	joined int
 }
 
 // singleFlight runs fn once per key at a time; concurrent callers with the
@@ -103,6 +105,7 @@ type flight struct {
 func (e *Engine) singleFlight(ctx context.Context, key string, fn func() error) error {
 	e.flightMu.Lock()
 	if f, ok := e.flights[key]; ok {
+		f.joined++
 		e.flightMu.Unlock()
 		select {
 		case <-f.done:
@@ -172,6 +175,8 @@ type stateFileSource struct{ e *Engine }
 func (stateFileSource) refreshLock(id string) (string, time.Duration, time.Duration) {
 	return fallbackRefreshLock(id), fallbackRefreshLockTTL, fallbackRefreshLockWait
 }
+
+func (stateFileSource) quotaLock(id string) string { return fallbackQuotaLock(id) }
 
 // lockBusy adopts the result of the process that held the lock for the
 // whole wait, if it produced one.

@@ -69,6 +69,10 @@ func (hostSource) refreshLock(string) (string, time.Duration, time.Duration) {
 	return mainRefreshLock, mainRefreshLockTTL, mainRefreshLockWait
 }
 
+func (s hostSource) bindQuota(ctx context.Context, snap *Snapshot, a oauthAccount) (oauthAccount, error) {
+	return s.e.bindMainQuota(ctx, snap, a)
+}
+
 func (hostSource) quotaLock(string) string { return mainQuotaLock }
 
 func (hostSource) lockBusy(_ context.Context, _ oauthAccount, _ bool, err error) (oauthAccount, error) {
@@ -89,7 +93,7 @@ func (hostSource) latchesNetwork() bool { return false }
 // inQuotaPass is not passed on.
 func (s hostSource) rotate(ctx context.Context, a oauthAccount, _, _ bool) (oauthAccount, error) {
 	e := s.e
-	used := a.tokens.Refresh
+	used, usedAccess := a.tokens.Refresh, a.tokens.Access
 	postCtx, cancelPost := context.WithTimeout(ctx, rotationTimeout)
 	grant, failure, err := e.postToken(postCtx, map[string]string{
 		"grant_type":    "refresh_token",
@@ -118,6 +122,7 @@ func (s hostSource) rotate(ctx context.Context, a oauthAccount, _, _ bool) (oaut
 	defer cancelSave()
 	if _, err := e.store.UpdateState(saveCtx, func(st *StateFile) error {
 		m := ensureMain(st)
+		rebindProfile(m, usedAccess, next.Access)
 		if m.LastRefreshError != nil {
 			m.LastRefreshError = nil
 			m.RefreshErrorClearedAt = epochMs(now)

@@ -29,7 +29,9 @@ type oauthAccount struct {
 	// identity binds the account's refresh backoff (BEHAVIOUR.md §2.5):
 	// mainAccountId for main, the id for a fallback.
 	identity string
-	// quotaIdentity is what its quota snapshot is bound to.
+	// quotaIdentity is what its quota snapshot is bound to: the Claude
+	// account UUID of main's token (or mainAccountId, BEHAVIOUR.md §3.7),
+	// a fallback's id.
 	quotaIdentity string
 	tokens        tokenPair
 	refreshErr    *OpError
@@ -56,6 +58,9 @@ type credentialSource interface {
 	// tokens are kept. It runs detached from the caller, under the lock:
 	// once the endpoint answered, the answer must persist.
 	rotate(ctx context.Context, a oauthAccount, force, inQuotaPass bool) (oauthAccount, error)
+	// bindQuota settles what the account's quota is bound to before a
+	// poll (main: the Claude account of its token, BEHAVIOUR.md §3.7).
+	bindQuota(ctx context.Context, snap *Snapshot, a oauthAccount) (oauthAccount, error)
 	// dueForUse reports whether a token must be refreshed before the
 	// account makes a usage call with it.
 	dueForUse(t tokenPair, window time.Duration, now time.Time) bool
@@ -76,8 +81,9 @@ func (e *Engine) oauthAccount(ctx context.Context, id string) (*Snapshot, oauthA
 		if err != nil {
 			return nil, oauthAccount{}, err
 		}
+		quotaID, _ := mainQuotaIdentity(snap, c.Access, e.now())
 		return snap, oauthAccount{
-			id: MainAccountID, identity: mainIdentity(snap), quotaIdentity: MainAccountID,
+			id: MainAccountID, identity: mainIdentity(snap), quotaIdentity: quotaID,
 			tokens:     tokenPair{Access: c.Access, Refresh: c.Refresh, Expires: c.Expires},
 			refreshErr: snap.Main.LastRefreshError, quotaErr: snap.Main.LastQuotaAPIError, quota: mainQuota(snap),
 			src: hostSource{e},
@@ -206,22 +212,22 @@ func (r *records) quotaStored(access Secret, now time.Time) {
 	*r.quotaErr = nil
 }
 
-// quotaErrIdentity is the identity a quota error record is bound to:
-// main's id for main, none for a fallback (whose record sits in its own
-// entry), as upstream writes them.
-func (r *records) quotaErrIdentity() string {
-	if r.main != nil {
-		return MainAccountID
-	}
-	return ""
-}
-
 // quotaFailed records a quota error, counting main's error generation.
 func (r *records) quotaFailed(rec *OpError) {
 	*r.quotaErr = rec
 	if r.main != nil {
 		r.main.QuotaErrorGeneration++
 	}
+}
+
+// quotaErrIdentity is the identity a quota error record of a is bound to:
+// main's quota identity, none for a fallback (whose record sits in its
+// own entry), as upstream writes them.
+func quotaErrIdentity(a oauthAccount) string {
+	if a.fallback == nil {
+		return a.quotaIdentity
+	}
+	return ""
 }
 
 func ensureMain(st *StateFile) *MainState {

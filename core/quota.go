@@ -97,6 +97,9 @@ func (e *Engine) pollQuotaLocked(ctx context.Context, id string) (*QuotaSnapshot
 	if err != nil {
 		return nil, false, err
 	}
+	if a, err = a.src.bindQuota(ctx, snap, a); err != nil {
+		return nil, false, err
+	}
 	if err := quotaBackedOff(a, e.now()); err != nil {
 		return nil, false, err
 	}
@@ -148,7 +151,7 @@ func (e *Engine) pollQuotaLocked(ctx context.Context, id string) (*QuotaSnapshot
 			}
 			continue
 		}
-		return nil, false, e.recordQuotaFailure(ctx, a.id, f, v, eff)
+		return nil, false, e.recordQuotaFailure(ctx, a, f, v, eff)
 	}
 }
 
@@ -186,7 +189,8 @@ func (e *Engine) storeQuota(ctx context.Context, a oauthAccount, access Secret, 
 
 // recordQuotaFailure persists a usage-endpoint failure as the effects table
 // says (a 403 persists nothing at all) and returns the error.
-func (e *Engine) recordQuotaFailure(ctx context.Context, id string, f Failure, v Verdict, eff Effect) error {
+func (e *Engine) recordQuotaFailure(ctx context.Context, a oauthAccount, f Failure, v Verdict, eff Effect) error {
+	id := a.id
 	now := e.now()
 	var until time.Time
 	if eff.PersistQuotaError && eff.QuotaBackoff != QuotaBackoffNone {
@@ -195,7 +199,7 @@ func (e *Engine) recordQuotaFailure(ctx context.Context, id string, f Failure, v
 			if r == nil {
 				return nil
 			}
-			r.quotaFailed(quotaRecord(*r.quotaErr, r.quotaErrIdentity(), eff.QuotaBackoff, f, v, now))
+			r.quotaFailed(quotaRecord(*r.quotaErr, quotaErrIdentity(a), eff.QuotaBackoff, f, v, now))
 			until = fromMs((*r.quotaErr).NextRetryAt)
 			return nil
 		}); err != nil {

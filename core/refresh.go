@@ -176,6 +176,10 @@ func (stateFileSource) refreshLock(id string) (string, time.Duration, time.Durat
 	return fallbackRefreshLock(id), fallbackRefreshLockTTL, fallbackRefreshLockWait
 }
 
+func (stateFileSource) bindQuota(_ context.Context, _ *Snapshot, a oauthAccount) (oauthAccount, error) {
+	return a, nil
+}
+
 func (stateFileSource) quotaLock(id string) string { return fallbackQuotaLock(id) }
 
 // lockBusy adopts the result of the process that held the lock for the
@@ -361,7 +365,7 @@ func (e *Engine) recordRefreshFailure(ctx context.Context, a oauthAccount, used 
 				until = fromMs((*r.refreshErr).NextRetryAt)
 			}
 			if quotaToo {
-				*r.quotaErr = quotaRecord(*r.quotaErr, r.quotaErrIdentity(), eff.InQuotaPass, f, v, now)
+				*r.quotaErr = quotaRecord(*r.quotaErr, quotaErrIdentity(a), eff.InQuotaPass, f, v, now)
 			}
 			return nil
 		}); err != nil {

@@ -411,6 +411,24 @@ func TestMainQuotaIdentityIsTheAccountUUID(t *testing.T) {
 		assert.Equal(t, 2, env.fake.count("profile"), "after 7 days the profile is fetched again")
 	})
 
+	t.Run("a rotation by acctpool keeps the profile: same account, no new profile call", func(t *testing.T) {
+		env := newTestEnv(t, cfg, `{"version":1,"accounts":{}}`)
+		setMain(t, env, oldAccess)
+		env.fake.script("profile", scripted{status: 200, body: profileBody("uuid-A")})
+		env.fake.script("usage", scripted{status: 200, body: usageOK})
+		_, err := env.engine.RefreshQuota(env.ctx(), MainAccountID)
+		require.NoError(t, err)
+		env.clock.Advance(9 * time.Hour) // main's token expired
+		env.fake.script("token", scripted{status: 200, body: `{"access_token":"sk-ant-oat01-MAINROTATED","refresh_token":"sk-ant-ort01-MAIN2","expires_in":28800}`})
+		_, err = env.engine.RefreshQuota(env.ctx(), MainAccountID)
+		require.NoError(t, err)
+		assert.Equal(t, 1, env.fake.count("token"))
+		assert.Equal(t, 1, env.fake.count("profile"), "the profile moved to the rotated token")
+		m := mainState(env)
+		assert.Equal(t, Secret("sk-ant-oat01-MAINROTATED").Fingerprint(), m["profile"].(map[string]any)["tokenFingerprint"])
+		assert.Equal(t, "uuid-A", m["quota"].(map[string]any)["accountIdentity"])
+	})
+
 	// The state file as the upstream plugin leaves it: the profile of the
 	// current token and a fresh snapshot bound to the account UUID.
 	upstreamState := func(quotaErr string) string {

@@ -45,6 +45,7 @@ func newFakeUpstream(t *testing.T) *fakeUpstream {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/oauth/token", func(w http.ResponseWriter, r *http.Request) { f.serve("token", w, r) })
 	mux.HandleFunc("/api/oauth/usage", func(w http.ResponseWriter, r *http.Request) { f.serve("usage", w, r) })
+	mux.HandleFunc("/api/oauth/profile", func(w http.ResponseWriter, r *http.Request) { f.serve("profile", w, r) })
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
 	return f
@@ -138,8 +139,9 @@ func newTestEnv(t *testing.T, config, state string) *testEnv {
 		Store: store,
 		Clock: env.clock,
 		Endpoints: Endpoints{
-			Token: env.fake.srv.URL + "/v1/oauth/token",
-			Usage: env.fake.srv.URL + "/api/oauth/usage",
+			Token:   env.fake.srv.URL + "/v1/oauth/token",
+			Usage:   env.fake.srv.URL + "/api/oauth/usage",
+			Profile: env.fake.srv.URL + "/api/oauth/profile",
 		},
 		OnEvent: func(ev Event) { env.evMu.Lock(); env.events = append(env.events, ev); env.evMu.Unlock() },
 	})

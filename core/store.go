@@ -232,23 +232,6 @@ func (s *Store) retryLost(path string, cycle func() error) error {
 	return fmt.Errorf("write %s: its lock was taken away %d times before the write (another process evicting it); nothing written, try again: %w", path, lostLockAttempts, err)
 }
 
-// PutAccountState saves a writer's view of one account's state entry,
-// merged with the entry on disk by [MergeAccountState], so that a writer
-// holding an older snapshot cannot roll tokens back or hide newer errors.
-func (s *Store) PutAccountState(ctx context.Context, id string, incoming *AccountState) (*Snapshot, error) {
-	defer s.gen.Add(1)
-	id = strings.TrimSpace(id)
-	if id == "" {
-		return nil, errorf(ErrConfigInvalid, "account id is required")
-	}
-	return s.UpdateState(ctx, func(st *StateFile) error {
-		if merged := MergeAccountState(st.Accounts[id], incoming); merged != nil {
-			st.Accounts[id] = merged
-		}
-		return nil
-	})
-}
-
 // UpdateConfig re-reads both files under the config lock and then the state
 // lock, lets fn change them, and writes both back. When the config does not
 // exist, fn sees the empty config upstream synthesizes. Credentials that an

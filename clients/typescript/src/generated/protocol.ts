@@ -132,6 +132,8 @@ export interface AccountView {
   persistPending?: boolean;
   /** Why the last save of the rotated tokens failed (no secrets); set with persistPending. */
   persistError?: string;
+  /** Set by quota/refresh only: true when the quota was fetched now, false when the answer is the cached snapshot (the account's quota is backed off, or another process is polling it). */
+  fetched?: boolean;
 }
 
 export interface AccountList {

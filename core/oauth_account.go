@@ -81,19 +81,23 @@ func (e *Engine) oauthAccount(ctx context.Context, id string) (*Snapshot, oauthA
 		if err != nil {
 			return nil, oauthAccount{}, err
 		}
-		quotaID, _ := mainQuotaIdentity(snap, c.Access, e.now())
-		return snap, oauthAccount{
-			id: MainAccountID, identity: mainIdentity(snap), quotaIdentity: quotaID,
-			tokens:     tokenPair{Access: c.Access, Refresh: c.Refresh, Expires: c.Expires},
-			refreshErr: snap.Main.LastRefreshError, quotaErr: snap.Main.LastQuotaAPIError, quota: mainQuota(snap),
-			src: hostSource{e},
-		}, nil
+		return snap, mainAccount(snap, c, e), nil
 	}
 	snap, a, err := e.loadOAuth(ctx, id)
 	if err != nil {
 		return nil, oauthAccount{}, err
 	}
 	return snap, fallbackAccount(a, e), nil
+}
+
+func mainAccount(snap *Snapshot, c MainCredentials, e *Engine) oauthAccount {
+	quotaID, _ := mainQuotaIdentity(snap, c.Access, e.now())
+	return oauthAccount{
+		id: MainAccountID, identity: mainIdentity(snap), quotaIdentity: quotaID,
+		tokens:     tokenPair{Access: c.Access, Refresh: c.Refresh, Expires: c.Expires},
+		refreshErr: snap.Main.LastRefreshError, quotaErr: snap.Main.LastQuotaAPIError, quota: mainQuota(snap),
+		src: hostSource{e},
+	}
 }
 
 func fallbackAccount(a *Account, e *Engine) oauthAccount {

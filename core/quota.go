@@ -120,23 +120,26 @@ func (e *Engine) recordQuotaFailure(ctx context.Context, id string, f Failure, v
 	now := e.now()
 	var until time.Time
 	if eff.PersistQuotaError && eff.QuotaBackoff != QuotaBackoffNone {
-		if _, err := e.store.UpdateState(ctx, func(st *StateFile) error {
+		// A transient backoff record is an observation (BEHAVIOUR.md §1.8).
+		snap, err := e.store.observeState(ctx, id, func(st *StateFile) error {
 			if id == MainAccountID {
 				m := ensureMain(st)
 				m.LastQuotaAPIError = quotaRecord(m.LastQuotaAPIError, MainAccountID, eff.QuotaBackoff, f, v, now)
 				m.QuotaErrorGeneration++
-				until = fromMs(m.LastQuotaAPIError.NextRetryAt)
 				return nil
 			}
-			s := st.Accounts[id]
-			if s == nil {
-				return nil
+			if s := st.Accounts[id]; s != nil {
+				s.LastQuotaRefreshError = quotaRecord(s.LastQuotaRefreshError, "", eff.QuotaBackoff, f, v, now)
 			}
-			s.LastQuotaRefreshError = quotaRecord(s.LastQuotaRefreshError, "", eff.QuotaBackoff, f, v, now)
-			until = fromMs(s.LastQuotaRefreshError.NextRetryAt)
 			return nil
-		}); err != nil {
+		})
+		if err != nil {
 			return fmt.Errorf("persist quota failure of %s: %w", id, err)
+		}
+		if rec := snap.Main.LastQuotaAPIError; id == MainAccountID && rec != nil {
+			until = fromMs(rec.NextRetryAt)
+		} else if s := snap.State.Accounts[id]; id != MainAccountID && s != nil && s.LastQuotaRefreshError != nil {
+			until = fromMs(s.LastQuotaRefreshError.NextRetryAt)
 		}
 		e.emit(Event{Kind: EventQuotaChanged, Accounts: []string{id}})
 	}
@@ -219,13 +222,13 @@ func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header, l
 	if q == nil && spent == nil {
 		return nil, nil
 	}
-	var merged *QuotaSnapshot
-	_, err := e.store.UpdateState(ctx, func(st *StateFile) error {
+	// An observation: in memory now, on disk within the write-behind
+	// interval (BEHAVIOUR.md §1.8). fn runs again at the write.
+	snap, err := e.store.observeState(ctx, id, func(st *StateFile) error {
 		if id == MainAccountID {
 			m := ensureMain(st)
 			m.Quota = MergeQuota(m.Quota, q)
 			m.RateLimited = nextSpent(m.RateLimited, spent, served)
-			merged = m.Quota
 			return nil
 		}
 		s := st.Accounts[id]
@@ -234,14 +237,19 @@ func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header, l
 		}
 		s.Quota = MergeQuota(s.Quota, q)
 		s.RateLimited = nextSpent(s.RateLimited, spent, served)
-		merged = s.Quota
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	e.emit(Event{Kind: EventQuotaChanged, Accounts: []string{id}})
-	return merged, nil
+	if id == MainAccountID {
+		return snap.Main.Quota, nil
+	}
+	if s := snap.State.Accounts[id]; s != nil {
+		return s.Quota, nil
+	}
+	return nil, nil
 }
 
 // nextSpent is the spent-window record after a response: a 429 that names
@@ -264,7 +272,8 @@ func (e *Engine) touchLastUsed(ctx context.Context, id string) {
 		return
 	}
 	now := epochMs(e.now())
-	if _, err := e.store.UpdateState(ctx, func(st *StateFile) error {
+	// An observation (BEHAVIOUR.md §1.8).
+	if _, err := e.store.observeState(ctx, id, func(st *StateFile) error {
 		if s := st.Accounts[id]; s != nil && s.LastUsed < now {
 			s.LastUsed = now
 		}

@@ -78,7 +78,14 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger) (*rpc.Server, func
 	// Where the files are is the first thing to know when a fresh machine
 	// misbehaves, so it is logged at info before anything can fail.
 	log.Info("starting", "version", Version(), "config", cfg.paths.Config, "state", cfg.paths.State, "routingState", cfg.paths.RoutingState)
-	store, err := core.NewStore(core.StoreOptions{Paths: cfg.paths, Logger: log})
+	opts := core.StoreOptions{Paths: cfg.paths, Logger: log}
+	if cfg.manualClock {
+		// A manual clock runs no background timers: observations are
+		// written at once, so a test reads them from the files at once
+		// (BEHAVIOUR.md §1.8).
+		opts.WriteBehind = -1
+	}
+	store, err := core.NewStore(opts)
 	if err != nil {
 		return nil, nil, err
 	}

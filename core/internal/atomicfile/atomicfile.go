@@ -20,12 +20,20 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/acctpool/acctpool/core/internal/procid"
 )
 
 // maxLinks bounds symlink resolution, as the kernel does (ELOOP).
 const maxLinks = 40
+
+// commits counts the files this process has replaced (Commit), for the
+// writes-per-call measurements and tests.
+var commits atomic.Uint64
+
+// Commits returns how many files this process has replaced so far.
+func Commits() uint64 { return commits.Load() }
 
 // Write replaces path with data: [Reserve] with no extra room, then
 // [Reservation.Commit]. The parent directory is created with mode 0700 if
@@ -134,6 +142,7 @@ func (r *Reservation) Commit(data []byte) (err error) {
 		return fmt.Errorf("replace %s: %w", r.target, err)
 	}
 	r.done = true
+	commits.Add(1)
 	// The rename has happened, so the new content is what readers see; a
 	// failed directory sync only weakens durability across a power loss
 	// and is not worth failing a completed replacement for.

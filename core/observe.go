@@ -123,31 +123,41 @@ func replay(st *StateFile, obs []observation) {
 
 // takeQueue hands the queued observations to a writer, which replays them
 // and gives them back (requeue) when its write fails.
+//
+// Until the write ends they stay readable as inflight, so that a read of
+// the files meanwhile (Load) still sees them. Writers are serialized by
+// s.mu: one write holds inflight at a time.
 func (s *Store) takeQueue() []observation {
 	s.obsMu.Lock()
 	defer s.obsMu.Unlock()
 	q := s.queue
 	s.queue = nil
+	s.inflight = q
 	return q
 }
 
-// queued returns a copy of the queued observations, for a read.
+// queued returns a copy of the observations not on disk yet (those a
+// write in progress carries, then the queue), for a read.
 func (s *Store) queued() []observation {
 	s.obsMu.Lock()
 	defer s.obsMu.Unlock()
-	return slices.Clone(s.queue)
+	if len(s.inflight) == 0 && len(s.queue) == 0 {
+		return nil
+	}
+	return append(slices.Clone(s.inflight), s.queue...)
 }
 
 // requeue puts observations a failed write took back in front of the
 // queue, so that they go out with the next write.
 func (s *Store) requeue(obs []observation) {
+	s.obsMu.Lock()
+	defer s.obsMu.Unlock()
+	s.inflight = nil
 	if len(obs) == 0 {
 		return
 	}
-	s.obsMu.Lock()
 	s.queue = append(obs, s.queue...)
 	s.armLocked()
-	s.obsMu.Unlock()
 }
 
 // armLocked schedules the write-behind flush unless one is scheduled.
@@ -235,6 +245,7 @@ func (s *Store) current(ctx context.Context) (snap *Snapshot, reloaded bool, err
 func (s *Store) publish(snap *Snapshot, cfi, sfi fileStamp, gen uint64) {
 	s.obsMu.Lock()
 	defer s.obsMu.Unlock()
+	s.inflight = nil // on disk now
 	for _, o := range s.queue {
 		if next, err := observed(snap, o); err == nil {
 			snap = next

@@ -79,6 +79,7 @@ type Store struct {
 	afterFunc AfterFunc
 	obsMu     sync.Mutex
 	queue     []observation
+	inflight  []observation // taken by the write in progress
 	armed     bool
 	cur       *Snapshot
 	curGen    uint64

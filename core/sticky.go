@@ -74,6 +74,10 @@ type stickyFile struct {
 	// index maps the raw session hash to its assignment, for lookups
 	// without hex encoding.
 	index map[[32]byte]*stickyAssignment
+	// loads sums the assigned input bytes by account and quota snapshot,
+	// kept up to date by set and drop, so a new session's allocation does
+	// not walk every assignment.
+	loads map[loadKey]int64
 }
 
 // UnmarshalJSON keeps unknown keys in Extra.
@@ -99,28 +103,45 @@ func (f stickyFile) MarshalJSON() ([]byte, error) {
 
 func (f *stickyFile) reindex() {
 	f.index = make(map[[32]byte]*stickyAssignment, len(f.Assignments))
+	f.loads = map[loadKey]int64{}
 	for k, a := range f.Assignments {
 		var key [32]byte
 		if n, err := hex.Decode(key[:], []byte(k)); err == nil && n == 32 && a != nil {
 			f.index[key] = a
 		}
+		f.count(a, 1)
+	}
+}
+
+// count adds (sign 1) or takes away (-1) a's input bytes in the sums the
+// allocator reads.
+func (f *stickyFile) count(a *stickyAssignment, sign int64) {
+	if a == nil {
+		return
+	}
+	k := loadKey{a.AccountID, a.QuotaCheckedAt}
+	if f.loads[k] += sign * a.InitialInputBytes; f.loads[k] == 0 {
+		delete(f.loads, k)
 	}
 }
 
 func (f *stickyFile) lookup(key [32]byte) *stickyAssignment { return f.index[key] }
 
 func (f *stickyFile) set(key [32]byte, a *stickyAssignment) {
-	f.Assignments[hex.EncodeToString(key[:])] = a
+	k := hex.EncodeToString(key[:])
+	f.count(f.Assignments[k], -1)
+	f.Assignments[k] = a
 	f.index[key] = a
+	f.count(a, 1)
 }
 
 func (f *stickyFile) remove(key [32]byte) {
-	delete(f.Assignments, hex.EncodeToString(key[:]))
-	delete(f.index, key)
+	f.drop(hex.EncodeToString(key[:]))
 }
 
 // drop removes the assignment stored under the file key k.
 func (f *stickyFile) drop(k string) {
+	f.count(f.Assignments[k], -1)
 	delete(f.Assignments, k)
 	var key [32]byte
 	if n, err := hex.Decode(key[:], []byte(k)); err == nil && n == 32 {
@@ -132,6 +153,12 @@ func (f *stickyFile) drop(k string) {
 // recently seen ones (BEHAVIOUR.md §1.5). It reports whether anything was
 // dropped.
 func (f *stickyFile) prune(now time.Time) bool {
+	expired := f.pruneExpired(now)
+	return f.evictOverCap() || expired
+}
+
+// pruneExpired drops the assignments idle for the TTL (and broken ones).
+func (f *stickyFile) pruneExpired(now time.Time) bool {
 	changed := false
 	cutoff := epochMs(now.Add(-stickyTTL))
 	for k, a := range f.Assignments {
@@ -140,7 +167,21 @@ func (f *stickyFile) prune(now time.Time) bool {
 			changed = true
 		}
 	}
-	return f.evictOverCap() || changed
+	return changed
+}
+
+// stickySlack is how far the in-memory routing state may go over the cap
+// before it is cut back to it in one sort, so that a new session at the
+// cap costs a fraction of a sort instead of a scan of every key. The file
+// is always written within the cap.
+const stickySlack = 64
+
+// evictInMemory cuts the in-memory routing state back to the cap once it
+// is stickySlack over it.
+func (f *stickyFile) evictInMemory() {
+	if len(f.Assignments) > stickyMax+stickySlack {
+		f.evictOverCap()
+	}
 }
 
 // evictOverCap drops the least recently seen assignments beyond the cap.
@@ -215,6 +256,8 @@ type stickyCache struct {
 	ver     uint64     // counts replacements of file
 	ops     []stickyOp // changes not written yet, in order
 	armed   bool       // a write-behind flush is scheduled
+	// prunedAt is when expired assignments were last dropped in memory.
+	prunedAt time.Time
 }
 
 // stickyOp is one session's assignment after a change (nil: removed), to
@@ -301,7 +344,14 @@ func (e *Engine) updateSticky(ctx context.Context, key [32]byte, fn func(f *stic
 	c := &e.router().sticky
 	c.mu.Lock()
 	now := e.now()
-	c.file.prune(now)
+	// Expired assignments go at most once a minute in memory (each flush
+	// prunes the file): a scan of every key per new session would be most
+	// of its cost at the cap, and the paths that read an assignment judge
+	// its age themselves.
+	if d := now.Sub(c.prunedAt); d >= time.Minute || d < 0 {
+		c.file.pruneExpired(now)
+		c.prunedAt = now
+	}
 	changed, err := fn(c.file, now)
 	if err != nil || !changed {
 		c.mu.Unlock()
@@ -313,7 +363,7 @@ func (e *Engine) updateSticky(ctx context.Context, key [32]byte, fn func(f *stic
 		rec = &v
 	}
 	c.ops = append(c.ops, stickyOp{key: key, a: rec})
-	c.file.evictOverCap()
+	c.file.evictInMemory()
 	through := e.store.interval < 0
 	if !through {
 		e.armStickyLocked()
@@ -397,7 +447,7 @@ func (e *Engine) writeSticky(ctx context.Context, ops []stickyOp) error {
 	c := &e.router().sticky
 	c.mu.Lock()
 	replaySticky(f, c.ops)
-	f.evictOverCap()
+	f.evictInMemory()
 	c.file, c.fi, c.checked = f, fi, e.store.wallNow()
 	c.ver++
 	c.mu.Unlock()
@@ -707,7 +757,7 @@ func stickyAllocate(s Settings, routes []stickyRoute, f *stickyFile, old *sticky
 	}
 	res.scopedOnly = len(routes) > 0 && scopedFails == len(routes)
 	family := modelFamily(req.Model)
-	id, ok := allocate(cands, f.Assignments, s, req.PromptBytes, family, req.Model, now)
+	id, ok := allocateBy(cands, f.loads, s, req.PromptBytes, family, req.Model, now)
 	if !ok {
 		for _, c := range cands {
 			res.reasons = append(res.reasons, AccountReason{AccountID: c.ID, Reason: "no spendable quota above the reserve"})

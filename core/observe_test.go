@@ -71,7 +71,7 @@ func TestObservations_writtenBehindInOneWrite(t *testing.T) {
 	require.Equal(t, "fb", r.AccountID)
 	before, err := os.ReadFile(env.paths.State)
 	require.NoError(t, err)
-	writes := atomicfile.Commits()
+	writes := atomicfile.Commits(env.paths.State)
 	for i, five := range []string{"0.2", "0.3", "0.4"} {
 		env.clock.Advance(time.Second)
 		reportServed(t, env, r, five)
@@ -86,12 +86,12 @@ func TestObservations_writtenBehindInOneWrite(t *testing.T) {
 	after, err := os.ReadFile(env.paths.State)
 	require.NoError(t, err)
 	assert.Equal(t, string(before), string(after), "nothing written on the request path")
-	assert.Equal(t, writes, atomicfile.Commits())
+	assert.Equal(t, writes, atomicfile.Commits(env.paths.State))
 	require.Equal(t, 1, env.timers.scheduled(), "one flush scheduled for the three observations")
 	assert.Equal(t, []time.Duration{DefaultWriteBehind}, env.timers.asked)
 
 	assert.Equal(t, 1, env.timers.fire())
-	assert.Equal(t, writes+1, atomicfile.Commits(), "one write for all of them")
+	assert.Equal(t, writes+1, atomicfile.Commits(env.paths.State), "one write for all of them")
 	st := env.accountState("fb")
 	assert.Equal(t, float64(ms(env.clock.Now())), st["lastUsed"])
 	q, _ := st["quota"].(map[string]any)
@@ -100,7 +100,7 @@ func TestObservations_writtenBehindInOneWrite(t *testing.T) {
 	assert.Equal(t, "access-fb", string(env.engine.mustAccount(t, "fb").State.Access), "credentials untouched")
 
 	assert.Equal(t, 0, env.timers.fire(), "nothing left to flush")
-	assert.Equal(t, writes+1, atomicfile.Commits())
+	assert.Equal(t, writes+1, atomicfile.Commits(env.paths.State))
 }
 
 func mustFloat(t *testing.T, s string) float64 {
@@ -153,9 +153,9 @@ func TestObservations_mergedWithOtherWriters(t *testing.T) {
 		return nil
 	})
 	require.NoError(t, err)
-	writes := atomicfile.Commits()
+	writes := atomicfile.Commits(env.paths.State)
 	env.timers.fire()
-	assert.Equal(t, writes, atomicfile.Commits(), "the queue went out with the credential write")
+	assert.Equal(t, writes, atomicfile.Commits(env.paths.State), "the queue went out with the credential write")
 	assert.Equal(t, float64(ms(env.clock.Now())), env.accountState("fb2")["lastUsed"])
 }
 
@@ -263,11 +263,11 @@ func TestSticky_newSessionWrittenBehind(t *testing.T) {
 	require.NoError(t, err)
 	key := sessionKey("s1")
 	assert.Contains(t, string(raw), fmt.Sprintf("%x", key[:]))
-	writes := atomicfile.Commits()
+	writes := atomicfile.Commits(env.paths.RoutingState)
 	_, err = env.engine.Select(env.ctx(), req)
 	require.NoError(t, err)
 	assert.Zero(t, env.timers.fire())
-	assert.Equal(t, writes, atomicfile.Commits())
+	assert.Equal(t, writes, atomicfile.Commits(env.paths.RoutingState))
 }
 
 // Pruning at the cap drops the least recently seen, one scan for a file
@@ -289,6 +289,41 @@ func TestStickyFile_evictOverCap(t *testing.T) {
 				assert.GreaterOrEqual(t, a.LastSeenAt, int64(1000+over), "only the oldest went")
 			}
 			assert.False(t, f.evictOverCap())
+		})
+	}
+}
+
+// Writes per call, counted: route/report on a fallback with rate-limit
+// headers writes nothing on the call, at 1 or 64 calls in flight, and the
+// interval's flush writes them all in one file replacement.
+func TestObservations_writesPerCall(t *testing.T) {
+	for _, inflight := range []int{1, 64} {
+		t.Run(fmt.Sprintf("in_flight=%d", inflight), func(t *testing.T) {
+			env := routeEnv(t, `"routing":{"mode":"fallback-first"}`, nil, fb{id: "fb", quota: fq(80, 80)})
+			r, err := env.engine.Select(env.ctx(), SelectRequest{})
+			require.NoError(t, err)
+			const perWorker = 20
+			writes := atomicfile.Commits(env.paths.State)
+			var wg sync.WaitGroup
+			for range inflight {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range perWorker {
+						if _, err := env.engine.Report(env.ctx(), ReportRequest{Route: *r, Status: 200, Replayable: true, Headers: map[string]string{
+							"anthropic-ratelimit-unified-5h-utilization": "0.4", "anthropic-ratelimit-unified-7d-utilization": "0.1"}}); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			assert.Equal(t, writes, atomicfile.Commits(env.paths.State), "%d calls, no write on the request path", inflight*perWorker)
+			assert.Equal(t, 1, env.timers.scheduled(), "one flush pending for all of them")
+			env.timers.fire()
+			assert.Equal(t, writes+1, atomicfile.Commits(env.paths.State), "one write per interval")
+			assert.Equal(t, float64(60), env.accountState("fb")["quota"].(map[string]any)["five_hour"].(map[string]any)["remainingPercent"])
 		})
 	}
 }

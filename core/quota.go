@@ -211,17 +211,21 @@ func (e *Engine) storeMainQuota(ctx context.Context, access Secret, body []byte)
 // observeHeaders harvests rate-limit headers of a response served by id
 // into its quota snapshot. Header data never overwrites poll-only fields.
 // A rate-limited response (limited) records the windows its headers say
-// are spent; a served one (served) clears that record.
-func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header, limited, served bool) (*QuotaSnapshot, error) {
+// are spent; a served one (served) clears that record. touch records
+// lastUsed (a fallback served) in the same observation, so a report costs
+// one in-memory change, not two.
+func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header, limited, served, touch bool) (*QuotaSnapshot, error) {
 	now := e.now()
 	q := QuotaFromHeaders(h, now)
 	var spent *SpentWindows
 	if limited {
 		spent = spentFromHeaders(h, now)
 	}
-	if q == nil && spent == nil {
+	touch = touch && id != MainAccountID
+	if q == nil && spent == nil && !touch {
 		return nil, nil
 	}
+	used := epochMs(now)
 	// An observation: in memory now, on disk within the write-behind
 	// interval (BEHAVIOUR.md §1.8). fn runs again at the write.
 	snap, err := e.store.observeState(ctx, id, func(st *StateFile) error {
@@ -237,12 +241,17 @@ func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header, l
 		}
 		s.Quota = MergeQuota(s.Quota, q)
 		s.RateLimited = nextSpent(s.RateLimited, spent, served)
+		if touch && s.LastUsed < used {
+			s.LastUsed = used
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	e.emit(Event{Kind: EventQuotaChanged, Accounts: []string{id}})
+	if q != nil || spent != nil {
+		e.emit(Event{Kind: EventQuotaChanged, Accounts: []string{id}})
+	}
 	if id == MainAccountID {
 		return snap.Main.Quota, nil
 	}

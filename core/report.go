@@ -42,15 +42,16 @@ func (e *Engine) Report(ctx context.Context, req ReportRequest) (*ReportResult, 
 	if !served {
 		v = e.Classify(ctx, f)
 	}
-	if (kind == KindMain || kind == KindOAuth) && len(h) > 0 {
-		if _, err := e.observeHeaders(ctx, route.AccountID, h, v.Class == ClassRateLimited, served); err != nil {
+	touch := served && kind != KindMain
+	switch {
+	case (kind == KindMain || kind == KindOAuth) && len(h) > 0:
+		if _, err := e.observeHeaders(ctx, route.AccountID, h, v.Class == ClassRateLimited, served, touch); err != nil {
 			e.log.Debug("harvest rate-limit headers", "account", route.AccountID, "err", err)
 		}
+	case touch:
+		e.touchLastUsed(ctx, route.AccountID)
 	}
 	if served {
-		if kind != KindMain {
-			e.touchLastUsed(ctx, route.AccountID)
-		}
 		return &ReportResult{Action: ActionReturn, Reason: "success"}, nil
 	}
 	if snap, err = e.routeSnapshot(ctx); err != nil {

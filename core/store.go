@@ -144,7 +144,8 @@ func (s *Store) Paths() Paths { return s.paths }
 // synthesizes (upstream-core.md 1.2).
 //
 // Rotated tokens whose save failed (see [Store.UpdateState]) are served in
-// place of the consumed ones still on disk.
+// place of the consumed ones still on disk, and the observations not
+// written yet (BEHAVIOUR.md §1.8) are applied on top.
 func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
 	cfg, _, err := s.readConfig()
 	if err != nil {
@@ -189,7 +190,10 @@ func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
 // error or changes nothing. When the lock is lost before the write (another
 // process evicted it), the whole cycle runs again, fn included, up to
 // lostLockAttempts times: fn must only describe a change to the st it is
-// given. Rotated tokens whose earlier save failed are written along.
+// given. Rotated tokens whose earlier save failed, and the observations
+// queued for the write-behind flush (BEHAVIOUR.md §1.8), are written along.
+// The returned snapshot becomes the store's cached view of the files; it
+// is shared and must not be modified.
 func (s *Store) UpdateState(ctx context.Context, fn func(st *StateFile) error) (*Snapshot, error) {
 	return s.updateState(ctx, nil, fn)
 }
@@ -306,7 +310,8 @@ func (s *Store) PutAccountState(ctx context.Context, id string, incoming *Accoun
 // exist, fn sees the empty config upstream synthesizes. Credentials that an
 // old config carries inline are moved into the state before fn runs and are
 // never written back to the config. State entries of accounts no longer in
-// the config are pruned.
+// the config are pruned. Queued observations are written along, and the
+// returned snapshot, shared, becomes the cached view (see UpdateState).
 func (s *Store) UpdateConfig(ctx context.Context, fn func(cfg *ConfigFile, st *StateFile) error) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

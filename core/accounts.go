@@ -464,7 +464,7 @@ func (e *Engine) RefreshQuota(ctx context.Context, id string) (AccountView, erro
 // ObserveHeaders harvests anthropic-ratelimit-unified-* headers of a
 // response served by id into its quota snapshot.
 func (e *Engine) ObserveHeaders(ctx context.Context, id string, h http.Header) (AccountView, error) {
-	if _, err := e.observeHeaders(ctx, id, h, false, false); err != nil {
+	if _, err := e.observeHeaders(ctx, id, h, false, false, false); err != nil {
 		return AccountView{}, err
 	}
 	return e.GetAccount(ctx, id)

@@ -194,16 +194,20 @@ func (e *Engine) recordQuotaFailure(ctx context.Context, a oauthAccount, f Failu
 	now := e.now()
 	var until time.Time
 	if eff.PersistQuotaError && eff.QuotaBackoff != QuotaBackoffNone {
-		if _, err := e.store.UpdateState(ctx, func(st *StateFile) error {
-			r := recordsIn(st, id, false)
-			if r == nil {
-				return nil
+		// A transient backoff record is an observation (BEHAVIOUR.md §1.9).
+		snap, err := e.store.observeState(ctx, id, func(st *StateFile) error {
+			if r := recordsIn(st, id, false); r != nil {
+				r.quotaFailed(quotaRecord(*r.quotaErr, quotaErrIdentity(a), eff.QuotaBackoff, f, v, now))
 			}
-			r.quotaFailed(quotaRecord(*r.quotaErr, quotaErrIdentity(a), eff.QuotaBackoff, f, v, now))
-			until = fromMs((*r.quotaErr).NextRetryAt)
 			return nil
-		}); err != nil {
+		})
+		if err != nil {
 			return fmt.Errorf("persist quota failure of %s: %w", id, err)
+		}
+		if rec := snap.Main.LastQuotaAPIError; id == MainAccountID && rec != nil {
+			until = fromMs(rec.NextRetryAt)
+		} else if s := snap.State.Accounts[id]; id != MainAccountID && s != nil && s.LastQuotaRefreshError != nil {
+			until = fromMs(s.LastQuotaRefreshError.NextRetryAt)
 		}
 		e.emit(Event{Kind: EventQuotaChanged, Accounts: []string{id}})
 	}
@@ -214,33 +218,48 @@ func (e *Engine) recordQuotaFailure(ctx context.Context, a oauthAccount, f Failu
 // observeHeaders harvests rate-limit headers of a response served by id
 // into its quota snapshot. Header data never overwrites poll-only fields.
 // A rate-limited response (limited) records the windows its headers say
-// are spent; a served one (served) clears that record.
-func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header, limited, served bool) (*QuotaSnapshot, error) {
+// are spent; a served one (served) clears that record. touch records
+// lastUsed (a fallback served) in the same observation, so a report costs
+// one in-memory change, not two.
+func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header, limited, served, touch bool) (*QuotaSnapshot, error) {
 	now := e.now()
 	q := QuotaFromHeaders(h, now)
 	var spent *SpentWindows
 	if limited {
 		spent = spentFromHeaders(h, now)
 	}
-	if q == nil && spent == nil {
+	touch = touch && id != MainAccountID
+	if q == nil && spent == nil && !touch {
 		return nil, nil
 	}
-	var merged *QuotaSnapshot
-	_, err := e.store.UpdateState(ctx, func(st *StateFile) error {
+	used := epochMs(now)
+	// An observation: in memory now, on disk within the write-behind
+	// interval (BEHAVIOUR.md §1.9). fn runs again at the write.
+	snap, err := e.store.observeState(ctx, id, func(st *StateFile) error {
 		r := recordsIn(st, id, false)
 		if r == nil {
 			return errorf(ErrNoAccount, "%s", id)
 		}
 		*r.quota = MergeQuota(*r.quota, q)
 		*r.rateLimited = nextSpent(*r.rateLimited, spent, served)
-		merged = *r.quota
+		if s := st.Accounts[id]; touch && s != nil && s.LastUsed < used {
+			s.LastUsed = used
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	e.emit(Event{Kind: EventQuotaChanged, Accounts: []string{id}})
-	return merged, nil
+	if q != nil || spent != nil {
+		e.emit(Event{Kind: EventQuotaChanged, Accounts: []string{id}})
+	}
+	if id == MainAccountID {
+		return snap.Main.Quota, nil
+	}
+	if s := snap.State.Accounts[id]; s != nil {
+		return s.Quota, nil
+	}
+	return nil, nil
 }
 
 // nextSpent is the spent-window record after a response: a 429 that names
@@ -263,7 +282,8 @@ func (e *Engine) touchLastUsed(ctx context.Context, id string) {
 		return
 	}
 	now := epochMs(e.now())
-	if _, err := e.store.UpdateState(ctx, func(st *StateFile) error {
+	// An observation (BEHAVIOUR.md §1.9).
+	if _, err := e.store.observeState(ctx, id, func(st *StateFile) error {
 		if s := st.Accounts[id]; s != nil && s.LastUsed < now {
 			s.LastUsed = now
 		}

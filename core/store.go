@@ -35,6 +35,14 @@ type StoreOptions struct {
 	// clock, so a manual engine clock must not move it. Tests set it to
 	// age a stale lock without sleeping.
 	WallClock func() time.Time
+	// WriteBehind is how long observations (header quota, lastUsed,
+	// transient backoff records, the spent-window record) may stay in
+	// memory before they are written (BEHAVIOUR.md §1.9); zero means
+	// DefaultWriteBehind, a negative value writes each one at once.
+	WriteBehind time.Duration
+	// AfterFunc schedules the write-behind flush; nil means
+	// time.AfterFunc. Tests inject one they fire by hand.
+	AfterFunc AfterFunc
 }
 
 // Store reads and writes anthropic-auth.json and anthropic-auth-state.json
@@ -62,6 +70,22 @@ type Store struct {
 	pending map[string]*pendingPair // rotated pairs not saved yet, by account
 
 	looseWarned sync.Map // path → true once a loose mode was reported
+
+	// Write-behind of observations (BEHAVIOUR.md §1.9) and the current
+	// snapshot, guarded by obsMu: cur is what our last write produced
+	// plus the observations queued since; it is current while curGen is
+	// the generation and the files' stamps are unchanged.
+	interval  time.Duration
+	afterFunc AfterFunc
+	obsMu     sync.Mutex
+	queue     []observation
+	inflight  []observation // taken by the write in progress
+	armed     bool
+	cur       *Snapshot
+	curGen    uint64
+	cfgStamp  fileStamp
+	stStamp   fileStamp
+	checked   time.Time
 }
 
 // generation returns the count of writes this store has made.
@@ -93,7 +117,13 @@ func NewStore(opts StoreOptions) (*Store, error) {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{paths: opts.Paths, logger: l, wall: opts.WallClock}
+	s := &Store{paths: opts.Paths, logger: l, wall: opts.WallClock, interval: opts.WriteBehind, afterFunc: opts.AfterFunc}
+	if s.interval == 0 {
+		s.interval = DefaultWriteBehind
+	}
+	if s.afterFunc == nil {
+		s.afterFunc = systemAfterFunc
+	}
 	// Temporary files our writers left when they were killed mid-save are
 	// full copies of the tokens, or the journal of a rotation that was not
 	// saved yet: adopt what is newer than the disk, then remove them.
@@ -114,7 +144,8 @@ func (s *Store) Paths() Paths { return s.paths }
 // synthesizes (upstream-core.md 1.2).
 //
 // Rotated tokens whose save failed (see [Store.UpdateState]) are served in
-// place of the consumed ones still on disk.
+// place of the consumed ones still on disk, and the observations not
+// written yet (BEHAVIOUR.md §1.9) are applied on top.
 func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
 	cfg, _, err := s.readConfig()
 	if err != nil {
@@ -130,6 +161,14 @@ func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
 		}
 		normalizeState(st)
 		s.overlayPending(st)
+	}
+	if obs := s.queued(); len(obs) > 0 {
+		// Observations not written yet (BEHAVIOUR.md §1.9).
+		if st == nil {
+			st = &StateFile{}
+		}
+		normalizeState(st)
+		replay(st, obs)
 	}
 	if cfg == nil && st != nil {
 		cfg = emptyConfig()
@@ -151,7 +190,10 @@ func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
 // error or changes nothing. When the lock is lost before the write (another
 // process evicted it), the whole cycle runs again, fn included, up to
 // lostLockAttempts times: fn must only describe a change to the st it is
-// given. Rotated tokens whose earlier save failed are written along.
+// given. Rotated tokens whose earlier save failed, and the observations
+// queued for the write-behind flush (BEHAVIOUR.md §1.9), are written along.
+// The returned snapshot becomes the store's cached view of the files; it
+// is shared and must not be modified.
 func (s *Store) UpdateState(ctx context.Context, fn func(st *StateFile) error) (*Snapshot, error) {
 	return s.updateState(ctx, nil, fn)
 }
@@ -161,27 +203,39 @@ func (s *Store) UpdateState(ctx context.Context, fn func(st *StateFile) error) (
 func (s *Store) updateState(ctx context.Context, res *stateReservation, fn func(st *StateFile) error) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	defer s.gen.Add(1)
 	if res != nil {
 		defer res.r.Abort()
 		// Give back the spare room, so the state lock file finds space.
 		res.r.Shrink(res.keep)
 	}
-	snap, err := s.updateStateLocked(ctx, res, fn)
-	if err == nil && res != nil && res.journal != nil {
+	// Every state write carries the observations queued so far
+	// (BEHAVIOUR.md §1.9), replayed before fn: they happened first.
+	obs := s.takeQueue()
+	snap, stamps, err := s.updateStateLocked(ctx, res, obs, fn)
+	gen := s.gen.Add(1)
+	if err != nil {
+		s.requeue(obs)
+		return nil, err
+	}
+	if res != nil && res.journal != nil {
 		res.journal.Abort() // saved: the journal has served
 	}
-	return snap, err
+	s.publish(snap, stamps[0], stamps[1], gen)
+	return snap, nil
 }
 
-func (s *Store) updateStateLocked(ctx context.Context, res *stateReservation, fn func(st *StateFile) error) (*Snapshot, error) {
+func (s *Store) updateStateLocked(ctx context.Context, res *stateReservation, obs []observation, fn func(st *StateFile) error) (*Snapshot, [2]fileStamp, error) {
 	var snap *Snapshot
+	var stamps [2]fileStamp
 	err := s.retryLost(s.paths.State, func() error {
 		return s.withLock(ctx, lockStateWrite, func(owned func() error) error {
 			// The config is read only now, under the state lock: a config
 			// writer writes the config before it takes the state lock, so
 			// an account it adds is visible here before its state entry
 			// is, and pruning can never remove a fresh account's tokens.
+			// Its stamp is taken first: a change after it only makes the
+			// cached snapshot look stale.
+			stamps[0], _ = stampOf(s.paths.Config)
 			cfg, _, err := s.readConfig()
 			if err != nil {
 				return err
@@ -195,6 +249,7 @@ func (s *Store) updateStateLocked(ctx context.Context, res *stateReservation, fn
 			}
 			normalizeState(st)
 			applied := s.overlayPending(st)
+			replay(st, obs)
 			if err := fn(st); err != nil {
 				return err
 			}
@@ -203,6 +258,8 @@ func (s *Store) updateStateLocked(ctx context.Context, res *stateReservation, fn
 			if err := writeIfChanged(s.paths.State, raw, st, owned, res); err != nil {
 				return err
 			}
+			// Still under the lock: this stamp is our version of the file.
+			stamps[1], _ = stampOf(s.paths.State)
 			s.settlePending(applied, st)
 			if cfg == nil {
 				cfg = emptyConfig()
@@ -211,7 +268,7 @@ func (s *Store) updateStateLocked(ctx context.Context, res *stateReservation, fn
 			return err
 		})
 	})
-	return snap, err
+	return snap, stamps, err
 }
 
 // lostLockAttempts bounds how often one update re-runs after losing its
@@ -237,19 +294,27 @@ func (s *Store) retryLost(path string, cycle func() error) error {
 // exist, fn sees the empty config upstream synthesizes. Credentials that an
 // old config carries inline are moved into the state before fn runs and are
 // never written back to the config. State entries of accounts no longer in
-// the config are pruned.
+// the config are pruned. Queued observations are written along, and the
+// returned snapshot, shared, becomes the cached view (see UpdateState).
 func (s *Store) UpdateConfig(ctx context.Context, fn func(cfg *ConfigFile, st *StateFile) error) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	defer s.gen.Add(1)
+	obs := s.takeQueue()
 	var snap *Snapshot
+	var stamps [2]fileStamp
 	err := s.retryLost(s.paths.Config, func() error {
-		return s.updateConfigOnce(ctx, fn, &snap)
+		return s.updateConfigOnce(ctx, obs, fn, &snap, &stamps)
 	})
-	return snap, err
+	gen := s.gen.Add(1)
+	if err != nil {
+		s.requeue(obs)
+		return nil, err
+	}
+	s.publish(snap, stamps[0], stamps[1], gen)
+	return snap, nil
 }
 
-func (s *Store) updateConfigOnce(ctx context.Context, fn func(cfg *ConfigFile, st *StateFile) error, out **Snapshot) error {
+func (s *Store) updateConfigOnce(ctx context.Context, obs []observation, fn func(cfg *ConfigFile, st *StateFile) error, out **Snapshot, stamps *[2]fileStamp) error {
 	return s.withLock(ctx, lockConfigWrite, func(configOwned func() error) error {
 		cfg, cfgRaw, err := s.readConfig()
 		if err != nil {
@@ -268,6 +333,7 @@ func (s *Store) updateConfigOnce(ctx context.Context, fn func(cfg *ConfigFile, s
 			}
 			normalizeState(st)
 			applied := s.overlayPending(st)
+			replay(st, obs)
 			migrateLegacyCredentials(cfg, st)
 			if err := fn(cfg, st); err != nil {
 				return err
@@ -288,6 +354,9 @@ func (s *Store) updateConfigOnce(ctx context.Context, fn func(cfg *ConfigFile, s
 			if err := writeIfChanged(s.paths.Config, cfgRaw, cfg, configOwned, nil); err != nil {
 				return err
 			}
+			// Under both locks: these stamps are our versions.
+			stamps[0], _ = stampOf(s.paths.Config)
+			stamps[1], _ = stampOf(s.paths.State)
 			*out, err = buildSnapshot(cfg, st)
 			return err
 		})

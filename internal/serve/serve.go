@@ -81,7 +81,14 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger) (*rpc.Server, func
 	log.Info("starting", "version", Version(), "config", cfg.paths.Config, "state", cfg.paths.State, "routingState", cfg.paths.RoutingState)
 	// What `acctpool check` would report about the files, said once.
 	filecheck.Log(ctx, cfg.paths, log)
-	store, err := core.NewStore(core.StoreOptions{Paths: cfg.paths, Logger: log})
+	opts := core.StoreOptions{Paths: cfg.paths, Logger: log}
+	if cfg.manualClock {
+		// A manual clock runs no background timers: observations are
+		// written at once, so a test reads them from the files at once
+		// (BEHAVIOUR.md §1.9).
+		opts.WriteBehind = -1
+	}
+	store, err := core.NewStore(opts)
 	if err != nil {
 		return nil, nil, err
 	}

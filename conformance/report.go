@@ -14,7 +14,7 @@ import (
 // SuiteVersion identifies this suite's cases and runner contract in
 // reports. It changes when a case is added, removed or changes meaning,
 // or when the contract a server must meet (README.md) changes.
-const SuiteVersion = "1.1.0"
+const SuiteVersion = "1.2.0"
 
 // Areas are the tags the embedded cases use, each case's first tag being
 // its primary area (the JUnit classname).

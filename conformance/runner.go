@@ -13,9 +13,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/acctpool/acctpool/internal/syncbuf"
 	"github.com/acctpool/acctpool/schema/validate"
 )
 
@@ -723,21 +723,5 @@ func tail(s string, lines int) string {
 	return strings.Join(parts, "\n")
 }
 
-// syncBuffer is a bytes.Buffer safe for the process's stderr copier and
-// the runner.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a goroutine-safe bytes.Buffer (one helper for all).
+type syncBuffer = syncbuf.Buffer

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -370,17 +371,11 @@ func staleForToken(rec *OpError, prev MainCredentials, hadPrev bool, next Secret
 // RefreshAccount forces one token refresh of an account ("main" allowed).
 // An active refresh backoff still refuses it; ResetBackoff clears that.
 func (e *Engine) RefreshAccount(ctx context.Context, id string) (AccountView, error) {
-	if id == MainAccountID {
-		if _, err := e.refreshMain(ctx, true); err != nil {
-			return AccountView{}, err
-		}
-		return e.GetAccount(ctx, id)
-	}
-	a, err := e.refreshFallback(ctx, id, true)
+	a, err := e.refresh(ctx, id, true, false)
 	if err != nil {
 		return AccountView{}, err
 	}
-	return e.GetAccount(ctx, a.ID)
+	return e.GetAccount(ctx, a.id)
 }
 
 // ResetBackoff clears an account's refresh and quota backoff.
@@ -434,7 +429,10 @@ func (e *Engine) Quota(ctx context.Context, id string) ([]AccountView, error) {
 	return []AccountView{v}, nil
 }
 
-// RefreshQuota fetches an account's quota now, honouring its backoff.
+// RefreshQuota fetches an account's quota now, honouring its backoff. As
+// upstream's quota manager does, it answers with the cached snapshot,
+// marked Fetched false, when the account's quota is backed off or another
+// process is polling it; with nothing cached, the backoff is the error.
 func (e *Engine) RefreshQuota(ctx context.Context, id string) (AccountView, error) {
 	target := id
 	if id != MainAccountID {
@@ -448,16 +446,25 @@ func (e *Engine) RefreshQuota(ctx context.Context, id string) (AccountView, erro
 		}
 		target = a.ID
 	}
-	if _, err := e.fetchQuota(ctx, target); err != nil {
+	_, fetched, err := e.pollQuota(ctx, target)
+	if err != nil && !errors.Is(err, ErrQuotaBackoff) {
 		return AccountView{}, err
 	}
-	return e.GetAccount(ctx, target)
+	v, verr := e.GetAccount(ctx, target)
+	if verr != nil {
+		return AccountView{}, verr
+	}
+	if err != nil && v.Quota == nil {
+		return AccountView{}, err
+	}
+	v.Fetched = &fetched
+	return v, nil
 }
 
 // ObserveHeaders harvests anthropic-ratelimit-unified-* headers of a
 // response served by id into its quota snapshot.
 func (e *Engine) ObserveHeaders(ctx context.Context, id string, h http.Header) (AccountView, error) {
-	if _, err := e.observeHeaders(ctx, id, h, false, false); err != nil {
+	if _, err := e.observeHeaders(ctx, id, h, false, false, false); err != nil {
 		return AccountView{}, err
 	}
 	return e.GetAccount(ctx, id)

@@ -79,6 +79,25 @@ func fableDead(q *QuotaSnapshot, interval time.Duration, now time.Time) bool {
 // then id. It returns false when no candidate has weight and some quota
 // is known; when no quota is known at all, the first candidate wins.
 func allocate(cands []allocCandidate, assignments map[string]*stickyAssignment, s Settings, requestBytes int64, family, model string, now time.Time) (string, bool) {
+	loads := map[loadKey]int64{}
+	for _, a := range assignments {
+		if a != nil {
+			loads[loadKey{a.AccountID, a.QuotaCheckedAt}] += a.InitialInputBytes
+		}
+	}
+	return allocateBy(cands, loads, s, requestBytes, family, model, now)
+}
+
+// loadKey names the sessions assigned to one account against one quota
+// snapshot (its latest check).
+type loadKey struct {
+	account string
+	checked int64
+}
+
+// allocateBy is allocate over the assigned input bytes already summed by
+// account and snapshot (stickyFile keeps them as it changes).
+func allocateBy(cands []allocCandidate, loads map[loadKey]int64, s Settings, requestBytes int64, family, model string, now time.Time) (string, bool) {
 	if len(cands) == 0 {
 		return "", false
 	}
@@ -123,13 +142,7 @@ func allocate(cands []allocCandidate, assignments map[string]*stickyAssignment, 
 		if w <= 0 {
 			continue
 		}
-		checked := c.Quota.LatestCheck()
-		var pending int64
-		for _, a := range assignments {
-			if a.AccountID == c.ID && a.QuotaCheckedAt == checked {
-				pending += a.InitialInputBytes
-			}
-		}
+		pending := loads[loadKey{c.ID, c.Quota.LatestCheck()}]
 		score := float64(pending+requestBytes) / math.Max(w, minAllocWeight)
 		if score < bestScore || (score == bestScore && (c.Order < bestOrder || (c.Order == bestOrder && c.ID < bestID))) {
 			bestID, bestOrder, bestScore = c.ID, c.Order, score

@@ -52,10 +52,12 @@ type AccountLock interface {
 	Release()
 }
 
-// backendLoad is Load through the backend, with pending pairs overlaid.
+// backendLoad is Load through the backend, with pending pairs and the
+// observations not written yet applied.
 func (s *Store) backendLoad(ctx context.Context) (*Snapshot, error) {
 	snap, err := s.backend.Load(ctx)
-	if err != nil || !s.hasPending() {
+	obs := s.queued()
+	if err != nil || (!s.hasPending() && len(obs) == 0) {
 		return snap, err
 	}
 	st := snap.State
@@ -64,39 +66,69 @@ func (s *Store) backendLoad(ctx context.Context) (*Snapshot, error) {
 	}
 	normalizeState(st)
 	s.overlayPending(st)
+	replay(st, obs)
 	return SnapshotOf(snap.Config, st)
 }
 
-// backendWrite runs a backend state write with the pending pairs written
-// along, and settles those the write saved.
-func (s *Store) backendWrite(ctx context.Context, write func(context.Context, func(*StateFile) error) (*Snapshot, error), fn func(st *StateFile) error) (*Snapshot, error) {
-	defer s.gen.Add(1)
-	var applied map[string]*pendingPair
-	snap, err := write(ctx, func(st *StateFile) error {
-		applied = s.overlayPending(st)
-		return fn(st)
-	})
+// backendCurrent is current for a backend: the published snapshot while
+// neither this store's nor the backend's generation moved.
+func (s *Store) backendCurrent(ctx context.Context) (*Snapshot, bool, error) {
+	gen, bgen := s.gen.Load(), s.backend.Generation()
+	s.obsMu.Lock()
+	cur, curGen, curB := s.cur, s.curGen, s.curBackend
+	s.obsMu.Unlock()
+	if cur != nil && curGen == gen && curB == bgen {
+		return cur, false, nil
+	}
+	snap, err := s.Load(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	st := snap.State
-	if st == nil {
-		st = &StateFile{}
+	s.obsMu.Lock()
+	if s.cur == cur && s.gen.Load() == gen {
+		s.cur, s.curGen, s.curBackend = snap, gen, bgen
 	}
-	normalizeState(st)
-	s.settlePending(applied, st)
-	return snap, nil
+	s.obsMu.Unlock()
+	return snap, true, nil
+}
+
+// backendWrite runs a backend state write with the pending pairs and the
+// queued observations written along, settles the pairs the write saved,
+// and publishes the snapshot it returned.
+func (s *Store) backendWrite(ctx context.Context, write func(context.Context, func(*StateFile) error) (*Snapshot, error), fn func(st *StateFile) error) (*Snapshot, error) {
+	return s.backendCycle(ctx, func(ctx context.Context, prepare func(*StateFile)) (*Snapshot, error) {
+		return write(ctx, func(st *StateFile) error {
+			prepare(st)
+			return fn(st)
+		})
+	})
 }
 
 // backendUpdateConfig is UpdateConfig through the backend.
 func (s *Store) backendUpdateConfig(ctx context.Context, fn func(cfg *ConfigFile, st *StateFile) error) (*Snapshot, error) {
-	defer s.gen.Add(1)
-	var applied map[string]*pendingPair
-	snap, err := s.backend.UpdateConfig(ctx, func(cfg *ConfigFile, st *StateFile) error {
-		applied = s.overlayPending(st)
-		return fn(cfg, st)
+	return s.backendCycle(ctx, func(ctx context.Context, prepare func(*StateFile)) (*Snapshot, error) {
+		return s.backend.UpdateConfig(ctx, func(cfg *ConfigFile, st *StateFile) error {
+			prepare(st)
+			return fn(cfg, st)
+		})
 	})
+}
+
+// backendCycle is one write through the backend, serialized with this
+// store's other writes: prepare puts the pending pairs and the queued
+// observations into the state the backend re-read.
+func (s *Store) backendCycle(ctx context.Context, write func(context.Context, func(*StateFile)) (*Snapshot, error)) (*Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	obs := s.takeQueue()
+	var applied map[string]*pendingPair
+	snap, err := write(ctx, func(st *StateFile) {
+		applied = s.overlayPending(st)
+		replay(st, obs)
+	})
+	gen := s.gen.Add(1)
 	if err != nil {
+		s.requeue(obs)
 		return nil, err
 	}
 	st := snap.State
@@ -105,39 +137,40 @@ func (s *Store) backendUpdateConfig(ctx context.Context, fn func(cfg *ConfigFile
 	}
 	normalizeState(st)
 	s.settlePending(applied, st)
+	s.publish(snap, fileStamp{}, fileStamp{}, gen)
+	s.obsMu.Lock()
+	s.curBackend = s.backend.Generation()
+	s.obsMu.Unlock()
 	return snap, nil
 }
 
-// refreshLock is a held fallback refresh lock: a lock file, or a
-// backend's database lock.
-type refreshLock struct {
-	release func()
-	held    AccountLock // nil for a lock file
-}
+// heldLockKey is the context key of the backend refresh lock a rotation
+// runs under (see acquireRefresh).
+type heldLockKey struct{}
 
-// acquireRefresh takes account id's fallback refresh lock.
-func (s *Store) acquireRefresh(ctx context.Context, id string) (*refreshLock, error) {
-	if s.backend == nil {
-		release, err := s.acquire(ctx, fallbackRefreshLock(id), fallbackRefreshLockTTL, fallbackRefreshLockWait)
-		if err != nil {
-			return nil, err
-		}
-		return &refreshLock{release: release}, nil
+// acquireRefresh takes account a's refresh lock: the lock file name
+// says, or, for a fallback on a backend, the backend's lock, which the
+// returned context carries to the rotation's save (saveRotation) so that
+// the rotated pair commits with the lock's release.
+func (e *Engine) acquireRefresh(ctx context.Context, a oauthAccount, name string, ttl, wait time.Duration) (context.Context, func(), error) {
+	if e.store.backend == nil || a.fallback == nil {
+		release, err := e.store.acquire(ctx, name, ttl, wait)
+		return ctx, release, err
 	}
-	l, err := s.backend.LockAccount(ctx, id, fallbackRefreshLockWait)
+	l, err := e.store.backend.LockAccount(ctx, a.id, wait)
 	if err != nil {
-		return nil, err
+		return ctx, nil, err
 	}
-	return &refreshLock{release: l.Release, held: l}, nil
+	return context.WithValue(ctx, heldLockKey{}, l), l.Release, nil
 }
 
 // saveRotation saves a rotated pair under the refresh lock: through the
-// reservation for the files, in the lock's own commit for a backend.
-func (s *Store) saveRotation(ctx context.Context, l *refreshLock, res *stateReservation, fn func(st *StateFile) error) (*Snapshot, error) {
-	if l.held == nil {
-		return s.updateState(ctx, res, fn)
+// reservation for the files, in the held lock's own commit for a backend.
+func (s *Store) saveRotation(ctx context.Context, res *stateReservation, fn func(st *StateFile) error) (*Snapshot, error) {
+	if l, ok := ctx.Value(heldLockKey{}).(AccountLock); ok && s.backend != nil {
+		return s.backendWrite(ctx, l.UpdateState, fn)
 	}
-	return s.backendWrite(ctx, l.held.UpdateState, fn)
+	return s.updateState(ctx, res, fn)
 }
 
 // String names the store for logs: the backend, or the files.
@@ -152,34 +185,42 @@ func (s *Store) String() string {
 // machines rather than this machine's files.
 func (s *Store) Shared() bool { return s.backend != nil }
 
-// backendSticky reads the routing state from the backend, from memory
-// while the backend's generation is unchanged.
-func (e *Engine) backendSticky(ctx context.Context) (*stickyFile, error) {
+// backendStickyLoaded is stickyLoaded for a backend: the routing state
+// is read again when the backend's generation moved, with this process's
+// unwritten changes on top.
+func (e *Engine) backendStickyLoaded(ctx context.Context) error {
 	c := &e.router().sticky
 	gen := e.store.backend.Generation()
 	c.mu.Lock()
 	if c.file != nil && c.gen == gen {
-		f := c.file
 		c.mu.Unlock()
-		return f, nil
+		return nil
 	}
+	ver := c.ver
 	c.mu.Unlock()
 	doc, err := e.store.backend.LoadRouting(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	f, err := parseStickyDoc(doc)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	c.mu.Lock()
-	c.file, c.gen = f, gen
+	if c.ver == ver {
+		replaySticky(f, c.ops)
+		c.file, c.gen = f, gen
+		c.ver++
+	}
 	c.mu.Unlock()
-	return f, nil
+	return nil
 }
 
-// backendUpdateSticky is updateSticky through the backend.
-func (e *Engine) backendUpdateSticky(ctx context.Context, fn func(f *stickyFile, now time.Time) (bool, error)) error {
+// backendWriteSticky is writeSticky for a backend: under the backend's
+// routing lock it re-reads the state, prunes it, replays ops and writes
+// it; what it wrote becomes the cache, with the changes queued meanwhile
+// on top.
+func (e *Engine) backendWriteSticky(ctx context.Context, ops []stickyOp) error {
 	now := e.now()
 	var written *stickyFile
 	err := e.store.backend.UpdateRouting(ctx, now, func(doc []byte) ([]byte, error) {
@@ -187,11 +228,8 @@ func (e *Engine) backendUpdateSticky(ctx context.Context, fn func(f *stickyFile,
 		if err != nil {
 			return nil, err
 		}
-		changed := f.prune(now)
-		fnChanged, err := fn(f, now)
-		if err != nil || (!changed && !fnChanged) {
-			return nil, err
-		}
+		f.prune(now)
+		replaySticky(f, ops)
 		f.prune(now)
 		f.UpdatedAt = epochMs(now)
 		written = f
@@ -200,12 +238,12 @@ func (e *Engine) backendUpdateSticky(ctx context.Context, fn func(f *stickyFile,
 	if err != nil {
 		return fmt.Errorf("write routing state: %w", err)
 	}
-	if written != nil {
-		c := &e.router().sticky
-		c.mu.Lock()
-		c.file, c.gen = written, e.store.backend.Generation()
-		c.mu.Unlock()
-	}
+	c := &e.router().sticky
+	c.mu.Lock()
+	replaySticky(written, c.ops)
+	c.file, c.gen = written, e.store.backend.Generation()
+	c.ver++
+	c.mu.Unlock()
 	return nil
 }
 
@@ -231,35 +269,11 @@ func (e *Engine) followBackend() {
 		return
 	}
 	e.store.backend.Subscribe(func(accounts []string, config bool) {
-		e.forgetSnapshot()
 		e.emit(Event{Kind: EventAccountsChanged, Accounts: accounts})
 		if !config {
 			e.emit(Event{Kind: EventQuotaChanged, Accounts: accounts})
 		}
 	})
-}
-
-// backendRouteSnapshot is routeSnapshot for a backend: the snapshot is
-// read again only when the backend's generation moved.
-func (e *Engine) backendRouteSnapshot(ctx context.Context) (*Snapshot, error) {
-	r := e.router()
-	gen := e.store.generation()
-	r.snapMu.Lock()
-	if r.snap != nil && r.gen == gen {
-		snap := r.snap
-		r.snapMu.Unlock()
-		return snap, nil
-	}
-	r.snapMu.Unlock()
-	snap, err := e.store.Load(ctx)
-	if err != nil {
-		return nil, err
-	}
-	r.snapMu.Lock()
-	r.snap, r.gen = snap, gen
-	r.snapMu.Unlock()
-	e.logWarnings(snap)
-	return snap, nil
 }
 
 // PollClaimer is a [Backend] that coordinates background usage polls

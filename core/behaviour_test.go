@@ -331,3 +331,170 @@ func TestPassesLeaveReloginAccountsAlone(t *testing.T) {
 	assert.True(t, v.NeedsRelogin)
 	assert.False(t, v.Usable)
 }
+
+// A network failure while refreshing main used to persist a 5 min
+// lastRefreshError and refuse main without another token attempt. Upstream
+// latches only answers of the token endpoint on the main path
+// (BEHAVIOUR.md §2.5): the next request tries again, with the retries.
+func TestMainNetworkRefreshFailureNotLatched(t *testing.T) {
+	env := newTestEnv(t, `{"version":1,"mainAccountId":"m-1","accounts":[]}`, `{"version":1,"accounts":{}}`)
+	_, err := env.engine.SetMain(env.ctx(), MainCredentials{Access: "main-access", Refresh: "main-refresh", Expires: epochMs(testStart.Add(-time.Minute))})
+	require.NoError(t, err)
+	dropped := scripted{close: true}
+	env.fake.script("token", dropped, dropped, dropped, dropped, dropped, dropped,
+		scripted{status: 200, body: `{"access_token":"main-access-2","refresh_token":"main-refresh-2","expires_in":28800}`})
+
+	_, err = env.engine.Select(env.ctx(), SelectRequest{})
+	require.Error(t, err, "main cannot be refreshed and there is no fallback")
+	assert.Equal(t, tokenAttempts, env.fake.count("token"), "one request, the in-call retries")
+	main, _ := env.state()["main"].(map[string]any)
+	assert.NotContains(t, main, "lastRefreshError", "a network failure is not latched on main")
+	v, err := env.engine.GetAccount(env.ctx(), MainAccountID)
+	require.NoError(t, err)
+	assert.False(t, v.NeedsRelogin)
+
+	_, err = env.engine.Select(env.ctx(), SelectRequest{})
+	require.Error(t, err)
+	assert.Equal(t, 2*tokenAttempts, env.fake.count("token"), "the next request tries the endpoint again")
+
+	r, err := env.engine.Select(env.ctx(), SelectRequest{})
+	require.NoError(t, err)
+	assert.Equal(t, MainAccountID, r.AccountID)
+	assert.Equal(t, Secret("main-access-2"), r.Credential.Token)
+	assert.Equal(t, 2*tokenAttempts+1, env.fake.count("token"))
+}
+
+func profileBody(uuid string) string {
+	return `{"account":{"uuid":"` + uuid + `","email":"someone@example.com"},"organization":{"uuid":"org-1","rate_limit_tier":"default_claude_max_20x","organization_type":"claude_max"}}`
+}
+
+// Main's quota snapshot is bound to the Claude account UUID of its access
+// token, from the profile (cached 7 days), as upstream binds it, so the
+// two read each other's snapshot; a host that switches main accounts
+// drops main's cached quota and quota backoff (BEHAVIOUR.md §3.7).
+func TestMainQuotaIdentityIsTheAccountUUID(t *testing.T) {
+	const cfg = `{"version":1,"mainAccountId":"m-1","accounts":[],"quota":{"enabled":true}}`
+	oldAccess, newAccess := Secret("sk-ant-oat01-MAINOLD"), Secret("sk-ant-oat01-MAINNEW")
+	setMain := func(t *testing.T, env *testEnv, access Secret) {
+		_, err := env.engine.SetMain(env.ctx(), MainCredentials{Access: access, Refresh: "sk-ant-ort01-MAIN", Expires: epochMs(testStart.Add(8 * time.Hour))})
+		require.NoError(t, err)
+	}
+	mainState := func(env *testEnv) map[string]any { m, _ := env.state()["main"].(map[string]any); return m }
+
+	t.Run("first poll fetches the profile and binds the snapshot to the UUID", func(t *testing.T) {
+		env := newTestEnv(t, cfg, `{"version":1,"accounts":{}}`)
+		setMain(t, env, oldAccess)
+		env.fake.script("profile", scripted{status: 200, body: profileBody("uuid-A")})
+		env.fake.script("usage", scripted{status: 200, body: usageOK})
+		v, err := env.engine.RefreshQuota(env.ctx(), MainAccountID)
+		require.NoError(t, err)
+		require.NotNil(t, v.Quota)
+		assert.Equal(t, "Bearer "+oldAccess.Reveal(), env.fake.last("profile").header.Get("Authorization"))
+		m := mainState(env)
+		assert.Equal(t, "uuid-A", m["quota"].(map[string]any)["accountIdentity"])
+		p := m["profile"].(map[string]any)
+		assert.Equal(t, "uuid-A", p["providerAccountUuid"])
+		assert.Equal(t, "default_claude_max_20x", p["tier"])
+		assert.Equal(t, "claude_max", p["orgType"])
+		assert.Equal(t, oldAccess.Fingerprint(), p["tokenFingerprint"])
+		assert.NotContains(t, env.fake.last("profile").header.Get("Authorization"), "[redacted]")
+
+		env.clock.Advance(10 * time.Minute)
+		_, err = env.engine.RefreshQuota(env.ctx(), MainAccountID)
+		require.NoError(t, err)
+		assert.Equal(t, 1, env.fake.count("profile"), "the profile is cached")
+		assert.Equal(t, 2, env.fake.count("usage"))
+		env.clock.Advance(profileTTL)
+		env.fake.script("token", scripted{status: 200, body: `{"access_token":"sk-ant-oat01-MAINROTATED","refresh_token":"sk-ant-ort01-MAIN2","expires_in":28800}`})
+		_, err = env.engine.RefreshQuota(env.ctx(), MainAccountID)
+		require.NoError(t, err)
+		assert.Equal(t, 2, env.fake.count("profile"), "after 7 days the profile is fetched again")
+	})
+
+	t.Run("a rotation by acctpool keeps the profile: same account, no new profile call", func(t *testing.T) {
+		env := newTestEnv(t, cfg, `{"version":1,"accounts":{}}`)
+		setMain(t, env, oldAccess)
+		env.fake.script("profile", scripted{status: 200, body: profileBody("uuid-A")})
+		env.fake.script("usage", scripted{status: 200, body: usageOK})
+		_, err := env.engine.RefreshQuota(env.ctx(), MainAccountID)
+		require.NoError(t, err)
+		env.clock.Advance(9 * time.Hour) // main's token expired
+		env.fake.script("token", scripted{status: 200, body: `{"access_token":"sk-ant-oat01-MAINROTATED","refresh_token":"sk-ant-ort01-MAIN2","expires_in":28800}`})
+		_, err = env.engine.RefreshQuota(env.ctx(), MainAccountID)
+		require.NoError(t, err)
+		assert.Equal(t, 1, env.fake.count("token"))
+		assert.Equal(t, 1, env.fake.count("profile"), "the profile moved to the rotated token")
+		m := mainState(env)
+		assert.Equal(t, Secret("sk-ant-oat01-MAINROTATED").Fingerprint(), m["profile"].(map[string]any)["tokenFingerprint"])
+		assert.Equal(t, "uuid-A", m["quota"].(map[string]any)["accountIdentity"])
+	})
+
+	// The state file as the upstream plugin leaves it: the profile of the
+	// current token and a fresh snapshot bound to the account UUID.
+	upstreamState := func(quotaErr string) string {
+		at := itoa(ms(testStart.Add(-time.Minute)))
+		return `{"version":1,"accounts":{},"main":{"profile":{"tier":"t","orgType":"o","checkedAt":` + at +
+			`,"accountIdentity":"m-1","providerAccountUuid":"uuid-A","tokenFingerprint":"` + oldAccess.Fingerprint() + `"},` +
+			`"quota":{"five_hour":{"usedPercent":30,"remainingPercent":70,"checkedAt":` + at + `},"seven_day":{"usedPercent":10,"remainingPercent":90,"checkedAt":` + at +
+			`},"source":"poll","checkedAt":` + at + `,"accountIdentity":"uuid-A"}` + quotaErr + `}}`
+	}
+	backoff := `,"lastQuotaApiError":{"message":"Claude quota check failed: 429","checkedAt":` + itoa(ms(testStart.Add(-time.Minute))) +
+		`,"nextRetryAt":` + itoa(ms(testStart.Add(time.Minute))) + `,"retryCount":1,"accountIdentity":"uuid-A"}`
+
+	t.Run("the upstream plugin's snapshot is read, not polled again", func(t *testing.T) {
+		env := newTestEnv(t, cfg, upstreamState(""))
+		setMain(t, env, oldAccess)
+		v, err := env.engine.GetAccount(env.ctx(), MainAccountID)
+		require.NoError(t, err)
+		require.NotNil(t, v.Quota, "main's snapshot bound to the account UUID is main's")
+		assert.Equal(t, 70.0, v.Quota.FiveHour.RemainingPercent)
+		_, err = env.engine.RefreshQuotaDue(env.ctx())
+		require.NoError(t, err)
+		assert.Equal(t, 0, env.fake.count("usage"), "fresh: no second poll")
+		assert.Equal(t, 0, env.fake.count("profile"))
+	})
+
+	tests := []struct {
+		name     string
+		uuid     string
+		switched bool
+	}{
+		{"a new token of the same account keeps main's quota backoff", "uuid-A", false},
+		{"a token of another account drops main's quota and backoff", "uuid-B", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newTestEnv(t, cfg, upstreamState(backoff))
+			setMain(t, env, newAccess)
+			env.fake.script("profile", scripted{status: 200, body: profileBody(tc.uuid)})
+			env.fake.script("usage", scripted{status: 200, body: usageOK})
+			v, err := env.engine.RefreshQuota(env.ctx(), MainAccountID)
+			require.NoError(t, err)
+			assert.Equal(t, 1, env.fake.count("profile"))
+			m := mainState(env)
+			if tc.switched {
+				assert.True(t, *v.Fetched)
+				assert.Equal(t, 1, env.fake.count("usage"))
+				assert.NotContains(t, m, "lastQuotaApiError")
+				assert.Equal(t, "uuid-B", m["quota"].(map[string]any)["accountIdentity"])
+				assert.Equal(t, 60.0, v.Quota.FiveHour.RemainingPercent)
+			} else {
+				assert.False(t, *v.Fetched, "still backed off: the cached snapshot")
+				assert.Equal(t, 0, env.fake.count("usage"))
+				assert.Contains(t, m, "lastQuotaApiError")
+				assert.Equal(t, 70.0, v.Quota.FiveHour.RemainingPercent)
+			}
+			assert.Equal(t, tc.uuid, m["profile"].(map[string]any)["providerAccountUuid"])
+		})
+	}
+
+	t.Run("no profile: the snapshot stays bound to mainAccountId", func(t *testing.T) {
+		env := newTestEnv(t, cfg, `{"version":1,"accounts":{}}`)
+		setMain(t, env, oldAccess)
+		env.fake.script("profile", scripted{status: 500, body: "down"})
+		env.fake.script("usage", scripted{status: 200, body: usageOK})
+		_, err := env.engine.RefreshQuota(env.ctx(), MainAccountID)
+		require.NoError(t, err)
+		assert.Equal(t, "m-1", mainState(env)["quota"].(map[string]any)["accountIdentity"])
+	})
+}

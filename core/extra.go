@@ -81,6 +81,18 @@ func decodeWithExtra(data []byte, v any) (Extra, error) {
 	return extra, nil
 }
 
+// decodeExtraInto is the body of every UnmarshalJSON that keeps unknown
+// keys: it decodes b into x, a pointer to an alias of the struct (a type
+// without the struct's JSON methods, so the decode does not recurse),
+// and stores the keys the struct does not model in *extra.
+func decodeExtraInto[A any](b []byte, x *A, extra *Extra) error {
+	var v A
+	kept, err := decodeWithExtra(b, &v)
+	*x = v
+	*extra = kept
+	return err
+}
+
 // encodeWithExtra encodes v (an alias struct without custom methods) and
 // adds the unknown keys after the known ones, in sorted order.
 func encodeWithExtra(v any, extra Extra) ([]byte, error) {

@@ -45,6 +45,7 @@ func newFakeUpstream(t *testing.T) *fakeUpstream {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/oauth/token", func(w http.ResponseWriter, r *http.Request) { f.serve("token", w, r) })
 	mux.HandleFunc("/api/oauth/usage", func(w http.ResponseWriter, r *http.Request) { f.serve("usage", w, r) })
+	mux.HandleFunc("/api/oauth/profile", func(w http.ResponseWriter, r *http.Request) { f.serve("profile", w, r) })
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
 	return f
@@ -113,6 +114,8 @@ type testEnv struct {
 	engine *Engine
 	events []Event
 	evMu   sync.Mutex
+	// timers holds the write-behind flushes; tests fire them by hand.
+	timers *manualTimers
 }
 
 var testStart = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
@@ -120,7 +123,7 @@ var testStart = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 func newTestEnv(t *testing.T, config, state string) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
-	env := &testEnv{t: t, dir: dir, clock: NewManualClock(testStart), fake: newFakeUpstream(t)}
+	env := &testEnv{t: t, dir: dir, clock: NewManualClock(testStart), fake: newFakeUpstream(t), timers: &manualTimers{}}
 	env.paths = Paths{
 		Config:       filepath.Join(dir, "anthropic-auth.json"),
 		State:        filepath.Join(dir, "anthropic-auth-state.json"),
@@ -132,14 +135,15 @@ func newTestEnv(t *testing.T, config, state string) *testEnv {
 	if state != "" {
 		require.NoError(t, os.WriteFile(env.paths.State, []byte(state), 0o600))
 	}
-	store, err := NewStore(StoreOptions{Paths: env.paths})
+	store, err := NewStore(StoreOptions{Paths: env.paths, AfterFunc: env.timers.AfterFunc})
 	require.NoError(t, err)
 	env.engine, err = New(Options{
 		Store: store,
 		Clock: env.clock,
 		Endpoints: Endpoints{
-			Token: env.fake.srv.URL + "/v1/oauth/token",
-			Usage: env.fake.srv.URL + "/api/oauth/usage",
+			Token:   env.fake.srv.URL + "/v1/oauth/token",
+			Usage:   env.fake.srv.URL + "/api/oauth/usage",
+			Profile: env.fake.srv.URL + "/api/oauth/profile",
 		},
 		OnEvent: func(ev Event) { env.evMu.Lock(); env.events = append(env.events, ev); env.evMu.Unlock() },
 	})
@@ -149,9 +153,13 @@ func newTestEnv(t *testing.T, config, state string) *testEnv {
 
 func (env *testEnv) ctx() context.Context { return context.Background() }
 
-// state reads the state file back as generic JSON.
+// state reads the state file back as generic JSON, as it is once the
+// observations held in memory are written (the write-behind flush,
+// BEHAVIOUR.md §1.9); tests of what is not written yet read the file
+// directly.
 func (env *testEnv) state() map[string]any {
 	env.t.Helper()
+	require.NoError(env.t, env.engine.Flush(env.ctx()))
 	raw, err := os.ReadFile(env.paths.State)
 	require.NoError(env.t, err)
 	var m map[string]any

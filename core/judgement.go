@@ -655,5 +655,10 @@ func mainQuota(snap *Snapshot) *QuotaSnapshot {
 	case "", MainAccountID, mainIdentity(snap):
 		return q
 	}
+	if p := storedProfile(snap.Main); p != nil && p.ProviderAccountUUID != "" && q.AccountIdentity == p.ProviderAccountUUID {
+		// Bound to the Claude account of main's token (BEHAVIOUR.md §3.7),
+		// as upstream writes it.
+		return q
+	}
 	return nil
 }

@@ -70,6 +70,34 @@ func (e *Engine) LoginStart(ctx context.Context, mode string) (LoginStart, error
 // the account. The code may carry its state as "code#state", as Claude's
 // callback page shows it.
 func (e *Engine) LoginFinish(ctx context.Context, code, state, label string) (AccountView, error) {
+	c, err := e.exchangeLogin(ctx, code, state, label)
+	if err != nil {
+		return AccountView{}, err
+	}
+	return e.AddAccount(ctx, AccountSpec{Label: label, Type: AccountOAuth, Access: c.Access, Refresh: c.Refresh, Expires: c.Expires})
+}
+
+// LoginFinishMain exchanges the authorization code of a started login and
+// makes the account the host's main account, for a host whose own login
+// runs through acctpool (the OpenCode and Pi plugins). The host owns main's
+// credential (BEHAVIOUR.md §6), so the new pair goes to it the way a
+// rotation does, as EventMainRefreshed; the returned view, like every
+// view, carries no token.
+func (e *Engine) LoginFinishMain(ctx context.Context, code, state string) (AccountView, error) {
+	c, err := e.exchangeLogin(ctx, code, state, "main")
+	if err != nil {
+		return AccountView{}, err
+	}
+	v, err := e.SetMain(ctx, c)
+	if err != nil {
+		return AccountView{}, err
+	}
+	e.emit(Event{Kind: EventMainRefreshed, Accounts: []string{MainAccountID}, Main: &c})
+	return v, nil
+}
+
+// exchangeLogin trades a started login's code for the account's tokens.
+func (e *Engine) exchangeLogin(ctx context.Context, code, state, label string) (MainCredentials, error) {
 	code = strings.TrimSpace(code)
 	if c, s, ok := strings.Cut(code, "#"); ok {
 		code = c
@@ -78,7 +106,7 @@ func (e *Engine) LoginFinish(ctx context.Context, code, state, label string) (Ac
 		}
 	}
 	if code == "" {
-		return AccountView{}, errorf(ErrConfigInvalid, "field code: empty authorization code")
+		return MainCredentials{}, errorf(ErrConfigInvalid, "field code: empty authorization code")
 	}
 	e.loginMu.Lock()
 	p, ok := e.logins[state]
@@ -87,7 +115,7 @@ func (e *Engine) LoginFinish(ctx context.Context, code, state, label string) (Ac
 	}
 	e.loginMu.Unlock()
 	if !ok || e.now().After(p.expires) {
-		return AccountView{}, ErrLoginState
+		return MainCredentials{}, ErrLoginState
 	}
 	grant, failure, err := e.postToken(ctx, map[string]string{
 		"code":          code,
@@ -98,17 +126,15 @@ func (e *Engine) LoginFinish(ctx context.Context, code, state, label string) (Ac
 		"code_verifier": p.verifier,
 	}, Secret(code), Secret(p.verifier))
 	if err != nil {
-		return AccountView{}, err
+		return MainCredentials{}, err
 	}
 	if failure != nil {
-		return AccountView{}, upstreamError(label, *failure, e.Classify(ctx, *failure), time.Time{})
+		return MainCredentials{}, upstreamError(label, *failure, e.Classify(ctx, *failure), time.Time{})
 	}
 	now := e.now()
-	return e.AddAccount(ctx, AccountSpec{
-		Label:   label,
-		Type:    AccountOAuth,
+	return MainCredentials{
 		Access:  Secret(grant.AccessToken),
 		Refresh: Secret(grant.RefreshToken),
 		Expires: epochMs(now.Add(time.Duration(grant.ExpiresIn * float64(time.Second)))),
-	})
+	}, nil
 }

@@ -2,8 +2,6 @@ package core
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 )
 
@@ -52,96 +50,79 @@ func (e *Engine) ensureMainFresh(ctx context.Context, rejected Secret) (MainCred
 }
 
 // refreshMain refreshes the main token when it is due (or always, with
-// force), under the main refresh lock, and hands the new tokens to the host
-// through EventMainRefreshed. Failures are persisted in the state file's
-// main section as the effects table says.
+// force) and returns the credentials the host now holds (see
+// [Engine.refresh]).
 func (e *Engine) refreshMain(ctx context.Context, force bool) (MainCredentials, error) {
-	var out MainCredentials
-	err := e.singleFlight(ctx, "main", func() error {
-		c, err := e.refreshMainLocked(ctx, force)
-		out = c
-		return err
-	})
+	a, err := e.refresh(ctx, MainAccountID, force, false)
 	if err != nil {
 		return MainCredentials{}, err
 	}
-	if out.Access == "" {
-		out, _ = e.mainCredentials()
-	}
-	return out, nil
+	return a.tokens.main(), nil
 }
 
-func (e *Engine) refreshMainLocked(ctx context.Context, force bool) (MainCredentials, error) {
-	c, ok := e.mainCredentials()
-	if !ok {
-		return c, ErrNoMain
-	}
-	if c.Refresh == "" {
-		return c, errorf(ErrConfigInvalid, "Token refresh failed: missing refresh token")
-	}
-	snap, err := e.store.Load(ctx)
-	if err != nil {
-		return c, err
-	}
-	now := e.now()
-	if !force && !needsRefresh(c.Access, c.Expires, snap.Settings.RefreshBeforeExpiry, now) {
-		return c, nil
-	}
-	identity := mainIdentity(snap)
-	if until, ok := refreshLatched(snap.Main.LastRefreshError, identity, c.Refresh, now); ok {
-		return c, &BackoffError{Account: MainAccountID, Kind: ErrRefreshBackoff, Record: snap.Main.LastRefreshError, Until: until, Now: now}
-	}
-	release, err := e.store.acquire(ctx, mainRefreshLock, mainRefreshLockTTL, mainRefreshLockWait)
-	if err != nil {
-		if errors.Is(err, ErrLockTimeout) {
-			return c, errorf(ErrInProgress, "Claude OAuth refresh is already in progress%s", lockHolder(err))
-		}
-		return c, err
-	}
-	// Detached from ctx from here on, as a fallback rotation (see
-	// rotateFallback): the new pair must reach the host even when the
-	// caller gives up.
-	out, err := runDetached(e, ctx, "refresh main", func(ctx context.Context) (MainCredentials, error) {
-		defer release()
-		return e.rotateMain(ctx, c, identity)
-	})
-	if err != nil && isCanceled(err) {
-		return c, err
-	}
-	return out, err
+// hostSource is the credential source of the main account: the host keeps
+// its tokens and hands them over with accounts/setMain; a rotation goes
+// back to the host through EventMainRefreshed (accounts/mainRefreshed).
+type hostSource struct{ e *Engine }
+
+func (hostSource) refreshLock(string) (string, time.Duration, time.Duration) {
+	return mainRefreshLock, mainRefreshLockTTL, mainRefreshLockWait
 }
 
-// rotateMain calls the token endpoint with the main refresh token, hands
-// the new pair to the host (EventMainRefreshed) and clears the persisted
-// main refresh error.
-func (e *Engine) rotateMain(ctx context.Context, c MainCredentials, identity string) (MainCredentials, error) {
-	used := c.Refresh
+func (s hostSource) bindQuota(ctx context.Context, snap *Snapshot, a oauthAccount) (oauthAccount, error) {
+	return s.e.bindMainQuota(ctx, snap, a)
+}
+
+func (hostSource) quotaLock(string) string { return mainQuotaLock }
+
+func (hostSource) lockBusy(_ context.Context, _ oauthAccount, _ bool, err error) (oauthAccount, error) {
+	return oauthAccount{}, errorf(ErrInProgress, "Claude OAuth refresh is already in progress%s", lockHolder(err))
+}
+
+// dueForUse: main's token is refreshed for use only once expired; before
+// that the host (or the refresh pass) renews it.
+func (hostSource) dueForUse(t tokenPair, _ time.Duration, now time.Time) bool {
+	return expired(t.Access, t.Expires, now)
+}
+
+func (hostSource) latchesNetwork() bool { return false }
+
+// rotate calls the token endpoint with the main refresh token, hands the
+// new pair to the host (EventMainRefreshed) and clears the persisted main
+// refresh error. Main records no quota error for a token failure, so
+// inQuotaPass is not passed on.
+func (s hostSource) rotate(ctx context.Context, a oauthAccount, _, _ bool) (oauthAccount, error) {
+	e := s.e
+	used, usedAccess := a.tokens.Refresh, a.tokens.Access
 	postCtx, cancelPost := context.WithTimeout(ctx, rotationTimeout)
 	grant, failure, err := e.postToken(postCtx, map[string]string{
 		"grant_type":    "refresh_token",
 		"refresh_token": used.Reveal(),
 		"client_id":     oauthClientID,
 		"scope":         refreshScope,
-	}, used, c.Access)
+	}, used, a.tokens.Access)
 	cancelPost()
 	if err != nil {
-		return c, err
+		return oauthAccount{}, err
 	}
 	if failure != nil {
-		return c, e.recordMainRefreshFailure(ctx, identity, used, *failure)
+		return oauthAccount{}, e.recordRefreshFailure(ctx, a, used, *failure, false)
 	}
 	now := e.now()
-	var s AccountState
-	applyGrant(&s, grant, used, now)
-	next := MainCredentials{Access: s.Access, Refresh: s.Refresh, Expires: s.Expires}
+	var st AccountState
+	applyGrant(&st, grant, used, now)
+	next := MainCredentials{Access: st.Access, Refresh: st.Refresh, Expires: st.Expires}
 	e.setMainCredentials(next)
 	// The host stores the main pair: hand it over before anything that
 	// could fail.
 	e.emit(Event{Kind: EventMainRefreshed, Accounts: []string{MainAccountID}, Main: &next})
+	a.tokens = tokenPair{Access: next.Access, Refresh: next.Refresh, Expires: next.Expires}
+	a.refreshErr = nil
 	saveCtx, cancelSave := context.WithTimeout(ctx, saveTimeout)
 	defer cancelSave()
 	if _, err := e.store.UpdateState(saveCtx, func(st *StateFile) error {
 		m := ensureMain(st)
+		rebindProfile(m, usedAccess, next.Access)
 		if m.LastRefreshError != nil {
 			m.LastRefreshError = nil
 			m.RefreshErrorClearedAt = epochMs(now)
@@ -149,35 +130,8 @@ func (e *Engine) rotateMain(ctx context.Context, c MainCredentials, identity str
 		return nil
 	}); err != nil {
 		e.log.Warn("main token refreshed but its error record could not be cleared", "err", err)
-		return next, nil
+		return a, nil
 	}
 	e.log.Info("refreshed main token")
-	return next, nil
-}
-
-func ensureMain(st *StateFile) *MainState {
-	if st.Main == nil {
-		st.Main = &MainState{}
-	}
-	return st.Main
-}
-
-func (e *Engine) recordMainRefreshFailure(ctx context.Context, identity string, used Secret, f Failure) error {
-	v := e.Classify(ctx, f)
-	eff := EffectOf(SourceToken, v)
-	now := e.now()
-	var until time.Time
-	if eff.PersistRefreshError {
-		if _, err := e.store.UpdateState(ctx, func(st *StateFile) error {
-			m := ensureMain(st)
-			m.LastRefreshError = refreshRecord(m.LastRefreshError, identity, used, f, v, now)
-			until = fromMs(m.LastRefreshError.NextRetryAt)
-			return nil
-		}); err != nil {
-			return fmt.Errorf("persist main refresh failure: %w", err)
-		}
-	}
-	e.log.Warn("main token refresh failed", "status", f.Status, "class", v.Class, "decidedBy", v.DecidedBy)
-	e.emit(Event{Kind: EventAccountsChanged, Accounts: []string{MainAccountID}})
-	return upstreamError(MainAccountID, f, v, until)
+	return a, nil
 }

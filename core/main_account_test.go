@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	json "github.com/goccy/go-json"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -89,4 +91,45 @@ func TestEngine_login(t *testing.T) {
 	// A state is single use.
 	_, err = env.engine.LoginFinish(env.ctx(), "code-2", start.State, "again")
 	assert.ErrorIs(t, err, ErrLoginState)
+}
+
+// TestEngine_loginMain: a login finished with main makes the account the
+// host's main account; its tokens reach the host only as a mainRefreshed
+// event, never in the returned view, and no fallback is added.
+func TestEngine_loginMain(t *testing.T) {
+	env := newTestEnv(t, "", "")
+	start, err := env.engine.LoginStart(env.ctx(), "max")
+	require.NoError(t, err)
+	env.fake.script("token", scripted{status: 200, body: `{"access_token":"sk-ant-oat01-MAINLOGIN","refresh_token":"sk-ant-ort01-MAINLOGIN","expires_in":28800}`})
+
+	v, err := env.engine.LoginFinishMain(env.ctx(), "code-1", start.State)
+	require.NoError(t, err)
+	assert.True(t, v.Main)
+	assert.True(t, v.HasCredential)
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), "MAINLOGIN", "a view never carries a token")
+
+	c, ok := env.engine.mainCredentials()
+	require.True(t, ok)
+	assert.Equal(t, Secret("sk-ant-ort01-MAINLOGIN"), c.Refresh)
+
+	env.evMu.Lock()
+	var got *MainCredentials
+	for _, ev := range env.events {
+		if ev.Kind == EventMainRefreshed {
+			got = ev.Main
+		}
+	}
+	env.evMu.Unlock()
+	require.NotNil(t, got, "the host is handed the new pair")
+	assert.Equal(t, Secret("sk-ant-oat01-MAINLOGIN"), got.Access)
+	assert.Equal(t, Secret("sk-ant-ort01-MAINLOGIN"), got.Refresh)
+	assert.Positive(t, got.Expires)
+
+	list, err := env.engine.ListAccounts(env.ctx())
+	require.NoError(t, err)
+	for _, a := range list {
+		assert.True(t, a.Main, "no fallback was added: %s", a.ID)
+	}
 }

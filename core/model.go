@@ -41,11 +41,7 @@ type OpError struct {
 // UnmarshalJSON keeps unknown keys in Extra.
 func (e *OpError) UnmarshalJSON(b []byte) error {
 	type alias OpError
-	var x alias
-	extra, err := decodeWithExtra(b, &x)
-	*e = OpError(x)
-	e.Extra = extra
-	return err
+	return decodeExtraInto(b, (*alias)(e), &e.Extra)
 }
 
 // MarshalJSON writes unknown keys back.
@@ -159,11 +155,7 @@ type QuotaSnapshot struct {
 // UnmarshalJSON keeps unknown keys in Extra.
 func (q *QuotaSnapshot) UnmarshalJSON(b []byte) error {
 	type alias QuotaSnapshot
-	var x alias
-	extra, err := decodeWithExtra(b, &x)
-	*q = QuotaSnapshot(x)
-	q.Extra = extra
-	return err
+	return decodeExtraInto(b, (*alias)(q), &q.Extra)
 }
 
 // MarshalJSON writes unknown keys back.
@@ -234,11 +226,7 @@ var legacyCredentialKeys = []string{"access", "refresh", "expires", "apiKey", "l
 // UnmarshalJSON keeps unknown keys in Extra.
 func (a *AccountConfig) UnmarshalJSON(b []byte) error {
 	type alias AccountConfig
-	var x alias
-	extra, err := decodeWithExtra(b, &x)
-	*a = AccountConfig(x)
-	a.Extra = extra
-	return err
+	return decodeExtraInto(b, (*alias)(a), &a.Extra)
 }
 
 // MarshalJSON writes unknown keys back, but never legacy credentials.
@@ -277,11 +265,7 @@ type ConfigFile struct {
 // UnmarshalJSON keeps unknown keys in Extra.
 func (c *ConfigFile) UnmarshalJSON(b []byte) error {
 	type alias ConfigFile
-	var x alias
-	extra, err := decodeWithExtra(b, &x)
-	*c = ConfigFile(x)
-	c.Extra = extra
-	return err
+	return decodeExtraInto(b, (*alias)(c), &c.Extra)
 }
 
 // MarshalJSON writes unknown keys back.
@@ -317,11 +301,7 @@ type AccountState struct {
 // UnmarshalJSON keeps unknown keys in Extra.
 func (a *AccountState) UnmarshalJSON(b []byte) error {
 	type alias AccountState
-	var x alias
-	extra, err := decodeWithExtra(b, &x)
-	*a = AccountState(x)
-	a.Extra = extra
-	return err
+	return decodeExtraInto(b, (*alias)(a), &a.Extra)
 }
 
 // MarshalJSON writes unknown keys back.
@@ -345,11 +325,7 @@ type SpentWindows struct {
 // UnmarshalJSON keeps unknown keys in Extra.
 func (w *SpentWindows) UnmarshalJSON(b []byte) error {
 	type alias SpentWindows
-	var x alias
-	extra, err := decodeWithExtra(b, &x)
-	*w = SpentWindows(x)
-	w.Extra = extra
-	return err
+	return decodeExtraInto(b, (*alias)(w), &w.Extra)
 }
 
 // MarshalJSON writes unknown keys back.
@@ -382,11 +358,7 @@ type MainState struct {
 // UnmarshalJSON keeps unknown keys in Extra.
 func (m *MainState) UnmarshalJSON(b []byte) error {
 	type alias MainState
-	var x alias
-	extra, err := decodeWithExtra(b, &x)
-	*m = MainState(x)
-	m.Extra = extra
-	return err
+	return decodeExtraInto(b, (*alias)(m), &m.Extra)
 }
 
 // MarshalJSON writes unknown keys back.
@@ -407,11 +379,7 @@ type StateFile struct {
 // UnmarshalJSON keeps unknown keys in Extra.
 func (s *StateFile) UnmarshalJSON(b []byte) error {
 	type alias StateFile
-	var x alias
-	extra, err := decodeWithExtra(b, &x)
-	*s = StateFile(x)
-	s.Extra = extra
-	return err
+	return decodeExtraInto(b, (*alias)(s), &s.Extra)
 }
 
 // MarshalJSON writes unknown keys back.

@@ -29,34 +29,51 @@ func (e *Engine) RefreshDue(ctx context.Context) (PassSummary, error) {
 		return sum, nil
 	}
 	now := e.now()
-	if c, ok := e.mainCredentials(); ok {
-		switch {
-		case needsRelogin(snap.Main.LastRefreshError, mainIdentity(snap), fingerprintFor(snap.Main.LastRefreshError, c.Refresh)):
-			sum.add(MainAccountID, OutcomeSkipped, reasonNeedsRelogin.String(), nil)
-		case !needsRefresh(c.Access, c.Expires, snap.Settings.RefreshBeforeExpiry, now):
-			sum.add(MainAccountID, OutcomeSkipped, "token fresh", nil)
-		default:
-			_, err := e.refreshMain(ctx, false)
-			sum.add(MainAccountID, OutcomeRefreshed, "", err)
-		}
-	}
-	for i := range snap.Accounts {
-		a := &snap.Accounts[i]
-		if skip, why := passSkip(a); skip {
-			sum.add(a.ID, OutcomeSkipped, why, nil)
+	for _, a := range e.passAccounts(snap) {
+		if a.skip != "" {
+			sum.add(a.id, OutcomeSkipped, a.skip, nil)
 			continue
 		}
-		if !needsRefresh(a.State.Access, a.State.Expires, snap.Settings.RefreshBeforeExpiry, now) {
-			sum.add(a.ID, OutcomeSkipped, "token fresh", nil)
+		if !needsRefresh(a.tokens.Access, a.tokens.Expires, snap.Settings.RefreshBeforeExpiry, now) {
+			sum.add(a.id, OutcomeSkipped, "token fresh", nil)
 			continue
 		}
-		_, err := e.refreshFallback(ctx, a.ID, false)
-		sum.add(a.ID, OutcomeRefreshed, "", err)
+		_, err := e.refresh(ctx, a.id, false, false)
+		sum.add(a.id, OutcomeRefreshed, "", err)
 		if isCanceled(err) {
 			return sum, err
 		}
 	}
 	return sum, nil
+}
+
+// passAccount is one account a refresh pass visits, and why the pass
+// leaves it alone ("" to visit it).
+type passAccount struct {
+	oauthAccount
+	skip string
+}
+
+// passAccounts lists the accounts of a refresh pass: main first, when the
+// host handed over its tokens, then the fallbacks in config order.
+func (e *Engine) passAccounts(snap *Snapshot) []passAccount {
+	out := make([]passAccount, 0, len(snap.Accounts)+1)
+	if c, ok := e.mainCredentials(); ok {
+		m := passAccount{oauthAccount: mainAccount(snap, c, e)}
+		if needsRelogin(m.refreshErr, m.identity, fingerprintFor(m.refreshErr, m.tokens.Refresh)) {
+			m.skip = reasonNeedsRelogin.String()
+		}
+		out = append(out, m)
+	}
+	for i := range snap.Accounts {
+		a := &snap.Accounts[i]
+		p := passAccount{oauthAccount: fallbackAccount(a, e)}
+		if skip, why := passSkip(a); skip {
+			p.skip = why
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // RefreshQuotaDue runs one background quota pass over every account whose

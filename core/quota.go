@@ -2,8 +2,10 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"sync"
 	"time"
 )
@@ -42,143 +44,129 @@ func (e *Engine) gatedUsage(ctx context.Context, access Secret) (*upstreamReply,
 	return e.send(ctx, req)
 }
 
-// fetchQuota fetches the quota of id (MainAccountID or a fallback) now,
-// honouring its quota backoff, and persists the outcome as the effects
-// table says. The returned snapshot is fresh.
-func (e *Engine) fetchQuota(ctx context.Context, id string) (*QuotaSnapshot, error) {
-	if id == MainAccountID {
-		return e.fetchMainQuota(ctx)
-	}
-	return e.fetchFallbackQuota(ctx, id)
+// Quota-poll locks (BEHAVIOUR.md §1.7): across processes one polls an
+// account's usage at a time. A poll that finds the lock taken does not
+// wait: it answers with the cached snapshot while that is fresh.
+const (
+	quotaPollLockTTL = 30 * time.Second
+	mainQuotaLock    = "opencode-main-quota-refresh"
+)
+
+// lockNameUnsafe is what upstream replaces by "-" when an account id
+// becomes part of a lock name.
+var lockNameUnsafe = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
+
+func fallbackQuotaLock(id string) string {
+	return "opencode-fallback-quota-refresh-" + lockNameUnsafe.ReplaceAllString(id, "-")
 }
 
-func (e *Engine) fetchFallbackQuota(ctx context.Context, id string) (*QuotaSnapshot, error) {
-	_, a, err := e.loadOAuth(ctx, id)
+// fetchQuota is pollQuota for callers that only need the snapshot: one
+// another process has just polled is as good as one fetched here.
+func (e *Engine) fetchQuota(ctx context.Context, id string) (*QuotaSnapshot, error) {
+	q, _, err := e.pollQuota(ctx, id)
+	return q, err
+}
+
+// pollQuota fetches the quota of id (MainAccountID or a fallback) now,
+// honouring its quota backoff, and persists the outcome as the effects
+// table says. Inside the process concurrent polls of one account share
+// one usage call; across processes the account's quota-poll lock does.
+// fetched is false when the answer is the cached snapshot because another
+// process holds the lock (and the snapshot is fresh).
+func (e *Engine) pollQuota(ctx context.Context, id string) (q *QuotaSnapshot, fetched bool, err error) {
+	ran := false
+	err = e.singleFlight(ctx, "quota:"+id, func() error {
+		var ferr error
+		q, fetched, ferr = e.pollQuotaLocked(ctx, id)
+		ran = true
+		return ferr
+	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
+	}
+	if !ran {
+		// We joined another caller's poll: read what it stored.
+		_, a, err := e.oauthAccount(ctx, id)
+		return a.quota, true, err
+	}
+	return q, fetched, nil
+}
+
+func (e *Engine) pollQuotaLocked(ctx context.Context, id string) (*QuotaSnapshot, bool, error) {
+	snap, a, err := e.oauthAccount(ctx, id)
+	if err != nil {
+		return nil, false, err
+	}
+	if a, err = a.src.bindQuota(ctx, snap, a); err != nil {
+		return nil, false, err
+	}
+	if err := quotaBackedOff(a, e.now()); err != nil {
+		return nil, false, err
+	}
+	release, err := e.store.acquire(ctx, a.src.quotaLock(a.id), quotaPollLockTTL, 0)
+	if err != nil {
+		if errors.Is(err, ErrLockTimeout) {
+			if !QuotaStale(a.quota, snap.Settings, "", e.now()) {
+				return a.quota, false, nil
+			}
+			return nil, false, errorf(ErrInProgress, "Quota refresh is already in progress for %s%s", a.id, lockHolder(err))
+		}
+		return nil, false, err
+	}
+	defer release()
+	// Re-read under the lock: the process that held it may have armed a
+	// backoff or rotated the token.
+	if snap, a, err = e.oauthAccount(ctx, id); err != nil {
+		return nil, false, err
 	}
 	now := e.now()
-	if rec := a.State.LastQuotaRefreshError; rec != nil && fromMs(rec.NextRetryAt).After(now) {
-		return nil, &BackoffError{Account: a.ID, Kind: ErrQuotaBackoff, Record: rec, Until: fromMs(rec.NextRetryAt), Now: now}
+	if err := quotaBackedOff(a, now); err != nil {
+		return nil, false, err
 	}
-	// The pass refreshes a due token first, so a token-endpoint failure can
+	// The poll refreshes a due token first, so a token-endpoint failure can
 	// happen here; it is recorded as a token failure inside a quota pass.
-	if a, err = e.refreshFallbackIn(ctx, id, false, true); err != nil {
-		return nil, err
+	if a.src.dueForUse(a.tokens, snap.Settings.RefreshBeforeExpiry, now) {
+		if a, err = e.refresh(ctx, id, false, true); err != nil {
+			return nil, false, err
+		}
 	}
 	for attempt := 0; ; attempt++ {
-		access := a.State.Access
+		access := a.tokens.Access
 		reply, err := e.gatedUsage(ctx, access)
 		if err != nil && ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, false, ctx.Err()
 		}
 		if err == nil && reply.status >= 200 && reply.status < 300 {
-			return e.storeFallbackQuota(ctx, a.ID, reply.body)
+			q, err := e.storeQuota(ctx, a, access, reply.body)
+			return q, err == nil, err
 		}
-		f := e.failureOf(SourceUsage, reply, err, access, a.State.Refresh)
+		f := e.failureOf(SourceUsage, reply, err, access, a.tokens.Refresh)
 		v := e.Classify(ctx, f)
 		eff := EffectOf(SourceUsage, v)
 		if eff.RefreshAndRetry && attempt == 0 {
 			// One forced refresh, one retry; the quota error is recorded
 			// only if the retry fails too.
-			if a, err = e.refreshFallbackIn(ctx, id, true, true); err != nil {
-				return nil, err
+			if a, err = e.refresh(ctx, id, true, true); err != nil {
+				return nil, false, err
 			}
 			continue
 		}
-		return nil, e.recordQuotaFailure(ctx, a.ID, f, v, eff)
+		return nil, false, e.recordQuotaFailure(ctx, a, f, v, eff)
 	}
 }
 
-func (e *Engine) storeFallbackQuota(ctx context.Context, id string, body []byte) (*QuotaSnapshot, error) {
-	q, err := ParseUsage(body, e.now())
-	if err != nil {
-		return nil, err
+// quotaBackedOff is the refusal of a poll while the account's quota
+// backoff is active, nil otherwise.
+func quotaBackedOff(a oauthAccount, now time.Time) error {
+	if rec := a.quotaErr; rec != nil && fromMs(rec.NextRetryAt).After(now) {
+		return &BackoffError{Account: a.id, Kind: ErrQuotaBackoff, Record: rec, Until: fromMs(rec.NextRetryAt), Now: now}
 	}
-	var merged *QuotaSnapshot
-	if _, err := e.store.UpdateState(ctx, func(st *StateFile) error {
-		s := st.Accounts[id]
-		if s == nil {
-			s = &AccountState{}
-			st.Accounts[id] = s
-		}
-		s.Quota = MergeQuota(s.Quota, q)
-		s.Quota.AccountIdentity = id
-		s.LastQuotaRefreshError = nil
-		merged = s.Quota
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("persist quota of %s: %w", id, err)
-	}
-	e.emit(Event{Kind: EventQuotaChanged, Accounts: []string{id}})
-	return merged, nil
+	return nil
 }
 
-// recordQuotaFailure persists a usage-endpoint failure as the effects table
-// says (a 403 persists nothing at all) and returns the error.
-func (e *Engine) recordQuotaFailure(ctx context.Context, id string, f Failure, v Verdict, eff Effect) error {
-	now := e.now()
-	var until time.Time
-	if eff.PersistQuotaError && eff.QuotaBackoff != QuotaBackoffNone {
-		if _, err := e.store.UpdateState(ctx, func(st *StateFile) error {
-			if id == MainAccountID {
-				m := ensureMain(st)
-				m.LastQuotaAPIError = quotaRecord(m.LastQuotaAPIError, MainAccountID, eff.QuotaBackoff, f, v, now)
-				m.QuotaErrorGeneration++
-				until = fromMs(m.LastQuotaAPIError.NextRetryAt)
-				return nil
-			}
-			s := st.Accounts[id]
-			if s == nil {
-				return nil
-			}
-			s.LastQuotaRefreshError = quotaRecord(s.LastQuotaRefreshError, "", eff.QuotaBackoff, f, v, now)
-			until = fromMs(s.LastQuotaRefreshError.NextRetryAt)
-			return nil
-		}); err != nil {
-			return fmt.Errorf("persist quota failure of %s: %w", id, err)
-		}
-		e.emit(Event{Kind: EventQuotaChanged, Accounts: []string{id}})
-	}
-	e.log.Warn("quota check failed", "account", id, "status", f.Status, "class", v.Class, "decidedBy", v.DecidedBy)
-	return upstreamError(id, f, v, until)
-}
-
-func (e *Engine) fetchMainQuota(ctx context.Context) (*QuotaSnapshot, error) {
-	snap, err := e.store.Load(ctx)
-	if err != nil {
-		return nil, err
-	}
-	now := e.now()
-	if rec := snap.Main.LastQuotaAPIError; rec != nil && fromMs(rec.NextRetryAt).After(now) {
-		return nil, &BackoffError{Account: MainAccountID, Kind: ErrQuotaBackoff, Record: rec, Until: fromMs(rec.NextRetryAt), Now: now}
-	}
-	c, err := e.ensureMainFresh(ctx, "")
-	if err != nil {
-		return nil, err
-	}
-	for attempt := 0; ; attempt++ {
-		reply, err := e.gatedUsage(ctx, c.Access)
-		if err != nil && ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if err == nil && reply.status >= 200 && reply.status < 300 {
-			return e.storeMainQuota(ctx, c.Access, reply.body)
-		}
-		f := e.failureOf(SourceUsage, reply, err, c.Access, c.Refresh)
-		v := e.Classify(ctx, f)
-		eff := EffectOf(SourceUsage, v)
-		if eff.RefreshAndRetry && attempt == 0 {
-			if c, err = e.refreshMain(ctx, true); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		return nil, e.recordQuotaFailure(ctx, MainAccountID, f, v, eff)
-	}
-}
-
-func (e *Engine) storeMainQuota(ctx context.Context, access Secret, body []byte) (*QuotaSnapshot, error) {
+// storeQuota merges a usage answer polled with access into the account's
+// snapshot and clears its quota error.
+func (e *Engine) storeQuota(ctx context.Context, a oauthAccount, access Secret, body []byte) (*QuotaSnapshot, error) {
 	now := e.now()
 	q, err := ParseUsage(body, now)
 	if err != nil {
@@ -186,62 +174,92 @@ func (e *Engine) storeMainQuota(ctx context.Context, access Secret, body []byte)
 	}
 	var merged *QuotaSnapshot
 	if _, err := e.store.UpdateState(ctx, func(st *StateFile) error {
-		m := ensureMain(st)
-		m.Quota = MergeQuota(m.Quota, q)
-		m.Quota.AccountIdentity = MainAccountID
-		m.QuotaCheckedAt = epochMs(now)
-		m.QuotaToken = access.Fingerprint()
-		if m.LastQuotaAPIError != nil {
-			m.LastQuotaAPIError = nil
-			m.QuotaErrorClearedAt = epochMs(now)
-			m.QuotaErrorGeneration++
-		}
-		merged = m.Quota
+		r := recordsIn(st, a.id, true)
+		*r.quota = MergeQuota(*r.quota, q)
+		(*r.quota).AccountIdentity = a.quotaIdentity
+		r.quotaStored(access, now)
+		merged = *r.quota
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("persist main quota: %w", err)
+		return nil, fmt.Errorf("persist quota of %s: %w", a.id, err)
 	}
-	e.emit(Event{Kind: EventQuotaChanged, Accounts: []string{MainAccountID}})
+	e.emit(Event{Kind: EventQuotaChanged, Accounts: []string{a.id}})
 	return merged, nil
+}
+
+// recordQuotaFailure persists a usage-endpoint failure as the effects table
+// says (a 403 persists nothing at all) and returns the error.
+func (e *Engine) recordQuotaFailure(ctx context.Context, a oauthAccount, f Failure, v Verdict, eff Effect) error {
+	id := a.id
+	now := e.now()
+	var until time.Time
+	if eff.PersistQuotaError && eff.QuotaBackoff != QuotaBackoffNone {
+		// A transient backoff record is an observation (BEHAVIOUR.md §1.9).
+		snap, err := e.store.observeState(ctx, id, func(st *StateFile) error {
+			if r := recordsIn(st, id, false); r != nil {
+				r.quotaFailed(quotaRecord(*r.quotaErr, quotaErrIdentity(a), eff.QuotaBackoff, f, v, now))
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("persist quota failure of %s: %w", id, err)
+		}
+		if rec := snap.Main.LastQuotaAPIError; id == MainAccountID && rec != nil {
+			until = fromMs(rec.NextRetryAt)
+		} else if s := snap.State.Accounts[id]; id != MainAccountID && s != nil && s.LastQuotaRefreshError != nil {
+			until = fromMs(s.LastQuotaRefreshError.NextRetryAt)
+		}
+		e.emit(Event{Kind: EventQuotaChanged, Accounts: []string{id}})
+	}
+	e.log.Warn("quota check failed", "account", id, "status", f.Status, "class", v.Class, "decidedBy", v.DecidedBy)
+	return upstreamError(id, f, v, until)
 }
 
 // observeHeaders harvests rate-limit headers of a response served by id
 // into its quota snapshot. Header data never overwrites poll-only fields.
 // A rate-limited response (limited) records the windows its headers say
-// are spent; a served one (served) clears that record.
-func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header, limited, served bool) (*QuotaSnapshot, error) {
+// are spent; a served one (served) clears that record. touch records
+// lastUsed (a fallback served) in the same observation, so a report costs
+// one in-memory change, not two.
+func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header, limited, served, touch bool) (*QuotaSnapshot, error) {
 	now := e.now()
 	q := QuotaFromHeaders(h, now)
 	var spent *SpentWindows
 	if limited {
 		spent = spentFromHeaders(h, now)
 	}
-	if q == nil && spent == nil {
+	touch = touch && id != MainAccountID
+	if q == nil && spent == nil && !touch {
 		return nil, nil
 	}
-	var merged *QuotaSnapshot
-	_, err := e.store.UpdateState(ctx, func(st *StateFile) error {
-		if id == MainAccountID {
-			m := ensureMain(st)
-			m.Quota = MergeQuota(m.Quota, q)
-			m.RateLimited = nextSpent(m.RateLimited, spent, served)
-			merged = m.Quota
-			return nil
-		}
-		s := st.Accounts[id]
-		if s == nil {
+	used := epochMs(now)
+	// An observation: in memory now, on disk within the write-behind
+	// interval (BEHAVIOUR.md §1.9). fn runs again at the write.
+	snap, err := e.store.observeState(ctx, id, func(st *StateFile) error {
+		r := recordsIn(st, id, false)
+		if r == nil {
 			return errorf(ErrNoAccount, "%s", id)
 		}
-		s.Quota = MergeQuota(s.Quota, q)
-		s.RateLimited = nextSpent(s.RateLimited, spent, served)
-		merged = s.Quota
+		*r.quota = MergeQuota(*r.quota, q)
+		*r.rateLimited = nextSpent(*r.rateLimited, spent, served)
+		if s := st.Accounts[id]; touch && s != nil && s.LastUsed < used {
+			s.LastUsed = used
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	e.emit(Event{Kind: EventQuotaChanged, Accounts: []string{id}})
-	return merged, nil
+	if q != nil || spent != nil {
+		e.emit(Event{Kind: EventQuotaChanged, Accounts: []string{id}})
+	}
+	if id == MainAccountID {
+		return snap.Main.Quota, nil
+	}
+	if s := snap.State.Accounts[id]; s != nil {
+		return s.Quota, nil
+	}
+	return nil, nil
 }
 
 // nextSpent is the spent-window record after a response: a 429 that names
@@ -264,7 +282,8 @@ func (e *Engine) touchLastUsed(ctx context.Context, id string) {
 		return
 	}
 	now := epochMs(e.now())
-	if _, err := e.store.UpdateState(ctx, func(st *StateFile) error {
+	// An observation (BEHAVIOUR.md §1.9).
+	if _, err := e.store.observeState(ctx, id, func(st *StateFile) error {
 		if s := st.Accounts[id]; s != nil && s.LastUsed < now {
 			s.LastUsed = now
 		}

@@ -94,6 +94,8 @@ func refreshLatched(rec *OpError, identity string, refresh Secret, now time.Time
 type flight struct {
 	done chan struct{}
 	err  error
+	// joined counts the callers waiting for this flight (for tests).
+	joined int
 }
 
 // singleFlight runs fn once per key at a time; concurrent callers with the
@@ -103,6 +105,7 @@ type flight struct {
 func (e *Engine) singleFlight(ctx context.Context, key string, fn func() error) error {
 	e.flightMu.Lock()
 	if f, ok := e.flights[key]; ok {
+		f.joined++
 		e.flightMu.Unlock()
 		select {
 		case <-f.done:
@@ -128,10 +131,7 @@ func (e *Engine) singleFlight(ctx context.Context, key string, fn func() error) 
 }
 
 // refreshFallback refreshes a fallback account's token when it needs it (or
-// always, with force), persisting the rotation at once and any failure as
-// the effects table says. Concurrent calls in the process share one token
-// call; across processes the per-account lock makes exactly one process
-// call the endpoint while the others adopt its result.
+// always, with force) and returns the account (see [Engine.refresh]).
 func (e *Engine) refreshFallback(ctx context.Context, id string, force bool) (*Account, error) {
 	return e.refreshFallbackIn(ctx, id, force, false)
 }
@@ -139,28 +139,14 @@ func (e *Engine) refreshFallback(ctx context.Context, id string, force bool) (*A
 // refreshFallbackIn is refreshFallback; inQuotaPass also records a failure
 // as the account's quota error, as upstream's quota recorder does.
 func (e *Engine) refreshFallbackIn(ctx context.Context, id string, force, inQuotaPass bool) (*Account, error) {
-	var out *Account
-	err := e.singleFlight(ctx, "fallback:"+id, func() error {
-		a, err := e.refreshFallbackLocked(ctx, id, force, inQuotaPass)
-		out = a
-		return err
-	})
+	if id == MainAccountID {
+		return nil, errorf(ErrNoAccount, "%s", id)
+	}
+	a, err := e.refresh(ctx, id, force, inQuotaPass)
 	if err != nil {
 		return nil, err
 	}
-	if out == nil {
-		// We joined another caller's flight: read its result.
-		snap, err := e.store.Load(ctx)
-		if err != nil {
-			return nil, err
-		}
-		a, ok := snap.Account(id)
-		if !ok {
-			return nil, errorf(ErrNoAccount, "%s", id)
-		}
-		return a, nil
-	}
-	return out, nil
+	return a.fallback, nil
 }
 
 func (e *Engine) loadOAuth(ctx context.Context, id string) (*Snapshot, *Account, error) {
@@ -181,40 +167,43 @@ func (e *Engine) loadOAuth(ctx context.Context, id string) (*Snapshot, *Account,
 	return snap, a, nil
 }
 
-func (e *Engine) refreshFallbackLocked(ctx context.Context, id string, force, inQuotaPass bool) (*Account, error) {
-	snap, a, err := e.loadOAuth(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	now := e.now()
-	if !force && !needsRefresh(a.State.Access, a.State.Expires, snap.Settings.RefreshBeforeExpiry, now) {
-		return a, nil
-	}
-	if until, ok := refreshLatched(a.State.LastRefreshError, a.ID, a.State.Refresh, now); ok {
-		return nil, &BackoffError{Account: a.ID, Kind: ErrRefreshBackoff, Record: a.State.LastRefreshError, Until: until, Now: now}
-	}
-	before := a.State
-	lock, err := e.store.acquireRefresh(ctx, a.ID)
-	if err != nil {
-		if errors.Is(err, ErrLockTimeout) {
-			// Another process held the lock for the whole wait: adopt its
-			// result if it produced one.
-			if _, b, lerr := e.loadOAuth(ctx, id); lerr == nil && adoptable(before, b.State, now, snap.Settings.RefreshBeforeExpiry, force) {
-				return b, nil
-			}
-			return nil, errorf(ErrInProgress, "Fallback OAuth refresh is already in progress for %s%s", a.ID, lockHolder(err))
-		}
-		return nil, err
-	}
-	// From here on the work is detached from ctx: once the token call has
-	// started, the old refresh token may be consumed, and only the saved
-	// answer keeps the account. The caller may give up; the rotation
-	// finishes and saves under its own deadline, and releases the lock.
-	return runDetached(e, ctx, "refresh "+a.ID, func(ctx context.Context) (*Account, error) {
-		defer lock.release()
-		return e.rotateFallback(ctx, id, lock, before, force, inQuotaPass)
-	})
+// stateFileSource is the credential source of a fallback account: its
+// tokens live in the state file, and a rotation is journaled and saved
+// there before anything else (BEHAVIOUR.md §2.4).
+type stateFileSource struct{ e *Engine }
+
+func (stateFileSource) refreshLock(id string) (string, time.Duration, time.Duration) {
+	return fallbackRefreshLock(id), fallbackRefreshLockTTL, fallbackRefreshLockWait
 }
+
+func (stateFileSource) bindQuota(_ context.Context, _ *Snapshot, a oauthAccount) (oauthAccount, error) {
+	return a, nil
+}
+
+func (stateFileSource) quotaLock(id string) string { return fallbackQuotaLock(id) }
+
+// lockBusy adopts the result of the process that held the lock for the
+// whole wait, if it produced one.
+func (s stateFileSource) lockBusy(ctx context.Context, before oauthAccount, force bool, err error) (oauthAccount, error) {
+	if snap, b, lerr := s.e.oauthAccount(ctx, before.id); lerr == nil && adoptable(before.tokens, b.tokens, s.e.now(), snap.Settings.RefreshBeforeExpiry, force) {
+		return b, nil
+	}
+	return oauthAccount{}, errorf(ErrInProgress, "Fallback OAuth refresh is already in progress for %s%s", before.id, lockHolder(err))
+}
+
+func (s stateFileSource) rotate(ctx context.Context, before oauthAccount, force, inQuotaPass bool) (oauthAccount, error) {
+	a, err := s.e.rotateFallback(ctx, before.id, before.tokens, force, inQuotaPass)
+	if err != nil {
+		return oauthAccount{}, err
+	}
+	return fallbackAccount(a, s.e), nil
+}
+
+func (stateFileSource) dueForUse(t tokenPair, window time.Duration, now time.Time) bool {
+	return needsRefresh(t.Access, t.Expires, window, now)
+}
+
+func (stateFileSource) latchesNetwork() bool { return true }
 
 // lockHolder is " (held by pid 12 on host h until <time>)" for a lock
 // timeout whose lock file names its holder, "" otherwise.
@@ -234,7 +223,7 @@ func lockHolder(err error) string {
 // rotateFallback is the part of a fallback refresh that runs under the
 // account's refresh lock, detached from the caller: re-read, reserve the
 // room for the save, call the token endpoint, save the answer.
-func (e *Engine) rotateFallback(ctx context.Context, id string, lock *refreshLock, before AccountState, force, inQuotaPass bool) (*Account, error) {
+func (e *Engine) rotateFallback(ctx context.Context, id string, before tokenPair, force, inQuotaPass bool) (*Account, error) {
 	// A process killed after its token call may have left the rotated
 	// pair in its journal: adopt it rather than post the consumed token.
 	if _, err := e.store.salvageTemps(ctx); err != nil {
@@ -246,7 +235,7 @@ func (e *Engine) rotateFallback(ctx context.Context, id string, lock *refreshLoc
 		return nil, err
 	}
 	now := e.now()
-	if adoptable(before, a.State, now, snap.Settings.RefreshBeforeExpiry, force) {
+	if adoptable(before, fallbackAccount(a, e).tokens, now, snap.Settings.RefreshBeforeExpiry, force) {
 		return a, nil
 	}
 	if until, ok := refreshLatched(a.State.LastRefreshError, a.ID, a.State.Refresh, now); ok {
@@ -280,7 +269,7 @@ func (e *Engine) rotateFallback(ctx context.Context, id string, lock *refreshLoc
 				return b, nil
 			}
 		}
-		return nil, e.recordRefreshFailure(ctx, a.ID, used, *failure, inQuotaPass)
+		return nil, e.recordRefreshFailure(ctx, fallbackAccount(a, e), used, *failure, inQuotaPass)
 	}
 	answered := time.Now()
 	now = e.now()
@@ -294,7 +283,7 @@ func (e *Engine) rotateFallback(ctx context.Context, id string, lock *refreshLoc
 	journaled := time.Since(answered)
 	saveCtx, cancelSave := context.WithTimeout(ctx, saveTimeout)
 	defer cancelSave()
-	snap, err = e.store.saveRotation(saveCtx, lock, res, func(st *StateFile) error {
+	snap, err = e.store.saveRotation(saveCtx, res, func(st *StateFile) error {
 		s := st.Accounts[a.ID]
 		if s == nil {
 			s = &AccountState{}
@@ -333,7 +322,7 @@ func (e *Engine) salvaged(ctx context.Context, id string, used Secret) (*Account
 // adoptable reports whether the stored state shows a refresh by someone
 // else since before was read: new tokens, or an expiry grown by more than a
 // minute, that no longer need refreshing (unless forced).
-func adoptable(before, now AccountState, t time.Time, window time.Duration, force bool) bool {
+func adoptable(before, now tokenPair, t time.Time, window time.Duration, force bool) bool {
 	changed := now.Access != before.Access || now.Refresh != before.Refresh ||
 		now.Expires-before.Expires > adoptGrowth.Milliseconds()
 	if !changed {
@@ -353,41 +342,42 @@ func applyGrant(s *AccountState, g *tokenGrant, used Secret, now time.Time) {
 	s.LastRefreshedAt = epochMs(now)
 }
 
-// recordRefreshFailure classifies a token-endpoint failure, persists what
-// the effects table says, and returns the error for the caller.
-func (e *Engine) recordRefreshFailure(ctx context.Context, id string, used Secret, f Failure, inQuotaPass bool) error {
+// recordRefreshFailure classifies a token-endpoint failure of account a,
+// persists what the effects table says, and returns the error for the
+// caller. A network failure is recorded only where the account's source
+// latches it (BEHAVIOUR.md §2.5): on main the next request tries again.
+func (e *Engine) recordRefreshFailure(ctx context.Context, a oauthAccount, used Secret, f Failure, inQuotaPass bool) error {
 	v := e.Classify(ctx, f)
 	eff := EffectOf(SourceToken, v)
 	now := e.now()
 	var until time.Time
-	_, err := e.store.UpdateState(ctx, func(st *StateFile) error {
-		s := st.Accounts[id]
-		if s == nil {
-			s = &AccountState{}
-			st.Accounts[id] = s
-		}
-		if s.Refresh != used {
-			// Someone rotated the token meanwhile; our failure is stale.
+	persist := eff.PersistRefreshError && (!f.Network || a.src.latchesNetwork())
+	quotaToo := inQuotaPass && eff.InQuotaPass != QuotaBackoffNone
+	if persist || quotaToo {
+		if _, err := e.store.UpdateState(ctx, func(st *StateFile) error {
+			r := recordsIn(st, a.id, true)
+			if r.refresh != nil && *r.refresh != used {
+				// Someone rotated the token meanwhile; our failure is stale.
+				return nil
+			}
+			if pr86Bug && inQuotaPass && f.Status == 403 {
+				// Deliberately broken build (tag acctpool_pr86bug): upstream's
+				// PR #86 guard swallows a token-endpoint 403 in a quota pass.
+				return nil
+			}
+			if persist {
+				*r.refreshErr = refreshRecord(*r.refreshErr, a.identity, used, f, v, now)
+				until = fromMs((*r.refreshErr).NextRetryAt)
+			}
+			if quotaToo {
+				*r.quotaErr = quotaRecord(*r.quotaErr, quotaErrIdentity(a), eff.InQuotaPass, f, v, now)
+			}
 			return nil
+		}); err != nil {
+			return fmt.Errorf("persist refresh failure of %s: %w", a.id, err)
 		}
-		if pr86Bug && inQuotaPass && f.Status == 403 {
-			// Deliberately broken build (tag acctpool_pr86bug): upstream's
-			// PR #86 guard swallows a token-endpoint 403 in a quota pass.
-			return nil
-		}
-		if eff.PersistRefreshError {
-			s.LastRefreshError = refreshRecord(s.LastRefreshError, id, used, f, v, now)
-			until = fromMs(s.LastRefreshError.NextRetryAt)
-		}
-		if inQuotaPass && eff.InQuotaPass != QuotaBackoffNone {
-			s.LastQuotaRefreshError = quotaRecord(s.LastQuotaRefreshError, "", eff.InQuotaPass, f, v, now)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("persist refresh failure of %s: %w", id, err)
 	}
-	e.log.Warn("token refresh failed", "account", id, "status", f.Status, "class", v.Class, "decidedBy", v.DecidedBy)
-	e.emit(Event{Kind: EventAccountsChanged, Accounts: []string{id}})
-	return upstreamError(id, f, v, until)
+	e.log.Warn("token refresh failed", "account", a.id, "status", f.Status, "network", f.Network, "class", v.Class, "decidedBy", v.DecidedBy)
+	e.emit(Event{Kind: EventAccountsChanged, Accounts: []string{a.id}})
+	return upstreamError(a.id, f, v, until)
 }

@@ -78,7 +78,7 @@ func arrive(url string) error {
 // rendezvousClock is the system clock, except that the first Now after
 // arm waits at the rendezvous at url first. A refresh reads the engine's
 // clock for the first time right after it has loaded the account's state
-// (refreshFallbackLocked), so once every child has passed the rendezvous,
+// (refreshLocked), so once every child has passed the rendezvous,
 // every child has read the state it started from: they race for the
 // refresh lock with the same starting point, whatever the machine's speed.
 type rendezvousClock struct {

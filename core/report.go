@@ -42,17 +42,16 @@ func (e *Engine) Report(ctx context.Context, req ReportRequest) (*ReportResult, 
 	if !served {
 		v = e.Classify(ctx, f)
 	}
-	if (kind == KindMain || kind == KindOAuth) && len(h) > 0 {
-		if _, err := e.observeHeaders(ctx, route.AccountID, h, v.Class == ClassRateLimited, served); err != nil {
+	touch := served && kind != KindMain
+	switch {
+	case (kind == KindMain || kind == KindOAuth) && len(h) > 0:
+		if _, err := e.observeHeaders(ctx, route.AccountID, h, v.Class == ClassRateLimited, served, touch); err != nil {
 			e.log.Debug("harvest rate-limit headers", "account", route.AccountID, "err", err)
 		}
-		e.forgetSnapshot()
+	case touch:
+		e.touchLastUsed(ctx, route.AccountID)
 	}
 	if served {
-		if kind != KindMain {
-			e.touchLastUsed(ctx, route.AccountID)
-			e.forgetSnapshot()
-		}
 		return &ReportResult{Action: ActionReturn, Reason: "success"}, nil
 	}
 	if snap, err = e.routeSnapshot(ctx); err != nil {
@@ -87,7 +86,6 @@ func (e *Engine) carryOut(ctx context.Context, route Route, rf reportFacts, v Ve
 			out.refreshFailed = err
 		case planProbeQuota:
 			q, err := e.fetchQuota(ctx, route.AccountID)
-			e.forgetSnapshot()
 			out.probed, out.probeFailed = true, err
 			if err == nil {
 				out.probe = stickyDecision(q, route.Model, e.now())
@@ -165,7 +163,6 @@ func (e *Engine) refreshRoute(ctx context.Context, route Route) (*Route, error) 
 		next = mainRoute(c)
 	} else {
 		a, err := e.refreshFallback(ctx, route.AccountID, true)
-		e.forgetSnapshot()
 		if err != nil {
 			return nil, err
 		}
@@ -201,7 +198,6 @@ func hasAPIRoute(snap *Snapshot) bool {
 // evidence besides a fresh cached snapshot that opens API-key routes.
 func (e *Engine) confirmMainExhausted(ctx context.Context) bool {
 	q, err := e.fetchQuota(ctx, MainAccountID)
-	e.forgetSnapshot()
 	if err != nil {
 		e.log.Debug("main quota check after 429 failed", "err", err)
 		return false

@@ -132,6 +132,11 @@ func (e *Engine) Drain(ctx context.Context) error {
 	if waited {
 		e.log.Info("rotations in flight finished", "waited", time.Since(start).Round(time.Millisecond))
 	}
+	// Observations still in memory (BEHAVIOUR.md §1.9).
+	if err := e.Flush(ctx); err != nil {
+		e.log.Error("observations not saved at exit", "err", err)
+		return fmt.Errorf("shutdown: %w", err)
+	}
 	return nil
 }
 

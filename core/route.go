@@ -9,18 +9,10 @@ import (
 	"time"
 )
 
-// router is the routing state of one engine: a snapshot of the files that
-// is reused while they are unchanged on disk, and the sticky assignments.
+// router is the routing state of one engine: the sticky assignments and
+// the routes handed out. The files' snapshot is the store's (see
+// Store.current).
 type router struct {
-	snapMu sync.Mutex
-	snap   *Snapshot
-	cfgFI  fileStamp
-	stFI   fileStamp
-	// gen and checked say when the cached snapshot was last confirmed:
-	// the store's write count and the wall time of the stat.
-	gen     uint64
-	checked time.Time
-
 	sticky stickyCache
 	// tickets are the routes handed out, for route/report.
 	tickets ticketBook
@@ -35,70 +27,33 @@ type router struct {
 // router returns the engine's routing state.
 func (e *Engine) router() *router { return &e.routing }
 
-// routeSnapshot returns the files' snapshot, read again only when a file
-// changed on disk since the last read. The snapshot is shared: callers
-// must not modify it.
+// routeSnapshot returns the files' snapshot: the one the store's last
+// write produced, with the observations made since (BEHAVIOUR.md §1.9),
+// read again only when another process changed a file. The snapshot is
+// shared: callers must not modify it.
 func (e *Engine) routeSnapshot(ctx context.Context) (*Snapshot, error) {
-	r := e.router()
-	if e.store.backend != nil {
-		return e.backendRouteSnapshot(ctx)
-	}
-	p := e.store.Paths()
-	gen, wall := e.store.generation(), e.store.wallNow()
-	r.snapMu.Lock()
-	if r.snap != nil && r.gen == gen && recentlyChecked(r.checked, wall) {
-		snap := r.snap
-		r.snapMu.Unlock()
-		return snap, nil
-	}
-	r.snapMu.Unlock()
-	cfi, err := stampOf(p.Config)
+	snap, reloaded, err := e.store.current(ctx)
 	if err != nil {
 		return nil, err
 	}
-	sfi, err := stampOf(p.State)
-	if err != nil {
-		return nil, err
+	if reloaded {
+		e.logWarnings(snap)
 	}
-	r.snapMu.Lock()
-	if r.snap != nil && r.cfgFI.same(cfi) && r.stFI.same(sfi) {
-		snap := r.snap
-		r.gen, r.checked = gen, wall
-		r.snapMu.Unlock()
-		return snap, nil
-	}
-	r.snapMu.Unlock()
-	snap, err := e.store.Load(ctx)
-	if err != nil {
-		return nil, err
-	}
-	r.snapMu.Lock()
-	r.snap, r.cfgFI, r.stFI, r.gen, r.checked = snap, cfi, sfi, gen, wall
-	r.snapMu.Unlock()
-	e.logWarnings(snap)
 	return snap, nil
 }
 
 // externalRecheck is how long a file version confirmed by stat is trusted
-// before the file system is asked again. This process's own writes are
-// seen at once (the store's write count, forgetSnapshot); another
-// process's writes (a second acctpool, the TypeScript plugin) are seen
-// within this window. It keeps stat calls, most of a sticky Select's
-// cost, off the hot path.
+// before the file system is asked again. This process's own writes and
+// observations are seen at once (the store publishes the snapshot each
+// write produces, and a generation that moved without one means read
+// again); another process's writes (a second acctpool, the TypeScript
+// plugin) are seen within this window. It keeps stat calls, most of a
+// sticky Select's cost, off the hot path.
 const externalRecheck = 50 * time.Millisecond
 
 func recentlyChecked(checked, now time.Time) bool {
 	d := now.Sub(checked)
 	return !checked.IsZero() && d >= 0 && d < externalRecheck
-}
-
-// forgetSnapshot drops the cached snapshot after this engine wrote the
-// files, so the next read cannot miss the write.
-func (e *Engine) forgetSnapshot() {
-	r := e.router()
-	r.snapMu.Lock()
-	r.snap = nil
-	r.snapMu.Unlock()
 }
 
 // routeOpts carry what a Report learned into the next selection.
@@ -219,7 +174,6 @@ func (e *Engine) judgeMain(ctx context.Context, snap *Snapshot, need need) (*Sna
 		if err != nil {
 			e.log.Debug("main quota check before routing failed", "err", err)
 		}
-		e.forgetSnapshot()
 		if fresh, lerr := e.routeSnapshot(ctx); lerr == nil {
 			snap = fresh
 		}
@@ -248,7 +202,6 @@ func (e *Engine) judgeFallback(ctx context.Context, snap *Snapshot, a *Account, 
 	acct := *a
 	if j.Settle&settleRefresh != 0 {
 		fresh, err := e.refreshFallback(ctx, acct.ID, false)
-		e.forgetSnapshot()
 		if err != nil {
 			sub.Tried.Refresh = err
 			return a, judge(s, &sub, need, e.now())
@@ -260,14 +213,14 @@ func (e *Engine) judgeFallback(ctx context.Context, snap *Snapshot, a *Account, 
 		}
 	}
 	q, err := e.fetchQuota(ctx, acct.ID)
-	e.forgetSnapshot()
 	if err != nil {
 		sub.Tried.Quota = err
 		return &acct, judge(s, &sub, need, e.now())
 	}
 	// A usage 401 inside the fetch rotates the tokens: route with the
-	// stored ones, not the ones read before the fetch (case 7).
-	if fresh, lerr := e.store.Load(ctx); lerr == nil {
+	// stored ones, not the ones read before the fetch (case 7). The
+	// rotation's write published them: no read from disk.
+	if fresh, lerr := e.routeSnapshot(ctx); lerr == nil {
 		if b, ok := fresh.Account(acct.ID); ok {
 			acct = *b
 		}

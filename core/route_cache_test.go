@@ -20,7 +20,7 @@ func TestSelect_seesWrites(t *testing.T) {
 	wall := testStart
 	store, err := NewStore(StoreOptions{Paths: env.paths, WallClock: func() time.Time { mu.Lock(); defer mu.Unlock(); return wall }})
 	require.NoError(t, err)
-	env.engine, err = New(Options{Store: store, Clock: env.clock, Endpoints: Endpoints{Token: env.fake.srv.URL + "/v1/oauth/token", Usage: env.fake.srv.URL + "/api/oauth/usage"}})
+	env.engine, err = New(Options{Store: store, Clock: env.clock, Endpoints: Endpoints{Token: env.fake.srv.URL + "/v1/oauth/token", Usage: env.fake.srv.URL + "/api/oauth/usage", Profile: env.fake.srv.URL + "/api/oauth/profile"}})
 	require.NoError(t, err)
 	env.engine.setMainCredentials(MainCredentials{Access: "main-access", Refresh: "main-refresh", Expires: epochMs(testStart.Add(8 * time.Hour))})
 

@@ -74,6 +74,10 @@ type stickyFile struct {
 	// index maps the raw session hash to its assignment, for lookups
 	// without hex encoding.
 	index map[[32]byte]*stickyAssignment
+	// loads sums the assigned input bytes by account and quota snapshot,
+	// kept up to date by set and drop, so a new session's allocation does
+	// not walk every assignment.
+	loads map[loadKey]int64
 }
 
 // UnmarshalJSON keeps unknown keys in Extra.
@@ -99,58 +103,126 @@ func (f stickyFile) MarshalJSON() ([]byte, error) {
 
 func (f *stickyFile) reindex() {
 	f.index = make(map[[32]byte]*stickyAssignment, len(f.Assignments))
+	f.loads = map[loadKey]int64{}
 	for k, a := range f.Assignments {
 		var key [32]byte
 		if n, err := hex.Decode(key[:], []byte(k)); err == nil && n == 32 && a != nil {
 			f.index[key] = a
 		}
+		f.count(a, 1)
+	}
+}
+
+// count adds (sign 1) or takes away (-1) a's input bytes in the sums the
+// allocator reads.
+func (f *stickyFile) count(a *stickyAssignment, sign int64) {
+	if a == nil {
+		return
+	}
+	k := loadKey{a.AccountID, a.QuotaCheckedAt}
+	if f.loads[k] += sign * a.InitialInputBytes; f.loads[k] == 0 {
+		delete(f.loads, k)
 	}
 }
 
 func (f *stickyFile) lookup(key [32]byte) *stickyAssignment { return f.index[key] }
 
 func (f *stickyFile) set(key [32]byte, a *stickyAssignment) {
-	f.Assignments[hex.EncodeToString(key[:])] = a
+	k := hex.EncodeToString(key[:])
+	f.count(f.Assignments[k], -1)
+	f.Assignments[k] = a
 	f.index[key] = a
+	f.count(a, 1)
 }
 
 func (f *stickyFile) remove(key [32]byte) {
-	delete(f.Assignments, hex.EncodeToString(key[:]))
-	delete(f.index, key)
+	f.drop(hex.EncodeToString(key[:]))
+}
+
+// drop removes the assignment stored under the file key k.
+func (f *stickyFile) drop(k string) {
+	f.count(f.Assignments[k], -1)
+	delete(f.Assignments, k)
+	var key [32]byte
+	if n, err := hex.Decode(key[:], []byte(k)); err == nil && n == 32 {
+		delete(f.index, key)
+	}
 }
 
 // prune drops assignments idle for the TTL and, beyond the cap, the least
-// recently seen ones. It reports whether anything was dropped.
+// recently seen ones (BEHAVIOUR.md §1.5). It reports whether anything was
+// dropped.
 func (f *stickyFile) prune(now time.Time) bool {
+	expired := f.pruneExpired(now)
+	return f.evictOverCap() || expired
+}
+
+// pruneExpired drops the assignments idle for the TTL (and broken ones).
+func (f *stickyFile) pruneExpired(now time.Time) bool {
 	changed := false
 	cutoff := epochMs(now.Add(-stickyTTL))
 	for k, a := range f.Assignments {
 		if a == nil || a.AccountID == "" || a.LastSeenAt <= cutoff {
-			delete(f.Assignments, k)
+			f.drop(k)
 			changed = true
 		}
 	}
-	if extra := len(f.Assignments) - stickyMax; extra > 0 {
+	return changed
+}
+
+// stickySlack is how far the in-memory routing state may go over the cap
+// before it is cut back to it in one sort, so that a new session at the
+// cap costs a fraction of a sort instead of a scan of every key. The file
+// is always written within the cap.
+const stickySlack = 64
+
+// evictInMemory cuts the in-memory routing state back to the cap once it
+// is stickySlack over it.
+func (f *stickyFile) evictInMemory() {
+	if len(f.Assignments) > stickyMax+stickySlack {
+		f.evictOverCap()
+	}
+}
+
+// evictOverCap drops the least recently seen assignments beyond the cap.
+// A new session puts the file one over the cap: one scan for the oldest,
+// not a sort of every key; only a file far over the cap (written by
+// someone else) is sorted.
+func (f *stickyFile) evictOverCap() bool {
+	extra := len(f.Assignments) - stickyMax
+	if extra <= 0 {
+		return false
+	}
+	older := func(ka string, a *stickyAssignment, kb string, b *stickyAssignment) bool {
+		if a.LastSeenAt != b.LastSeenAt {
+			return a.LastSeenAt < b.LastSeenAt
+		}
+		return ka < kb
+	}
+	if extra > 16 {
 		keys := make([]string, 0, len(f.Assignments))
 		for k := range f.Assignments {
 			keys = append(keys, k)
 		}
 		sort.Slice(keys, func(i, j int) bool {
-			a, b := f.Assignments[keys[i]], f.Assignments[keys[j]]
-			if a.LastSeenAt != b.LastSeenAt {
-				return a.LastSeenAt < b.LastSeenAt
-			}
-			return keys[i] < keys[j]
+			return older(keys[i], f.Assignments[keys[i]], keys[j], f.Assignments[keys[j]])
 		})
 		for _, k := range keys[:extra] {
-			delete(f.Assignments, k)
+			f.drop(k)
 		}
-		changed = true
+		return true
 	}
-	if changed {
-		f.reindex()
+	for range extra {
+		var oldK string
+		var oldA *stickyAssignment
+		for k, a := range f.Assignments {
+			if oldA == nil || older(k, a, oldK, oldA) {
+				oldK, oldA = k, a
+			}
+		}
+		f.drop(oldK)
 	}
-	return changed
+	return true
 }
 
 func readStickyFile(path string) (*stickyFile, error) {
@@ -172,64 +244,189 @@ func readStickyFile(path string) (*stickyFile, error) {
 	return f, nil
 }
 
-// stickyCache is the in-memory copy of the routing state file, re-read
-// only when the file on disk changes. The cached file is never modified:
-// writers read a fresh copy under the lock and publish it after writing.
+// stickyCache is the in-memory routing state: the file as last read or
+// written, with this process's changes applied at once and written behind
+// (BEHAVIOUR.md §1.9). It is read again only when the file on disk
+// changes. file is changed in place, under mu only.
 type stickyCache struct {
 	mu      sync.Mutex
-	fi      fileStamp // the cached version
+	fi      fileStamp // the version file was read from or written as
 	checked time.Time // wall time fi was last confirmed
 	gen     uint64    // the backend's generation of file (with a backend)
 	file    *stickyFile
+	ver     uint64     // counts replacements of file
+	ops     []stickyOp // changes not written yet, in order
+	armed   bool       // a write-behind flush is scheduled
+	// prunedAt is when expired assignments were last dropped in memory.
+	prunedAt time.Time
 }
 
-// stickyCurrent returns the routing state, from memory while the file is
-// unchanged on disk (one stat, no read).
-func (e *Engine) stickyCurrent() (*stickyFile, error) {
-	if e.store.backend != nil {
-		return e.backendSticky(context.Background())
+// stickyOp is one session's assignment after a change (nil: removed), to
+// be replayed onto the file as it is on disk at the next write.
+type stickyOp struct {
+	key [32]byte
+	a   *stickyAssignment
+}
+
+func replaySticky(f *stickyFile, ops []stickyOp) {
+	for _, op := range ops {
+		if op.a == nil {
+			f.remove(op.key)
+			continue
+		}
+		a := *op.a
+		f.set(op.key, &a)
 	}
-	r := e.router()
+}
+
+// stickyLoaded makes sure the cached routing state is the file's current
+// version (one stat at most every externalRecheck, a read only when
+// another process wrote it), with our unwritten changes on top.
+func (e *Engine) stickyLoaded() error {
+	if e.store.backend != nil {
+		return e.backendStickyLoaded(context.Background())
+	}
 	path := e.store.Paths().RoutingState
-	c := &r.sticky
+	c := &e.router().sticky
 	wall := e.store.wallNow()
 	c.mu.Lock()
 	if c.file != nil && recentlyChecked(c.checked, wall) {
-		f := c.file
 		c.mu.Unlock()
-		return f, nil
+		return nil
 	}
+	has, old, ver := c.file != nil, c.fi, c.ver
 	c.mu.Unlock()
 	fi, err := stampOf(path)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	c.mu.Lock()
-	if c.file != nil && c.fi.same(fi) {
-		f := c.file
-		c.checked = wall
+	if has && old.same(fi) {
+		c.mu.Lock()
+		if c.ver == ver {
+			c.checked = wall
+		}
 		c.mu.Unlock()
-		return f, nil
+		return nil
 	}
-	c.mu.Unlock()
 	f, err := readStickyFile(path)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	c.mu.Lock()
-	c.file, c.fi, c.checked = f, fi, wall
+	if c.ver == ver {
+		replaySticky(f, c.ops)
+		c.file, c.fi, c.checked = f, fi, wall
+		c.ver++
+	}
 	c.mu.Unlock()
-	return f, nil
+	return nil
 }
 
-// updateSticky re-reads the routing state under its lock, lets fn change
-// it, and writes it back when fn reports a change.
-func (e *Engine) updateSticky(ctx context.Context, fn func(f *stickyFile, now time.Time) (bool, error)) error {
+// stickyLookup returns a copy of the session's assignment.
+func (e *Engine) stickyLookup(key [32]byte) (stickyAssignment, bool, error) {
+	if err := e.stickyLoaded(); err != nil {
+		return stickyAssignment{}, false, err
+	}
+	c := &e.router().sticky
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if a := c.file.lookup(key); a != nil {
+		return *a, true, nil
+	}
+	return stickyAssignment{}, false, nil
+}
+
+// updateSticky lets fn change the session key's assignment in the
+// in-memory routing state, at once and visible to every call of this
+// process, and queues the change for the write-behind flush (at most one
+// interval later; at once when the store writes through). fn runs under
+// the cache's mutex and must do no I/O.
+func (e *Engine) updateSticky(ctx context.Context, key [32]byte, fn func(f *stickyFile, now time.Time) (bool, error)) error {
+	if err := e.stickyLoaded(); err != nil {
+		return err
+	}
+	c := &e.router().sticky
+	c.mu.Lock()
+	now := e.now()
+	// Expired assignments go at most once a minute in memory (each flush
+	// prunes the file): a scan of every key per new session would be most
+	// of its cost at the cap, and the paths that read an assignment judge
+	// its age themselves.
+	if d := now.Sub(c.prunedAt); d >= time.Minute || d < 0 {
+		c.file.pruneExpired(now)
+		c.prunedAt = now
+	}
+	changed, err := fn(c.file, now)
+	if err != nil || !changed {
+		c.mu.Unlock()
+		return err
+	}
+	var rec *stickyAssignment
+	if a := c.file.lookup(key); a != nil {
+		v := *a
+		rec = &v
+	}
+	c.ops = append(c.ops, stickyOp{key: key, a: rec})
+	c.file.evictInMemory()
+	through := e.store.interval < 0
+	if !through {
+		e.armStickyLocked()
+	}
+	c.mu.Unlock()
+	if through {
+		return e.flushSticky(ctx)
+	}
+	return nil
+}
+
+// armStickyLocked schedules the routing state's write-behind flush.
+func (e *Engine) armStickyLocked() {
+	c := &e.router().sticky
+	if c.armed {
+		return
+	}
+	c.armed = true
+	e.store.afterFunc(e.store.interval, func() {
+		c.mu.Lock()
+		c.armed = false
+		c.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
+		defer cancel()
+		if err := e.flushSticky(ctx); err != nil {
+			e.log.Warn("sticky assignments not written yet; will retry", "err", err)
+		}
+	})
+}
+
+// flushSticky writes the queued sticky changes: under the routing state
+// lock it re-reads the file, prunes it, replays the changes and writes it
+// once (BEHAVIOUR.md §1.6, §1.7). What it wrote becomes the cache, with the
+// changes queued meanwhile on top. A failed write keeps the changes queued.
+func (e *Engine) flushSticky(ctx context.Context) error {
 	r := e.router()
+	c := &r.sticky
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
+	c.mu.Lock()
+	ops := c.ops
+	c.ops = nil
+	c.mu.Unlock()
+	if len(ops) == 0 {
+		return nil
+	}
+	err := e.writeSticky(ctx, ops)
+	if err != nil {
+		c.mu.Lock()
+		c.ops = append(ops, c.ops...)
+		e.armStickyLocked()
+		c.mu.Unlock()
+	}
+	return err
+}
+
+func (e *Engine) writeSticky(ctx context.Context, ops []stickyOp) error {
 	if e.store.backend != nil {
-		return e.backendUpdateSticky(ctx, fn)
+		return e.backendWriteSticky(ctx, ops)
 	}
 	path := e.store.Paths().RoutingState
 	release, err := e.store.acquireAt(ctx, path+".write.lock", stickyLockTTL, stickyLockWait, stickyLockPoll)
@@ -242,14 +439,8 @@ func (e *Engine) updateSticky(ctx context.Context, fn func(f *stickyFile, now ti
 		return err
 	}
 	now := e.now()
-	changed := f.prune(now)
-	fnChanged, err := fn(f, now)
-	if err != nil {
-		return err
-	}
-	if !changed && !fnChanged {
-		return nil
-	}
+	f.prune(now)
+	replaySticky(f, ops)
 	f.prune(now)
 	f.UpdatedAt = epochMs(now)
 	data, err := json.Marshal(f)
@@ -259,13 +450,14 @@ func (e *Engine) updateSticky(ctx context.Context, fn func(f *stickyFile, now ti
 	if err := atomicfile.Write(path, append(data, '\n')); err != nil {
 		return fmt.Errorf("write routing state: %w", err)
 	}
-	fi, err := stampOf(path)
-	if err != nil {
-		return nil
-	}
-	r.sticky.mu.Lock()
-	r.sticky.file, r.sticky.fi, r.sticky.checked = f, fi, e.store.wallNow()
-	r.sticky.mu.Unlock()
+	fi, _ := stampOf(path) // under the lock: our version
+	c := &e.router().sticky
+	c.mu.Lock()
+	replaySticky(f, c.ops)
+	f.evictInMemory()
+	c.file, c.fi, c.checked = f, fi, e.store.wallNow()
+	c.ver++
+	c.mu.Unlock()
 	return nil
 }
 
@@ -367,13 +559,12 @@ func (e *Engine) selectSticky(ctx context.Context, snap *Snapshot, req SelectReq
 // stickyFast answers from memory when the session's assignment holds and
 // nothing needs fetching; ok is false when the slow path must run.
 func (e *Engine) stickyFast(ctx context.Context, snap *Snapshot, req SelectRequest, o routeOpts, key [32]byte) (*Route, error, bool) {
-	f, err := e.stickyCurrent()
+	a, found, err := e.stickyLookup(key)
 	if err != nil {
 		return nil, err, true
 	}
-	a := f.lookup(key)
 	now := e.now()
-	if a == nil || o.exclude[a.AccountID] || !affinityMatches(a, req.Model) ||
+	if !found || o.exclude[a.AccountID] || !affinityMatches(&a, req.Model) ||
 		a.LastSeenAt <= epochMs(now.Add(-stickyTTL)) || a.LastSeenAt <= epochMs(now.Add(-stickyTouchEvery)) {
 		return nil, nil, false
 	}
@@ -432,7 +623,6 @@ func (e *Engine) stickySlow(ctx context.Context, req SelectRequest, o routeOpts,
 				if fresh, terr = e.refreshFallback(ctx, r.id(), false); terr == nil {
 					r.acct = fresh
 				}
-				e.forgetSnapshot()
 			}
 			if terr != nil && attempt < len(routes) {
 				failed = append(failed, AccountReason{AccountID: r.id(), Reason: shorten(terr.Error(), 240), Until: epochMs(errUntil(terr))})
@@ -477,7 +667,6 @@ func (e *Engine) stickyPoll(ctx context.Context, req SelectRequest, o routeOpts)
 	if !fetched {
 		return snap, creds, nil
 	}
-	e.forgetSnapshot()
 	if snap, err = e.routeSnapshot(ctx); err != nil {
 		return nil, MainCredentials{}, err
 	}
@@ -498,7 +687,7 @@ type stickyResolution struct {
 
 func (e *Engine) stickyResolve(ctx context.Context, snap *Snapshot, routes []stickyRoute, req SelectRequest, o routeOpts, key [32]byte) (stickyResolution, error) {
 	var res stickyResolution
-	err := e.updateSticky(ctx, func(f *stickyFile, now time.Time) (bool, error) {
+	err := e.updateSticky(ctx, key, func(f *stickyFile, now time.Time) (bool, error) {
 		res = stickyResolution{}
 		old := f.lookup(key)
 		changed := false
@@ -575,7 +764,7 @@ func stickyAllocate(s Settings, routes []stickyRoute, f *stickyFile, old *sticky
 	}
 	res.scopedOnly = len(routes) > 0 && scopedFails == len(routes)
 	family := modelFamily(req.Model)
-	id, ok := allocate(cands, f.Assignments, s, req.PromptBytes, family, req.Model, now)
+	id, ok := allocateBy(cands, f.loads, s, req.PromptBytes, family, req.Model, now)
 	if !ok {
 		for _, c := range cands {
 			res.reasons = append(res.reasons, AccountReason{AccountID: c.ID, Reason: "no spendable quota above the reserve"})

@@ -39,6 +39,14 @@ type StoreOptions struct {
 	// routing instead of the files (the PostgreSQL store); Paths still
 	// locate the host's own lock files.
 	Backend Backend
+	// WriteBehind is how long observations (header quota, lastUsed,
+	// transient backoff records, the spent-window record) may stay in
+	// memory before they are written (BEHAVIOUR.md §1.9); zero means
+	// DefaultWriteBehind, a negative value writes each one at once.
+	WriteBehind time.Duration
+	// AfterFunc schedules the write-behind flush; nil means
+	// time.AfterFunc. Tests inject one they fire by hand.
+	AfterFunc AfterFunc
 }
 
 // Store reads and writes anthropic-auth.json and anthropic-auth-state.json
@@ -68,6 +76,24 @@ type Store struct {
 	looseWarned sync.Map // path → true once a loose mode was reported
 
 	backend Backend // nil: the files
+
+	// Write-behind of observations (BEHAVIOUR.md §1.9) and the current
+	// snapshot, guarded by obsMu: cur is what our last write produced
+	// plus the observations queued since; it is current while curGen is
+	// the generation and the files' stamps are unchanged.
+	interval  time.Duration
+	afterFunc AfterFunc
+	obsMu     sync.Mutex
+	queue     []observation
+	inflight  []observation // taken by the write in progress
+	armed     bool
+	cur       *Snapshot
+	curGen    uint64
+	// curBackend is the backend's generation cur was read at.
+	curBackend uint64
+	cfgStamp   fileStamp
+	stStamp    fileStamp
+	checked    time.Time
 }
 
 // generation returns the count of writes this store has made.
@@ -104,7 +130,13 @@ func NewStore(opts StoreOptions) (*Store, error) {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{paths: opts.Paths, logger: l, wall: opts.WallClock, backend: opts.Backend}
+	s := &Store{paths: opts.Paths, logger: l, wall: opts.WallClock, interval: opts.WriteBehind, afterFunc: opts.AfterFunc, backend: opts.Backend}
+	if s.interval == 0 {
+		s.interval = DefaultWriteBehind
+	}
+	if s.afterFunc == nil {
+		s.afterFunc = systemAfterFunc
+	}
 	if s.backend != nil {
 		return s, nil
 	}
@@ -128,7 +160,8 @@ func (s *Store) Paths() Paths { return s.paths }
 // synthesizes (upstream-core.md 1.2).
 //
 // Rotated tokens whose save failed (see [Store.UpdateState]) are served in
-// place of the consumed ones still on disk.
+// place of the consumed ones still on disk, and the observations not
+// written yet (BEHAVIOUR.md §1.9) are applied on top.
 func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
 	if s.backend != nil {
 		return s.backendLoad(ctx)
@@ -147,6 +180,14 @@ func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
 		}
 		normalizeState(st)
 		s.overlayPending(st)
+	}
+	if obs := s.queued(); len(obs) > 0 {
+		// Observations not written yet (BEHAVIOUR.md §1.9).
+		if st == nil {
+			st = &StateFile{}
+		}
+		normalizeState(st)
+		replay(st, obs)
 	}
 	if cfg == nil && st != nil {
 		cfg = emptyConfig()
@@ -168,7 +209,10 @@ func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
 // error or changes nothing. When the lock is lost before the write (another
 // process evicted it), the whole cycle runs again, fn included, up to
 // lostLockAttempts times: fn must only describe a change to the st it is
-// given. Rotated tokens whose earlier save failed are written along.
+// given. Rotated tokens whose earlier save failed, and the observations
+// queued for the write-behind flush (BEHAVIOUR.md §1.9), are written along.
+// The returned snapshot becomes the store's cached view of the files; it
+// is shared and must not be modified.
 func (s *Store) UpdateState(ctx context.Context, fn func(st *StateFile) error) (*Snapshot, error) {
 	return s.updateState(ctx, nil, fn)
 }
@@ -181,27 +225,39 @@ func (s *Store) updateState(ctx context.Context, res *stateReservation, fn func(
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	defer s.gen.Add(1)
 	if res != nil {
 		defer res.r.Abort()
 		// Give back the spare room, so the state lock file finds space.
 		res.r.Shrink(res.keep)
 	}
-	snap, err := s.updateStateLocked(ctx, res, fn)
-	if err == nil && res != nil && res.journal != nil {
+	// Every state write carries the observations queued so far
+	// (BEHAVIOUR.md §1.9), replayed before fn: they happened first.
+	obs := s.takeQueue()
+	snap, stamps, err := s.updateStateLocked(ctx, res, obs, fn)
+	gen := s.gen.Add(1)
+	if err != nil {
+		s.requeue(obs)
+		return nil, err
+	}
+	if res != nil && res.journal != nil {
 		res.journal.Abort() // saved: the journal has served
 	}
-	return snap, err
+	s.publish(snap, stamps[0], stamps[1], gen)
+	return snap, nil
 }
 
-func (s *Store) updateStateLocked(ctx context.Context, res *stateReservation, fn func(st *StateFile) error) (*Snapshot, error) {
+func (s *Store) updateStateLocked(ctx context.Context, res *stateReservation, obs []observation, fn func(st *StateFile) error) (*Snapshot, [2]fileStamp, error) {
 	var snap *Snapshot
+	var stamps [2]fileStamp
 	err := s.retryLost(s.paths.State, func() error {
 		return s.withLock(ctx, lockStateWrite, func(owned func() error) error {
 			// The config is read only now, under the state lock: a config
 			// writer writes the config before it takes the state lock, so
 			// an account it adds is visible here before its state entry
 			// is, and pruning can never remove a fresh account's tokens.
+			// Its stamp is taken first: a change after it only makes the
+			// cached snapshot look stale.
+			stamps[0], _ = stampOf(s.paths.Config)
 			cfg, _, err := s.readConfig()
 			if err != nil {
 				return err
@@ -215,6 +271,7 @@ func (s *Store) updateStateLocked(ctx context.Context, res *stateReservation, fn
 			}
 			normalizeState(st)
 			applied := s.overlayPending(st)
+			replay(st, obs)
 			if err := fn(st); err != nil {
 				return err
 			}
@@ -223,6 +280,8 @@ func (s *Store) updateStateLocked(ctx context.Context, res *stateReservation, fn
 			if err := writeIfChanged(s.paths.State, raw, st, owned, res); err != nil {
 				return err
 			}
+			// Still under the lock: this stamp is our version of the file.
+			stamps[1], _ = stampOf(s.paths.State)
 			s.settlePending(applied, st)
 			if cfg == nil {
 				cfg = emptyConfig()
@@ -231,7 +290,7 @@ func (s *Store) updateStateLocked(ctx context.Context, res *stateReservation, fn
 			return err
 		})
 	})
-	return snap, err
+	return snap, stamps, err
 }
 
 // lostLockAttempts bounds how often one update re-runs after losing its
@@ -252,44 +311,35 @@ func (s *Store) retryLost(path string, cycle func() error) error {
 	return fmt.Errorf("write %s: its lock was taken away %d times before the write (another process evicting it); nothing written, try again: %w", path, lostLockAttempts, err)
 }
 
-// PutAccountState saves a writer's view of one account's state entry,
-// merged with the entry on disk by [MergeAccountState], so that a writer
-// holding an older snapshot cannot roll tokens back or hide newer errors.
-func (s *Store) PutAccountState(ctx context.Context, id string, incoming *AccountState) (*Snapshot, error) {
-	defer s.gen.Add(1)
-	id = strings.TrimSpace(id)
-	if id == "" {
-		return nil, errorf(ErrConfigInvalid, "account id is required")
-	}
-	return s.UpdateState(ctx, func(st *StateFile) error {
-		if merged := MergeAccountState(st.Accounts[id], incoming); merged != nil {
-			st.Accounts[id] = merged
-		}
-		return nil
-	})
-}
-
 // UpdateConfig re-reads both files under the config lock and then the state
 // lock, lets fn change them, and writes both back. When the config does not
 // exist, fn sees the empty config upstream synthesizes. Credentials that an
 // old config carries inline are moved into the state before fn runs and are
 // never written back to the config. State entries of accounts no longer in
-// the config are pruned.
+// the config are pruned. Queued observations are written along, and the
+// returned snapshot, shared, becomes the cached view (see UpdateState).
 func (s *Store) UpdateConfig(ctx context.Context, fn func(cfg *ConfigFile, st *StateFile) error) (*Snapshot, error) {
 	if s.backend != nil {
 		return s.backendUpdateConfig(ctx, fn)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	defer s.gen.Add(1)
+	obs := s.takeQueue()
 	var snap *Snapshot
+	var stamps [2]fileStamp
 	err := s.retryLost(s.paths.Config, func() error {
-		return s.updateConfigOnce(ctx, fn, &snap)
+		return s.updateConfigOnce(ctx, obs, fn, &snap, &stamps)
 	})
-	return snap, err
+	gen := s.gen.Add(1)
+	if err != nil {
+		s.requeue(obs)
+		return nil, err
+	}
+	s.publish(snap, stamps[0], stamps[1], gen)
+	return snap, nil
 }
 
-func (s *Store) updateConfigOnce(ctx context.Context, fn func(cfg *ConfigFile, st *StateFile) error, out **Snapshot) error {
+func (s *Store) updateConfigOnce(ctx context.Context, obs []observation, fn func(cfg *ConfigFile, st *StateFile) error, out **Snapshot, stamps *[2]fileStamp) error {
 	return s.withLock(ctx, lockConfigWrite, func(configOwned func() error) error {
 		cfg, cfgRaw, err := s.readConfig()
 		if err != nil {
@@ -308,6 +358,7 @@ func (s *Store) updateConfigOnce(ctx context.Context, fn func(cfg *ConfigFile, s
 			}
 			normalizeState(st)
 			applied := s.overlayPending(st)
+			replay(st, obs)
 			migrateLegacyCredentials(cfg, st)
 			if err := fn(cfg, st); err != nil {
 				return err
@@ -328,6 +379,9 @@ func (s *Store) updateConfigOnce(ctx context.Context, fn func(cfg *ConfigFile, s
 			if err := writeIfChanged(s.paths.Config, cfgRaw, cfg, configOwned, nil); err != nil {
 				return err
 			}
+			// Under both locks: these stamps are our versions.
+			stamps[0], _ = stampOf(s.paths.Config)
+			stamps[1], _ = stampOf(s.paths.State)
 			*out, err = buildSnapshot(cfg, st)
 			return err
 		})

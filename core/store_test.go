@@ -340,22 +340,6 @@ func TestStore_UpdateState_unchangedWritesNothing(t *testing.T) {
 	assertNoLeftovers(t, filepath.Dir(p.State), ConfigFileName, StateFileName)
 }
 
-func TestStore_PutAccountState_staleWriterCannotRollBack(t *testing.T) {
-	s := tempStore(t, StoreOptions{})
-	p := s.Paths()
-	writeFile(t, p.Config, `{"version":1,"accounts":[{"id":"a","type":"oauth"}]}`)
-	writeFile(t, p.State, `{"version":1,"accounts":{"a":{"access":"at-2","refresh":"rt-2","lastRefreshedAt":200,"lastUsed":10,
-		"quota":{"source":"poll","checkedAt":300}}}}`)
-	snap, err := s.PutAccountState(context.Background(), "a", &AccountState{
-		Access: "at-1", Refresh: "rt-1", LastRefreshedAt: 100, LastUsed: 50,
-		Quota: &QuotaSnapshot{Source: QuotaSourcePoll, CheckedAt: 150},
-	})
-	require.NoError(t, err)
-	a, _ := snap.Account("a")
-	assert.Equal(t, Secret("rt-2"), a.State.Refresh)
-	assert.Equal(t, int64(50), a.State.LastUsed, "only a later lastUsed is taken")
-}
-
 // Lock files sit beside the config, and a busy lock times out with
 // upstream's wording, matching ErrLockTimeout.
 func TestStore_lockTimeout(t *testing.T) {

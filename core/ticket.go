@@ -116,10 +116,6 @@ func (e *Engine) routeIsSticky(snap *Snapshot, r Route, t *routeTicket) bool {
 	if t != nil {
 		return t.sticky
 	}
-	f, err := e.stickyCurrent()
-	if err != nil {
-		return false
-	}
-	a := f.lookup(sessionKey(r.SessionID))
-	return a != nil && a.AccountID == r.AccountID
+	a, found, err := e.stickyLookup(sessionKey(r.SessionID))
+	return err == nil && found && a.AccountID == r.AccountID
 }

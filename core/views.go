@@ -46,6 +46,10 @@ type AccountView struct {
 	// and the save is retried. PersistError says why it failed.
 	PersistPending bool   `json:"persistPending,omitempty"`
 	PersistError   string `json:"persistError,omitempty"`
+	// Fetched is set by quota/refresh only: true when the quota was
+	// fetched now, false when the answer is the cached snapshot (the
+	// account's quota is backed off, or another process is polling it).
+	Fetched *bool `json:"fetched,omitempty"`
 }
 
 // AccountSpec is an account to add, for accounts/add.

@@ -327,3 +327,29 @@ func TestCanceledCallerIsNotAFault(t *testing.T) {
 	assert.Equal(t, "builtin", h.Classify(ctx, failure(500)).DecidedBy)
 	assert.Empty(t, statusOf(t, h, "spin").Faults)
 }
+
+// TestManyManifestsOneWasm: several plugins built from the same wasm load
+// together, from a warm file cache, and all serve. (Loaded in parallel
+// they could instantiate a module wazero had not finished reading from the
+// cache, and panic: wazero/wazero#2547.)
+func TestManyManifestsOneWasm(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir() // a cache of this test's own, warmed first
+	warm, err := NewHost(ctx, Options{Manifests: []Manifest{fixture(t, "ok")}, CacheDir: dir})
+	require.NoError(t, err)
+	require.NoError(t, warm.Close(ctx))
+	for round := range 10 {
+		var ms []Manifest
+		for i := range 8 {
+			ms = append(ms, manifestFor(t, fmt.Sprintf("ok-%d", i), filepath.Join("testdata", "ok.wasm")))
+		}
+		h, err := NewHost(ctx, Options{Manifests: ms, CacheDir: dir})
+		require.NoError(t, err)
+		for _, s := range h.Status() {
+			assert.Equal(t, StateActive, s.State, "round %d: %s: %s", round, s.ID, s.Error)
+		}
+		setCallTimeout(h, generousCallTimeout)
+		assert.Equal(t, "plugin:ok-0", h.Classify(ctx, failure(403)).DecidedBy, "round %d", round)
+		require.NoError(t, h.Close(ctx))
+	}
+}

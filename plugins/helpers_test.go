@@ -1,7 +1,6 @@
 package plugins
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/internal/syncbuf"
 )
 
 // fixture returns a manifest for plugins/testdata/<name>.wasm.
@@ -34,23 +33,8 @@ func manifestFor(t testing.TB, id, path string) Manifest {
 	return Manifest{ID: id, Version: "1.0.0", ABI: ABIVersion, Wasm: path, SHA256: hex.EncodeToString(sum[:])}
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a goroutine-safe bytes.Buffer (one helper for all).
+type syncBuffer = syncbuf.Buffer
 
 // generousCallTimeout is the per-call deadline of tests that are not
 // about deadlines: no call of a test fixture comes near it however busy

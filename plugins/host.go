@@ -171,26 +171,30 @@ func openCache(dir string, log *slog.Logger) wazero.CompilationCache {
 	return cache
 }
 
-// build loads every manifest in parallel into a new chain.
+// build loads the manifests into a new chain, in parallel except that
+// manifests naming the same wasm (by sha256) load one after the other:
+// wazero 1.12 publishes a module read from the file cache before it is
+// ready, and a concurrent compile of the same module in the same
+// compilation cache then instantiates it half-made and panics
+// (wazero/wazero#2547).
 func (h *Host) build(ctx context.Context, ms []Manifest) *chain {
 	c := &chain{entries: make([]entry, len(ms))}
 	known := h.known(ctx)
-	var wg sync.WaitGroup
+	bySum := map[string][]int{}
+	var sums []string
 	for i, m := range ms {
+		sum := strings.ToLower(m.SHA256)
+		if _, ok := bySum[sum]; !ok {
+			sums = append(sums, sum)
+		}
+		bySum[sum] = append(bySum[sum], i)
+	}
+	var wg sync.WaitGroup
+	for _, sum := range sums {
 		wg.Go(func() {
-			start := time.Now()
-			p, err := h.load(ctx, m)
-			if err != nil {
-				// A rejection can quote guest output (_initialize's
-				// stdout tail): it is redacted like every plugin output.
-				msg := core.Redact(firstLine(err.Error()), known...)
-				h.log.Error("plugin rejected", "plugin", m.ID, "err", msg)
-				c.entries[i] = entry{rejected: PluginStatus{ID: m.ID, Version: m.Version, State: StateRejected,
-					Error: msg, Faults: map[FaultKind]int64{}}}
-				return
+			for _, i := range bySum[sum] {
+				h.buildEntry(ctx, c, i, ms[i], known)
 			}
-			h.log.Info("plugin loaded", "plugin", m.ID, "version", m.Version, "took", time.Since(start).Round(time.Millisecond))
-			c.entries[i] = entry{p: p}
 		})
 	}
 	wg.Wait()
@@ -207,6 +211,23 @@ func (h *Host) build(ctx context.Context, ms []Manifest) *chain {
 		}
 	}
 	return c
+}
+
+// buildEntry loads ms[i] into c.entries[i], or records its rejection.
+func (h *Host) buildEntry(ctx context.Context, c *chain, i int, m Manifest, known []core.Secret) {
+	start := time.Now()
+	p, err := h.load(ctx, m)
+	if err != nil {
+		// A rejection can quote guest output (_initialize's stdout tail):
+		// it is redacted like every plugin output.
+		msg := core.Redact(firstLine(err.Error()), known...)
+		h.log.Error("plugin rejected", "plugin", m.ID, "err", msg)
+		c.entries[i] = entry{rejected: PluginStatus{ID: m.ID, Version: m.Version, State: StateRejected,
+			Error: msg, Faults: map[FaultKind]int64{}}}
+		return
+	}
+	h.log.Info("plugin loaded", "plugin", m.ID, "version", m.Version, "took", time.Since(start).Round(time.Millisecond))
+	c.entries[i] = entry{p: p}
 }
 
 // load runs one plugin's lifecycle up to serving.

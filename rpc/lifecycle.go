@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"sync"
 	"time"
@@ -191,7 +190,7 @@ func (s *Server) initialized() {
 		})
 	})
 	if s.opts.ManualClock == nil {
-		s.goBackground(func() { s.passLoop(ctx) })
+		s.goBackground(func() { s.opts.passSchedule().Run(ctx, s.pass) })
 	}
 }
 
@@ -266,38 +265,6 @@ func (s *Server) goBackground(fn func()) {
 		defer s.bg.Done()
 		fn()
 	}()
-}
-
-// passLoop runs a refresh pass then a quota pass every PassInterval plus
-// jitter, as upstream's background timers do, until ctx ends.
-func (s *Server) passLoop(ctx context.Context) {
-	for {
-		d := s.opts.PassInterval
-		if s.opts.PassJitter > 0 {
-			d += rand.N(s.opts.PassJitter)
-		}
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		s.pass(ctx)
-	}
-}
-
-func (s *Server) runPasses(ctx context.Context) {
-	if sum, err := s.eng.RefreshDue(ctx); err != nil {
-		s.log.Warn("background refresh pass failed", "err", err)
-	} else {
-		s.log.Debug("background refresh pass", "accounts", len(sum.Results))
-	}
-	if sum, err := s.eng.RefreshQuotaDue(ctx); err != nil {
-		s.log.Warn("background quota pass failed", "err", err)
-	} else {
-		s.log.Debug("background quota pass", "accounts", len(sum.Results))
-	}
 }
 
 // watchParent ends Serve when process pid is gone: signal 0 fails with

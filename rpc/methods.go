@@ -177,6 +177,9 @@ type loginFinishParams struct {
 	Code  string `json:"code"`
 	State string `json:"state"`
 	Label string `json:"label,omitempty"`
+	// Main makes the login the host's main account; its tokens go to the
+	// host through accounts/mainRefreshed.
+	Main bool `json:"main,omitempty"`
 }
 
 func (p *loginFinishParams) check() error {
@@ -185,11 +188,16 @@ func (p *loginFinishParams) check() error {
 		return required("code")
 	case p.State == "":
 		return required("state")
+	case p.Main && p.Label != "":
+		return &paramError{Field: "label", Problem: "must be empty when main is true (the main account is labelled main)"}
 	}
 	return nil
 }
 
 func loginFinish(ctx context.Context, s *Server, p *loginFinishParams) (any, error) {
+	if p.Main {
+		return s.eng.LoginFinishMain(ctx, p.Code, p.State)
+	}
 	return s.eng.LoginFinish(ctx, p.Code, p.State, p.Label)
 }
 

@@ -40,8 +40,9 @@ type Options struct {
 	// Version is reported as serverInfo.version.
 	Version string
 	// PassInterval and PassJitter time the background refresh and quota
-	// passes: each pass waits PassInterval plus a random part of
-	// PassJitter. They default to 60 s and 60 s, as upstream.
+	// passes (core.PassSchedule: PassInterval plus a jitter drawn once
+	// from PassJitter; 60 s and 60 s by default, as upstream; a negative
+	// PassJitter is none).
 	PassInterval time.Duration
 	PassJitter   time.Duration
 	// ParentPoll is how often the processId given in initialize is checked;
@@ -102,14 +103,6 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.PassInterval <= 0 {
-		opts.PassInterval = 60 * time.Second
-	}
-	if opts.PassJitter < 0 {
-		opts.PassJitter = 0
-	} else if opts.PassJitter == 0 {
-		opts.PassJitter = 60 * time.Second
-	}
 	if opts.ParentPoll <= 0 {
 		opts.ParentPoll = time.Second
 	}
@@ -121,7 +114,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, eng: opts.Engine, log: opts.Logger, exitCh: make(chan int, 1), drained: make(chan struct{})}
 	s.methods = methodTable(opts.ManualClock != nil)
-	s.pass = s.runPasses
+	s.pass = s.eng.RunPasses
 	return s, nil
 }
 
@@ -187,4 +180,9 @@ func (p slogPrinter) Printf(format string, v ...any) {
 	if p.log.Enabled(context.Background(), slog.LevelDebug) {
 		p.log.Debug("jsonrpc2", "msg", core.Redact(fmt.Sprintf(format, v...)))
 	}
+}
+
+// passSchedule is the core schedule of the background passes.
+func (o *Options) passSchedule() core.PassSchedule {
+	return core.PassSchedule{Interval: o.PassInterval, Jitter: o.PassJitter}
 }

@@ -57,7 +57,8 @@ Flags:
   --token-url URL     OAuth token endpoint (ACCTPOOL_TOKEN_URL)
   --usage-url URL     usage endpoint (ACCTPOOL_USAGE_URL)
   --profile-url URL   profile endpoint (ACCTPOOL_PROFILE_URL)
-  --clock manual      test clock moved by test/clock/*; no background timers (ACCTPOOL_CLOCK)
+  --clock manual      test clock moved by test/clock/*; no background timers, observations
+                      written at once (ACCTPOOL_CLOCK)
   --log-level LEVEL   debug, info, warn or error (ACCTPOOL_LOG_LEVEL; default info)
   --version           print the version and exit
   --help              print this help and exit

@@ -23,17 +23,33 @@ type pluginHost struct {
 }
 
 // List implements rpc.Plugins.
-func (p *pluginHost) List() []plugins.PluginStatus { return p.host.Status() }
+func (p *pluginHost) List() []rpc.PluginStatus { return rpcStatus(p.host.Status()) }
 
 // Reload implements rpc.Plugins. A rejected plugin fails the reload with
 // config_invalid, and the previous chain keeps serving.
-func (p *pluginHost) Reload(ctx context.Context) ([]plugins.PluginStatus, error) {
+func (p *pluginHost) Reload(ctx context.Context) ([]rpc.PluginStatus, error) {
 	ms := manifests(ctx, p.cfg, p.store, p.log)
 	list, err := p.host.Reload(ctx, ms)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", core.ErrConfigInvalid, err)
 	}
-	return list, nil
+	return rpcStatus(list), nil
+}
+
+// rpcStatus converts the plugin host's status to the protocol's.
+func rpcStatus(list []plugins.PluginStatus) []rpc.PluginStatus {
+	out := make([]rpc.PluginStatus, 0, len(list))
+	for _, st := range list {
+		faults := make(map[string]int64, len(st.Faults))
+		for k, n := range st.Faults {
+			faults[string(k)] = n
+		}
+		out = append(out, rpc.PluginStatus{
+			ID: st.ID, Version: st.Version, State: st.State, Error: st.Error,
+			Calls: st.Calls, Faults: faults, LastError: st.LastError,
+		})
+	}
+	return out
 }
 
 // engineSecrets hands the engine's known secrets to the plugin host, which

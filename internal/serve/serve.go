@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/internal/filecheck"
 	"github.com/acctpool/acctpool/rpc"
 )
 
@@ -78,7 +79,16 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger) (*rpc.Server, func
 	// Where the files are is the first thing to know when a fresh machine
 	// misbehaves, so it is logged at info before anything can fail.
 	log.Info("starting", "version", Version(), "config", cfg.paths.Config, "state", cfg.paths.State, "routingState", cfg.paths.RoutingState)
-	store, closeStore, err := openStore(ctx, cfg, log)
+	// What `acctpool check` would report about the files, said once.
+	filecheck.Log(ctx, cfg.paths, log)
+	opts := core.StoreOptions{Paths: cfg.paths, Logger: log}
+	if cfg.manualClock {
+		// A manual clock runs no background timers: observations are
+		// written at once, so a test reads them from the files at once
+		// (BEHAVIOUR.md §1.9).
+		opts.WriteBehind = -1
+	}
+	store, closeStore, err := openStore(ctx, cfg, opts, log)
 	if err != nil {
 		return nil, nil, err
 	}

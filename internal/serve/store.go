@@ -10,9 +10,11 @@ import (
 
 // openStore opens the store --store names: the upstream files, or the
 // PostgreSQL store (whose key file must be private). close releases it.
-func openStore(ctx context.Context, cfg *config, log *slog.Logger) (store *core.Store, close func(), err error) {
+// opts are the store's options for the files; the PostgreSQL store gets
+// them too, with its backend.
+func openStore(ctx context.Context, cfg *config, opts core.StoreOptions, log *slog.Logger) (store *core.Store, close func(), err error) {
 	if cfg.store == "" {
-		s, err := core.NewStore(core.StoreOptions{Paths: cfg.paths, Logger: log})
+		s, err := core.NewStore(opts)
 		return s, func() {}, err
 	}
 	keys, err := postgres.LoadKeyFile(cfg.storeKeyFile)
@@ -23,7 +25,8 @@ func openStore(ctx context.Context, cfg *config, log *slog.Logger) (store *core.
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := core.NewStore(core.StoreOptions{Paths: cfg.paths, Logger: log, Backend: pg.Backend()})
+	opts.Backend = pg.Backend()
+	s, err := core.NewStore(opts)
 	if err != nil {
 		pg.Close()
 		return nil, nil, err

@@ -49,7 +49,7 @@ export interface AcctpoolOpenCodeOptions {
 /** The part of an AcctpoolClient the plugin uses; tests pass a fake. */
 export type PoolClient = Pick<
   AcctpoolClient,
-  "start" | "close" | "on" | "state" | "routeSelect" | "routeReport" | "accountsSetMain" | "accountsLoginStart" | "accountsLoginFinish"
+  "start" | "close" | "on" | "once" | "state" | "routeSelect" | "routeReport" | "accountsSetMain" | "accountsLoginStart" | "accountsLoginFinish"
 >;
 
 /** How the plugin makes its client (tests replace it). */
@@ -173,9 +173,9 @@ export function createAcctpoolPlugin(factory: ClientFactory = (o) => new Acctpoo
       methods: [
         {
           type: "oauth",
-          label: "Claude Pro/Max (acctpool pool)",
+          label: "Claude Pro/Max (acctpool)",
           async authorize() {
-            return login(client, ready, log, "", undefined, async () => undefined);
+            return loginMain(client, ready, log);
           },
         },
         {
@@ -279,6 +279,39 @@ async function login(
       }
       const main = await keep();
       return main ? { type: "success", ...main } : { type: "success", key: POOL_KEY };
+    },
+  };
+}
+
+/**
+ * loginMain runs acctpool's PKCE login for OpenCode's own (main) account:
+ * accounts/login/finish with main: true makes it acctpool's main account,
+ * and acctpool hands its tokens to the host as accounts/mainRefreshed (they
+ * are never in a result). OpenCode stores them as its anthropic OAuth
+ * credential, so the loader hands them back on every start.
+ */
+async function loginMain(
+  client: PoolClient,
+  ready: () => Promise<unknown>,
+  log: (level: LogEntry["level"], message: string) => void,
+): Promise<OAuthResult> {
+  await ready();
+  const start = await client.accountsLoginStart({ mode: "max" });
+  return {
+    url: start.url,
+    instructions: "Open the link, authorize, and paste the code Claude shows (code#state) here.",
+    method: "code",
+    async callback(code: string) {
+      try {
+        const handed = client.once("accounts/mainRefreshed");
+        await client.accountsLoginFinish({ code, state: start.state, main: true });
+        const t = await handed;
+        log("info", "logged in the main account through acctpool");
+        return { type: "success", refresh: t.refresh, access: t.access, expires: t.expires };
+      } catch (err) {
+        log("error", `acctpool login failed: ${errText(err)}`);
+        return { type: "failed" };
+      }
     },
   };
 }

@@ -35,6 +35,9 @@ class FakeClient {
     this.listeners.set(event, [...(this.listeners.get(event) ?? []), l]);
     return () => {};
   }
+  once(event: string) {
+    return new Promise((resolve) => this.on(event, resolve as (v: unknown) => void)) as never;
+  }
   emit(event: string, v: unknown) {
     for (const l of this.listeners.get(event) ?? []) l(v);
   }
@@ -57,6 +60,11 @@ class FakeClient {
   async accountsLoginFinish(params: unknown) {
     this.calls.push({ method: "accounts/login/finish", params });
     if (this.finishFails) throw new Error("invalid_grant");
+    if ((params as { main?: boolean }).main) {
+      // acctpool hands a main login's tokens over as a notification.
+      this.emit("accounts/mainRefreshed", { access: "sk-ant-oat01-LOGIN", refresh: "sk-ant-ort01-LOGIN", expires: 8_000_000 });
+      return { id: "main", main: true } as never;
+    }
     return { id: "acc-1", label: "work" } as never;
   }
 }
@@ -138,7 +146,7 @@ test("adding a fallback account: prompts, PKCE through acctpool, and OpenCode ke
   );
 });
 
-test("a login into the pool with no main stores the pool key; a failed exchange is reported as failed", async () => {
+test("the main login hands OpenCode the tokens acctpool got; a failed exchange is reported as failed", async () => {
   const prev = process.env.XDG_DATA_HOME;
   process.env.XDG_DATA_HOME = "/nonexistent-acctpool-test"; // no OpenCode auth store to read
   try {
@@ -150,7 +158,8 @@ test("a login into the pool with no main stores the pool key; a failed exchange 
     const auth = await main.authorize();
     assert.ok(auth.method === "code");
     if (auth.method !== "code") return;
-    assert.deepEqual(await auth.callback("c#st-1"), { type: "success", key: POOL_KEY });
+    assert.deepEqual(await auth.callback("c#st-1"), { type: "success", refresh: "sk-ant-ort01-LOGIN", access: "sk-ant-oat01-LOGIN", expires: 8_000_000 });
+    assert.deepEqual(fake.calls.find((c) => c.method === "accounts/login/finish")?.params, { code: "c#st-1", state: "st-1", main: true });
 
     fake.finishFails = true;
     const again = await main.authorize();

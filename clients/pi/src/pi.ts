@@ -89,7 +89,12 @@ export function createAcctpoolExtension(options: AcctpoolPiOptions = {}): (pi: E
   return async (pi: ExtensionAPI) => {
     const now = options.now ?? Date.now;
     const upstream = (options.upstream ?? process.env.ACCTPOOL_ANTHROPIC_BASE_URL ?? DEFAULT_UPSTREAM).replace(/\/+$/, "");
-    const client = (options.client ?? ((o) => new AcctpoolClient(o)))({ clientInfo: { name: "@acctpool/pi", version: "0.1.0" } });
+    const client = (options.client ?? ((o) => new AcctpoolClient(o)))({
+      clientInfo: { name: "@acctpool/pi", version: "0.1.0" },
+      // Pi keeps its files in ~/.pi/agent (PI_AGENT_DIR, PI_ANTHROPIC_AUTH_FILE),
+      // as the upstream Pi extension does.
+      extraArgs: ["--host", "pi"],
+    });
     let started: Promise<unknown> | undefined;
     const ready = (): Promise<unknown> => {
       if (client.state === "idle" || client.state === "failed") started = client.start();
@@ -135,9 +140,14 @@ export function createAcctpoolExtension(options: AcctpoolPiOptions = {}): (pi: E
           const start = await client.accountsLoginStart({});
           callbacks.onAuth({ url: start.url, instructions: "Authorize, then paste the code Claude shows (code#state)." });
           const code = await callbacks.onPrompt({ message: "Paste the authorization code:" });
-          const account = await client.accountsLoginFinish({ code, state: start.state });
-          callbacks.onProgress?.(`added ${account.label ?? account.id} to the acctpool pool`);
-          return { refresh: POOL_REFRESH, access: POOL_REFRESH, expires: now() + POOL_CREDENTIAL_MS };
+          // main: true makes this Pi's main account; acctpool hands its
+          // tokens over as accounts/mainRefreshed (never in a result).
+          const handed = client.once("accounts/mainRefreshed");
+          await client.accountsLoginFinish({ code, state: start.state, main: true });
+          const t = await handed;
+          main = { refresh: t.refresh, access: t.access, expires: t.expires };
+          callbacks.onProgress?.("logged in; acctpool routes this account as main");
+          return main;
         },
         async refreshToken(creds) {
           if (creds.refresh === POOL_REFRESH) return { ...creds, expires: now() + POOL_CREDENTIAL_MS };

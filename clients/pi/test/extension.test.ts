@@ -7,7 +7,7 @@ import { test } from "node:test";
 
 import type { ExtensionAPI, ProviderConfig } from "@mariozechner/pi-coding-agent";
 
-import { POOL_REFRESH, createAcctpoolExtension, startRelay, type PiCredentials, type PoolClient } from "../src/index.js";
+import { createAcctpoolExtension, startRelay, type PiCredentials, type PoolClient } from "../src/index.js";
 
 type Call = { method: string; params?: unknown };
 
@@ -57,6 +57,11 @@ class FakeClient {
   }
   async accountsLoginFinish(params: unknown) {
     this.calls.push({ method: "accounts/login/finish", params });
+    if ((params as { main?: boolean }).main) {
+      // acctpool hands a main login's tokens over as a notification.
+      this.emit("accounts/mainRefreshed", { access: "sk-ant-oat01-LOGIN", refresh: "sk-ant-ort01-LOGIN", expires: 8_000_000 });
+      return { id: "main", main: true } as never;
+    }
     return { id: "acc-1", label: "work" } as never;
   }
 }
@@ -136,7 +141,7 @@ test("the anthropic provider goes through the relay into acctpool's fetch wrappe
   assert.equal(fake.calls.at(-1)?.method, "close");
 });
 
-test("login goes through acctpool's PKCE login and stores a pool credential", async () => {
+test("login goes through acctpool's PKCE login as the main account and stores its tokens in Pi", async () => {
   const up = await upstream();
   const { fake, provider, shutdown } = await load(up.url);
   try {
@@ -151,14 +156,14 @@ test("login goes through acctpool's PKCE login and stores a pool credential", as
     });
     assert.equal(shown, "https://claude.example/authorize");
     assert.equal(prompts.length, 1);
-    assert.equal(creds.refresh, POOL_REFRESH);
-    assert.ok(creds.expires > 1_000_000);
-    assert.deepEqual(fake.calls.find((c) => c.method === "accounts/login/finish")?.params, { code: "the-code#st-1", state: "st-1" });
-    // A pool credential is refreshed without touching acctpool.
+    assert.deepEqual(fake.calls.find((c) => c.method === "accounts/login/finish")?.params, { code: "the-code#st-1", state: "st-1", main: true });
+    assert.deepEqual(creds, { refresh: "sk-ant-ort01-LOGIN", access: "sk-ant-oat01-LOGIN", expires: 8_000_000 }, "Pi stores the tokens acctpool handed over");
+    // A fresh credential is handed back without touching acctpool.
     const n = fake.calls.length;
     const again = await provider.config.oauth!.refreshToken(creds);
-    assert.equal(again.refresh, POOL_REFRESH);
-    assert.equal(fake.calls.length, n);
+    assert.equal(again.refresh, "sk-ant-ort01-LOGIN");
+    assert.equal(fake.calls.filter((c) => c.method === "accounts/refresh").length, 0);
+    assert.ok(fake.calls.length >= n);
   } finally {
     await shutdown();
     await up.close();

@@ -20,12 +20,27 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/acctpool/acctpool/core/internal/procid"
 )
 
 // maxLinks bounds symlink resolution, as the kernel does (ELOOP).
 const maxLinks = 40
+
+// commits counts, by target path, the replacements this process has made
+// (Commit), for the writes-per-call measurements and tests.
+var commits sync.Map // string → *atomic.Uint64
+
+// Commits returns how many times this process has replaced the file at
+// path (as Commit resolved it) so far.
+func Commits(path string) uint64 {
+	if n, ok := commits.Load(path); ok {
+		return n.(*atomic.Uint64).Load()
+	}
+	return 0
+}
 
 // Write replaces path with data: [Reserve] with no extra room, then
 // [Reservation.Commit]. The parent directory is created with mode 0700 if
@@ -134,6 +149,8 @@ func (r *Reservation) Commit(data []byte) (err error) {
 		return fmt.Errorf("replace %s: %w", r.target, err)
 	}
 	r.done = true
+	n, _ := commits.LoadOrStore(r.target, new(atomic.Uint64))
+	n.(*atomic.Uint64).Add(1)
 	// The rename has happened, so the new content is what readers see; a
 	// failed directory sync only weakens durability across a power loss
 	// and is not worth failing a completed replacement for.

@@ -132,6 +132,8 @@ export interface AccountView {
   persistPending?: boolean;
   /** Why the last save of the rotated tokens failed (no secrets); set with persistPending. */
   persistError?: string;
+  /** Set by quota/refresh only: true when the quota was fetched now, false when the answer is the cached snapshot (the account's quota is backed off, or another process is polling it). */
+  fetched?: boolean;
 }
 
 export interface AccountList {
@@ -504,6 +506,8 @@ export interface AccountsLoginFinishParams {
   code: string;
   state: string;
   label?: string;
+  /** Make the login the host's main account instead of adding a fallback: the view of main is returned, and its tokens go to the host through accounts/mainRefreshed (never in a result). */
+  main?: boolean;
 }
 
 /** Result of accounts/login/finish. */
@@ -848,7 +852,7 @@ export abstract class AcctpoolMethods {
   }
 
   /**
-   * `accounts/login/finish`: Exchange the pasted code and store the new account.
+   * `accounts/login/finish`: Exchange the pasted code and store the new account (a fallback, or with main: true the host's main account).
    *
    * Errors: LoginState, UpstreamError, InvalidGrant, LockTimeout.
    */

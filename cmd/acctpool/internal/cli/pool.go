@@ -30,9 +30,11 @@ type engineOptions struct {
 
 // openEngine builds a store and an engine over the user's files. The
 // engine has no main credentials: the host owns them, so commands judge the
-// main account on what the state file records (see judgeMain).
+// main account on what the state file records (see judgeMain). A command
+// is one short call with no request path to spare, so its store writes
+// observations at once instead of behind (BEHAVIOUR.md §1.9).
 func openEngine(o engineOptions) (*core.Engine, error) {
-	store, err := core.NewStore(core.StoreOptions{Paths: o.paths, Logger: o.logger})
+	store, err := core.NewStore(core.StoreOptions{Paths: o.paths, Logger: o.logger, WriteBehind: -1})
 	if err != nil {
 		return nil, err
 	}

@@ -151,14 +151,6 @@ func (c *Client) SendFrame(body []byte) error {
 	return err
 }
 
-// SendRaw writes b exactly as given.
-func (c *Client) SendRaw(b []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	_, err := c.w.Write(b)
-	return err
-}
-
 func encode(id, method string, params any) ([]byte, error) {
 	type request struct {
 		JSONRPC string          `json:"jsonrpc"`

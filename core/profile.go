@@ -1,0 +1,170 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	json "github.com/goccy/go-json"
+)
+
+// profileTTL is how long a fetched profile is trusted (upstream's
+// PROFILE_TTL_MS).
+const profileTTL = 7 * 24 * time.Hour
+
+// accountProfile is the state file's main.profile in upstream's
+// OAuthAccountProfile shape (BEHAVIOUR.md §3.7): the Claude account the
+// main access token belongs to, its tier and organisation type.
+type accountProfile struct {
+	Tier                string `json:"tier"`
+	OrgType             string `json:"orgType"`
+	CheckedAt           int64  `json:"checkedAt"`
+	AccountIdentity     string `json:"accountIdentity,omitempty"`
+	ProviderAccountUUID string `json:"providerAccountUuid,omitempty"`
+	TokenFingerprint    string `json:"tokenFingerprint,omitempty"`
+}
+
+// storedProfile reads main.profile; nil when absent or not a profile.
+func storedProfile(m *MainState) *accountProfile {
+	if m == nil || len(m.Profile) == 0 {
+		return nil
+	}
+	var p accountProfile
+	if err := decodeLenient(m.Profile, &p); err != nil {
+		return nil
+	}
+	return &p
+}
+
+// oauthAccessToken reports whether access is a Claude OAuth access token,
+// the only kind the profile endpoint can resolve to an account.
+func oauthAccessToken(access Secret) bool {
+	return strings.HasPrefix(access.Reveal(), "sk-ant-oat")
+}
+
+// mainQuotaIdentity is what main's quota snapshot and quota backoff are
+// bound to (BEHAVIOUR.md §3.7): the Claude account UUID of the access
+// token, from a profile fetched for that token less than 7 days ago; else
+// mainAccountId. ok is false when a profile would settle it.
+func mainQuotaIdentity(snap *Snapshot, access Secret, now time.Time) (id string, ok bool) {
+	if !oauthAccessToken(access) {
+		return mainIdentity(snap), true
+	}
+	p := storedProfile(snap.Main)
+	if p == nil || p.ProviderAccountUUID == "" || p.TokenFingerprint != access.Fingerprint() ||
+		now.Sub(fromMs(p.CheckedAt)) >= profileTTL {
+		return mainIdentity(snap), false
+	}
+	return p.ProviderAccountUUID, true
+}
+
+// profilePayload is the part of the profile endpoint's answer we read.
+type profilePayload struct {
+	Account *struct {
+		UUID string `json:"uuid"`
+	} `json:"account"`
+	Organization *struct {
+		RateLimitTier    string `json:"rate_limit_tier"`
+		OrganizationType string `json:"organization_type"`
+	} `json:"organization"`
+}
+
+// fetchProfile asks the profile endpoint which account access belongs to.
+func (e *Engine) fetchProfile(ctx context.Context, access Secret) (*accountProfile, error) {
+	req, err := http.NewRequest(http.MethodGet, e.ep.Profile, nil)
+	if err != nil {
+		return nil, fmt.Errorf("profile request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+access.Reveal())
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("anthropic-beta", usageBeta)
+	req.Header.Set("User-Agent", usageUserAgent)
+	reply, err := e.send(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("profile request: %s", Redact(err.Error()))
+	}
+	if reply.status < 200 || reply.status > 299 {
+		return nil, fmt.Errorf("profile request: status %d", reply.status)
+	}
+	var p profilePayload
+	if err := decodeLenient(reply.body, &p); err != nil {
+		return nil, fmt.Errorf("profile response: %s", jsonErrorText(err))
+	}
+	if p.Account == nil || p.Account.UUID == "" || p.Organization == nil ||
+		p.Organization.RateLimitTier == "" || p.Organization.OrganizationType == "" {
+		return nil, fmt.Errorf("profile response: missing account metadata")
+	}
+	return &accountProfile{
+		Tier: p.Organization.RateLimitTier, OrgType: p.Organization.OrganizationType,
+		ProviderAccountUUID: p.Account.UUID, TokenFingerprint: access.Fingerprint(),
+	}, nil
+}
+
+// bindMainQuota settles main's quota identity before a poll: with no
+// profile for the current access token it fetches one and stores it.
+// When the profile names another account than the stored one, the host
+// switched main accounts: main's cached quota, its quota backoff and its
+// spent windows belonged to the old account and are dropped. A profile
+// that cannot be had leaves the identity at mainAccountId (logged).
+func (e *Engine) bindMainQuota(ctx context.Context, snap *Snapshot, a oauthAccount) (oauthAccount, error) {
+	now := e.now()
+	if _, ok := mainQuotaIdentity(snap, a.tokens.Access, now); ok {
+		return a, nil
+	}
+	p, err := e.fetchProfile(ctx, a.tokens.Access)
+	if err != nil {
+		if ctx.Err() != nil {
+			return a, ctx.Err()
+		}
+		e.log.Warn("main account profile unavailable; main quota stays bound to mainAccountId", "err", err)
+		return a, nil
+	}
+	p.CheckedAt = epochMs(now)
+	p.AccountIdentity = mainIdentity(snap)
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return a, err
+	}
+	switched := false
+	snap, err = e.store.UpdateState(ctx, func(st *StateFile) error {
+		m := ensureMain(st)
+		old := storedProfile(m)
+		m.Profile = raw
+		switched = old != nil && old.ProviderAccountUUID != "" && old.ProviderAccountUUID != p.ProviderAccountUUID
+		if switched {
+			m.Quota, m.QuotaCheckedAt, m.QuotaToken = nil, 0, ""
+			if m.LastQuotaAPIError != nil {
+				m.LastQuotaAPIError, m.QuotaErrorClearedAt = nil, epochMs(now)
+			}
+			m.QuotaErrorGeneration++
+			m.RateLimited = nil
+		}
+		return nil
+	})
+	if err != nil {
+		return a, fmt.Errorf("persist main profile: %w", err)
+	}
+	if switched {
+		e.log.Info("host switched main accounts; main quota and quota backoff reset")
+		e.emit(Event{Kind: EventQuotaChanged, Accounts: []string{MainAccountID}})
+	}
+	a.quotaIdentity = p.ProviderAccountUUID
+	a.quotaErr = snap.Main.LastQuotaAPIError
+	a.quota = mainQuota(snap)
+	return a, nil
+}
+
+// rebindProfile moves main's profile to the access token a rotation by
+// acctpool just produced: the account is the same, only the token is new.
+func rebindProfile(m *MainState, used, next Secret) {
+	p := storedProfile(m)
+	if p == nil || p.TokenFingerprint != used.Fingerprint() {
+		return
+	}
+	p.TokenFingerprint = next.Fingerprint()
+	if raw, err := json.Marshal(p); err == nil {
+		m.Profile = raw
+	}
+}

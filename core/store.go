@@ -80,12 +80,14 @@ type Store struct {
 	obsMu     sync.Mutex
 	queue     []observation
 	inflight  []observation // taken by the write in progress
-	armed     bool
-	cur       *Snapshot
-	curGen    uint64
-	cfgStamp  fileStamp
-	stStamp   fileStamp
-	checked   time.Time
+	// dropWarned is set once capQueueLocked has logged dropping.
+	dropWarned bool
+	armed      bool
+	cur        *Snapshot
+	curGen     uint64
+	cfgStamp   fileStamp
+	stStamp    fileStamp
+	checked    time.Time
 }
 
 // generation returns the count of writes this store has made.

@@ -164,7 +164,7 @@ func (s *Store) requeue(obs []observation) {
 
 // maxQueued bounds the observations waiting for a write. Only a flush
 // that keeps failing (a corrupt file, a lock held elsewhere) lets the
-// queue grow; the oldest then go, as observations may (BEHAVIOUR.md §1.8),
+// queue grow; the oldest then go, as observations may (BEHAVIOUR.md §1.9),
 // and this process still sees them in memory until it reads the file
 // again.
 const maxQueued = 4096

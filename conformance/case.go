@@ -27,7 +27,7 @@ type Case struct {
 	Catalogue []int    `json:"catalogue,omitempty"`
 	Priority  string   `json:"priority,omitempty"`
 	// Evidence cites where the expectation comes from (upstream tests,
-	// code, issues, DESIGN.md).
+	// code, issues, docs/BEHAVIOUR.md).
 	Evidence map[string][]string `json:"evidence"`
 	// Note is free prose for readers.
 	Note string `json:"note,omitempty"`

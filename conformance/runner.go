@@ -100,6 +100,9 @@ func Run(ctx context.Context, opts Options) Report {
 	return rep
 }
 
+// exitGuard bounds the wait for a server's shutdown answer and its exit.
+const exitGuard = time.Minute
+
 // RunCase replays one case. A case marked pending that fails is reported
 // pending; one that passes is reported passed, so the mark can go.
 func RunCase(ctx context.Context, opts Options, c *Case) Result {
@@ -311,7 +314,9 @@ func (r *caseRun) start(ctx context.Context) (stop func() error, err error) {
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
 	return func() error {
-		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		// Deadlock guards, not speed requirements: a busy CI machine may
+		// take seconds to schedule a process that exits at once.
+		sctx, cancel := context.WithTimeout(context.Background(), exitGuard)
 		defer cancel()
 		_, _ = r.cli.call(sctx, "shutdown", nil)
 		_ = r.cli.notify("exit", nil)
@@ -319,10 +324,10 @@ func (r *caseRun) start(ctx context.Context) (stop func() error, err error) {
 		select {
 		case <-waited:
 			return nil
-		case <-time.After(3 * time.Second):
+		case <-time.After(exitGuard):
 			cmd.Process.Kill()
 			<-waited
-			return errors.New("server did not exit within 3 s of shutdown and exit")
+			return fmt.Errorf("server did not exit within %s of shutdown and exit", exitGuard)
 		}
 	}, nil
 }

@@ -16,7 +16,7 @@ import (
 func accountView(snap *Snapshot, a *Account, now time.Time) AccountView {
 	v := AccountView{
 		ID: a.ID, Label: a.Label, Type: a.Type, Enabled: a.IsEnabled(), Order: a.Order,
-		BaseURL: a.BaseURL, LastUsed: a.State.LastUsed, LastRefreshedAt: a.State.LastRefreshedAt,
+		BaseURL: Redact(a.BaseURL), LastUsed: a.State.LastUsed, LastRefreshedAt: a.State.LastRefreshedAt,
 		LastRefreshError: a.State.LastRefreshError.withoutExtra(), LastQuotaError: a.State.LastQuotaRefreshError.withoutExtra(),
 		Quota: a.State.Quota.withoutExtra(), Problem: a.Problem,
 	}

@@ -149,10 +149,10 @@ func (w *AlertWatch) webhook(ctx context.Context) string {
 		return ""
 	}
 	u, err := url.Parse(hook)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
 		// The URL itself may hold a secret (many webhooks do), so it is
 		// not logged.
-		w.log.Warn("alerts: alerts.webhook is not an http(s) URL; no webhook is called")
+		w.log.Warn("alerts: alerts.webhook is not an http(s) URL without credentials; no webhook is called")
 		return ""
 	}
 	return hook

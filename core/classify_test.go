@@ -9,7 +9,7 @@ import (
 )
 
 // TestClassifyBuiltin_table checks every row of the classification table of
-// DESIGN.md section 3: the verdict and the effects it implies.
+// docs/BEHAVIOUR.md §4: the verdict and the effects it implies.
 func TestClassifyBuiltin_table(t *testing.T) {
 	now := testStart
 	cases := []struct {

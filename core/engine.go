@@ -20,7 +20,7 @@ type Endpoints struct {
 	Redirect string
 }
 
-// Default upstream endpoints (upstream-core.md 2.1 and 3.1).
+// Default upstream endpoints (BEHAVIOUR.md §2.1 and §3.1).
 const (
 	DefaultTokenURL     = "https://platform.claude.com/v1/oauth/token"
 	DefaultUsageURL     = "https://api.anthropic.com/api/oauth/usage"

@@ -11,7 +11,7 @@ import (
 // inline in an account entry into that account's state entry, and removes
 // them from the config entry, so that the next config write (which never
 // writes them, see AccountConfig.MarshalJSON) loses nothing. It follows
-// upstream-core.md 1.4: a config token replaces a different state token
+// BEHAVIOUR.md §1.4: a config token replaces a different state token
 // only when the config entry is newer (max of lastRefreshedAt, lastUsed,
 // addedAt), and then stale quota and errors go with the old token. It
 // reports whether anything moved.

@@ -51,6 +51,7 @@ func (s *Store) observeState(ctx context.Context, id string, fn func(st *StateFi
 			}
 			s.cur = next
 			s.queue = append(s.queue, observation{id, fn})
+			s.capQueueLocked()
 			s.armLocked()
 			s.obsMu.Unlock()
 			return next, nil
@@ -157,7 +158,25 @@ func (s *Store) requeue(obs []observation) {
 		return
 	}
 	s.queue = append(obs, s.queue...)
+	s.capQueueLocked()
 	s.armLocked()
+}
+
+// maxQueued bounds the observations waiting for a write. Only a flush
+// that keeps failing (a corrupt file, a lock held elsewhere) lets the
+// queue grow; the oldest then go, as observations may (BEHAVIOUR.md §1.9),
+// and this process still sees them in memory until it reads the file
+// again.
+const maxQueued = 4096
+
+func (s *Store) capQueueLocked() {
+	if extra := len(s.queue) - maxQueued; extra > 0 {
+		if !s.dropWarned {
+			s.dropWarned = true
+			s.logger.Warn("observations not written for a while; dropping the oldest", "kept", maxQueued)
+		}
+		s.queue = append(s.queue[:0:0], s.queue[extra:]...)
+	}
 }
 
 // armLocked schedules the write-behind flush unless one is scheduled.

@@ -327,3 +327,22 @@ func TestObservations_writesPerCall(t *testing.T) {
 		})
 	}
 }
+
+// A flush that keeps failing does not let the queue grow without bound:
+// the oldest observations go; the newest are written once the file can
+// be.
+func TestObservations_queueBounded(t *testing.T) {
+	env := routeEnv(t, `"routing":{"mode":"fallback-first"}`, nil, fb{id: "fb", quota: fq(80, 80)})
+	_, err := env.engine.routeSnapshot(env.ctx())
+	require.NoError(t, err)
+	for i := range maxQueued + 10 {
+		_, err := env.engine.store.observeState(env.ctx(), "fb", func(st *StateFile) error {
+			st.Accounts["fb"].LastUsed = int64(i + 1)
+			return nil
+		})
+		require.NoError(t, err)
+	}
+	assert.Len(t, env.engine.store.queued(), maxQueued)
+	require.NoError(t, env.engine.Flush(env.ctx()))
+	assert.Equal(t, float64(maxQueued+10), env.accountState("fb")["lastUsed"], "the newest kept")
+}

@@ -29,6 +29,9 @@ var redactPatterns = []struct {
 		}},
 	{regexp.MustCompile(`(?i)\b(access_token|refresh_token|code_verifier)=[^&\s"]+`),
 		func(_, l string) bool { return strings.Contains(l, "_token=") || strings.Contains(l, "code_verifier=") }},
+	// A URL's user information (https://user:password@host) is a credential.
+	{regexp.MustCompile(`(?i)\b[a-z][a-z0-9+.\-]*://[^/?#@\s"'<>]+@`),
+		func(t, _ string) bool { return strings.Contains(t, "://") && strings.IndexByte(t, '@') >= 0 }},
 }
 
 // lowerBufs recycles the lower-case copies the triggers read.
@@ -81,6 +84,9 @@ func Redact(text string, known ...Secret) string {
 // redactMatch replaces one pattern match, keeping a JSON key, a form
 // field name or the word Bearer so the text still reads.
 func redactMatch(m string) string {
+	if i := strings.Index(m, "://"); i > 0 && strings.HasSuffix(m, "@") {
+		return m[:i+3] + redactedSecret + "@"
+	}
 	if i := strings.IndexByte(m, ':'); i > 0 && m[0] == '"' {
 		return m[:i] + `:"` + redactedSecret + `"`
 	}

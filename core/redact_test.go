@@ -48,3 +48,18 @@ func TestSecret_neverFormatted(t *testing.T) {
 	assert.Equal(t, "sk-ant-ort01-SECRETVALUE", s.Reveal())
 	assert.Len(t, s.Fingerprint(), 16)
 }
+
+// TestRedact_urlUserinfo: a URL's user information is a credential; the
+// scheme and host stay readable.
+func TestRedact_urlUserinfo(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"https://user:PLAINPASS@proxy.example/v1", "https://[redacted]@proxy.example/v1"},
+		{`baseURL "http://PLAINPASS@10.0.0.1:8080"`, `baseURL "http://[redacted]@10.0.0.1:8080"`},
+		{"https://proxy.example/v1?x=a@b", "https://proxy.example/v1?x=a@b"},
+		{"mail me at a@b.example", "mail me at a@b.example"},
+	}
+	for _, c := range cases {
+		assert.Equal(t, c.want, Redact(c.in), c.in)
+		assert.NotContains(t, Redact(c.in), "PLAINPASS")
+	}
+}

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Lock names and times of the refresh protocol (upstream-core.md 1.6, 2.5).
+// Lock names and times of the refresh protocol (BEHAVIOUR.md §1.7, §2.4).
 // Our TTLs are shorter than upstream's (10 min and 2 min): the locks are
 // renewed every TTL/3 while held, so a live holder keeps them, and a holder
 // that died where we cannot prove it (another host on a shared disk)

@@ -367,6 +367,10 @@ func (e *Engine) updateSticky(ctx context.Context, key [32]byte, fn func(f *stic
 		rec = &v
 	}
 	c.ops = append(c.ops, stickyOp{key: key, a: rec})
+	if extra := len(c.ops) - maxQueued; extra > 0 {
+		// Only a flush that keeps failing gets here; see maxQueued.
+		c.ops = append(c.ops[:0:0], c.ops[extra:]...)
+	}
 	c.file.evictInMemory()
 	through := e.store.interval < 0
 	if !through {

@@ -86,9 +86,11 @@ type Store struct {
 	obsMu     sync.Mutex
 	queue     []observation
 	inflight  []observation // taken by the write in progress
-	armed     bool
-	cur       *Snapshot
-	curGen    uint64
+	// dropWarned is set once capQueueLocked has logged dropping.
+	dropWarned bool
+	armed      bool
+	cur        *Snapshot
+	curGen     uint64
 	// curBackend is the backend's generation cur was read at.
 	curBackend uint64
 	cfgStamp   fileStamp
@@ -157,7 +159,7 @@ func (s *Store) Paths() Paths { return s.paths }
 // Load reads both files and returns the merged snapshot. A missing file is
 // not an error; a corrupt one is, and names the path without quoting it.
 // When only the state file exists, the config is the empty one upstream
-// synthesizes (upstream-core.md 1.2).
+// synthesizes (BEHAVIOUR.md §1.2).
 //
 // Rotated tokens whose save failed (see [Store.UpdateState]) are served in
 // place of the consumed ones still on disk, and the observations not
@@ -391,7 +393,7 @@ func (s *Store) updateConfigOnce(ctx context.Context, obs []observation, fn func
 const defaultMainSection = `{"type":"opencode","provider":"anthropic"}`
 
 // emptyConfig is the config upstream synthesizes when only the state file
-// exists (upstream-core.md 1.2).
+// exists (BEHAVIOUR.md §1.2).
 func emptyConfig() *ConfigFile {
 	return &ConfigFile{Version: 1, Main: json.RawMessage(defaultMainSection), Accounts: []AccountConfig{}}
 }
@@ -427,7 +429,7 @@ func pruneState(cfg *ConfigFile, st *StateFile) {
 	}
 }
 
-// Lock names and timings of the upstream protocol (upstream-core.md 1.6).
+// Lock names and timings of the upstream protocol (BEHAVIOUR.md §1.7).
 const (
 	lockConfigWrite = "config-write"
 	lockStateWrite  = "state-write"

@@ -14,8 +14,8 @@ import (
 
 // Run: go test ./plugins -run '^$' -bench . -benchtime 2s
 //
-// BenchmarkClassify reports p50 and p99 next to ns/op; the DESIGN.md
-// section 7 targets are p50 ≤ 10 µs for the WAT guest and ≤ 20 µs for the
+// BenchmarkClassify reports p50 and p99 next to ns/op; the design
+// targets are p50 ≤ 10 µs for the WAT guest and ≤ 20 µs for the
 // Go guest through the pool. The plugins run with their default 50 ms
 // deadline, as deployed; calls that miss it on a busy machine fall back to
 // the built-in verdict and are reported as the "fallbacks" metric (their

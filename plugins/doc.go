@@ -1,5 +1,5 @@
 // Package plugins hosts WebAssembly classification plugins (ABI
-// "errclass v1", DESIGN.md section 5) on wazero and implements
+// "errclass v1"; README.md, Plugins; docs/BEHAVIOUR.md §4.4) on wazero and implements
 // core.Classifier with them.
 //
 // A plugin is a core WebAssembly reactor that exports memory, the marker

@@ -27,7 +27,7 @@ const (
 // SDK's per-call yield lets the guest's garbage collector run.
 func TestSoakGoGuestMemoryBounded(t *testing.T) {
 	if testing.Short() {
-		t.Skip("soak")
+		t.Skip("soak test: skipped with -short")
 	}
 	h := newHost(t, nil, goManifest(t))
 	p := h.cur.Load().entries[0].p
@@ -71,7 +71,7 @@ func TestSoakGoGuestMemoryBounded(t *testing.T) {
 // reaches the guest.
 func TestSoakHostBounded(t *testing.T) {
 	if testing.Short() {
-		t.Skip("soak")
+		t.Skip("soak test: skipped with -short")
 	}
 	goroutines := runtime.NumGoroutine()
 	h, err := NewHost(context.Background(), Options{Manifests: []Manifest{fixture(t, "ok")}, CacheDir: testCacheDir})

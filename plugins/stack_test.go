@@ -52,7 +52,9 @@ func TestStackOverflowIsBounded(t *testing.T) {
 
 	// Reset the peak to the current RSS (Linux), so earlier tests in the
 	// process do not hide this one's peak.
-	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		t.Skipf("cannot reset the peak RSS (/proc/self/clear_refs: %v); the bound is not measured here", err)
+	}
 	hwmBefore := procStatusKiB(t, "VmHWM")
 	f := failure(500)
 	start := time.Now()

@@ -5,7 +5,7 @@
 // [core.Engine] through a method table, cancellation, error mapping and
 // server→host notifications.
 //
-// rpc may import core, plugins, schema, sourcegraph/jsonrpc2 and
+// rpc may import core, schema, sourcegraph/jsonrpc2 and
 // goccy/go-json. It holds no domain rules: handlers decode params, call the
 // engine and encode the result; errors.go alone knows error codes.
 //

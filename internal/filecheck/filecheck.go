@@ -384,7 +384,7 @@ func checkConfig(path string, cfg any, out *[]Finding) map[string]string {
 			if _, has := a["baseURL"]; !has {
 				add(SevError, key+".baseURL", "missing", "an http(s) URL for this API-key route", "the account cannot be used")
 			} else if _, isString := a["baseURL"].(string); isString && !httpURL(u) {
-				add(SevError, key+".baseURL", describe(u, false), "an http(s) URL without credentials", "the account cannot be used")
+				add(SevError, key+".baseURL", describe(core.Redact(u), false), "an http(s) URL without credentials", "the account cannot be used")
 			}
 		}
 		for _, k := range []string{"access", "refresh", "apiKey", "expires"} {
@@ -411,7 +411,8 @@ func checkConfig(path string, cfg any, out *[]Finding) map[string]string {
 	}
 	if al, ok := m["alerts"].(map[string]any); ok {
 		if u, ok := al["webhook"].(string); ok && !httpURL(u) {
-			add(SevWarning, "alerts.webhook", describe(u, false), "an http(s) URL without credentials", "no webhook is called")
+			// A webhook URL often carries its secret in the path: shown by type only.
+			add(SevWarning, "alerts.webhook", describe(u, true), "an http(s) URL without credentials", "no webhook is called")
 		}
 	}
 	return ids

@@ -44,7 +44,7 @@ Flags:
   --config PATH       anthropic-auth.json (ACCTPOOL_CONFIG; default as upstream:
                       $OPENCODE_ANTHROPIC_AUTH_FILE, else
                       ${OPENCODE_CONFIG_DIR:-${XDG_CONFIG_HOME:-~/.config}/opencode}/anthropic-auth.json)
-  --state PATH        anthropic-auth-state.json (ACCTPOOL_STATE; default beside the config)
+  --state PATH        anthropic-auth-state.json (ACCTPOOL_STATE; else $OPENCODE_ANTHROPIC_AUTH_STATE_FILE; else beside the config)
   --host NAME         opencode (default) or pi: whose file locations to use (ACCTPOOL_HOST;
                       pi: $PI_ANTHROPIC_AUTH_FILE, else ${PI_AGENT_DIR:-~/.pi/agent}/anthropic-auth.json)
   --framing MODE      lsp (Content-Length, default) or ndjson (ACCTPOOL_FRAMING)

@@ -81,7 +81,7 @@ func methods(t *testing.T) []method {
 	return d.Methods
 }
 
-// The surface of DESIGN.md section 4 plus the manual-clock methods.
+// The RPC surface (README.md, Server; schema/openrpc.json) plus the manual-clock methods.
 var designMethods = []string{
 	"initialize", "initialized", "shutdown", "exit", "ping", "rpc.discover",
 	"accounts/list", "accounts/get", "accounts/add", "accounts/remove", "accounts/update", "accounts/setMain",

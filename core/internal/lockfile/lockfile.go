@@ -1,5 +1,5 @@
 // Package lockfile implements the cross-process lock-file protocol of the
-// upstream TypeScript plugin (upstream-core.md 1.6), so that acctpool and a
+// upstream TypeScript plugin (docs/BEHAVIOUR.md §1.7), so that acctpool and a
 // running plugin exclude each other on the same files.
 //
 // A lock is a file created with O_CREAT|O_EXCL, mode 0600, holding
@@ -49,7 +49,7 @@ var (
 	ErrLost = errors.New("Account file lock ownership was lost")
 )
 
-// Protocol constants of upstream-core.md 1.6.
+// Protocol constants of BEHAVIOUR.md §1.7.
 const (
 	// MarkerMaxAge is how long an eviction marker protects its creator;
 	// an older marker is presumed abandoned and may be claimed.
@@ -198,6 +198,11 @@ func Acquire(ctx context.Context, path string, opts Options, wait, poll time.Dur
 			return nil, timeoutAt(path)
 		}
 		if err := opts.Sleep(ctx, min(poll, deadline.Sub(opts.Now()))); err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				// The caller's time ran out while the lock was held: a
+				// late wake-up on a busy machine still says who holds it.
+				return nil, timeoutAt(path)
+			}
 			return nil, err
 		}
 	}

@@ -55,19 +55,28 @@ func (c *common) paths(env func(string) string) core.Paths {
 	// a bad value falls back to OpenCode's (the server reports it).
 	host, _ := core.ParseHost(env("ACCTPOOL_HOST"))
 	p := core.ResolvePaths(host, env, home)
-	if c.config != "" {
+	// The server's ACCTPOOL_CONFIG and ACCTPOOL_STATE count here too, so a
+	// command reads the files the server it sits beside uses; flags win.
+	config, state := c.config, c.state
+	if config == "" {
+		config = strings.TrimSpace(env("ACCTPOOL_CONFIG"))
+	}
+	if state == "" {
+		state = strings.TrimSpace(env("ACCTPOOL_STATE"))
+	}
+	if config != "" {
 		// Derive state and routing state from the new config path, unless
 		// the environment or a flag names them.
 		q := core.ResolvePaths(host, func(k string) string {
 			if k == "OPENCODE_ANTHROPIC_AUTH_FILE" || k == "PI_ANTHROPIC_AUTH_FILE" {
-				return c.config
+				return config
 			}
 			return env(k)
 		}, home)
 		p = q
 	}
-	if c.state != "" {
-		p.State = c.state
+	if state != "" {
+		p.State = state
 	}
 	if c.routing != "" {
 		p.RoutingState = c.routing

@@ -192,7 +192,7 @@ func accountOf(v core.AccountView, s core.Settings) account {
 	}
 	ks := s.Killswitch.For(id)
 	// minimumRemaining judges fallbacks unless quota.enabled is false, and
-	// main only when quota.enabled is true (BEHAVIOUR.md §1.3, core.Settings).
+	// main only when quota.enabled is true (BEHAVIOUR.md §3.2, core.Settings).
 	minApplies := s.QuotaEnabled
 	if v.Main {
 		minApplies = s.QuotaRouting

@@ -11,6 +11,7 @@ import (
 
 	"github.com/acctpool/acctpool/cmd/acctpool/internal/cli"
 	"github.com/acctpool/acctpool/cmd/acctpool/internal/plugincheck"
+	"github.com/acctpool/acctpool/cmd/acctpool/internal/storecmd"
 	"github.com/acctpool/acctpool/internal/serve"
 )
 
@@ -38,6 +39,7 @@ func commands() []command {
 		{"login", "add (or --replace) a fallback OAuth account through the browser", user(cli.Login)},
 		{"accounts", "list, remove, enable, disable, move, reset-backoff", user(cli.Accounts)},
 		{"add-key", "add an API-key route (the key is read from stdin)", user(cli.AddKey)},
+		{"store", "move a pool between the files and a postgres store (store import|export|keygen)", user(storecmd.Run)},
 		{"plugin", "check a classification plugin, or write a starter (plugin check|init)", pluginCommand},
 		{"version", "print the version", runVersion},
 		{"help", "print this help", runHelp},

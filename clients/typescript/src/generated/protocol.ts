@@ -10,7 +10,7 @@ export type EpochMs = number;
 /** How an account authenticates: an OAuth fallback account or an API-key route. Views show "unknown" for an entry of a type acctpool does not know (listed with a problem, never routed); accounts/add refuses it. */
 export type AccountType = "oauth" | "api" | "unknown";
 
-/** The class of a failed upstream call (DESIGN.md section 3). */
+/** The class of a failed upstream call (docs/BEHAVIOUR.md §4.1). */
 export type Class = "auth_expired" | "org_policy" | "invalid_grant" | "rate_limited" | "transient" | "client_error";
 
 /** The upstream endpoint a failure came from. */

@@ -249,11 +249,12 @@ async function storedMain(): Promise<MainTokens | undefined> {
 type OAuthResult = Awaited<ReturnType<Extract<AuthHook["methods"][number], { type: "oauth" }>["authorize"]>>;
 
 /**
- * login runs acctpool's PKCE login: accounts/login/start gives the authorize
- * URL, the user pastes the code Claude shows, accounts/login/finish exchanges
- * it and adds the account to acctpool's pool, which keeps its tokens. What
- * OpenCode stores is POOL_KEY, so that it calls the loader; the tokens never
- * pass through OpenCode.
+ * login runs acctpool's PKCE login for a fallback account:
+ * accounts/login/start gives the authorize URL, the user pastes the code
+ * Claude shows, accounts/login/finish exchanges it and adds the account to
+ * acctpool's pool, which keeps its tokens. OpenCode keeps the main
+ * credential it holds (keep), or POOL_KEY when it has none, so that it calls
+ * the loader; a fallback's tokens never pass through OpenCode.
  */
 async function login(
   client: PoolClient,
@@ -263,24 +264,12 @@ async function login(
   mode: "max" | "console" | undefined,
   keep: () => Promise<MainTokens | undefined>,
 ): Promise<OAuthResult> {
-  await ready();
-  const start = await client.accountsLoginStart(mode ? { mode } : {});
-  return {
-    url: start.url,
-    instructions: "Open the link, authorize, and paste the code Claude shows (code#state) here.",
-    method: "code",
-    async callback(code: string) {
-      try {
-        const account = await client.accountsLoginFinish({ code, state: start.state, ...(label ? { label } : {}) });
-        log("info", `added ${account.label ?? account.id} to the acctpool pool`);
-      } catch (err) {
-        log("error", `acctpool login failed: ${errText(err)}`);
-        return { type: "failed" };
-      }
-      const main = await keep();
-      return main ? { type: "success", ...main } : { type: "success", key: POOL_KEY };
-    },
-  };
+  return pkce(client, ready, log, mode, async (code, state) => {
+    const account = await client.accountsLoginFinish({ code, state, ...(label ? { label } : {}) });
+    log("info", `added ${account.label ?? account.id} to the acctpool pool`);
+    const main = await keep();
+    return main ? { type: "success", ...main } : { type: "success", key: POOL_KEY };
+  });
 }
 
 /**
@@ -295,19 +284,34 @@ async function loginMain(
   ready: () => Promise<unknown>,
   log: (level: LogEntry["level"], message: string) => void,
 ): Promise<OAuthResult> {
+  return pkce(client, ready, log, "max", async (code, state) => {
+    const handed = client.once("accounts/mainRefreshed");
+    await client.accountsLoginFinish({ code, state, main: true });
+    const t = await handed;
+    log("info", "logged in the main account through acctpool");
+    return { type: "success", refresh: t.refresh, access: t.access, expires: t.expires };
+  });
+}
+
+type OAuthCallbackResult = Awaited<ReturnType<Extract<OAuthResult, { method: "code" }>["callback"]>>;
+
+/** pkce starts a login and finishes it with the code the user pastes; a failure is logged and answered "failed". */
+async function pkce(
+  client: PoolClient,
+  ready: () => Promise<unknown>,
+  log: (level: LogEntry["level"], message: string) => void,
+  mode: "max" | "console" | undefined,
+  finish: (code: string, state: string) => Promise<OAuthCallbackResult>,
+): Promise<OAuthResult> {
   await ready();
-  const start = await client.accountsLoginStart({ mode: "max" });
+  const start = await client.accountsLoginStart(mode ? { mode } : {});
   return {
     url: start.url,
     instructions: "Open the link, authorize, and paste the code Claude shows (code#state) here.",
     method: "code",
     async callback(code: string) {
       try {
-        const handed = client.once("accounts/mainRefreshed");
-        await client.accountsLoginFinish({ code, state: start.state, main: true });
-        const t = await handed;
-        log("info", "logged in the main account through acctpool");
-        return { type: "success", refresh: t.refresh, access: t.access, expires: t.expires };
+        return await finish(code, start.state);
       } catch (err) {
         log("error", `acctpool login failed: ${errText(err)}`);
         return { type: "failed" };

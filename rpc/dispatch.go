@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -88,7 +89,9 @@ func (s *Server) Handle(ctx context.Context, conn *jsonrpc2.Conn, req *jsonrpc2.
 			s.sendResult(req.ID, res, err)
 		}
 	})
-	s.linger(done)
+	if !s.stream.inputPending() {
+		s.linger(done)
+	}
 }
 
 // lingerAsync is how long the read goroutine waits for an async request
@@ -97,16 +100,38 @@ func (s *Server) Handle(ctx context.Context, conn *jsonrpc2.Conn, req *jsonrpc2.
 // handing every call to another thread and back costs more than the call
 // (on a 2-core VM it doubled the round trip). A call that takes longer
 // simply continues in the background. It also bounds how long a
-// $/cancelRequest can sit behind one async request.
+// $/cancelRequest can sit behind one async request. When the next
+// message has already arrived the read goroutine does not wait at all:
+// the worker runs while it reads on.
 const lingerAsync = 500 * time.Microsecond
 
-// linger waits for done or lingerAsync, whichever comes first. Only the
-// read goroutine calls it, so one timer serves every request.
+// lingerSpin is the first part of the linger, spent yielding rather than
+// parked. A fast call finishes inside it, and then closing done wakes no
+// parked goroutine: waking one makes the runtime wake a second OS thread,
+// which on a busy VM costs more than the call itself. Past it the read
+// goroutine parks, so a slow call costs no CPU while it waits.
+const lingerSpin = 50 * time.Microsecond
+
+// linger waits for done or lingerAsync, whichever comes first: first by
+// yielding for up to lingerSpin, then parked on a timer. Only the read
+// goroutine calls it, so one timer serves every request.
 func (s *Server) linger(done <-chan struct{}) {
+	start := time.Now()
+	for {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		if time.Since(start) >= lingerSpin {
+			break
+		}
+		runtime.Gosched()
+	}
 	if s.lingerTimer == nil {
-		s.lingerTimer = time.NewTimer(lingerAsync)
+		s.lingerTimer = time.NewTimer(lingerAsync - lingerSpin)
 	} else {
-		s.lingerTimer.Reset(lingerAsync)
+		s.lingerTimer.Reset(lingerAsync - lingerSpin)
 	}
 	select {
 	case <-done:

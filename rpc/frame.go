@@ -62,6 +62,9 @@ func (e *frameError) Error() string { return e.msg }
 // any other error when the stream cannot go on (io.EOF at a clean end).
 type frameReader interface {
 	readFrame() ([]byte, error)
+	// pending reports whether input, or an answer to a bad frame, is
+	// already buffered, so the next readFrame may not have to wait.
+	pending() bool
 }
 
 // frameWriter appends one framed message to dst.
@@ -239,6 +242,8 @@ type headerReader struct {
 }
 
 const maxHeaderBytes = 16 << 10 // one frame's header block
+
+func (h *headerReader) pending() bool { return h.src.buffered() > 0 }
 
 func (h *headerReader) readFrame() ([]byte, error) {
 	if h.resync {
@@ -539,6 +544,8 @@ type lineReader struct {
 	scan  jsonScanner
 	queue []*frameError
 }
+
+func (l *lineReader) pending() bool { return len(l.queue) > 0 || l.src.buffered() > 0 }
 
 func (l *lineReader) readFrame() ([]byte, error) {
 	for {

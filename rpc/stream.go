@@ -87,6 +87,10 @@ func (s *stream) ReadObject(v any) error {
 	}
 }
 
+// inputPending reports whether more input is buffered already. Only the
+// read goroutine (the one calling ReadObject, and Handle) may call it.
+func (s *stream) inputPending() bool { return s.in.pending() }
+
 // WriteObject implements jsonrpc2.ObjectStream.
 func (s *stream) WriteObject(obj any) error {
 	var body []byte

@@ -72,8 +72,8 @@ func EditConfig(cfg *ConfigFile, st *StateFile, fn func(cfg *ConfigFile, st *Sta
 	return cfg, st, snap, nil
 }
 
-// Sticky assignment limits every routing store keeps (upstream-core.md
-// 5.4): an assignment idle this long is dropped, and beyond the cap the
+// Sticky assignment limits every routing store keeps (BEHAVIOUR.md
+// §1.5): an assignment idle this long is dropped, and beyond the cap the
 // least recently seen ones are.
 const (
 	StickyAssignmentTTL = stickyTTL

@@ -220,14 +220,17 @@ test("a server that closes stdout is replaced", async () => {
 
 // waitFor polls cond until it holds. The bound is a deadlock guard, not a
 // speed requirement: a passing test never comes near it.
-test("a server that dies mid-message does not keep the host alive", async () => {
+// The test runner's timeout is the deadlock guard (a hung host fails the
+// test, and t.after kills it); nothing here measures time.
+test("a server that dies mid-message does not keep the host alive", { timeout: 120_000 }, async (t) => {
   // Run as its own process: the point is that Node can exit afterwards.
   const host = spawn(process.execPath, [join(dirname(stubPath), "half-reply-host.js")], { stdio: ["ignore", "pipe", "inherit"] });
+  t.after(() => {
+    if (host.exitCode === null && host.signalCode === null) host.kill("SIGKILL");
+  });
   let out = "";
   host.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
-  const guard = setTimeout(() => host.kill("SIGKILL"), 60_000); // a deadlock guard, not a speed requirement
   const [code, signal] = (await once(host, "exit")) as [number | null, NodeJS.Signals | null];
-  clearTimeout(guard);
   assert.equal(out.trim(), "connection_lost");
   assert.deepEqual({ code, signal }, { code: 0, signal: null }, "the host process did not exit by itself");
 });

@@ -30,37 +30,6 @@ import (
 	"github.com/acctpool/acctpool/core/internal/procid"
 )
 
-// durableChildEnv selects the role of a re-executed test binary in the
-// durability process tests (see TestDurableChild).
-const durableChildEnv = "ACCTPOOL_DURABLE_CHILD"
-
-// TestDurableChild is the body of a re-executed child process; in a normal
-// run it has nothing to do and returns at once.
-func TestDurableChild(t *testing.T) {
-	role := os.Getenv(durableChildEnv)
-	if role == "" {
-		return
-	}
-	var err error
-	switch role {
-	case "refresh":
-		err = durableRefreshChild()
-	case "reserve":
-		err = reserveChild()
-	case "hammer":
-		err = rotationHammerChild()
-	case "fsizelimit":
-		err = fsizeLimitChild()
-	default:
-		err = fmt.Errorf("unknown role %q", role)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "child:", err)
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
-
 // pidDoer tags every request with the client's pid, so the fake endpoint
 // knows which process got which answer.
 type pidDoer struct{ c *http.Client }
@@ -107,8 +76,7 @@ func reserveChild() error {
 
 func startDurableChild(t *testing.T, role string, env ...string) (*exec.Cmd, io.WriteCloser, *bufio.Reader, *lockedBuffer) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestDurableChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), append([]string{durableChildEnv + "=" + role}, env...)...)
+	cmd := childCommand(role, env...)
 	stderr := newLockedBuffer()
 	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()
@@ -127,7 +95,7 @@ func startDurableChild(t *testing.T, role string, env ...string) (*exec.Cmd, io.
 // logged, not asserted.
 func TestEngine_killedLockHolder(t *testing.T) {
 	env := newDurableEnv(t, true, nil)
-	cmd, _, _, stderr := startDurableChild(t, "refresh", "ACCTPOOL_DIR="+env.dir, "ACCTPOOL_URL="+env.fake.srv.URL)
+	cmd, _, _, stderr := startDurableChild(t, "durable-refresh", "ACCTPOOL_DIR="+env.dir, "ACCTPOOL_URL="+env.fake.srv.URL)
 	env.waitArrived(t)
 	lock := env.paths.Config + "." + fallbackRefreshLock("fb") + ".lock"
 	require.FileExists(t, lock, "the child holds the account's refresh lock")
@@ -257,7 +225,7 @@ func TestEngine_rotationHammer(t *testing.T) {
 		stderr *lockedBuffer
 	}
 	start := func() *child {
-		cmd, stdin, _, stderr := startDurableChild(t, "hammer", "ACCTPOOL_DIR="+dir, "ACCTPOOL_URL="+fake.srv.URL, "ACCTPOOL_IDS="+strings.Join(ids, ","))
+		cmd, stdin, _, stderr := startDurableChild(t, "rotation-hammer", "ACCTPOOL_DIR="+dir, "ACCTPOOL_URL="+fake.srv.URL, "ACCTPOOL_IDS="+strings.Join(ids, ","))
 		return &child{cmd, stdin, stderr}
 	}
 	var all []*child

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,9 +17,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// childRole selects what a re-executed test binary does.
-const childRole = "ACCTPOOL_TEST_CHILD"
 
 // rendezvousGuard bounds how long a child waits at a rendezvous for the
 // others: a deadlock guard for a child that never arrives, not a speed
@@ -99,15 +95,6 @@ func (c *rendezvousClock) Now() time.Time {
 	return time.Now()
 }
 
-// TestRefreshChild is the body of a re-executed child process; in a normal
-// run it has nothing to do and returns at once.
-func TestRefreshChild(t *testing.T) {
-	if os.Getenv(childRole) != "refresh" {
-		return
-	}
-	os.Exit(refreshChild())
-}
-
 // refreshChild refreshes account "fb" once, meeting the other children at
 // the rendezvous once it has read the expired token, and prints the access
 // token fingerprint it ended up with.
@@ -181,8 +168,7 @@ func TestEngine_refreshFallback_processesRace(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			cmd := exec.Command(os.Args[0], "-test.run=^TestRefreshChild$")
-			cmd.Env = append(os.Environ(), childRole+"=refresh", "ACCTPOOL_TEST_DIR="+dir,
+			cmd := childCommand("refresh-race", "ACCTPOOL_TEST_DIR="+dir,
 				"ACCTPOOL_TEST_TOKEN_URL="+srv.URL+"/token", "ACCTPOOL_TEST_RENDEZVOUS="+srv.URL+"/rendezvous")
 			out, err := cmd.CombinedOutput()
 			outs[i] = strings.TrimSpace(string(out))

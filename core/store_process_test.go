@@ -23,35 +23,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// storeChildEnv selects the role of a re-executed test binary in the store
-// process tests (see TestStoreChild).
-const storeChildEnv = "ACCTPOOL_STORE_CHILD"
-
-// TestStoreChild is the body of a re-executed child process; in a normal
-// run it has nothing to do and returns at once.
-func TestStoreChild(t *testing.T) {
-	role := os.Getenv(storeChildEnv)
-	if role == "" {
-		return
-	}
-	var err error
-	switch role {
-	case "hammer":
-		err = hammerChild()
-	case "killwrite":
-		err = killWriteChild()
-	case "refreshaccount":
-		err = refreshAccountChild()
-	default:
-		err = fmt.Errorf("unknown role %q", role)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "child:", err)
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
-
 func childStore(dir string) (*Store, error) {
 	return NewStore(StoreOptions{Paths: Paths{
 		Config: filepath.Join(dir, ConfigFileName),
@@ -152,8 +123,7 @@ func watchJSON(t *testing.T, check func(path string, data []byte), paths ...stri
 
 func startChild(t *testing.T, role string, env ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestStoreChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), append([]string{storeChildEnv + "=" + role}, env...)...)
+	cmd := childCommand(role, env...)
 	cmd.Stderr = &strings.Builder{}
 	require.NoError(t, cmd.Start())
 	return cmd
@@ -202,7 +172,7 @@ func TestStore_processesHammer(t *testing.T) {
 
 	cmds := make([]*exec.Cmd, procs)
 	for i := range cmds {
-		cmds[i] = startChild(t, "hammer", "ACCTPOOL_DIR="+dir, "ACCTPOOL_PROC="+strconv.Itoa(i),
+		cmds[i] = startChild(t, "store-hammer", "ACCTPOOL_DIR="+dir, "ACCTPOOL_PROC="+strconv.Itoa(i),
 			"ACCTPOOL_ITERS="+strconv.Itoa(iters), "ACCTPOOL_GOROUTINES="+strconv.Itoa(goroutines))
 	}
 	for i, cmd := range cmds {
@@ -416,8 +386,7 @@ func TestEngine_RefreshAccount_processesRace(t *testing.T) {
 	cmds := make([]*exec.Cmd, procs)
 	outs := make([]*strings.Builder, procs)
 	for i := range cmds {
-		cmds[i] = exec.Command(os.Args[0], "-test.run=^TestStoreChild$", "-test.count=1")
-		cmds[i].Env = append(os.Environ(), storeChildEnv+"=refreshaccount", "ACCTPOOL_DIR="+dir, "ACCTPOOL_URL="+srv.URL)
+		cmds[i] = childCommand("refreshaccount", "ACCTPOOL_DIR="+dir, "ACCTPOOL_URL="+srv.URL)
 		outs[i] = &strings.Builder{}
 		cmds[i].Stdout, cmds[i].Stderr = outs[i], outs[i]
 		require.NoError(t, cmds[i].Start())

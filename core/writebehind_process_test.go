@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,26 +17,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// writeBehindChildEnv makes a re-executed test binary the child of
-// TestWriteBehind_killedInsideInterval.
-const writeBehindChildEnv = "ACCTPOOL_WRITE_BEHIND_CHILD"
-
-// TestWriteBehindChild is the body of the re-executed child: an engine
-// over ACCTPOOL_DIR whose write-behind flushes run only when the parent
-// says "flush", driven line by line from stdin. In a normal run it returns
-// at once.
-func TestWriteBehindChild(t *testing.T) {
-	dir := os.Getenv(writeBehindChildEnv)
-	if dir == "" {
-		return
-	}
-	if err := writeBehindChild(dir); err != nil {
-		fmt.Fprintln(os.Stderr, "child:", err)
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
 
 func writeBehindChild(dir string) error {
 	timers := &manualTimers{}
@@ -94,8 +73,7 @@ func TestWriteBehind_killedInsideInterval(t *testing.T) {
 	require.NoError(t, os.WriteFile(paths.Config, []byte(cfg), 0o600))
 	require.NoError(t, os.WriteFile(paths.State, []byte(state), 0o600))
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestWriteBehindChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), writeBehindChildEnv+"="+dir)
+	cmd := childCommand("write-behind", "ACCTPOOL_DIR="+dir)
 	stderr := newLockedBuffer()
 	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()

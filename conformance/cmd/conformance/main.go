@@ -10,12 +10,12 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/acctpool/acctpool/conformance"
+	"github.com/acctpool/acctpool/conformance/junit"
 )
 
 // Exit statuses.
@@ -240,17 +240,5 @@ func describe(filter, tags string) string {
 // directory, then a rename, so a reader never sees half a report.
 func writeJUnit(path string, rep conformance.Report, started time.Time) error {
 	host, _ := os.Hostname()
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".junit-*.xml")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := conformance.WriteJUnit(tmp, rep, started, host); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return junit.WriteFile(path, func(w io.Writer) error { return conformance.WriteJUnit(w, rep, started, host) })
 }

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/acctpool/acctpool/conformance/junit"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 )
 
 // Exit statuses of Main.
@@ -147,7 +147,7 @@ func mainCheck(args []string, stdout, stderr io.Writer) int {
 		code = ExitFailed
 	}
 	if *junitFile != "" {
-		if err := writeFileAtomic(*junitFile, func(w io.Writer) error {
+		if err := junit.WriteFile(*junitFile, func(w io.Writer) error {
 			host, _ := os.Hostname()
 			return WriteJUnit(w, rep, host)
 		}); err != nil {
@@ -169,22 +169,4 @@ func mainCheck(args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	return code
-}
-
-// writeFileAtomic writes a file through a temp file in its directory and
-// a rename, so a reader never sees half of it.
-func writeFileAtomic(path string, write func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := write(tmp); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

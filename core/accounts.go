@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/acctpool/acctpool/core/secret"
 	json "github.com/goccy/go-json"
 )
 
@@ -16,7 +17,7 @@ import (
 func accountView(snap *Snapshot, a *Account, now time.Time) AccountView {
 	v := AccountView{
 		ID: a.ID, Label: a.Label, Type: a.Type, Enabled: a.IsEnabled(), Order: a.Order,
-		BaseURL: Redact(a.BaseURL), LastUsed: a.State.LastUsed, LastRefreshedAt: a.State.LastRefreshedAt,
+		BaseURL: secret.Redact(a.BaseURL), LastUsed: a.State.LastUsed, LastRefreshedAt: a.State.LastRefreshedAt,
 		LastRefreshError: a.State.LastRefreshError.withoutExtra(), LastQuotaError: a.State.LastQuotaRefreshError.withoutExtra(),
 		Quota: a.State.Quota.withoutExtra(), Problem: a.Problem,
 	}
@@ -209,10 +210,10 @@ func (e *Engine) AddAccount(ctx context.Context, spec AccountSpec) (AccountView,
 				return err
 			}
 			s.AuthLineageID = lineage
-			s.Access, s.Refresh, s.Expires = spec.Access, Secret(strings.TrimSpace(string(spec.Refresh))), spec.Expires
+			s.Access, s.Refresh, s.Expires = spec.Access, secret.Secret(strings.TrimSpace(string(spec.Refresh))), spec.Expires
 			s.LastRefreshedAt = epochMs(now)
 		} else {
-			s.APIKey = Secret(strings.TrimSpace(string(spec.APIKey)))
+			s.APIKey = secret.Secret(strings.TrimSpace(string(spec.APIKey)))
 		}
 		st.Accounts[id] = s
 		return nil
@@ -292,7 +293,7 @@ func (e *Engine) UpdateAccount(ctx context.Context, p AccountPatch) (AccountView
 					s = &AccountState{}
 					st.Accounts[id] = s
 				}
-				s.APIKey = Secret(strings.TrimSpace(string(*p.APIKey)))
+				s.APIKey = secret.Secret(strings.TrimSpace(string(*p.APIKey)))
 			}
 		}
 		cfg.Accounts[idx] = a
@@ -361,7 +362,7 @@ func (e *Engine) SetMain(ctx context.Context, c MainCredentials) (AccountView, e
 // staleForToken reports whether a main refresh error belongs to a refresh
 // token other than next: its fingerprint says so, or (for records without
 // one) the host replaced the token this process was using.
-func staleForToken(rec *OpError, prev MainCredentials, hadPrev bool, next Secret) bool {
+func staleForToken(rec *OpError, prev MainCredentials, hadPrev bool, next secret.Secret) bool {
 	if rec.RefreshTokenFingerprint != "" {
 		return rec.RefreshTokenFingerprint != next.Fingerprint()
 	}

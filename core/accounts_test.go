@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 	json "github.com/goccy/go-json"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -78,7 +80,7 @@ func TestEngine_UpdateRemoveAccount(t *testing.T) {
 	env := newTestEnv(t, "", "")
 	var ids []string
 	for _, l := range []string{"a", "b", "c"} {
-		v, err := env.engine.AddAccount(env.ctx(), AccountSpec{Label: l, Type: AccountOAuth, Refresh: Secret("sk-ant-ort01-" + l)})
+		v, err := env.engine.AddAccount(env.ctx(), AccountSpec{Label: l, Type: AccountOAuth, Refresh: secret.Secret("sk-ant-ort01-" + l)})
 		require.NoError(t, err)
 		ids = append(ids, v.ID)
 	}
@@ -184,7 +186,7 @@ func TestEngine_passes(t *testing.T) {
 	}
 	assert.Equal(t, OutcomeFetched, byID["due"].Outcome)
 	assert.Equal(t, OutcomeFailed, byID["fresh"].Outcome)
-	assert.Equal(t, ClassOrgPolicy, byID["fresh"].Class)
+	assert.Equal(t, verdict.ClassOrgPolicy, byID["fresh"].Class)
 	assert.Nil(t, env.accountState("fresh")["lastQuotaRefreshError"], "usage 403 persists nothing")
 
 	// Second pass: "due" is fresh now, "fresh" is probed again (nothing latched).
@@ -213,14 +215,14 @@ func TestEngine_SetMain_newRefreshTokenRetiresOldError(t *testing.T) {
 	cases := []struct {
 		name      string
 		record    OpError
-		first     Secret
-		second    Secret
+		first     secret.Secret
+		second    secret.Secret
 		wantClear bool
 	}{
 		{"record without fingerprint, host re-login", OpError{Status: 400, Permanent: &yes}, "sk-ant-ort01-OLD", "sk-ant-ort01-NEW", true},
 		{"record without fingerprint, same token again", OpError{Status: 400, Permanent: &yes}, "sk-ant-ort01-OLD", "sk-ant-ort01-OLD", false},
-		{"record bound to the old token", OpError{Status: 400, Permanent: &yes, RefreshTokenFingerprint: Secret("sk-ant-ort01-OLD").Fingerprint()}, "sk-ant-ort01-OLD", "sk-ant-ort01-NEW", true},
-		{"record bound to the token handed over", OpError{Status: 400, Permanent: &yes, RefreshTokenFingerprint: Secret("sk-ant-ort01-NEW").Fingerprint()}, "sk-ant-ort01-NEW", "sk-ant-ort01-NEW", false},
+		{"record bound to the old token", OpError{Status: 400, Permanent: &yes, RefreshTokenFingerprint: secret.Secret("sk-ant-ort01-OLD").Fingerprint()}, "sk-ant-ort01-OLD", "sk-ant-ort01-NEW", true},
+		{"record bound to the token handed over", OpError{Status: 400, Permanent: &yes, RefreshTokenFingerprint: secret.Secret("sk-ant-ort01-NEW").Fingerprint()}, "sk-ant-ort01-NEW", "sk-ant-ort01-NEW", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/secret"
 	json "github.com/goccy/go-json"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -62,7 +63,7 @@ func TestReloginOneAnswer(t *testing.T) {
 		return `{"version":1,"accounts":{"fb":{"access":"a","refresh":"r","expires":` + itoa(epochMs(testStart.Add(time.Hour))) +
 			`,"lastRefreshError":` + rec + `}}}`
 	}
-	fp := Secret("r").Fingerprint()
+	fp := secret.Secret("r").Fingerprint()
 	tests := []struct {
 		name    string
 		rec     string
@@ -310,7 +311,7 @@ func TestQuotaPassRefreshesDueTokenWithFreshQuota(t *testing.T) {
 func TestPassesLeaveReloginAccountsAlone(t *testing.T) {
 	yes := true
 	rec := &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, CheckedAt: epochMs(testStart.Add(-25 * time.Hour)),
-		NextRetryAt: epochMs(testStart.Add(-time.Hour)), AccountIdentity: "fb", RefreshTokenFingerprint: Secret("refresh-fb").Fingerprint()}
+		NextRetryAt: epochMs(testStart.Add(-time.Hour)), AccountIdentity: "fb", RefreshTokenFingerprint: secret.Secret("refresh-fb").Fingerprint()}
 	env := routeEnv(t, `"quota":{"failClosedOnUnknownQuota":false}`, nil, fb{id: "fb", expires: time.Minute, refErr: rec})
 	sum, err := env.engine.RefreshDue(env.ctx())
 	require.NoError(t, err)
@@ -360,7 +361,7 @@ func TestMainNetworkRefreshFailureNotLatched(t *testing.T) {
 	r, err := env.engine.Select(env.ctx(), SelectRequest{})
 	require.NoError(t, err)
 	assert.Equal(t, MainAccountID, r.AccountID)
-	assert.Equal(t, Secret("main-access-2"), r.Credential.Token)
+	assert.Equal(t, secret.Secret("main-access-2"), r.Credential.Token)
 	assert.Equal(t, 2*tokenAttempts+1, env.fake.count("token"))
 }
 
@@ -374,8 +375,8 @@ func profileBody(uuid string) string {
 // drops main's cached quota and quota backoff (BEHAVIOUR.md §3.7).
 func TestMainQuotaIdentityIsTheAccountUUID(t *testing.T) {
 	const cfg = `{"version":1,"mainAccountId":"m-1","accounts":[],"quota":{"enabled":true}}`
-	oldAccess, newAccess := Secret("sk-ant-oat01-MAINOLD"), Secret("sk-ant-oat01-MAINNEW")
-	setMain := func(t *testing.T, env *testEnv, access Secret) {
+	oldAccess, newAccess := secret.Secret("sk-ant-oat01-MAINOLD"), secret.Secret("sk-ant-oat01-MAINNEW")
+	setMain := func(t *testing.T, env *testEnv, access secret.Secret) {
 		_, err := env.engine.SetMain(env.ctx(), MainCredentials{Access: access, Refresh: "sk-ant-ort01-MAIN", Expires: epochMs(testStart.Add(8 * time.Hour))})
 		require.NoError(t, err)
 	}
@@ -425,7 +426,7 @@ func TestMainQuotaIdentityIsTheAccountUUID(t *testing.T) {
 		assert.Equal(t, 1, env.fake.count("token"))
 		assert.Equal(t, 1, env.fake.count("profile"), "the profile moved to the rotated token")
 		m := mainState(env)
-		assert.Equal(t, Secret("sk-ant-oat01-MAINROTATED").Fingerprint(), m["profile"].(map[string]any)["tokenFingerprint"])
+		assert.Equal(t, secret.Secret("sk-ant-oat01-MAINROTATED").Fingerprint(), m["profile"].(map[string]any)["tokenFingerprint"])
 		assert.Equal(t, "uuid-A", m["quota"].(map[string]any)["accountIdentity"])
 	})
 

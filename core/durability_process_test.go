@@ -28,6 +28,7 @@ import (
 
 	"github.com/acctpool/acctpool/core/internal/atomicfile"
 	"github.com/acctpool/acctpool/core/internal/procid"
+	"github.com/acctpool/acctpool/core/secret"
 )
 
 // pidDoer tags every request with the client's pid, so the fake endpoint
@@ -210,7 +211,7 @@ func TestEngine_rotationHammer(t *testing.T) {
 	for _, id := range ids {
 		cfg.Accounts = append(cfg.Accounts, AccountConfig{ID: id, Label: id, Type: AccountOAuth, AddedAt: 1})
 		rt := "sk-ant-ort01-" + id + "-R0"
-		st.Accounts[id] = &AccountState{Access: Secret("sk-ant-oat01-" + id), Refresh: Secret(rt), Expires: time.Now().Add(8 * time.Hour).UnixMilli()}
+		st.Accounts[id] = &AccountState{Access: secret.Secret("sk-ant-oat01-" + id), Refresh: secret.Secret(rt), Expires: time.Now().Add(8 * time.Hour).UnixMilli()}
 		fake.plant(id, rt)
 	}
 	for path, v := range map[string]any{filepath.Join(dir, ConfigFileName): cfg, filepath.Join(dir, StateFileName): st} {

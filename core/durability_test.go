@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acctpool/acctpool/core/internal/lockfile"
+	"github.com/acctpool/acctpool/core/secret"
 )
 
 // durableEnv is an engine over real files in dir whose token endpoint is a
@@ -287,7 +288,7 @@ func TestStore_writesThroughSymlink(t *testing.T) {
 	assert.NotZero(t, fi.Mode()&os.ModeSymlink, "still a symlink")
 	st, _, err := readState(target)
 	require.NoError(t, err)
-	assert.Equal(t, Secret("rt-2"), st.Accounts["a"].Refresh, "the target has the new token")
+	assert.Equal(t, secret.Secret("rt-2"), st.Accounts["a"].Refresh, "the target has the new token")
 	assertNames(t, real, "state.json")
 	assertNames(t, dir, ConfigFileName, StateFileName)
 }

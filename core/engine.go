@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"crypto/rand"
+	"github.com/acctpool/acctpool/core/verdict"
 	"io"
 	"log/slog"
 	"net/http"
@@ -79,7 +80,7 @@ type Options struct {
 	// Endpoints default to Anthropic's.
 	Endpoints Endpoints
 	// Classifier defaults to Builtin.
-	Classifier Classifier
+	Classifier verdict.Classifier
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Rand is the source of PKCE verifiers, states and ids; crypto/rand by
@@ -97,7 +98,7 @@ type Engine struct {
 	clock      Clock
 	http       Doer
 	ep         Endpoints
-	classifier Classifier
+	classifier verdict.Classifier
 	log        *slog.Logger
 	rand       io.Reader
 	onEvent    func(Event)
@@ -146,7 +147,7 @@ func New(opts Options) (*Engine, error) {
 		}
 	}
 	if e.classifier == nil {
-		e.classifier = Builtin
+		e.classifier = verdict.Builtin
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -166,13 +167,13 @@ func (e *Engine) Clock() Clock { return e.clock }
 
 // Classify returns the verdict for one failure: plugins first (when the
 // configured classifier is a plugin host), the built-in table otherwise.
-func (e *Engine) Classify(ctx context.Context, f Failure) Verdict {
+func (e *Engine) Classify(ctx context.Context, f verdict.Failure) verdict.Verdict {
 	if f.At.IsZero() {
 		f.At = e.clock.Now()
 	}
 	v := e.classifier.Classify(ctx, f)
 	if !v.Class.Valid() {
-		v = ClassifyBuiltin(f)
+		v = verdict.ClassifyBuiltin(f)
 	}
 	return v
 }

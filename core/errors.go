@@ -3,6 +3,7 @@ package core
 import (
 	"errors"
 	"fmt"
+	"github.com/acctpool/acctpool/core/verdict"
 	"strings"
 	"time"
 )
@@ -40,8 +41,8 @@ var (
 // its verdict, returned by refresh and quota operations.
 type UpstreamError struct {
 	Account string
-	Failure Failure
-	Verdict Verdict
+	Failure verdict.Failure
+	Verdict verdict.Verdict
 	// Until is when the armed backoff ends, if one was armed.
 	Until time.Time
 }
@@ -50,9 +51,9 @@ type UpstreamError struct {
 func (e *UpstreamError) Error() string {
 	var b strings.Builder
 	switch e.Failure.Source {
-	case SourceToken:
+	case verdict.SourceToken:
 		b.WriteString("Claude OAuth refresh failed")
-	case SourceUsage:
+	case verdict.SourceUsage:
 		b.WriteString("Claude quota check failed")
 	default:
 		b.WriteString("upstream request failed")
@@ -69,7 +70,7 @@ func (e *UpstreamError) Error() string {
 
 // Unwrap lets errors.Is match ErrInvalidGrant for permanent refresh failures.
 func (e *UpstreamError) Unwrap() error {
-	if e.Verdict.Class == ClassInvalidGrant {
+	if e.Verdict.Class == verdict.ClassInvalidGrant {
 		return ErrInvalidGrant
 	}
 	return nil

@@ -2,6 +2,8 @@ package core
 
 import (
 	"errors"
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 	"time"
 )
 
@@ -203,8 +205,8 @@ type subject struct {
 	Identity string
 	// HasCredential is false when main's tokens were never handed over.
 	HasCredential bool
-	Access        Secret
-	Refresh       Secret
+	Access        secret.Secret
+	Refresh       secret.Secret
 	Expires       int64
 	RefreshError  *OpError
 	Quota         *QuotaSnapshot
@@ -597,7 +599,7 @@ func killswitchJudgement(q *QuotaSnapshot, s Settings, id, model string, qerr *O
 func transientQuotaError(err error) bool {
 	var ue *UpstreamError
 	if errors.As(err, &ue) {
-		return ue.Failure.Source == SourceUsage && (ue.Verdict.Class == ClassRateLimited || ue.Verdict.Class == ClassTransient)
+		return ue.Failure.Source == verdict.SourceUsage && (ue.Verdict.Class == verdict.ClassRateLimited || ue.Verdict.Class == verdict.ClassTransient)
 	}
 	var be *BackoffError
 	if errors.As(err, &be) {

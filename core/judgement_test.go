@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 	"github.com/stretchr/testify/assert"
 )
 
@@ -14,7 +16,7 @@ func TestJudge(t *testing.T) {
 	valid := epochMs(now.Add(8 * time.Hour))
 	gone := epochMs(now.Add(-time.Second))
 	yes, no := true, false
-	refresh := Secret("refresh-1")
+	refresh := secret.Secret("refresh-1")
 	fp := refresh.Fingerprint()
 	fallback := func(mut func(*subject)) *subject {
 		a := &subject{ID: "fb", Kind: KindOAuth, Order: 1, Enabled: true, Identity: "fb", HasCredential: true,
@@ -46,8 +48,8 @@ func TestJudge(t *testing.T) {
 	keep := need{Purpose: forStickyKeep}
 	take := need{Purpose: forStickyNew}
 	quotaBackoff := &OpError{Message: "429", Status: 429, CheckedAt: epochMs(now), NextRetryAt: epochMs(now.Add(time.Minute))}
-	usage503 := &UpstreamError{Failure: Failure{Source: SourceUsage, Status: 503}, Verdict: Verdict{Class: ClassTransient}}
-	tokenDown := &UpstreamError{Failure: Failure{Source: SourceToken, Status: 503}, Verdict: Verdict{Class: ClassTransient}, Until: now.Add(5 * time.Minute)}
+	usage503 := &UpstreamError{Failure: verdict.Failure{Source: verdict.SourceUsage, Status: 503}, Verdict: verdict.Verdict{Class: verdict.ClassTransient}}
+	tokenDown := &UpstreamError{Failure: verdict.Failure{Source: verdict.SourceToken, Status: 503}, Verdict: verdict.Verdict{Class: verdict.ClassTransient}, Until: now.Add(5 * time.Minute)}
 
 	tests := []struct {
 		name   string
@@ -171,8 +173,8 @@ func TestRouteKindText(t *testing.T) {
 }
 
 func TestTransientQuotaError(t *testing.T) {
-	assert.True(t, transientQuotaError(&UpstreamError{Failure: Failure{Source: SourceUsage}, Verdict: Verdict{Class: ClassRateLimited}}))
-	assert.False(t, transientQuotaError(&UpstreamError{Failure: Failure{Source: SourceToken}, Verdict: Verdict{Class: ClassTransient}}))
+	assert.True(t, transientQuotaError(&UpstreamError{Failure: verdict.Failure{Source: verdict.SourceUsage}, Verdict: verdict.Verdict{Class: verdict.ClassRateLimited}}))
+	assert.False(t, transientQuotaError(&UpstreamError{Failure: verdict.Failure{Source: verdict.SourceToken}, Verdict: verdict.Verdict{Class: verdict.ClassTransient}}))
 	assert.True(t, transientQuotaError(&BackoffError{Kind: ErrQuotaBackoff}))
 	assert.True(t, transientQuotaError(ErrInProgress))
 	assert.False(t, transientQuotaError(errors.New("other")))

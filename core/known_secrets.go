@@ -1,6 +1,9 @@
 package core
 
-import "context"
+import (
+	"context"
+	"github.com/acctpool/acctpool/core/secret"
+)
 
 // KnownSecrets returns every credential the engine knows of: the host's
 // main access and refresh tokens and, for each stored account, its access
@@ -10,13 +13,13 @@ import "context"
 //
 // It exists for text that leaves core's hands and may echo a credential
 // without a recognisable shape: plugin inputs and everything a plugin
-// emits pass through [Redact] with this set (see plugins.Options). The
+// emits pass through [secret.Redact] with this set (see plugins.Options). The
 // accounts come from the engine's cached snapshot, so a call costs no
 // file read in the steady state; when the files cannot be read, only the
 // main tokens are returned.
-func (e *Engine) KnownSecrets(ctx context.Context) []Secret {
-	var out []Secret
-	add := func(s Secret) {
+func (e *Engine) KnownSecrets(ctx context.Context) []secret.Secret {
+	var out []secret.Secret
+	add := func(s secret.Secret) {
 		if s != "" {
 			out = append(out, s)
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"github.com/acctpool/acctpool/core/secret"
 	"net/url"
 	"strings"
 	"time"
@@ -124,7 +125,7 @@ func (e *Engine) exchangeLogin(ctx context.Context, code, state, label string) (
 		"client_id":     oauthClientID,
 		"redirect_uri":  e.ep.Redirect,
 		"code_verifier": p.verifier,
-	}, Secret(code), Secret(p.verifier))
+	}, secret.Secret(code), secret.Secret(p.verifier))
 	if err != nil {
 		return MainCredentials{}, err
 	}
@@ -133,8 +134,8 @@ func (e *Engine) exchangeLogin(ctx context.Context, code, state, label string) (
 	}
 	now := e.now()
 	return MainCredentials{
-		Access:  Secret(grant.AccessToken),
-		Refresh: Secret(grant.RefreshToken),
+		Access:  secret.Secret(grant.AccessToken),
+		Refresh: secret.Secret(grant.RefreshToken),
 		Expires: epochMs(now.Add(time.Duration(grant.ExpiresIn * float64(time.Second)))),
 	}, nil
 }

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"github.com/acctpool/acctpool/core/secret"
 	"time"
 )
 
@@ -34,7 +35,7 @@ func (e *Engine) setMainCredentials(c MainCredentials) {
 // refreshes when the access token is expired, or when rejected is the
 // current access token (the upstream said 401). If another caller already
 // replaced a rejected token, that one is returned without a token call.
-func (e *Engine) ensureMainFresh(ctx context.Context, rejected Secret) (MainCredentials, error) {
+func (e *Engine) ensureMainFresh(ctx context.Context, rejected secret.Secret) (MainCredentials, error) {
 	c, ok := e.mainCredentials()
 	if !ok {
 		return c, ErrNoMain

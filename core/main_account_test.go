@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 	json "github.com/goccy/go-json"
 
 	"github.com/stretchr/testify/assert"
@@ -25,7 +27,7 @@ func TestEngine_ensureMainFresh(t *testing.T) {
 		env.fake.script("token", scripted{status: 200, body: `{"access_token":"sk-ant-oat01-NEWMAIN","refresh_token":"sk-ant-ort01-NEWMAIN","expires_in":3600}`})
 		c, err := env.engine.ensureMainFresh(env.ctx(), "")
 		require.NoError(t, err)
-		assert.Equal(t, Secret("sk-ant-oat01-NEWMAIN"), c.Access)
+		assert.Equal(t, secret.Secret("sk-ant-oat01-NEWMAIN"), c.Access)
 		var got *MainCredentials
 		for _, ev := range env.events {
 			if ev.Kind == EventMainRefreshed {
@@ -33,11 +35,11 @@ func TestEngine_ensureMainFresh(t *testing.T) {
 			}
 		}
 		require.NotNil(t, got, "accounts/mainRefreshed emitted")
-		assert.Equal(t, Secret("sk-ant-ort01-NEWMAIN"), got.Refresh)
+		assert.Equal(t, secret.Secret("sk-ant-ort01-NEWMAIN"), got.Refresh)
 		// A rejected token that was already replaced needs no token call.
 		c, err = env.engine.ensureMainFresh(env.ctx(), "sk-ant-oat01-OLDMAIN")
 		require.NoError(t, err)
-		assert.Equal(t, Secret("sk-ant-oat01-NEWMAIN"), c.Access)
+		assert.Equal(t, secret.Secret("sk-ant-oat01-NEWMAIN"), c.Access)
 		assert.Equal(t, 1, env.fake.count("token"))
 	})
 	t.Run("token 403 persists a 24 h main refresh error and latches", func(t *testing.T) {
@@ -47,7 +49,7 @@ func TestEngine_ensureMainFresh(t *testing.T) {
 		_, err := env.engine.ensureMainFresh(env.ctx(), "")
 		var ue *UpstreamError
 		require.ErrorAs(t, err, &ue)
-		assert.Equal(t, ClassOrgPolicy, ue.Verdict.Class)
+		assert.Equal(t, verdict.ClassOrgPolicy, ue.Verdict.Class)
 		main := env.state()["main"].(map[string]any)
 		rec := main["lastRefreshError"].(map[string]any)
 		assert.EqualValues(t, 403, rec["status"])
@@ -112,7 +114,7 @@ func TestEngine_loginMain(t *testing.T) {
 
 	c, ok := env.engine.mainCredentials()
 	require.True(t, ok)
-	assert.Equal(t, Secret("sk-ant-ort01-MAINLOGIN"), c.Refresh)
+	assert.Equal(t, secret.Secret("sk-ant-ort01-MAINLOGIN"), c.Refresh)
 
 	env.evMu.Lock()
 	var got *MainCredentials
@@ -123,8 +125,8 @@ func TestEngine_loginMain(t *testing.T) {
 	}
 	env.evMu.Unlock()
 	require.NotNil(t, got, "the host is handed the new pair")
-	assert.Equal(t, Secret("sk-ant-oat01-MAINLOGIN"), got.Access)
-	assert.Equal(t, Secret("sk-ant-ort01-MAINLOGIN"), got.Refresh)
+	assert.Equal(t, secret.Secret("sk-ant-oat01-MAINLOGIN"), got.Access)
+	assert.Equal(t, secret.Secret("sk-ant-ort01-MAINLOGIN"), got.Refresh)
 	assert.Positive(t, got.Expires)
 
 	list, err := env.engine.ListAccounts(env.ctx())

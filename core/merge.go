@@ -4,6 +4,7 @@ import (
 	"maps"
 	"strings"
 
+	"github.com/acctpool/acctpool/core/secret"
 	json "github.com/goccy/go-json"
 )
 
@@ -58,8 +59,8 @@ func hasLegacyCredentials(x Extra) bool {
 
 // adoptLegacy applies one config entry's inline credentials to s.
 func adoptLegacy(ac *AccountConfig, s *AccountState) {
-	access := Secret(strings.TrimSpace(extraString(ac.Extra, "access")))
-	refresh := Secret(strings.TrimSpace(extraString(ac.Extra, "refresh")))
+	access := secret.Secret(strings.TrimSpace(extraString(ac.Extra, "access")))
+	refresh := secret.Secret(strings.TrimSpace(extraString(ac.Extra, "refresh")))
 	if refresh != "" {
 		cfgStamp := max(extraInt(ac.Extra, "lastRefreshedAt"), extraInt(ac.Extra, "lastUsed"), ac.AddedAt)
 		switch {
@@ -77,7 +78,7 @@ func adoptLegacy(ac *AccountConfig, s *AccountState) {
 		}
 	}
 	if key := strings.TrimSpace(extraString(ac.Extra, "apiKey")); key != "" && s.APIKey == "" {
-		s.APIKey = Secret(key)
+		s.APIKey = secret.Secret(key)
 	}
 }
 

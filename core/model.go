@@ -3,6 +3,8 @@ package core
 import (
 	"time"
 
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 	json "github.com/goccy/go-json"
 )
 
@@ -32,8 +34,8 @@ type OpError struct {
 	Status                  int    `json:"status,omitempty"`
 	Permanent               *bool  `json:"permanent,omitempty"`
 	// Class and DecidedBy are acctpool additions; upstream ignores them.
-	Class     Class  `json:"class,omitempty"`
-	DecidedBy string `json:"decidedBy,omitempty"`
+	Class     verdict.Class `json:"class,omitempty"`
+	DecidedBy string        `json:"decidedBy,omitempty"`
 	// Extra keeps keys acctpool does not model (a newer upstream's).
 	Extra Extra `json:"-"`
 }
@@ -283,10 +285,10 @@ func (c ConfigFile) MarshalJSON() ([]byte, error) {
 type AccountState struct {
 	AuthLineageID         string          `json:"authLineageId,omitempty"`
 	AnthropicAccountUUID  string          `json:"anthropicAccountUuid,omitempty"`
-	Access                Secret          `json:"access,omitempty"`
-	Refresh               Secret          `json:"refresh,omitempty"`
+	Access                secret.Secret   `json:"access,omitempty"`
+	Refresh               secret.Secret   `json:"refresh,omitempty"`
 	Expires               int64           `json:"expires,omitempty"`
-	APIKey                Secret          `json:"apiKey,omitempty"`
+	APIKey                secret.Secret   `json:"apiKey,omitempty"`
 	LastUsed              int64           `json:"lastUsed,omitempty"`
 	LastRefreshedAt       int64           `json:"lastRefreshedAt,omitempty"`
 	LastRefreshError      *OpError        `json:"lastRefreshError,omitempty"`

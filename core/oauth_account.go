@@ -3,13 +3,14 @@ package core
 import (
 	"context"
 	"errors"
+	"github.com/acctpool/acctpool/core/secret"
 	"time"
 )
 
 // tokenPair is the OAuth credential of one account, wherever it is kept.
 type tokenPair struct {
-	Access  Secret
-	Refresh Secret
+	Access  secret.Secret
+	Refresh secret.Secret
 	// Expires is the access token's expiry, epoch ms.
 	Expires int64
 }
@@ -178,7 +179,7 @@ type records struct {
 	rateLimited **SpentWindows
 	// refresh is the refresh token the file holds; nil for main, whose
 	// tokens the host keeps.
-	refresh *Secret
+	refresh *secret.Secret
 	// main is the main section (its quota bookkeeping); nil for a fallback.
 	main *MainState
 }
@@ -204,7 +205,7 @@ func recordsIn(st *StateFile, id string, create bool) *records {
 // quotaStored clears the quota error after a successful poll with access,
 // keeping main's bookkeeping (the token the snapshot came from, the
 // error generation and its tombstone) that upstream reads.
-func (r *records) quotaStored(access Secret, now time.Time) {
+func (r *records) quotaStored(access secret.Secret, now time.Time) {
 	if m := r.main; m != nil {
 		m.QuotaCheckedAt = epochMs(now)
 		m.QuotaToken = access.Fingerprint()

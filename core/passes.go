@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"errors"
+	"github.com/acctpool/acctpool/core/secret"
 )
 
 // Pass outcomes.
@@ -181,7 +182,7 @@ func (s *PassSummary) add(account, outcome, reason string, err error) {
 			r.Until = epochMs(ue.Until)
 		}
 	default:
-		r.Outcome, r.Reason = OutcomeFailed, Redact(err.Error())
+		r.Outcome, r.Reason = OutcomeFailed, secret.Redact(err.Error())
 	}
 	s.Results = append(s.Results, r)
 }

@@ -2,6 +2,8 @@ package core
 
 import (
 	"fmt"
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 	"math"
 	"strings"
 	"time"
@@ -64,7 +66,7 @@ func refreshRecordBinds(err *OpError, identity, fp string) bool {
 
 // fingerprintFor is the refresh token's fingerprint when there is a
 // record to compare it with; hashing is skipped otherwise.
-func fingerprintFor(rec *OpError, refresh Secret) string {
+func fingerprintFor(rec *OpError, refresh secret.Secret) string {
 	if rec == nil {
 		return ""
 	}
@@ -75,7 +77,7 @@ func networkLooking(err *OpError) bool {
 	if err.Status != 0 {
 		return false
 	}
-	if err.Class == ClassTransient {
+	if err.Class == verdict.ClassTransient {
 		return true
 	}
 	m := err.Message

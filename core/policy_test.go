@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/secret"
 	"github.com/stretchr/testify/assert"
 )
 
@@ -115,7 +116,7 @@ func TestQuotaStale(t *testing.T) {
 }
 
 func TestRefreshBackoffActive(t *testing.T) {
-	fp := Secret("refresh-1").Fingerprint()
+	fp := secret.Secret("refresh-1").Fingerprint()
 	rec := func(mut func(*OpError)) *OpError {
 		e := &OpError{Message: "Claude OAuth refresh failed: 429", Status: 429, CheckedAt: epochMs(policyNow.Add(-time.Minute)),
 			NextRetryAt: epochMs(policyNow.Add(10 * time.Minute)), AccountIdentity: "fb", RefreshTokenFingerprint: fp}
@@ -134,7 +135,7 @@ func TestRefreshBackoffActive(t *testing.T) {
 		{"no error", nil, "fb", fp, false},
 		{"active and bound", rec(nil), "fb", fp, true},
 		{"expired", rec(func(e *OpError) { e.NextRetryAt = epochMs(policyNow) }), "fb", fp, false},
-		{"new refresh token releases the latch", rec(nil), "fb", Secret("refresh-2").Fingerprint(), false},
+		{"new refresh token releases the latch", rec(nil), "fb", secret.Secret("refresh-2").Fingerprint(), false},
 		{"other identity", rec(nil), "other", fp, false},
 		{"record without identity binds everyone", rec(func(e *OpError) { e.AccountIdentity = "" }), "other", fp, true},
 		{"unknown fingerprint still binds", rec(nil), "fb", "", true},

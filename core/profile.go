@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/acctpool/acctpool/core/secret"
 	json "github.com/goccy/go-json"
 )
 
@@ -40,7 +41,7 @@ func storedProfile(m *MainState) *accountProfile {
 
 // oauthAccessToken reports whether access is a Claude OAuth access token,
 // the only kind the profile endpoint can resolve to an account.
-func oauthAccessToken(access Secret) bool {
+func oauthAccessToken(access secret.Secret) bool {
 	return strings.HasPrefix(access.Reveal(), "sk-ant-oat")
 }
 
@@ -48,7 +49,7 @@ func oauthAccessToken(access Secret) bool {
 // bound to (BEHAVIOUR.md §3.7): the Claude account UUID of the access
 // token, from a profile fetched for that token less than 7 days ago; else
 // mainAccountId. ok is false when a profile would settle it.
-func mainQuotaIdentity(snap *Snapshot, access Secret, now time.Time) (id string, ok bool) {
+func mainQuotaIdentity(snap *Snapshot, access secret.Secret, now time.Time) (id string, ok bool) {
 	if !oauthAccessToken(access) {
 		return mainIdentity(snap), true
 	}
@@ -72,7 +73,7 @@ type profilePayload struct {
 }
 
 // fetchProfile asks the profile endpoint which account access belongs to.
-func (e *Engine) fetchProfile(ctx context.Context, access Secret) (*accountProfile, error) {
+func (e *Engine) fetchProfile(ctx context.Context, access secret.Secret) (*accountProfile, error) {
 	req, err := http.NewRequest(http.MethodGet, e.ep.Profile, nil)
 	if err != nil {
 		return nil, fmt.Errorf("profile request: %w", err)
@@ -83,7 +84,7 @@ func (e *Engine) fetchProfile(ctx context.Context, access Secret) (*accountProfi
 	req.Header.Set("User-Agent", usageUserAgent)
 	reply, err := e.send(ctx, req)
 	if err != nil {
-		return nil, fmt.Errorf("profile request: %s", Redact(err.Error()))
+		return nil, fmt.Errorf("profile request: %s", secret.Redact(err.Error()))
 	}
 	if reply.status < 200 || reply.status > 299 {
 		return nil, fmt.Errorf("profile request: status %d", reply.status)
@@ -158,7 +159,7 @@ func (e *Engine) bindMainQuota(ctx context.Context, snap *Snapshot, a oauthAccou
 
 // rebindProfile moves main's profile to the access token a rotation by
 // acctpool just produced: the account is the same, only the token is new.
-func rebindProfile(m *MainState, used, next Secret) {
+func rebindProfile(m *MainState, used, next secret.Secret) {
 	p := storedProfile(m)
 	if p == nil || p.TokenFingerprint != used.Fingerprint() {
 		return

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 	"net/http"
 	"regexp"
 	"sync"
@@ -21,7 +23,7 @@ type quotaGate struct {
 	last time.Time
 }
 
-func (e *Engine) gatedUsage(ctx context.Context, access Secret) (*upstreamReply, error) {
+func (e *Engine) gatedUsage(ctx context.Context, access secret.Secret) (*upstreamReply, error) {
 	e.quotaGate.mu.Lock()
 	defer e.quotaGate.mu.Unlock()
 	if !e.quotaGate.last.IsZero() {
@@ -140,9 +142,9 @@ func (e *Engine) pollQuotaLocked(ctx context.Context, id string) (*QuotaSnapshot
 			q, err := e.storeQuota(ctx, a, access, reply.body)
 			return q, err == nil, err
 		}
-		f := e.failureOf(SourceUsage, reply, err, access, a.tokens.Refresh)
+		f := e.failureOf(verdict.SourceUsage, reply, err, access, a.tokens.Refresh)
 		v := e.Classify(ctx, f)
-		eff := EffectOf(SourceUsage, v)
+		eff := verdict.EffectOf(verdict.SourceUsage, v)
 		if eff.RefreshAndRetry && attempt == 0 {
 			// One forced refresh, one retry; the quota error is recorded
 			// only if the retry fails too.
@@ -166,7 +168,7 @@ func quotaBackedOff(a oauthAccount, now time.Time) error {
 
 // storeQuota merges a usage answer polled with access into the account's
 // snapshot and clears its quota error.
-func (e *Engine) storeQuota(ctx context.Context, a oauthAccount, access Secret, body []byte) (*QuotaSnapshot, error) {
+func (e *Engine) storeQuota(ctx context.Context, a oauthAccount, access secret.Secret, body []byte) (*QuotaSnapshot, error) {
 	now := e.now()
 	q, err := ParseUsage(body, now)
 	if err != nil {
@@ -189,11 +191,11 @@ func (e *Engine) storeQuota(ctx context.Context, a oauthAccount, access Secret, 
 
 // recordQuotaFailure persists a usage-endpoint failure as the effects table
 // says (a 403 persists nothing at all) and returns the error.
-func (e *Engine) recordQuotaFailure(ctx context.Context, a oauthAccount, f Failure, v Verdict, eff Effect) error {
+func (e *Engine) recordQuotaFailure(ctx context.Context, a oauthAccount, f verdict.Failure, v verdict.Verdict, eff verdict.Effect) error {
 	id := a.id
 	now := e.now()
 	var until time.Time
-	if eff.PersistQuotaError && eff.QuotaBackoff != QuotaBackoffNone {
+	if eff.PersistQuotaError && eff.QuotaBackoff != verdict.QuotaBackoffNone {
 		// A transient backoff record is an observation (BEHAVIOUR.md §1.9).
 		snap, err := e.store.observeState(ctx, id, func(st *StateFile) error {
 			if r := recordsIn(st, id, false); r != nil {

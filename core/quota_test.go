@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/verdict"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -25,20 +26,20 @@ func TestEngine_fetchQuota_usageOutcomes(t *testing.T) {
 		quotaDelay  time.Duration // 0 = no lastQuotaRefreshError
 		refreshRec  bool
 		wantQuota   bool
-		wantErrKind Class
+		wantErrKind verdict.Class
 	}{
 		{name: "200 stores the snapshot", usage: []scripted{{status: 200, body: usageOK}}, usageCalls: 1, wantQuota: true},
-		{name: "403 permission_error arms nothing and persists nothing", usage: []scripted{{status: 403, body: usagePermissionErr}}, usageCalls: 1, wantErrKind: ClassOrgPolicy},
+		{name: "403 permission_error arms nothing and persists nothing", usage: []scripted{{status: 403, body: usagePermissionErr}}, usageCalls: 1, wantErrKind: verdict.ClassOrgPolicy},
 		{name: "401 refreshes once and retries", usage: []scripted{{status: 401, body: "expired"}, {status: 200, body: usageOK}},
 			token: []scripted{{status: 200, body: `{"access_token":"sk-ant-oat01-ROTATED","expires_in":28800}`}}, usageCalls: 2, tokenCalls: 1, wantQuota: true},
 		{name: "401 after the forced refresh records a 5 min quota error only", usage: []scripted{{status: 401, body: "expired"}},
-			token: []scripted{{status: 200, body: `{"access_token":"sk-ant-oat01-ROTATED","expires_in":28800}`}}, usageCalls: 2, tokenCalls: 1, quotaDelay: 5 * min, wantErrKind: ClassAuthExpired},
+			token: []scripted{{status: 200, body: `{"access_token":"sk-ant-oat01-ROTATED","expires_in":28800}`}}, usageCalls: 2, tokenCalls: 1, quotaDelay: 5 * min, wantErrKind: verdict.ClassAuthExpired},
 		{name: "401 then invalid_grant records both", usage: []scripted{{status: 401, body: "expired"}},
-			token: []scripted{{status: 400, body: `{"error":"invalid_grant"}`}}, usageCalls: 1, tokenCalls: 1, quotaDelay: 5 * min, refreshRec: true, wantErrKind: ClassInvalidGrant},
-		{name: "429 arms 60 s", usage: []scripted{{status: 429, body: "limited", header: map[string]string{"Retry-After": "3600"}}}, usageCalls: 1, quotaDelay: min, wantErrKind: ClassRateLimited},
-		{name: "500 arms 60 s", usage: []scripted{{status: 500, body: "oops"}}, usageCalls: 1, quotaDelay: min, wantErrKind: ClassTransient},
-		{name: "400 arms 5 min", usage: []scripted{{status: 400, body: "bad"}}, usageCalls: 1, quotaDelay: 5 * min, wantErrKind: ClassClientError},
-		{name: "network arms 60 s", usage: []scripted{{close: true}}, usageCalls: 1, quotaDelay: min, wantErrKind: ClassTransient},
+			token: []scripted{{status: 400, body: `{"error":"invalid_grant"}`}}, usageCalls: 1, tokenCalls: 1, quotaDelay: 5 * min, refreshRec: true, wantErrKind: verdict.ClassInvalidGrant},
+		{name: "429 arms 60 s", usage: []scripted{{status: 429, body: "limited", header: map[string]string{"Retry-After": "3600"}}}, usageCalls: 1, quotaDelay: min, wantErrKind: verdict.ClassRateLimited},
+		{name: "500 arms 60 s", usage: []scripted{{status: 500, body: "oops"}}, usageCalls: 1, quotaDelay: min, wantErrKind: verdict.ClassTransient},
+		{name: "400 arms 5 min", usage: []scripted{{status: 400, body: "bad"}}, usageCalls: 1, quotaDelay: 5 * min, wantErrKind: verdict.ClassClientError},
+		{name: "network arms 60 s", usage: []scripted{{close: true}}, usageCalls: 1, quotaDelay: min, wantErrKind: verdict.ClassTransient},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 	"slices"
 	"time"
 )
@@ -30,27 +32,27 @@ func fallbackRefreshLock(id string) string {
 
 // needsRefresh reports whether an access token is missing or expires within
 // the refresh window (upstream tokenNeedsRefresh).
-func needsRefresh(access Secret, expires int64, window time.Duration, now time.Time) bool {
+func needsRefresh(access secret.Secret, expires int64, window time.Duration, now time.Time) bool {
 	return access == "" || expires == 0 || fromMs(expires).Sub(now) <= window
 }
 
 // expired reports whether an access token is missing or past its expiry.
-func expired(access Secret, expires int64, now time.Time) bool {
+func expired(access secret.Secret, expires int64, now time.Time) bool {
 	return access == "" || expires == 0 || !fromMs(expires).After(now)
 }
 
 // refreshRecord builds the lastRefreshError record for a token-endpoint
 // failure (upstream buildRefreshOperationError), using the effects table
 // and the one refresh backoff schedule.
-func refreshRecord(prev *OpError, identity string, refresh Secret, f Failure, v Verdict, now time.Time) *OpError {
-	eff := EffectOf(SourceToken, v)
+func refreshRecord(prev *OpError, identity string, refresh secret.Secret, f verdict.Failure, v verdict.Verdict, now time.Time) *OpError {
+	eff := verdict.EffectOf(verdict.SourceToken, v)
 	fp := refresh.Fingerprint()
 	count := 1
 	if prev != nil && prev.AccountIdentity == identity && prev.RefreshTokenFingerprint == fp {
 		count = prev.RetryCount + 1
 	}
-	delay := RefreshBackoffDelay(eff.RefreshBackoff, v.RetryAfter, f.Network, count)
-	permanent := eff.RefreshBackoff == RefreshBackoffPermanent
+	delay := verdict.RefreshBackoffDelay(eff.RefreshBackoff, v.RetryAfter, f.Network, count)
+	permanent := eff.RefreshBackoff == verdict.RefreshBackoffPermanent
 	return &OpError{
 		Message:                 (&UpstreamError{Failure: f}).Error(),
 		CheckedAt:               epochMs(now),
@@ -67,7 +69,7 @@ func refreshRecord(prev *OpError, identity string, refresh Secret, f Failure, v 
 
 // quotaRecord builds the lastQuotaRefreshError record (upstream
 // buildQuotaOperationError) for a quota backoff of the given kind.
-func quotaRecord(prev *OpError, identity string, kind QuotaBackoffKind, f Failure, v Verdict, now time.Time) *OpError {
+func quotaRecord(prev *OpError, identity string, kind verdict.QuotaBackoffKind, f verdict.Failure, v verdict.Verdict, now time.Time) *OpError {
 	count := 1
 	if prev != nil && prev.AccountIdentity == identity {
 		count = prev.RetryCount + 1
@@ -75,7 +77,7 @@ func quotaRecord(prev *OpError, identity string, kind QuotaBackoffKind, f Failur
 	return &OpError{
 		Message:         (&UpstreamError{Failure: f}).Error(),
 		CheckedAt:       epochMs(now),
-		NextRetryAt:     epochMs(now.Add(QuotaBackoffDelay(kind, count))),
+		NextRetryAt:     epochMs(now.Add(verdict.QuotaBackoffDelay(kind, count))),
 		RetryCount:      count,
 		AccountIdentity: identity,
 		Status:          f.Status,
@@ -86,7 +88,7 @@ func quotaRecord(prev *OpError, identity string, kind QuotaBackoffKind, f Failur
 
 // refreshLatched returns the end of the active refresh backoff of a
 // record, if any (see RefreshBackoffActive for the binding rules).
-func refreshLatched(rec *OpError, identity string, refresh Secret, now time.Time) (time.Time, bool) {
+func refreshLatched(rec *OpError, identity string, refresh secret.Secret, now time.Time) (time.Time, bool) {
 	return refreshBackoffUntil(rec, identity, now, refresh.Fingerprint())
 }
 
@@ -306,7 +308,7 @@ func (e *Engine) rotateFallback(ctx context.Context, id string, before tokenPair
 // salvaged looks for the rotated pair of account id in the temporaries of
 // killed writers after the endpoint refused used; it returns the account
 // when it found and saved a newer pair.
-func (e *Engine) salvaged(ctx context.Context, id string, used Secret) (*Account, bool) {
+func (e *Engine) salvaged(ctx context.Context, id string, used secret.Secret) (*Account, bool) {
 	restored, err := e.store.salvageTemps(ctx)
 	if err != nil || !slices.Contains(restored, id) {
 		return nil, false
@@ -331,10 +333,10 @@ func adoptable(before, now tokenPair, t time.Time, window time.Duration, force b
 	return force || !needsRefresh(now.Access, now.Expires, window, t)
 }
 
-func applyGrant(s *AccountState, g *tokenGrant, used Secret, now time.Time) {
-	s.Access = Secret(g.AccessToken)
+func applyGrant(s *AccountState, g *tokenGrant, used secret.Secret, now time.Time) {
+	s.Access = secret.Secret(g.AccessToken)
 	if g.RefreshToken != "" {
-		s.Refresh = Secret(g.RefreshToken)
+		s.Refresh = secret.Secret(g.RefreshToken)
 	} else {
 		s.Refresh = used
 	}
@@ -346,13 +348,13 @@ func applyGrant(s *AccountState, g *tokenGrant, used Secret, now time.Time) {
 // persists what the effects table says, and returns the error for the
 // caller. A network failure is recorded only where the account's source
 // latches it (BEHAVIOUR.md §2.5): on main the next request tries again.
-func (e *Engine) recordRefreshFailure(ctx context.Context, a oauthAccount, used Secret, f Failure, inQuotaPass bool) error {
+func (e *Engine) recordRefreshFailure(ctx context.Context, a oauthAccount, used secret.Secret, f verdict.Failure, inQuotaPass bool) error {
 	v := e.Classify(ctx, f)
-	eff := EffectOf(SourceToken, v)
+	eff := verdict.EffectOf(verdict.SourceToken, v)
 	now := e.now()
 	var until time.Time
 	persist := eff.PersistRefreshError && (!f.Network || a.src.latchesNetwork())
-	quotaToo := inQuotaPass && eff.InQuotaPass != QuotaBackoffNone
+	quotaToo := inQuotaPass && eff.InQuotaPass != verdict.QuotaBackoffNone
 	if persist || quotaToo {
 		if _, err := e.store.UpdateState(ctx, func(st *StateFile) error {
 			r := recordsIn(st, a.id, true)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/secret"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -180,7 +181,7 @@ func TestEngine_refreshFallback_processesRace(t *testing.T) {
 	mu.Lock()
 	assert.Equal(t, 1, calls, "exactly one token call across processes")
 	mu.Unlock()
-	want := "access: " + Secret("sk-ant-oat01-ROTATED1").Fingerprint()
+	want := "access: " + secret.Secret("sk-ant-oat01-ROTATED1").Fingerprint()
 	for i, out := range outs {
 		assert.Equal(t, want, out, "process %d adopted the rotated token", i)
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -22,19 +24,19 @@ func TestEngine_refreshFallback_failures(t *testing.T) {
 		name      string
 		script    []scripted
 		calls     int
-		class     Class
+		class     verdict.Class
 		delay     time.Duration
 		permanent bool
 		status    float64
 	}{
-		{"403 arms 24 h, not permanent", []scripted{{status: 403, body: "Forbidden"}}, 1, ClassOrgPolicy, 24 * time.Hour, false, 403},
-		{"401 arms 24 h", []scripted{{status: 401, body: "unauthorized"}}, 1, ClassAuthExpired, 24 * time.Hour, false, 401},
-		{"400 invalid_grant is permanent", []scripted{{status: 400, body: `{"error":"invalid_grant","error_description":"Refresh token not found or invalid"}`}}, 1, ClassInvalidGrant, 24 * time.Hour, true, 400},
-		{"400 invalid_client is not permanent", []scripted{{status: 400, body: `{"error":"invalid_client"}`}}, 1, ClassClientError, 24 * time.Hour, false, 400},
-		{"429 without Retry-After is 5 min", []scripted{{status: 429, body: "limited"}}, 1, ClassRateLimited, 5 * min, false, 429},
-		{"429 with Retry-After honours it", []scripted{{status: 429, body: "limited", header: map[string]string{"Retry-After": "120"}}}, 1, ClassRateLimited, 120 * time.Second, false, 429},
-		{"500 retried three times then 5 min", []scripted{{status: 500, body: "Temporary failure"}}, 3, ClassTransient, 5 * min, false, 500},
-		{"network errors retried then 5 min", []scripted{{close: true}}, 3, ClassTransient, 5 * min, false, 0},
+		{"403 arms 24 h, not permanent", []scripted{{status: 403, body: "Forbidden"}}, 1, verdict.ClassOrgPolicy, 24 * time.Hour, false, 403},
+		{"401 arms 24 h", []scripted{{status: 401, body: "unauthorized"}}, 1, verdict.ClassAuthExpired, 24 * time.Hour, false, 401},
+		{"400 invalid_grant is permanent", []scripted{{status: 400, body: `{"error":"invalid_grant","error_description":"Refresh token not found or invalid"}`}}, 1, verdict.ClassInvalidGrant, 24 * time.Hour, true, 400},
+		{"400 invalid_client is not permanent", []scripted{{status: 400, body: `{"error":"invalid_client"}`}}, 1, verdict.ClassClientError, 24 * time.Hour, false, 400},
+		{"429 without Retry-After is 5 min", []scripted{{status: 429, body: "limited"}}, 1, verdict.ClassRateLimited, 5 * min, false, 429},
+		{"429 with Retry-After honours it", []scripted{{status: 429, body: "limited", header: map[string]string{"Retry-After": "120"}}}, 1, verdict.ClassRateLimited, 120 * time.Second, false, 429},
+		{"500 retried three times then 5 min", []scripted{{status: 500, body: "Temporary failure"}}, 3, verdict.ClassTransient, 5 * min, false, 500},
+		{"network errors retried then 5 min", []scripted{{close: true}}, 3, verdict.ClassTransient, 5 * min, false, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -78,7 +80,7 @@ func TestEngine_refreshFallback_rotation(t *testing.T) {
 
 	a, err := env.engine.refreshFallback(env.ctx(), "fb", false)
 	require.NoError(t, err)
-	assert.Equal(t, Secret("sk-ant-oat01-NEW"), a.State.Access)
+	assert.Equal(t, secret.Secret("sk-ant-oat01-NEW"), a.State.Access)
 
 	req := env.fake.last("token")
 	assert.Equal(t, "refresh_token", req.body["grant_type"])
@@ -118,8 +120,8 @@ func TestEngine_refreshFallback_newRefreshTokenReleasesLatch(t *testing.T) {
 	require.NoError(t, err)
 	a, err := env.engine.refreshFallback(env.ctx(), "fb", false)
 	require.NoError(t, err)
-	assert.Equal(t, Secret("sk-ant-oat01-AFTER"), a.State.Access)
-	assert.Equal(t, Secret("sk-ant-ort01-RELOGIN"), a.State.Refresh, "refresh token kept when the grant has none")
+	assert.Equal(t, secret.Secret("sk-ant-oat01-AFTER"), a.State.Access)
+	assert.Equal(t, secret.Secret("sk-ant-ort01-RELOGIN"), a.State.Refresh, "refresh token kept when the grant has none")
 	assert.Nil(t, env.accountState("fb")["lastRefreshError"])
 	assert.Equal(t, 2, env.fake.count("token"))
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 	"net/http"
 	"slices"
 )
@@ -36,16 +38,16 @@ func (e *Engine) Report(ctx context.Context, req ReportRequest) (*ReportResult, 
 	}
 	now := e.now()
 	served := !req.Network && req.Status >= 200 && req.Status < 300 && !req.StreamRateLimit
-	f := Failure{Source: SourceMessages, Status: req.Status, Network: req.Network, Header: h, Body: []byte(req.Body),
-		Message: Redact(shorten(req.Body, maxBodyExcerpt), route.Credential.Token), StreamRateLimit: req.StreamRateLimit, At: now}
-	var v Verdict
+	f := verdict.Failure{Source: verdict.SourceMessages, Status: req.Status, Network: req.Network, Header: h, Body: []byte(req.Body),
+		Message: secret.Redact(shorten(req.Body, maxBodyExcerpt), route.Credential.Token), StreamRateLimit: req.StreamRateLimit, At: now}
+	var v verdict.Verdict
 	if !served {
 		v = e.Classify(ctx, f)
 	}
 	touch := served && kind != KindMain
 	switch {
 	case (kind == KindMain || kind == KindOAuth) && len(h) > 0:
-		if _, err := e.observeHeaders(ctx, route.AccountID, h, v.Class == ClassRateLimited, served, touch); err != nil {
+		if _, err := e.observeHeaders(ctx, route.AccountID, h, v.Class == verdict.ClassRateLimited, served, touch); err != nil {
 			e.log.Debug("harvest rate-limit headers", "account", route.AccountID, "err", err)
 		}
 	case touch:
@@ -64,7 +66,7 @@ func (e *Engine) Report(ctx context.Context, req ReportRequest) (*ReportResult, 
 
 // carryOut does what the report plan says, asking the plan again after
 // each step's I/O until it says return, retry or hold.
-func (e *Engine) carryOut(ctx context.Context, route Route, rf reportFacts, v Verdict, eff Effect) (*ReportResult, error) {
+func (e *Engine) carryOut(ctx context.Context, route Route, rf reportFacts, v verdict.Verdict, eff verdict.Effect) (*ReportResult, error) {
 	res := &ReportResult{Verdict: &v, Action: ActionReturn}
 	var out reportOutcome
 	for range 6 { // each outcome is learned once, so the plan settles in a few steps
@@ -140,7 +142,7 @@ func (e *Engine) moveOn(ctx context.Context, route Route, p reportPlan) (*Route,
 	return e.issued(next), err
 }
 
-func statusText(f Failure) string {
+func statusText(f verdict.Failure) string {
 	switch {
 	case f.StreamRateLimit:
 		return "stream rate_limit_error"

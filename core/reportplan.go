@@ -3,6 +3,7 @@ package core
 import (
 	"errors"
 	"fmt"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 // planStep is one thing Report does after a failed response.
@@ -72,7 +73,7 @@ type reportPlan struct {
 // (BEHAVIOUR.md §5.2, §5.4): a pure function of the settings-shaped
 // effect, the facts about the route and the outcome of the I/O done so
 // far. Report carries the plan out and, after each I/O, asks again.
-func planReport(rf reportFacts, v Verdict, eff Effect, out reportOutcome) reportPlan {
+func planReport(rf reportFacts, v verdict.Verdict, eff verdict.Effect, out reportOutcome) reportPlan {
 	if !rf.replayable {
 		return reportPlan{step: planReturn, why: "request body cannot be replayed; response returned"}
 	}
@@ -107,7 +108,7 @@ func planReport(rf reportFacts, v Verdict, eff Effect, out reportOutcome) report
 // needs a re-login migrates; a rate limit probes the quota and holds,
 // keeps or migrates as the fresh snapshot says; any other failure in
 // fallbackOn migrates, and everything else keeps the affinity.
-func planSticky(rf reportFacts, v Verdict, eff Effect, out reportOutcome) reportPlan {
+func planSticky(rf reportFacts, v verdict.Verdict, eff verdict.Effect, out reportOutcome) reportPlan {
 	oauth := rf.kind == KindMain || rf.kind == KindOAuth
 	migrate := func(why string, api bool) reportPlan {
 		return reportPlan{step: planMoveOn, migrate: true, apiIfNone: api, why: why}

@@ -6,20 +6,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/verdict"
 	"github.com/stretchr/testify/assert"
 )
 
 func TestPlanReport(t *testing.T) {
-	rl := Verdict{Class: ClassRateLimited}
-	auth := Verdict{Class: ClassAuthExpired}
-	org := Verdict{Class: ClassOrgPolicy}
-	down := Verdict{Class: ClassTransient}
-	messages := func(v Verdict, status int, fallbackOn ...int) Effect {
+	rl := verdict.Verdict{Class: verdict.ClassRateLimited}
+	auth := verdict.Verdict{Class: verdict.ClassAuthExpired}
+	org := verdict.Verdict{Class: verdict.ClassOrgPolicy}
+	down := verdict.Verdict{Class: verdict.ClassTransient}
+	messages := func(v verdict.Verdict, status int, fallbackOn ...int) verdict.Effect {
 		s := defaultSettings()
 		if len(fallbackOn) > 0 {
 			s.FallbackOn = fallbackOn
 		}
-		return effectFor(s, Failure{Source: SourceMessages, Status: status}, v)
+		return effectFor(s, verdict.Failure{Source: verdict.SourceMessages, Status: status}, v)
 	}
 	main := reportFacts{kind: KindMain, replayable: true, status: "429"}
 	oauth := reportFacts{kind: KindOAuth, replayable: true, status: "401"}
@@ -41,8 +42,8 @@ func TestPlanReport(t *testing.T) {
 	tests := []struct {
 		name    string
 		rf      reportFacts
-		v       Verdict
-		eff     Effect
+		v       verdict.Verdict
+		eff     verdict.Effect
 		out     reportOutcome
 		step    planStep
 		confirm bool

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/acctpool/acctpool/core/internal/atomicfile"
+	"github.com/acctpool/acctpool/core/secret"
 	"sort"
 	"strings"
 	"sync"
@@ -153,7 +154,7 @@ const (
 // the consumed token is never posted again), a detached loop retries the
 // save with backoff, and accounts/list shows persistPending until it
 // succeeds. The refresh itself succeeded, so the caller gets the account.
-func (e *Engine) keepUnsaved(ctx context.Context, id string, used Secret, pair AccountState, journal *atomicfile.Reservation, saveErr error) (*Account, error) {
+func (e *Engine) keepUnsaved(ctx context.Context, id string, used secret.Secret, pair AccountState, journal *atomicfile.Reservation, saveErr error) (*Account, error) {
 	e.store.setPending(id, used, pair, journal, saveErr)
 	e.log.Warn("rotated tokens could not be saved; kept in memory and retrying", "account", id, "err", saveErr)
 	e.emit(Event{Kind: EventAccountsChanged, Accounts: []string{id}})

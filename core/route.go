@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/acctpool/acctpool/core/verdict"
 	"strings"
 	"sync"
 	"time"
@@ -514,7 +515,7 @@ func mainRefreshNoRoute(err error, reasons []AccountReason, now time.Time) *NoRo
 	isUpstream := errors.As(err, &ue)
 	transient := errors.Is(err, ErrInProgress) ||
 		(errors.Is(err, ErrRefreshBackoff) && !errors.Is(err, ErrInvalidGrant)) ||
-		(isUpstream && (ue.Verdict.Class == ClassRateLimited || ue.Verdict.Class == ClassTransient))
+		(isUpstream && (ue.Verdict.Class == verdict.ClassRateLimited || ue.Verdict.Class == verdict.ClassTransient))
 	if !transient {
 		nr := authNoRoute(err.Error(), reasons)
 		nr.Cause = err

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/secret"
 	"github.com/stretchr/testify/require"
 )
 
@@ -43,7 +44,7 @@ func TestSelect_neverRoutesToUnusable(t *testing.T) {
 			mode, rng.IntN(4) != 0, failClosed, minFive, minSeven, ks)
 		main := &MainState{Quota: quota()}
 		if rng.IntN(8) == 0 {
-			main.LastRefreshError = &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, RefreshTokenFingerprint: Secret("main-refresh").Fingerprint()}
+			main.LastRefreshError = &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, RefreshTokenFingerprint: secret.Secret("main-refresh").Fingerprint()}
 		}
 		n := 1 + rng.IntN(5)
 		fbs := make([]fb, n)
@@ -51,7 +52,7 @@ func TestSelect_neverRoutesToUnusable(t *testing.T) {
 			f := fb{id: fmt.Sprintf("fb-%d", i), quota: quota(), disabled: rng.IntN(5) == 0}
 			switch rng.IntN(6) {
 			case 0:
-				f.refErr = &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, RefreshTokenFingerprint: Secret("refresh-" + f.id).Fingerprint()}
+				f.refErr = &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, RefreshTokenFingerprint: secret.Secret("refresh-" + f.id).Fingerprint()}
 			case 1:
 				f.expires = -time.Second
 				f.refErr = &OpError{Message: "429", Status: 429, NextRetryAt: epochMs(testStart.Add(time.Hour)), AccountIdentity: f.id}
@@ -76,7 +77,7 @@ func TestSelect_neverRoutesToUnusable(t *testing.T) {
 				continue
 			}
 			if r.AccountID == MainAccountID {
-				require.False(t, needsRelogin(snap.Main.LastRefreshError, mainIdentity(snap), Secret("main-refresh").Fingerprint()), "%s: main needs re-login", name)
+				require.False(t, needsRelogin(snap.Main.LastRefreshError, mainIdentity(snap), secret.Secret("main-refresh").Fingerprint()), "%s: main needs re-login", name)
 				require.False(t, oracleKilled(snap.Main.Quota, ks, failClosed, req.Model), "%s: main killswitched", name)
 				if r.Sticky != nil && r.Sticky.Created {
 					require.False(t, oracleBelow(snap.Main.Quota, s.QuotaEnabled, failClosed, minFive, minSeven), "%s: new sticky session on main below threshold", name)

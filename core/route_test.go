@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 	json "github.com/goccy/go-json"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -65,11 +67,11 @@ func routeFiles(tb testing.TB, settings string, main *MainState, fbs ...fb) (str
 		accts = append(accts, fmt.Sprintf(`{"id":%q,"label":%q,"type":%q%s}`, f.id, f.id, typ, extra))
 		s := &AccountState{Quota: f.quota, LastRefreshError: f.refErr, LastQuotaRefreshError: f.qErr}
 		if f.api {
-			s.APIKey = Secret("key-" + f.id)
+			s.APIKey = secret.Secret("key-" + f.id)
 		} else {
-			s.Refresh = Secret("refresh-" + f.id)
+			s.Refresh = secret.Secret("refresh-" + f.id)
 			if !f.noAccess {
-				s.Access = Secret("access-" + f.id)
+				s.Access = secret.Secret("access-" + f.id)
 			}
 			exp := f.expires
 			if exp == 0 {
@@ -216,7 +218,7 @@ func TestSelect_refreshBackoffExclusion(t *testing.T) {
 		r, err := env.engine.Select(env.ctx(), SelectRequest{})
 		require.NoError(t, err)
 		assert.Equal(t, "fb", r.AccountID)
-		assert.Equal(t, Secret("access-fb"), r.Credential.Token)
+		assert.Equal(t, secret.Secret("access-fb"), r.Credential.Token)
 		assert.Equal(t, "fallback-first", r.Reason)
 		assert.Equal(t, 0, env.fake.count("token"))
 	})
@@ -338,7 +340,7 @@ func TestReport_401MovesFirst(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, ActionRetry, res.Action)
 		assert.Equal(t, MainAccountID, res.Next.AccountID)
-		assert.Equal(t, Secret("main-new"), res.Next.Credential.Token)
+		assert.Equal(t, secret.Secret("main-new"), res.Next.Credential.Token)
 		assert.True(t, res.Next.AuthRetried)
 		res, err = env.engine.Report(env.ctx(), ReportRequest{Route: *res.Next, Status: 401, Body: body, Replayable: true})
 		require.NoError(t, err)
@@ -374,7 +376,7 @@ func TestSelect_stickyNoRoute(t *testing.T) {
 	yes := true
 	dead := &OpError{Message: `Claude OAuth refresh failed: 400 — {"error":"invalid_grant"}`, Status: 400, Permanent: &yes,
 		CheckedAt: epochMs(testStart), NextRetryAt: epochMs(testStart.Add(24 * time.Hour)), AccountIdentity: "main-uuid",
-		RefreshTokenFingerprint: Secret("main-refresh").Fingerprint()}
+		RefreshTokenFingerprint: secret.Secret("main-refresh").Fingerprint()}
 	tests := []struct {
 		name      string
 		main      *MainState
@@ -387,8 +389,8 @@ func TestSelect_stickyNoRoute(t *testing.T) {
 			[]fb{{id: "fallback-a", quota: fq(80, 80, fableWin(0))}, {id: "fallback-b", quota: fq(80, 80, fableWin(0))}}, 401,
 			"Main Claude OAuth account requires re-login, and no fallback OAuth account is currently routable for Fable.", false},
 		{"46 fallbacks need re-login", &MainState{Quota: fq(80, 80, fableWin(0))},
-			[]fb{{id: "a", refErr: &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, RefreshTokenFingerprint: Secret("refresh-a").Fingerprint()}},
-				{id: "b", refErr: &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, RefreshTokenFingerprint: Secret("refresh-b").Fingerprint()}}}, 401,
+			[]fb{{id: "a", refErr: &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, RefreshTokenFingerprint: secret.Secret("refresh-a").Fingerprint()}},
+				{id: "b", refErr: &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, RefreshTokenFingerprint: secret.Secret("refresh-b").Fingerprint()}}}, 401,
 			"No OAuth account is currently routable for Fable. Fallback Claude OAuth accounts require re-login: a, b.", false},
 		{"46 quota only, model-scoped", &MainState{Quota: fq(80, 80, fableWin(0))},
 			[]fb{{id: "a", quota: fq(80, 80, fableWin(0))}}, 429, "Fable weekly limit reached, no routable OAuth accounts. Retry in", true},
@@ -439,7 +441,7 @@ func TestReport_sticky403Migrates(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, ActionRetry, res.Action, res.Reason)
 	assert.Equal(t, "scarce", res.Next.AccountID)
-	assert.Equal(t, Secret("access-scarce"), res.Next.Credential.Token)
+	assert.Equal(t, secret.Secret("access-scarce"), res.Next.Credential.Token)
 	assert.Equal(t, &StickyInfo{Migrated: true}, res.Next.Sticky)
 	// The session now lives on the new account.
 	again, err := env.engine.Select(env.ctx(), SelectRequest{SessionID: "s-1", Model: "claude-opus-4-7"})
@@ -462,7 +464,7 @@ func TestReport_stickyRetainAndHold(t *testing.T) {
 	res, err := env.engine.Report(env.ctx(), ReportRequest{Route: *r, Status: 500, Body: "temporary", Replayable: true})
 	require.NoError(t, err)
 	assert.Equal(t, ActionReturn, res.Action)
-	assert.Equal(t, ClassTransient, res.Verdict.Class)
+	assert.Equal(t, verdict.ClassTransient, res.Verdict.Class)
 
 	env.fake.script("usage", scripted{status: 200, body: usageJSON(env.clock.Now(), 0, 50, 14*time.Minute)})
 	res, err = env.engine.Report(env.ctx(), ReportRequest{Route: *r, Status: 200, StreamRateLimit: true, Replayable: true})

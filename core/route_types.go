@@ -2,8 +2,8 @@ package core
 
 import (
 	"fmt"
-
-	json "github.com/goccy/go-json"
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 // SelectRequest asks which account should serve the next model request.
@@ -26,8 +26,8 @@ type SelectRequest struct {
 // Credential is what the host puts on the upstream request.
 type Credential struct {
 	// Type is "bearer" (Authorization: Bearer) or "x-api-key".
-	Type  string `json:"type"`
-	Token Secret `json:"token"`
+	Type  string        `json:"type"`
+	Token secret.Secret `json:"token"`
 	// BaseURL is set for API-key routes: send to <BaseURL>/v1/messages.
 	BaseURL string `json:"baseURL,omitempty"`
 }
@@ -127,38 +127,11 @@ const (
 
 // ReportResult is the verdict on a response and what to do next.
 type ReportResult struct {
-	Verdict      *Verdict `json:"verdict,omitempty"`
-	Action       string   `json:"action"`
-	Next         *Route   `json:"next,omitempty"`
-	RetryAfterMs int64    `json:"retryAfterMs,omitempty"`
-	NoRoute      *NoRoute `json:"noRoute,omitempty"`
+	Verdict      *verdict.Verdict `json:"verdict,omitempty"`
+	Action       string           `json:"action"`
+	Next         *Route           `json:"next,omitempty"`
+	RetryAfterMs int64            `json:"retryAfterMs,omitempty"`
+	NoRoute      *NoRoute         `json:"noRoute,omitempty"`
 	// Reason says why this action was chosen.
 	Reason string `json:"reason,omitempty"`
-}
-
-type verdictWire struct {
-	Class        Class  `json:"class"`
-	RetryAfterMs int64  `json:"retryAfterMs,omitempty"`
-	Reason       string `json:"reason"`
-	DecidedBy    string `json:"decidedBy"`
-}
-
-// MarshalJSON writes RetryAfter as retryAfterMs.
-func (v Verdict) MarshalJSON() ([]byte, error) {
-	return json.Marshal(verdictWire{v.Class, v.RetryAfter.Milliseconds(), v.Reason, v.DecidedBy})
-}
-
-// UnmarshalJSON reads retryAfterMs into RetryAfter; a negative or
-// overflowing value is an error (MillisDuration), never a wrapped duration.
-func (v *Verdict) UnmarshalJSON(b []byte) error {
-	var w verdictWire
-	if err := json.Unmarshal(b, &w); err != nil {
-		return err
-	}
-	d, err := MillisDuration("retryAfterMs", int64(w.RetryAfterMs), 0, MaxMillis)
-	if err != nil {
-		return err
-	}
-	*v = Verdict{Class: w.Class, RetryAfter: d, Reason: w.Reason, DecidedBy: w.DecidedBy}
-	return nil
 }

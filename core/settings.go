@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/acctpool/acctpool/core/millis"
 	json "github.com/goccy/go-json"
 )
 
@@ -193,17 +194,17 @@ func parseSettings(c *ConfigFile, w *warnings) Settings {
 }
 
 // minutesDuration converts a positive minute count of the config file to a
-// duration through [MillisDuration], so that a value too large for a
+// duration through [millis.Duration], so that a value too large for a
 // time.Duration is refused (naming key) instead of wrapping around.
 func minutesDuration(w *warnings, key string, minutes float64, def string) (time.Duration, bool) {
 	ms := minutes * float64(time.Minute/time.Millisecond)
-	if ms > float64(MaxMillis) {
-		ms = float64(MaxMillis) + 1 // out of range; reported by MillisDuration
+	if ms > float64(millis.Max) {
+		ms = float64(millis.Max) + 1 // out of range; reported by millis.Duration
 	}
-	d, err := MillisDuration(key, int64(ms), 0, MaxMillis)
+	d, err := millis.Duration(key, int64(ms), 0, millis.Max)
 	if err != nil {
 		if w != nil {
-			w.list = append(w.list, Warning{File: w.file, Path: key, Type: fmt.Sprintf("a number of minutes out of range (at most %d)", MaxMillis/60000), Default: def})
+			w.list = append(w.list, Warning{File: w.file, Path: key, Type: fmt.Sprintf("a number of minutes out of range (at most %d)", millis.Max/60000), Default: def})
 		}
 		return 0, false
 	}

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"github.com/acctpool/acctpool/core/secret"
 	"net/url"
 	"strings"
 )
@@ -97,9 +98,9 @@ func applyLegacyCredentials(a *Account) {
 	}
 	var s string
 	if a.State.Refresh == "" && decodeExtra(a.Extra, "refresh", &s) && s != "" {
-		a.State.Refresh = Secret(strings.TrimSpace(s))
+		a.State.Refresh = secret.Secret(strings.TrimSpace(s))
 		if decodeExtra(a.Extra, "access", &s) {
-			a.State.Access = Secret(s)
+			a.State.Access = secret.Secret(s)
 		}
 		var exp int64
 		if decodeExtra(a.Extra, "expires", &exp) {
@@ -107,7 +108,7 @@ func applyLegacyCredentials(a *Account) {
 		}
 	}
 	if a.State.APIKey == "" && decodeExtra(a.Extra, "apiKey", &s) {
-		a.State.APIKey = Secret(strings.TrimSpace(s))
+		a.State.APIKey = secret.Secret(strings.TrimSpace(s))
 	}
 }
 

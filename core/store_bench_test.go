@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/acctpool/acctpool/core/secret"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -30,8 +31,8 @@ func benchStore(tb testing.TB) *Store {
 			cfg.Accounts = append(cfg.Accounts, AccountConfig{ID: id, Label: fmt.Sprintf("work %d", i), Type: AccountOAuth, AddedAt: at})
 			st.Accounts[id] = &AccountState{
 				AuthLineageID: "lineage-" + id,
-				Access:        Secret(fmt.Sprintf("sk-ant-oat01-%090d", i)),
-				Refresh:       Secret(fmt.Sprintf("sk-ant-ort01-%090d", i)),
+				Access:        secret.Secret(fmt.Sprintf("sk-ant-oat01-%090d", i)),
+				Refresh:       secret.Secret(fmt.Sprintf("sk-ant-ort01-%090d", i)),
 				Expires:       at + 8*3_600_000, LastUsed: at, LastRefreshedAt: at,
 				LastRefreshError: &OpError{Message: "Claude OAuth refresh failed: 503 — upstream unavailable", CheckedAt: at, NextRetryAt: at + 300_000,
 					RetryCount: 2, AccountIdentity: id, RefreshTokenFingerprint: "fedcba9876543210", Status: 503, Class: "transient"},

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/acctpool/acctpool/core/internal/atomicfile"
+	"github.com/acctpool/acctpool/core/secret"
 )
 
 // pendingPair is a rotated token pair whose save failed. The token
@@ -13,9 +14,9 @@ import (
 // disk's (Load) and writes it with every later state write (UpdateState,
 // UpdateConfig) until one succeeds.
 type pendingPair struct {
-	used        Secret // the consumed refresh token the disk still holds
-	access      Secret
-	refresh     Secret
+	used        secret.Secret // the consumed refresh token the disk still holds
+	access      secret.Secret
+	refresh     secret.Secret
 	expires     int64
 	refreshedAt int64
 	err         string // why the last save failed; never holds secrets
@@ -35,7 +36,7 @@ func (p *pendingPair) drop() {
 
 // setPending records the rotated pair of account id after its save failed
 // with err.
-func (s *Store) setPending(id string, used Secret, st AccountState, journal *atomicfile.Reservation, err error) {
+func (s *Store) setPending(id string, used secret.Secret, st AccountState, journal *atomicfile.Reservation, err error) {
 	s.pendMu.Lock()
 	if s.pending == nil {
 		s.pending = map[string]*pendingPair{}

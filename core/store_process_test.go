@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/secret"
 	json "github.com/goccy/go-json"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -53,7 +54,7 @@ func hammerChild() error {
 				id := hammerID(proc, g, k)
 				if _, err := s.UpdateConfig(ctx, func(cfg *ConfigFile, st *StateFile) error {
 					cfg.Accounts = append(cfg.Accounts, AccountConfig{ID: id, Label: id, Type: AccountOAuth, AddedAt: int64(k + 1)})
-					st.Accounts[id] = &AccountState{Refresh: Secret("rt-" + id)}
+					st.Accounts[id] = &AccountState{Refresh: secret.Secret("rt-" + id)}
 					return nil
 				}); err != nil {
 					errs <- fmt.Errorf("add %s: %w", id, err)
@@ -195,7 +196,7 @@ func TestStore_processesHammer(t *testing.T) {
 				if !assert.True(t, ok, "account %s", id) {
 					continue
 				}
-				assert.Equal(t, Secret("rt-"+id), a.State.Refresh, id)
+				assert.Equal(t, secret.Secret("rt-"+id), a.State.Refresh, id)
 				assert.Equal(t, int64(1000+k), a.State.Expires, id)
 				assert.Equal(t, int64(k+1), a.State.LastUsed, id)
 			}
@@ -398,7 +399,7 @@ func TestEngine_RefreshAccount_processesRace(t *testing.T) {
 	mu.Lock()
 	assert.Equal(t, 1, calls, "exactly one token call across processes")
 	mu.Unlock()
-	want := "access: " + Secret("sk-ant-oat01-ROTATED1").Fingerprint()
+	want := "access: " + secret.Secret("sk-ant-oat01-ROTATED1").Fingerprint()
 	for i, out := range outs {
 		assert.Equal(t, want, strings.TrimSpace(out.String()), "process %d adopted the rotated token", i)
 	}

@@ -3,6 +3,7 @@ package core
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"github.com/acctpool/acctpool/core/secret"
 	"strconv"
 	"sync"
 )
@@ -21,7 +22,7 @@ const ticketCap = 4096
 // the route.
 type routeTicket struct {
 	accountID   string
-	token       Secret
+	token       secret.Secret
 	sessionID   string
 	model       string
 	promptBytes int64

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 	json "github.com/goccy/go-json"
 )
 
@@ -50,8 +52,8 @@ func (e *Engine) send(ctx context.Context, req *http.Request) (*upstreamReply, e
 
 // failureOf builds the classifier input for a failed exchange. The message
 // is the redacted body excerpt; known are secrets the request carried.
-func (e *Engine) failureOf(src Source, r *upstreamReply, netErr error, known ...Secret) Failure {
-	f := Failure{Source: src, At: e.now()}
+func (e *Engine) failureOf(src verdict.Source, r *upstreamReply, netErr error, known ...secret.Secret) verdict.Failure {
+	f := verdict.Failure{Source: src, At: e.now()}
 	// The host's own tokens are scrubbed from every message too, whichever
 	// account the failure belongs to.
 	if c, ok := e.mainCredentials(); ok {
@@ -63,7 +65,7 @@ func (e *Engine) failureOf(src Source, r *upstreamReply, netErr error, known ...
 		if netErr != nil {
 			msg = netErr.Error()
 		}
-		f.Message = Redact(msg, known...)
+		f.Message = secret.Redact(msg, known...)
 		return f
 	}
 	f.Status, f.Header = r.status, r.header
@@ -71,7 +73,7 @@ func (e *Engine) failureOf(src Source, r *upstreamReply, netErr error, known ...
 	if len(f.Body) > maxBodyExcerpt {
 		f.Body = f.Body[:maxBodyExcerpt]
 	}
-	f.Message = Redact(string(bytes.TrimSpace(f.Body)), known...)
+	f.Message = secret.Redact(string(bytes.TrimSpace(f.Body)), known...)
 	return f
 }
 
@@ -85,12 +87,12 @@ type tokenGrant struct {
 // postToken calls the token endpoint with body, retrying network errors
 // and 5xx up to three attempts (500 ms, then 1000 ms apart, on the clock).
 // It returns the grant, or the failure of the last attempt.
-func (e *Engine) postToken(ctx context.Context, body map[string]string, known ...Secret) (*tokenGrant, *Failure, error) {
+func (e *Engine) postToken(ctx context.Context, body map[string]string, known ...secret.Secret) (*tokenGrant, *verdict.Failure, error) {
 	payload, err := json.Marshal(body)
 	if err != nil {
 		return nil, nil, err
 	}
-	var last Failure
+	var last verdict.Failure
 	for attempt := 1; attempt <= tokenAttempts; attempt++ {
 		if attempt > 1 {
 			if err := e.clock.Sleep(ctx, tokenRetryDelay<<(attempt-2)); err != nil {
@@ -111,15 +113,15 @@ func (e *Engine) postToken(ctx context.Context, body map[string]string, known ..
 		if err == nil && reply.status >= 200 && reply.status < 300 {
 			var g tokenGrant
 			if jerr := json.Unmarshal(reply.body, &g); jerr != nil || g.AccessToken == "" {
-				last = Failure{Source: SourceToken, Status: reply.status, At: e.now(), Message: "token response without access_token"}
+				last = verdict.Failure{Source: verdict.SourceToken, Status: reply.status, At: e.now(), Message: "token response without access_token"}
 				return nil, &last, nil
 			}
 			return &g, nil, nil
 		}
-		last = e.failureOf(SourceToken, reply, err, known...)
+		last = e.failureOf(verdict.SourceToken, reply, err, known...)
 		// Only transient failures (5xx, network) are retried inside the
 		// call (BEHAVIOUR.md §2.2); the classifier says which those are.
-		if ClassifyBuiltin(last).Class != ClassTransient {
+		if verdict.ClassifyBuiltin(last).Class != verdict.ClassTransient {
 			break
 		}
 		e.log.Debug("token endpoint attempt failed", "attempt", attempt, "status", last.Status, "network", last.Network)
@@ -128,7 +130,7 @@ func (e *Engine) postToken(ctx context.Context, body map[string]string, known ..
 }
 
 // upstreamError builds the error returned for a classified failure.
-func upstreamError(account string, f Failure, v Verdict, until time.Time) *UpstreamError {
+func upstreamError(account string, f verdict.Failure, v verdict.Verdict, until time.Time) *UpstreamError {
 	return &UpstreamError{Account: account, Failure: f, Verdict: v, Until: until}
 }
 

@@ -1,11 +1,16 @@
 package core
 
+import (
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
+)
+
 // MainCredentials are the host's own OAuth tokens. The host owns them: it
 // hands them over with accounts/setMain and receives rotated ones through
 // EventMainRefreshed.
 type MainCredentials struct {
-	Access  Secret `json:"access"`
-	Refresh Secret `json:"refresh"`
+	Access  secret.Secret `json:"access"`
+	Refresh secret.Secret `json:"refresh"`
 	// Expires is the access token's expiry, epoch ms.
 	Expires int64 `json:"expires"`
 }
@@ -54,27 +59,27 @@ type AccountView struct {
 
 // AccountSpec is an account to add, for accounts/add.
 type AccountSpec struct {
-	ID         string      `json:"id,omitempty"`
-	Label      string      `json:"label,omitempty"`
-	Type       AccountType `json:"type"`
-	Enabled    *bool       `json:"enabled,omitempty"`
-	Access     Secret      `json:"access,omitempty"`
-	Refresh    Secret      `json:"refresh,omitempty"`
-	Expires    int64       `json:"expires,omitempty"`
-	APIKey     Secret      `json:"apiKey,omitempty"`
-	BaseURL    string      `json:"baseURL,omitempty"`
-	AuthHeader string      `json:"authHeader,omitempty"`
+	ID         string        `json:"id,omitempty"`
+	Label      string        `json:"label,omitempty"`
+	Type       AccountType   `json:"type"`
+	Enabled    *bool         `json:"enabled,omitempty"`
+	Access     secret.Secret `json:"access,omitempty"`
+	Refresh    secret.Secret `json:"refresh,omitempty"`
+	Expires    int64         `json:"expires,omitempty"`
+	APIKey     secret.Secret `json:"apiKey,omitempty"`
+	BaseURL    string        `json:"baseURL,omitempty"`
+	AuthHeader string        `json:"authHeader,omitempty"`
 }
 
 // AccountPatch changes an account, for accounts/update. Nil fields stay.
 type AccountPatch struct {
-	ID         string  `json:"id"`
-	Label      *string `json:"label,omitempty"`
-	Enabled    *bool   `json:"enabled,omitempty"`
-	Position   *int    `json:"position,omitempty"`
-	BaseURL    *string `json:"baseURL,omitempty"`
-	AuthHeader *string `json:"authHeader,omitempty"`
-	APIKey     *Secret `json:"apiKey,omitempty"`
+	ID         string         `json:"id"`
+	Label      *string        `json:"label,omitempty"`
+	Enabled    *bool          `json:"enabled,omitempty"`
+	Position   *int           `json:"position,omitempty"`
+	BaseURL    *string        `json:"baseURL,omitempty"`
+	AuthHeader *string        `json:"authHeader,omitempty"`
+	APIKey     *secret.Secret `json:"apiKey,omitempty"`
 }
 
 // LoginStart is the first half of an OAuth PKCE login.
@@ -92,7 +97,7 @@ type PassResult struct {
 	Outcome string `json:"outcome"`
 	Reason  string `json:"reason,omitempty"`
 	// Class is the failure's verdict class, if it failed.
-	Class Class `json:"class,omitempty"`
+	Class verdict.Class `json:"class,omitempty"`
 	// Until is when an armed or active backoff ends, epoch ms.
 	Until int64 `json:"until,omitempty"`
 }

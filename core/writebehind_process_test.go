@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/secret"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -50,7 +51,7 @@ func writeBehindChild(dir string) error {
 		case "flush": // the write-behind interval ends
 			fmt.Printf("flushed %d\n", timers.fire())
 		case "add": // a credential change: an API-key account
-			if _, err := e.AddAccount(ctx, AccountSpec{ID: arg, Label: arg, Type: AccountAPI, APIKey: Secret("sk-ant-api03-" + arg), BaseURL: "https://api.example.test"}); err != nil {
+			if _, err := e.AddAccount(ctx, AccountSpec{ID: arg, Label: arg, Type: AccountAPI, APIKey: secret.Secret("sk-ant-api03-" + arg), BaseURL: "https://api.example.test"}); err != nil {
 				return err
 			}
 			fmt.Println("added", arg)
@@ -135,10 +136,10 @@ func TestWriteBehind_killedInsideInterval(t *testing.T) {
 	require.NoError(t, err)
 	k1, ok := snap.Account("k1")
 	require.True(t, ok, "the credential change survived the kill")
-	assert.Equal(t, Secret("sk-ant-api03-k1"), k1.State.APIKey)
+	assert.Equal(t, secret.Secret("sk-ant-api03-k1"), k1.State.APIKey)
 	a, ok := snap.Account("fb")
 	require.True(t, ok)
-	assert.Equal(t, Secret("access-fb"), a.State.Access, "credentials intact")
+	assert.Equal(t, secret.Secret("access-fb"), a.State.Access, "credentials intact")
 	assert.Equal(t, carried, a.State.LastUsed, "observations up to the last write are on disk; only the cut interval is lost")
 	require.NotNil(t, a.State.Quota.FiveHour)
 	assert.InDelta(t, 50, a.State.Quota.FiveHour.RemainingPercent, 0.001, "the 5h window of report 5")

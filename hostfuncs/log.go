@@ -48,7 +48,7 @@ type CallLog struct {
 func (c *CallLog) Reset() { *c = CallLog{redact: c.redact} }
 
 // SetRedact makes every line logged under c pass through redact (which
-// must replace credentials, e.g. core.Redact with the known secrets)
+// must replace credentials, e.g. secret.Redact with the known secrets)
 // before it is cut to MaxLogLineBytes and logged. A nil redact logs lines
 // as the guest wrote them, sanitised only.
 func (c *CallLog) SetRedact(redact func(string) string) { c.redact = redact }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 // Run: go test ./plugins -run '^$' -bench . -benchtime 2s
@@ -23,8 +23,8 @@ import (
 func BenchmarkClassify(b *testing.B) {
 	ctx := context.Background()
 	f := orgFailure("org-acme-0001")
-	builtin := core.ClassifyBuiltin(f)
-	run := func(b *testing.B, c core.Classifier, want string) {
+	builtin := verdict.ClassifyBuiltin(f)
+	run := func(b *testing.B, c verdict.Classifier, want string) {
 		lat := make([]time.Duration, 0, 1<<16)
 		fallbacks := 0
 		b.ReportAllocs()
@@ -45,7 +45,7 @@ func BenchmarkClassify(b *testing.B) {
 		reportPercentiles(b, lat)
 		b.ReportMetric(float64(fallbacks), "fallbacks")
 	}
-	b.Run("builtin", func(b *testing.B) { run(b, core.Builtin, "builtin") })
+	b.Run("builtin", func(b *testing.B) { run(b, verdict.Builtin, "builtin") })
 	b.Run("plugin_wat", func(b *testing.B) {
 		h := newHostAsConfigured(b, nil, fixture(b, "ok"))
 		run(b, h, "plugin:ok")
@@ -78,7 +78,7 @@ func BenchmarkHostOverhead(b *testing.B) {
 	}
 	defer p.release(ctx, in, true)
 	f := failure(403)
-	builtin := core.ClassifyBuiltin(f)
+	builtin := verdict.ClassifyBuiltin(f)
 	b.ReportAllocs()
 	for b.Loop() {
 		in.calls = 0

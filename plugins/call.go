@@ -8,7 +8,8 @@ import (
 
 	"github.com/tetratelabs/wazero/sys"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 	"github.com/acctpool/acctpool/hostfuncs"
 	"github.com/acctpool/acctpool/plugins/internal/abi"
 )
@@ -21,9 +22,9 @@ var errCanceled = errors.New("caller canceled")
 
 // classify asks p about f. It returns the plugin's verdict, errNoOpinion,
 // errCanceled, or a fault already recorded in p's status.
-func (p *plugin) classify(ctx context.Context, rc *redactedCall, builtin core.Verdict) (core.Verdict, error) {
+func (p *plugin) classify(ctx context.Context, rc *redactedCall, builtin verdict.Verdict) (verdict.Verdict, error) {
 	if !p.allow() {
-		return core.Verdict{}, errNoOpinion
+		return verdict.Verdict{}, errNoOpinion
 	}
 	p.calls.Add(1)
 	cctx, cancel := context.WithTimeout(ctx, p.limits.CallTimeout)
@@ -31,10 +32,10 @@ func (p *plugin) classify(ctx context.Context, rc *redactedCall, builtin core.Ve
 	in, kind, err := p.acquire(cctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return core.Verdict{}, errCanceled
+			return verdict.Verdict{}, errCanceled
 		}
 		p.fail(kind, err, rc.known)
-		return core.Verdict{}, err
+		return verdict.Verdict{}, err
 	}
 	out, kind, err := p.callInput(cctx, in, rc)
 	p.release(ctx, in, err == nil || errors.Is(err, errNoOpinion))
@@ -42,17 +43,17 @@ func (p *plugin) classify(ctx context.Context, rc *redactedCall, builtin core.Ve
 	case err == nil || errors.Is(err, errNoOpinion):
 		p.succeed()
 		if err != nil {
-			return core.Verdict{}, err
+			return verdict.Verdict{}, err
 		}
 	case kind == FaultTimeout && ctx.Err() != nil:
-		return core.Verdict{}, errCanceled
+		return verdict.Verdict{}, errCanceled
 	default:
 		p.fail(kind, err, rc.known)
-		return core.Verdict{}, err
+		return verdict.Verdict{}, err
 	}
 	// The reason reaches RPC results and the state file: it is plugin
 	// output like any other, so it is redacted.
-	v := core.Verdict{Class: out.Class, RetryAfter: builtin.RetryAfter, Reason: core.Redact(out.Reason, rc.known...), DecidedBy: "plugin:" + p.m.ID}
+	v := verdict.Verdict{Class: out.Class, RetryAfter: builtin.RetryAfter, Reason: secret.Redact(out.Reason, rc.known...), DecidedBy: "plugin:" + p.m.ID}
 	if out.RetryAfter != nil {
 		v.RetryAfter = *out.RetryAfter
 	}

@@ -1,6 +1,6 @@
 // Package plugins hosts WebAssembly classification plugins (ABI
 // "errclass v1"; README.md, Plugins; docs/BEHAVIOUR.md §4.4) on wazero and implements
-// core.Classifier with them.
+// verdict.Classifier with them.
 //
 // A plugin is a core WebAssembly reactor that exports memory, the marker
 // errclass_abi_v1, errclass_alloc(size i32) -> i32 and

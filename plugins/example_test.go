@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/verdict"
 	"github.com/acctpool/acctpool/plugins"
 )
 
@@ -30,9 +30,9 @@ func ExampleNewHost() {
 	}
 	defer host.Close(ctx)
 
-	v := host.Classify(ctx, core.Failure{Source: core.SourceUsage, Status: 403})
+	v := host.Classify(ctx, verdict.Failure{Source: verdict.SourceUsage, Status: 403})
 	fmt.Println(v.Class, v.DecidedBy)
-	v = host.Classify(ctx, core.Failure{Source: core.SourceUsage, Status: 429})
+	v = host.Classify(ctx, verdict.Failure{Source: verdict.SourceUsage, Status: 429})
 	fmt.Println(v.Class, v.DecidedBy)
 	s := host.Status()[0]
 	fmt.Println(s.ID, s.State, s.Calls)

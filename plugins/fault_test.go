@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 // TestFaultMatrix: every call fault falls back to the built-in verdict, is
@@ -49,7 +49,7 @@ func TestFaultMatrix(t *testing.T) {
 			}
 			v := h.Classify(ctx, f)
 			setCallTimeout(h, generousCallTimeout)
-			assert.Equal(t, core.ClassifyBuiltin(f), v)
+			assert.Equal(t, verdict.ClassifyBuiltin(f), v)
 
 			s := statusOf(t, h, tc.fixture)
 			assert.Equal(t, map[FaultKind]int64{tc.kind: 1}, s.Faults)
@@ -59,7 +59,7 @@ func TestFaultMatrix(t *testing.T) {
 
 			// The next call works, on a fresh instance.
 			v = h.Classify(ctx, failure(403))
-			assert.Equal(t, core.ClassInvalidGrant, v.Class)
+			assert.Equal(t, verdict.ClassInvalidGrant, v.Class)
 			assert.Equal(t, "plugin:"+tc.fixture, v.DecidedBy)
 			assert.EqualValues(t, 3, statusOf(t, h, tc.fixture).Calls)
 		})
@@ -83,7 +83,7 @@ func TestCallDeadlineFromManifest(t *testing.T) {
 			m.Limits.CallTimeout = tc.timeout
 			h := newHostAsConfigured(t, nil, m)
 			f := failure(500)
-			assert.Equal(t, core.ClassifyBuiltin(f), h.Classify(context.Background(), f))
+			assert.Equal(t, verdict.ClassifyBuiltin(f), h.Classify(context.Background(), f))
 			s := statusOf(t, h, "spin")
 			assert.Equal(t, map[FaultKind]int64{FaultTimeout: 1}, s.Faults)
 			assert.Equal(t, tc.lastErr, s.LastError)
@@ -149,7 +149,7 @@ func TestChainOrderFirstOpinionWins(t *testing.T) {
 	assert.Equal(t, "plugin:trap", h.Classify(ctx, failure(403)).DecidedBy)
 	assert.Equal(t, "builtin", h.Classify(ctx, failure(401)).DecidedBy)
 	// A fault in the first plugin lets the next one answer.
-	assert.Equal(t, core.ClassifyBuiltin(failure(500)), h.Classify(ctx, failure(500)))
+	assert.Equal(t, verdict.ClassifyBuiltin(failure(500)), h.Classify(ctx, failure(500)))
 	st := h.Status()
 	assert.EqualValues(t, 3, st[0].Calls)
 	assert.EqualValues(t, 2, st[1].Calls)
@@ -203,8 +203,8 @@ func TestConcurrentCallsAndReload(t *testing.T) {
 	skipBreakerCooldowns(h)
 	ctx := context.Background()
 	f := failure(403)
-	builtin := core.ClassifyBuiltin(f)
-	pluginVerdict := core.Verdict{Class: core.ClassInvalidGrant, RetryAfter: 1500 * time.Millisecond, Reason: "wat fixture: 403 is invalid_grant"}
+	builtin := verdict.ClassifyBuiltin(f)
+	pluginVerdict := verdict.Verdict{Class: verdict.ClassInvalidGrant, RetryAfter: 1500 * time.Millisecond, Reason: "wat fixture: 403 is invalid_grant"}
 	ids := map[string]bool{}
 	for i := range reloads + 1 {
 		ids["plugin:"+generation(i).ID] = true

@@ -14,7 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/verdict"
 	"github.com/acctpool/acctpool/internal/syncbuf"
 )
 
@@ -66,8 +66,8 @@ func newHostAsConfigured(t testing.TB, logs *syncBuffer, ms ...Manifest) *Host {
 	return h
 }
 
-func failure(status int) core.Failure {
-	return core.Failure{Source: core.SourceUsage, Status: status, Header: http.Header{"Retry-After": {"7"}},
+func failure(status int) verdict.Failure {
+	return verdict.Failure{Source: verdict.SourceUsage, Status: status, Header: http.Header{"Retry-After": {"7"}},
 		Body: []byte(`{"error":{"type":"permission_error"}}`), Message: "usage failed"}
 }
 

@@ -15,7 +15,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 	"github.com/acctpool/acctpool/plugins/internal/abi"
 )
 
@@ -32,16 +33,16 @@ type Options struct {
 	Logger *slog.Logger
 	// Fallback is the classifier consulted first, whose verdict the guests
 	// see and which stands when no plugin has an opinion or one faults.
-	// Nil means core.Builtin.
-	Fallback core.Classifier
+	// Nil means verdict.Builtin.
+	Fallback verdict.Classifier
 	// KnownSecrets returns the credentials to scrub verbatim from
 	// everything that crosses the plugin boundary, in both directions:
 	// the input (body, headers, message) and whatever a plugin emits
 	// (log lines, reasons, fault messages with its stdout/stderr tail,
 	// lastError). Pass core.Engine.KnownSecrets: the host's main tokens
-	// and every stored token. Shape-based redaction (core.Redact) applies
+	// and every stored token. Shape-based redaction (secret.Redact) applies
 	// with or without it. Nil means none are known.
-	KnownSecrets func(context.Context) []core.Secret
+	KnownSecrets func(context.Context) []secret.Secret
 }
 
 // Plugin states as [PluginStatus] reports them.
@@ -74,7 +75,7 @@ type PluginStatus struct {
 }
 
 // Host runs a chain of classification plugins and implements
-// core.Classifier with it.
+// verdict.Classifier with it.
 //
 // # Notes
 //
@@ -84,8 +85,8 @@ type PluginStatus struct {
 // use; [Host.Reload] swaps a whole new chain in atomically.
 type Host struct {
 	log      *slog.Logger
-	fallback core.Classifier
-	secrets  func(context.Context) []core.Secret
+	fallback verdict.Classifier
+	secrets  func(context.Context) []secret.Secret
 	cache    wazero.CompilationCache
 	poolSize int
 	now      func() time.Time
@@ -95,7 +96,7 @@ type Host struct {
 	closed   bool // guarded by reloadMu
 }
 
-var _ core.Classifier = (*Host)(nil)
+var _ verdict.Classifier = (*Host)(nil)
 
 // chain is one generation of loaded plugins.
 type chain struct {
@@ -129,7 +130,7 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 		h.log = slog.New(slog.DiscardHandler)
 	}
 	if h.fallback == nil {
-		h.fallback = core.Builtin
+		h.fallback = verdict.Builtin
 	}
 	if len(opts.Manifests) > 0 || opts.CacheDir != "" {
 		h.cache = openCache(opts.CacheDir, h.log)
@@ -214,13 +215,13 @@ func (h *Host) build(ctx context.Context, ms []Manifest) *chain {
 }
 
 // buildEntry loads ms[i] into c.entries[i], or records its rejection.
-func (h *Host) buildEntry(ctx context.Context, c *chain, i int, m Manifest, known []core.Secret) {
+func (h *Host) buildEntry(ctx context.Context, c *chain, i int, m Manifest, known []secret.Secret) {
 	start := time.Now()
 	p, err := h.load(ctx, m)
 	if err != nil {
 		// A rejection can quote guest output (_initialize's stdout tail):
 		// it is redacted like every plugin output.
-		msg := core.Redact(firstLine(err.Error()), known...)
+		msg := secret.Redact(firstLine(err.Error()), known...)
 		h.log.Error("plugin rejected", "plugin", m.ID, "err", msg)
 		c.entries[i] = entry{rejected: PluginStatus{ID: m.ID, Version: m.Version, State: StateRejected,
 			Error: msg, Faults: map[FaultKind]int64{}}}
@@ -246,14 +247,14 @@ func (h *Host) load(ctx context.Context, m Manifest) (*plugin, error) {
 }
 
 // known returns the secrets to redact, or nil.
-func (h *Host) known(ctx context.Context) []core.Secret {
+func (h *Host) known(ctx context.Context) []secret.Secret {
 	if h.secrets == nil {
 		return nil
 	}
 	return h.secrets(ctx)
 }
 
-// Classify implements core.Classifier: it asks the plugins in order and
+// Classify implements verdict.Classifier: it asks the plugins in order and
 // returns the first opinion, or the Fallback verdict when none has one or
 // a plugin faults.
 //
@@ -262,7 +263,7 @@ func (h *Host) known(ctx context.Context) []core.Secret {
 // The plugins see the failure redacted (abi.NewInput, built once per call
 // for the whole chain) and everything they return or emit is redacted
 // with the same known secrets.
-func (h *Host) Classify(ctx context.Context, f core.Failure) core.Verdict {
+func (h *Host) Classify(ctx context.Context, f verdict.Failure) verdict.Verdict {
 	builtin := h.fallback.Classify(ctx, f)
 	var rc redactedCall
 	built := false
@@ -294,7 +295,7 @@ func (h *Host) Classify(ctx context.Context, f core.Failure) core.Verdict {
 // input and the secrets every plugin output is scrubbed of.
 type redactedCall struct {
 	in    abi.Input
-	known []core.Secret
+	known []secret.Secret
 }
 
 // hasActive reports whether any plugin of c loaded.
@@ -307,7 +308,7 @@ func (c *chain) hasActive() bool {
 	return false
 }
 
-func (c *chain) classify(ctx context.Context, rc *redactedCall, builtin core.Verdict) (core.Verdict, bool) {
+func (c *chain) classify(ctx context.Context, rc *redactedCall, builtin verdict.Verdict) (verdict.Verdict, bool) {
 	for _, e := range c.entries {
 		if e.p == nil {
 			continue
@@ -317,10 +318,10 @@ func (c *chain) classify(ctx context.Context, rc *redactedCall, builtin core.Ver
 			return v, true
 		}
 		if errors.Is(err, errCanceled) {
-			return core.Verdict{}, false
+			return verdict.Verdict{}, false
 		}
 	}
-	return core.Verdict{}, false
+	return verdict.Verdict{}, false
 }
 
 // Status reports every plugin of the current chain, in chain order.

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 var (
@@ -59,11 +60,11 @@ func TestOKPlugin(t *testing.T) {
 	ctx := context.Background()
 
 	v := h.Classify(ctx, failure(403))
-	assert.Equal(t, core.Verdict{Class: core.ClassInvalidGrant, RetryAfter: 1500e6, Reason: "wat fixture: 403 is invalid_grant", DecidedBy: "plugin:ok"}, v)
+	assert.Equal(t, verdict.Verdict{Class: verdict.ClassInvalidGrant, RetryAfter: 1500e6, Reason: "wat fixture: 403 is invalid_grant", DecidedBy: "plugin:ok"}, v)
 
 	// No opinion: the built-in verdict stands.
 	v = h.Classify(ctx, failure(401))
-	assert.Equal(t, core.ClassifyBuiltin(failure(401)), v)
+	assert.Equal(t, verdict.ClassifyBuiltin(failure(401)), v)
 
 	// 418 logs a line with control characters; many calls stay logged
 	// because the limits are per call.
@@ -81,8 +82,8 @@ func TestOKPlugin(t *testing.T) {
 	assert.Empty(t, s.Faults)
 }
 
-func orgFailure(org string) core.Failure {
-	return core.Failure{Source: core.SourceUsage, Status: 403,
+func orgFailure(org string) verdict.Failure {
+	return verdict.Failure{Source: verdict.SourceUsage, Status: 403,
 		Header: http.Header{"Anthropic-Organization-Id": {org}, "Retry-After": {"9"}, "Authorization": {"Bearer sk-secret"}},
 		Body:   []byte(`{"type":"error","error":{"type":"permission_error","message":"nope"}}`), Message: "usage: 403"}
 }
@@ -94,10 +95,10 @@ func TestGoExampleEndToEnd(t *testing.T) {
 	ctx := context.Background()
 
 	v := h.Classify(ctx, orgFailure("org-acme-0001"))
-	assert.Equal(t, core.Verdict{Class: core.ClassInvalidGrant, RetryAfter: 9 * time.Second,
+	assert.Equal(t, verdict.Verdict{Class: verdict.ClassInvalidGrant, RetryAfter: 9 * time.Second,
 		Reason: "403 from org-acme-0001: grant revoked by the organisation", DecidedBy: "plugin:go-org403"}, v)
 	other := orgFailure("org-other")
-	assert.Equal(t, core.ClassifyBuiltin(other), h.Classify(ctx, other))
+	assert.Equal(t, verdict.ClassifyBuiltin(other), h.Classify(ctx, other))
 
 	dir := t.TempDir()
 	store, err := core.NewStore(core.StoreOptions{Paths: core.Paths{
@@ -106,10 +107,10 @@ func TestGoExampleEndToEnd(t *testing.T) {
 	eng, err := core.New(core.Options{Store: store, Classifier: h})
 	require.NoError(t, err)
 	v = eng.Classify(ctx, orgFailure("org-acme-0001"))
-	assert.Equal(t, core.ClassInvalidGrant, v.Class)
+	assert.Equal(t, verdict.ClassInvalidGrant, v.Class)
 	assert.Equal(t, "plugin:go-org403", v.DecidedBy)
 	v = eng.Classify(ctx, other)
-	assert.Equal(t, core.ClassOrgPolicy, v.Class)
+	assert.Equal(t, verdict.ClassOrgPolicy, v.Class)
 	assert.Equal(t, "builtin", v.DecidedBy)
 
 	s := statusOf(t, h, "go-org403")

@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 // TestManifestMillisRange: every millisecond limit is range-checked before
@@ -87,7 +87,7 @@ func TestPluginRetryAfterOverflowIsBadOutput(t *testing.T) {
 	h := newHost(t, nil, fixture(t, "bigretry"))
 	f := failure(429)
 	v := h.Classify(t.Context(), f)
-	assert.Equal(t, core.ClassifyBuiltin(f), v)
+	assert.Equal(t, verdict.ClassifyBuiltin(f), v)
 	s := statusOf(t, h, "bigretry")
 	assert.Equal(t, map[FaultKind]int64{FaultBadOutput: 1}, s.Faults)
 	assert.Contains(t, s.LastError, "bad_output: bad output: retryAfterMs: 18446744073710 ms is out of range (0..86400000)")

@@ -14,7 +14,7 @@ import (
 
 	json "github.com/goccy/go-json"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/millis"
 )
 
 // ABIVersion is the only ABI this host speaks, as a manifest spells it.
@@ -123,11 +123,11 @@ func (l *Limits) UnmarshalJSON(data []byte) error {
 	// The millisecond fields are range-checked before conversion, so a
 	// huge value is rejected by name instead of wrapping into a negative
 	// or tiny deadline. 0 means the default.
-	call, err := core.MillisDuration("limits.callTimeoutMs", w.CallTimeoutMs, 0, MaxCallTimeout.Milliseconds())
+	call, err := millis.Duration("limits.callTimeoutMs", w.CallTimeoutMs, 0, MaxCallTimeout.Milliseconds())
 	if err != nil {
 		return msRangeErr(err, DefaultCallTimeout)
 	}
-	init, err := core.MillisDuration("limits.initTimeoutMs", w.InitTimeoutMs, 0, MaxInitTimeout.Milliseconds())
+	init, err := millis.Duration("limits.initTimeoutMs", w.InitTimeoutMs, 0, MaxInitTimeout.Milliseconds())
 	if err != nil {
 		return msRangeErr(err, MaxInitTimeout)
 	}

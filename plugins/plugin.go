@@ -12,7 +12,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/hostfuncs"
 	"github.com/acctpool/acctpool/plugins/internal/stackguard"
 )
@@ -59,7 +59,7 @@ type plugin struct {
 	now func() time.Time
 	// known returns the secrets to redact from what _initialize emits
 	// (the host's Options.KnownSecrets).
-	known func(context.Context) []core.Secret
+	known func(context.Context) []secret.Secret
 
 	calls  atomic.Int64
 	mu     sync.Mutex // guards the fields below
@@ -93,16 +93,16 @@ type instance struct {
 	red *redactor
 }
 
-// redactor scrubs guest output with core.Redact and the secrets known
+// redactor scrubs guest output with secret.Redact and the secrets known
 // to the call in progress.
 type redactor struct {
-	known []core.Secret
+	known []secret.Secret
 }
 
-func (r *redactor) redact(s string) string { return core.Redact(s, r.known...) }
+func (r *redactor) redact(s string) string { return secret.Redact(s, r.known...) }
 
 // loadPlugin runs lifecycle steps 2 to 6 for m.
-func loadPlugin(ctx context.Context, m Manifest, cache wazero.CompilationCache, log *slog.Logger, poolSize int, now func() time.Time, known func(context.Context) []core.Secret) (_ *plugin, err error) {
+func loadPlugin(ctx context.Context, m Manifest, cache wazero.CompilationCache, log *slog.Logger, poolSize int, now func() time.Time, known func(context.Context) []secret.Secret) (_ *plugin, err error) {
 	limits, err := m.Limits.effective()
 	if err != nil {
 		return nil, err
@@ -236,8 +236,8 @@ func (p *plugin) succeed() {
 // fail records a fault, and opens the breaker after enough in a row. The
 // message can quote the guest (its output tail, its bytes): it is
 // redacted with known before it is logged or kept for lastError.
-func (p *plugin) fail(kind FaultKind, err error, known []core.Secret) {
-	msg := core.Redact(fmt.Sprintf("%s: %s", kind, firstLine(err.Error())), known...)
+func (p *plugin) fail(kind FaultKind, err error, known []secret.Secret) {
+	msg := secret.Redact(fmt.Sprintf("%s: %s", kind, firstLine(err.Error())), known...)
 	p.mu.Lock()
 	p.faults[kind]++
 	p.last = msg

@@ -11,11 +11,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 // Planted credentials. The shaped ones (sk-ant-…, a JWT) are caught by
-// core.Redact's patterns; the plain ones only because the host knows
+// secret.Redact's patterns; the plain ones only because the host knows
 // them (Options.KnownSecrets), as it knows the main and stored tokens.
 const (
 	plantedShaped   = "sk-ant-oat01-PLANTEDshapedACCESStoken0123456789"
@@ -29,16 +30,16 @@ const (
 
 var planted = []string{plantedShaped, plantedJWT, plantedAccess, plantedRefresh, plantedAPIKey, echoHardcoded}
 
-func knownPlanted(context.Context) []core.Secret {
-	return []core.Secret{plantedAccess, plantedRefresh, plantedAPIKey, echoHardcoded}
+func knownPlanted(context.Context) []secret.Secret {
+	return []secret.Secret{plantedAccess, plantedRefresh, plantedAPIKey, echoHardcoded}
 }
 
 // plantedFailure carries every planted token in the body, in allowed and
 // in dropped headers, and in the message.
-func plantedFailure(status int) core.Failure {
+func plantedFailure(status int) verdict.Failure {
 	body := `{"error":{"type":"rate_limit_error","message":"` + visibleBodyMark + ` token ` + plantedAccess +
 		` refresh ` + plantedRefresh + `"},"access_token":"` + plantedShaped + `","jwt":"` + plantedJWT + `","key":"` + plantedAPIKey + `"}`
-	return core.Failure{Source: core.SourceMessages, Status: status, Body: []byte(body),
+	return verdict.Failure{Source: verdict.SourceMessages, Status: status, Body: []byte(body),
 		Message: "upstream said " + plantedAccess,
 		Header: http.Header{
 			"Retry-After":                        {"7"},
@@ -58,7 +59,7 @@ func assertNoPlanted(t *testing.T, where, text string) {
 	}
 }
 
-func echoHost(t *testing.T, logs *syncBuffer, known func(context.Context) []core.Secret) *Host {
+func echoHost(t *testing.T, logs *syncBuffer, known func(context.Context) []secret.Secret) *Host {
 	t.Helper()
 	h, err := NewHost(context.Background(), Options{
 		Manifests:    []Manifest{fixture(t, "echo")},
@@ -103,7 +104,7 @@ func TestSecretsNeverCrossThePluginBoundary(t *testing.T) {
 	// in the fault message and lastError.
 	f := plantedFailure(500)
 	v = h.Classify(ctx, f)
-	assert.Equal(t, core.ClassifyBuiltin(f), v)
+	assert.Equal(t, verdict.ClassifyBuiltin(f), v)
 	s := statusOf(t, h, "echo")
 	require.Equal(t, map[FaultKind]int64{FaultTrap: 1}, s.Faults)
 	assert.Contains(t, s.LastError, "(guest output: ")

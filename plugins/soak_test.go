@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 // soakCalls is the length of the host soak; goSoakCalls that of the Go
@@ -37,7 +37,7 @@ func TestSoakGoGuestMemoryBounded(t *testing.T) {
 	defer p.release(ctx, in, true)
 
 	f := orgFailure("org-acme-0001")
-	builtin := core.ClassifyBuiltin(f)
+	builtin := verdict.ClassifyBuiltin(f)
 	var warm uint32
 	for i := range goSoakCalls {
 		in.calls = 0 // never recycle
@@ -45,7 +45,7 @@ func TestSoakGoGuestMemoryBounded(t *testing.T) {
 		if err != nil {
 			t.Fatalf("call %d: %s: %v", i, kind, err)
 		}
-		if out.Class != core.ClassInvalidGrant {
+		if out.Class != verdict.ClassInvalidGrant {
 			t.Fatalf("call %d: class %q", i, out.Class)
 		}
 		if i == 10_000 {
@@ -79,7 +79,7 @@ func TestSoakHostBounded(t *testing.T) {
 	skipBreakerCooldowns(h)
 	ctx := context.Background()
 	f := failure(403)
-	builtin := core.ClassifyBuiltin(f)
+	builtin := verdict.ClassifyBuiltin(f)
 	heap := func() uint64 {
 		runtime.GC()
 		var ms runtime.MemStats

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 // procStatusKiB reads one "Vm…" field of /proc/self/status, in KiB, or -1
@@ -59,7 +59,7 @@ func TestStackOverflowIsBounded(t *testing.T) {
 	f := failure(500)
 	start := time.Now()
 	for range 3 {
-		assert.Equal(t, core.ClassifyBuiltin(f), h.Classify(ctx, f))
+		assert.Equal(t, verdict.ClassifyBuiltin(f), h.Classify(ctx, f))
 	}
 	took := time.Since(start) / 3
 	hwmAfter := procStatusKiB(t, "VmHWM")

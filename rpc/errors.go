@@ -10,6 +10,8 @@ import (
 	"github.com/sourcegraph/jsonrpc2"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 // Protocol-level error codes beyond the five jsonrpc2 defines.
@@ -66,13 +68,13 @@ func (e *paramError) Unwrap() error { return errInvalidParams }
 
 // errorData is the data member of every error the server sends.
 type errorData struct {
-	Kind           string     `json:"kind"`
-	Field          string     `json:"field,omitempty"`
-	Account        string     `json:"account,omitempty"`
-	Until          int64      `json:"until,omitempty"`
-	RetryAfterMs   int64      `json:"retryAfterMs,omitempty"`
-	UpstreamStatus int        `json:"upstreamStatus,omitempty"`
-	Class          core.Class `json:"class,omitempty"`
+	Kind           string        `json:"kind"`
+	Field          string        `json:"field,omitempty"`
+	Account        string        `json:"account,omitempty"`
+	Until          int64         `json:"until,omitempty"`
+	RetryAfterMs   int64         `json:"retryAfterMs,omitempty"`
+	UpstreamStatus int           `json:"upstreamStatus,omitempty"`
+	Class          verdict.Class `json:"class,omitempty"`
 }
 
 // noRouteData is the data of no_account_available: the NoRoute fields, so a
@@ -103,10 +105,10 @@ var sentinelKinds = []struct {
 }
 
 // toWireError is the one place that turns an error into a JSON-RPC error.
-// Messages pass through core.Redact as a last guard, though core errors are
+// Messages pass through secret.Redact as a last guard, though core errors are
 // redacted already.
 func toWireError(err error) *jsonrpc2.Error {
-	msg := core.Redact(err.Error())
+	msg := secret.Redact(err.Error())
 	var (
 		noRoute  *core.NoRouteError
 		backoff  *core.BackoffError
@@ -147,7 +149,7 @@ func toWireError(err error) *jsonrpc2.Error {
 		d := errorData{Kind: "upstream_error", Account: upstream.Account, Until: ms(upstream.Until),
 			RetryAfterMs: upstream.Verdict.RetryAfterMs(), UpstreamStatus: upstream.Failure.Status, Class: upstream.Verdict.Class}
 		code := int64(CodeUpstreamError)
-		if upstream.Verdict.Class == core.ClassInvalidGrant {
+		if upstream.Verdict.Class == verdict.ClassInvalidGrant {
 			d.Kind, code = "invalid_grant", CodeInvalidGrant
 		}
 		return wireError(code, msg, d)

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 func TestToWireError(t *testing.T) {
@@ -25,13 +26,13 @@ func TestToWireError(t *testing.T) {
 			Accounts: []core.AccountReason{{AccountID: "a", Reason: "quota", Until: 7}}}},
 			CodeNoAccountAvailable, `{"kind":"no_account_available","status":429,"errorType":"rate_limit_error","message":"all limited","retryAfterMs":5000,"accounts":[{"accountId":"a","reason":"quota","until":7}]}`},
 		{"bare no route", fmt.Errorf("select: %w", core.ErrNoRoute), CodeNoAccountAvailable, `{"kind":"no_account_available"}`},
-		{"refresh backoff", &core.BackoffError{Account: "a", Kind: core.ErrRefreshBackoff, Record: &core.OpError{Message: "m", Status: 403, Class: core.ClassOrgPolicy}, Until: until, Now: now},
+		{"refresh backoff", &core.BackoffError{Account: "a", Kind: core.ErrRefreshBackoff, Record: &core.OpError{Message: "m", Status: 403, Class: verdict.ClassOrgPolicy}, Until: until, Now: now},
 			CodeRefreshBackoff, `{"kind":"refresh_backoff","account":"a","until":1700000090000,"retryAfterMs":90000,"upstreamStatus":403,"class":"org_policy"}`},
 		{"quota backoff", &core.BackoffError{Account: "b", Kind: core.ErrQuotaBackoff, Record: &core.OpError{Message: "m", Status: 429}, Until: until, Now: now},
 			CodeQuotaBackoff, `{"kind":"quota_backoff","account":"b","until":1700000090000,"retryAfterMs":90000,"upstreamStatus":429}`},
-		{"upstream", &core.UpstreamError{Account: "c", Failure: core.Failure{Source: core.SourceToken, Status: 503}, Verdict: core.Verdict{Class: core.ClassTransient, RetryAfter: 2 * time.Second}, Until: until},
+		{"upstream", &core.UpstreamError{Account: "c", Failure: verdict.Failure{Source: verdict.SourceToken, Status: 503}, Verdict: verdict.Verdict{Class: verdict.ClassTransient, RetryAfter: 2 * time.Second}, Until: until},
 			CodeUpstreamError, `{"kind":"upstream_error","account":"c","until":1700000090000,"retryAfterMs":2000,"upstreamStatus":503,"class":"transient"}`},
-		{"upstream invalid_grant", &core.UpstreamError{Account: "d", Failure: core.Failure{Source: core.SourceToken, Status: 400}, Verdict: core.Verdict{Class: core.ClassInvalidGrant}},
+		{"upstream invalid_grant", &core.UpstreamError{Account: "d", Failure: verdict.Failure{Source: verdict.SourceToken, Status: 400}, Verdict: verdict.Verdict{Class: verdict.ClassInvalidGrant}},
 			CodeInvalidGrant, `{"kind":"invalid_grant","account":"d","upstreamStatus":400,"class":"invalid_grant"}`},
 		{"invalid grant", core.ErrInvalidGrant, CodeInvalidGrant, `{"kind":"invalid_grant"}`},
 		{"config", fmt.Errorf("%w: bad threshold", core.ErrConfigInvalid), CodeConfigInvalid, `{"kind":"config_invalid"}`},

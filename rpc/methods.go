@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/millis"
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 // methodTable is the server's surface: every request method, its handler
@@ -283,7 +286,7 @@ func routeReport(ctx context.Context, s *Server, p *reportParams) (any, error) {
 // Classification.
 
 type classifyParams struct {
-	Source          core.Source       `json:"source"`
+	Source          verdict.Source    `json:"source"`
 	Status          *int              `json:"status"`
 	Network         bool              `json:"network,omitempty"`
 	Headers         map[string]string `json:"headers,omitempty"`
@@ -305,9 +308,9 @@ func (p *classifyParams) check() error {
 }
 
 func errorsClassify(ctx context.Context, s *Server, p *classifyParams) (any, error) {
-	return s.eng.Classify(ctx, core.Failure{
+	return s.eng.Classify(ctx, verdict.Failure{
 		Source: p.Source, Status: *p.Status, Network: p.Network, Header: httpHeader(p.Headers),
-		Body: []byte(p.Body), Message: core.Redact(p.Message), StreamRateLimit: p.StreamRateLimit,
+		Body: []byte(p.Body), Message: secret.Redact(p.Message), StreamRateLimit: p.StreamRateLimit,
 	}), nil
 }
 
@@ -376,16 +379,16 @@ func (p *clockAdvanceParams) check() error {
 	if p.Ms == nil {
 		return required("ms")
 	}
-	d, err := millisParam("ms", *p.Ms, 0, core.MaxMillis)
+	d, err := millisParam("ms", *p.Ms, 0, millis.Max)
 	p.d = d
 	return err
 }
 
-// millisParam converts a millisecond param through core.MillisDuration, the
+// millisParam converts a millisecond param through millis.Duration, the
 // one range check, and words a refusal as invalid params naming field.
 func millisParam(field string, ms, min, max int64) (time.Duration, error) {
-	d, err := core.MillisDuration(field, ms, min, max)
-	var rerr *core.MillisRangeError
+	d, err := millis.Duration(field, ms, min, max)
+	var rerr *millis.RangeError
 	if errors.As(err, &rerr) {
 		return 0, &paramError{Field: field, Problem: fmt.Sprintf("must be from %d to %d milliseconds, not %d", rerr.Min, rerr.Max, rerr.Value)}
 	}

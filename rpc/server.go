@@ -14,6 +14,7 @@ import (
 	"github.com/sourcegraph/jsonrpc2"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
 )
 
 // Options configure a [Server]. Zero values mean the defaults.
@@ -178,7 +179,7 @@ type slogPrinter struct{ log *slog.Logger }
 
 func (p slogPrinter) Printf(format string, v ...any) {
 	if p.log.Enabled(context.Background(), slog.LevelDebug) {
-		p.log.Debug("jsonrpc2", "msg", core.Redact(fmt.Sprintf(format, v...)))
+		p.log.Debug("jsonrpc2", "msg", secret.Redact(fmt.Sprintf(format, v...)))
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/plugins"
 )
 
@@ -146,7 +147,7 @@ func syntaxText(err error) string {
 	if i := strings.Index(msg, "looking for"); i > 0 && strings.HasPrefix(msg, "invalid character") {
 		return "unexpected character " + strings.TrimSpace(msg[len("invalid character"):i]) + " " + msg[i:]
 	}
-	return core.Redact(msg)
+	return secret.Redact(msg)
 }
 
 func errText(err error) string {
@@ -318,22 +319,22 @@ func (r checkRule) judge(val any, present bool) (Finding, bool) {
 
 // describe shows a value found, never a secret: strings are quoted and
 // shortened, containers are named.
-func describe(v any, secret bool) string {
+func describe(v any, isSecret bool) string {
 	switch x := v.(type) {
 	case nil:
 		return "null"
 	case bool:
 		return strconv.FormatBool(x) + " (a boolean)"
 	case float64:
-		if secret {
+		if isSecret {
 			return "a number"
 		}
 		return strconv.FormatFloat(x, 'f', -1, 64) + " (a number)"
 	case string:
-		if secret {
+		if isSecret {
 			return "a string"
 		}
-		s := core.Redact(x)
+		s := secret.Redact(x)
 		if r := []rune(s); len(r) > 40 {
 			s = string(r[:39]) + "…"
 		}
@@ -384,7 +385,7 @@ func checkConfig(path string, cfg any, out *[]Finding) map[string]string {
 			if _, has := a["baseURL"]; !has {
 				add(SevError, key+".baseURL", "missing", "an http(s) URL for this API-key route", "the account cannot be used")
 			} else if _, isString := a["baseURL"].(string); isString && !httpURL(u) {
-				add(SevError, key+".baseURL", describe(core.Redact(u), false), "an http(s) URL without credentials", "the account cannot be used")
+				add(SevError, key+".baseURL", describe(secret.Redact(u), false), "an http(s) URL without credentials", "the account cannot be used")
 			}
 		}
 		for _, k := range []string{"access", "refresh", "apiKey", "expires"} {
@@ -618,7 +619,7 @@ func loadWithCore(ctx context.Context, paths core.Paths) []Finding {
 	if err == nil {
 		return nil
 	}
-	return []Finding{{Severity: SevError, File: paths.Config, Found: "acctpool refuses the files: " + core.Redact(err.Error()),
+	return []Finding{{Severity: SevError, File: paths.Config, Found: "acctpool refuses the files: " + secret.Redact(err.Error()),
 		Effect: "fix the value it names; the files are left untouched"}}
 }
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 	"github.com/acctpool/acctpool/plugins"
 	"github.com/acctpool/acctpool/rpc"
 )
@@ -63,7 +65,7 @@ type engineSecrets struct {
 func (s *engineSecrets) set(e *core.Engine) { s.eng.Store(e) }
 
 // known returns the engine's main and stored tokens, or nil before set.
-func (s *engineSecrets) known(ctx context.Context) []core.Secret {
+func (s *engineSecrets) known(ctx context.Context) []secret.Secret {
 	if e := s.eng.Load(); e != nil {
 		return e.KnownSecrets(ctx)
 	}
@@ -73,7 +75,7 @@ func (s *engineSecrets) known(ctx context.Context) []core.Secret {
 // loadPlugins starts the plugin host for the config file's plugins and the
 // --plugin manifests. A bad plugin is logged and listed as rejected; it
 // never stops the server.
-func loadPlugins(ctx context.Context, cfg *config, store *core.Store, log *slog.Logger, known func(context.Context) []core.Secret) (rpc.Plugins, core.Classifier, func(), error) {
+func loadPlugins(ctx context.Context, cfg *config, store *core.Store, log *slog.Logger, known func(context.Context) []secret.Secret) (rpc.Plugins, verdict.Classifier, func(), error) {
 	host, err := plugins.NewHost(ctx, plugins.Options{Manifests: manifests(ctx, cfg, store, log), Logger: log, KnownSecrets: known})
 	if err != nil {
 		return nil, nil, nil, err

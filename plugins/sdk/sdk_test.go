@@ -8,17 +8,17 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/verdict"
 	"github.com/acctpool/acctpool/plugins/internal/abi"
 )
 
 // TestParseInputMatchesHost: what the host's encoder writes, the SDK reads.
 func TestParseInputMatchesHost(t *testing.T) {
-	f := core.Failure{Source: core.SourceToken, Status: 400, Network: false,
+	f := verdict.Failure{Source: verdict.SourceToken, Status: 400, Network: false,
 		Header:  http.Header{"Retry-After": {"30"}, "Anthropic-Organization-Id": {"org-\"1\""}, "Cookie": {"x"}},
 		Body:    []byte("{\"error\":\"invalid_grant\"}\n\t\x01 \xff é 😀"),
 		Message: "refresh: 400 \\ done"}
-	b := core.ClassifyBuiltin(f)
+	b := verdict.ClassifyBuiltin(f)
 	raw := abi.AppendInput(nil, f, b, abi.MaxBody)
 	in, err := ParseInput(raw)
 	require.NoError(t, err)
@@ -59,24 +59,24 @@ func TestRunAndAppendVerdict(t *testing.T) {
 		return v, true
 	})
 	defer Handle(nil)
-	f := core.Failure{Source: core.SourceUsage, Status: 403}
-	out := Run(nil, abi.AppendInput(nil, f, core.ClassifyBuiltin(f), abi.MaxBody))
+	f := verdict.Failure{Source: verdict.SourceUsage, Status: 403}
+	out := Run(nil, abi.AppendInput(nil, f, verdict.ClassifyBuiltin(f), abi.MaxBody))
 	o, err := abi.DecodeOutput(out)
 	require.NoError(t, err)
-	assert.Equal(t, core.ClassInvalidGrant, o.Class)
+	assert.Equal(t, verdict.ClassInvalidGrant, o.Class)
 	assert.Equal(t, "quote \" and \n newline", o.Reason)
 	require.NotNil(t, o.RetryAfter)
 	assert.Zero(t, *o.RetryAfter)
 
 	f.Status = 401
-	assert.Empty(t, Run(nil, abi.AppendInput(nil, f, core.ClassifyBuiltin(f), abi.MaxBody)))
+	assert.Empty(t, Run(nil, abi.AppendInput(nil, f, verdict.ClassifyBuiltin(f), abi.MaxBody)))
 	assert.Equal(t, `{"class":"transient","reason":""}`, string(AppendVerdict(nil, Verdict{Class: ClassTransient, RetryAfterMs: -1})))
 }
 
 func BenchmarkParseInput(b *testing.B) {
-	f := core.Failure{Source: core.SourceUsage, Status: 403, Header: http.Header{"Anthropic-Organization-Id": {"org-1"}},
+	f := verdict.Failure{Source: verdict.SourceUsage, Status: 403, Header: http.Header{"Anthropic-Organization-Id": {"org-1"}},
 		Body: []byte(`{"type":"error","error":{"type":"permission_error"}}`)}
-	raw := abi.AppendInput(nil, f, core.ClassifyBuiltin(f), abi.MaxBody)
+	raw := abi.AppendInput(nil, f, verdict.ClassifyBuiltin(f), abi.MaxBody)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := ParseInput(raw); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/internal/pgtest"
 )
 
@@ -92,7 +93,7 @@ func TestEngines_shareOneDatabase(t *testing.T) {
 	const accounts = 3
 	for i := 0; i < accounts; i++ {
 		ep.valid[fmt.Sprintf("rt-seed-%d", i)] = true
-		_, err := a.eng.AddAccount(ctx, core.AccountSpec{ID: fmt.Sprintf("fb-%d", i), Type: core.AccountOAuth, Refresh: core.Secret(fmt.Sprintf("rt-seed-%d", i))})
+		_, err := a.eng.AddAccount(ctx, core.AccountSpec{ID: fmt.Sprintf("fb-%d", i), Type: core.AccountOAuth, Refresh: secret.Secret(fmt.Sprintf("rt-seed-%d", i))})
 		require.NoError(t, err)
 	}
 	drain(b.events)
@@ -212,7 +213,7 @@ func TestEngines_onePollerPerInterval(t *testing.T) {
 	const accounts = 3
 	for i := 0; i < accounts; i++ {
 		_, err := a.AddAccount(ctx, core.AccountSpec{ID: fmt.Sprintf("fb-%d", i), Type: core.AccountOAuth,
-			Access: core.Secret(fmt.Sprintf("at-%d", i)), Refresh: core.Secret(fmt.Sprintf("rt-%d", i)), Expires: benchNow.Add(8 * time.Hour).UnixMilli()})
+			Access: secret.Secret(fmt.Sprintf("at-%d", i)), Refresh: secret.Secret(fmt.Sprintf("rt-%d", i)), Expires: benchNow.Add(8 * time.Hour).UnixMilli()})
 		require.NoError(t, err)
 	}
 	passA := make(chan error, 1)

@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/internal/pgtest"
 )
 
@@ -143,7 +144,7 @@ func rotateForever(ctx context.Context, s *Store, server string) {
 			continue
 		}
 		_, _ = l.UpdateState(ctx, func(st *core.StateFile) error {
-			st.Accounts[id].Access, st.Accounts[id].Refresh = core.Secret(g.Access), core.Secret(g.Refresh)
+			st.Accounts[id].Access, st.Accounts[id].Refresh = secret.Secret(g.Access), secret.Secret(g.Refresh)
 			return nil
 		})
 	}
@@ -166,7 +167,7 @@ func TestRotation_processesShareOneDatabase(t *testing.T) {
 	_, err = s.UpdateConfig(ctx, func(cfg *core.ConfigFile, st *core.StateFile) error {
 		for _, id := range rotationAccounts {
 			cfg.Accounts = append(cfg.Accounts, core.AccountConfig{ID: id, Type: core.AccountOAuth})
-			st.Accounts[id] = &core.AccountState{Refresh: core.Secret("r-" + id + "-0")}
+			st.Accounts[id] = &core.AccountState{Refresh: secret.Secret("r-" + id + "-0")}
 			ts.valid[id] = "r-" + id + "-0"
 		}
 		return nil

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/internal/pgtest"
 )
 
@@ -36,7 +37,7 @@ func benchEngine(tb testing.TB, onPostgres bool, mode string) *core.Engine {
 		for i := 0; i < 3; i++ {
 			id := fmt.Sprintf("fb-%d", i)
 			cfg.Accounts = append(cfg.Accounts, core.AccountConfig{ID: id, Type: core.AccountOAuth})
-			st.Accounts[id] = &core.AccountState{Access: core.Secret("a-" + id), Refresh: core.Secret("r-" + id), Expires: at + 8*3600_000,
+			st.Accounts[id] = &core.AccountState{Access: secret.Secret("a-" + id), Refresh: secret.Secret("r-" + id), Expires: at + 8*3600_000,
 				Quota: &core.QuotaSnapshot{Source: core.QuotaSourcePoll, CheckedAt: at,
 					FiveHour: &core.QuotaWindow{UsedPercent: float64(20 + i), RemainingPercent: float64(80 - i), CheckedAt: at},
 					SevenDay: &core.QuotaWindow{UsedPercent: 30, RemainingPercent: 70, CheckedAt: at}}}

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
 )
 
 // Options configure [Open].
@@ -386,7 +387,7 @@ func (s *Store) read(ctx context.Context, q querier) (*stored, error) {
 		for _, f := range []struct {
 			name   string
 			sealed []byte
-			dst    *core.Secret
+			dst    *secret.Secret
 		}{{"access", access, &a.Access}, {"refresh", refresh, &a.Refresh}, {"apiKey", apiKey, &a.APIKey}} {
 			if f.sealed == nil {
 				continue
@@ -395,7 +396,7 @@ func (s *Store) read(ctx context.Context, q querier) (*stored, error) {
 			if err != nil {
 				return nil, fmt.Errorf("account %s: %w", id, err)
 			}
-			*f.dst = core.Secret(plain)
+			*f.dst = secret.Secret(plain)
 		}
 		st.Accounts[id] = a
 	}
@@ -591,7 +592,7 @@ func (s *Store) putAccountState(ctx context.Context, tx pgx.Tx, id string, a *co
 	if err != nil {
 		return fmt.Errorf("encode the state of %s: %w", id, err)
 	}
-	seal := func(field string, v core.Secret) []byte {
+	seal := func(field string, v secret.Secret) []byte {
 		if v == "" {
 			return nil
 		}

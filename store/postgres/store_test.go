@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/internal/pgtest"
 )
 
@@ -268,7 +269,7 @@ func TestStore_concurrentWritersLoseNothing(t *testing.T) {
 	a, ok := snap.Account("acct-1")
 	require.True(t, ok)
 	assert.Equal(t, int64(len(stores)*goroutines*each), a.State.LastUsed)
-	assert.Equal(t, core.Secret(plantedRefresh), a.State.Refresh, "tokens untouched by the counter writes")
+	assert.Equal(t, secret.Secret(plantedRefresh), a.State.Refresh, "tokens untouched by the counter writes")
 }
 
 func TestLockAccount_diesWithTerminatedSession(t *testing.T) {
@@ -317,17 +318,17 @@ func TestLockAccount_saveCommitsWithRelease(t *testing.T) {
 
 	l, err := a.LockAccount(ctx, "acct-1", time.Second)
 	require.NoError(t, err)
-	got := make(chan core.Secret, 1)
+	got := make(chan secret.Secret, 1)
 	go func() {
 		lb, err := b.LockAccount(ctx, "acct-1", time.Minute)
 		if err != nil {
-			got <- core.Secret("error: " + err.Error())
+			got <- secret.Secret("error: " + err.Error())
 			return
 		}
 		defer lb.Release()
 		snap, err := b.Load(ctx)
 		if err != nil {
-			got <- core.Secret("error: " + err.Error())
+			got <- secret.Secret("error: " + err.Error())
 			return
 		}
 		acct, _ := snap.Account("acct-1")
@@ -338,7 +339,7 @@ func TestLockAccount_saveCommitsWithRelease(t *testing.T) {
 		return nil
 	})
 	require.NoError(t, err)
-	assert.Equal(t, core.Secret("rotated-refresh"), <-got)
+	assert.Equal(t, secret.Secret("rotated-refresh"), <-got)
 	l.Release() // after the save: harmless
 }
 
@@ -481,7 +482,7 @@ func TestStore_tokensEncryptedAtRest(t *testing.T) {
 	snap, err := s.Load(ctx)
 	require.NoError(t, err)
 	a, _ := snap.Account("acct-1")
-	require.Equal(t, core.Secret(plantedRefresh), a.State.Refresh, "the store gives the tokens back")
+	require.Equal(t, secret.Secret(plantedRefresh), a.State.Refresh, "the store gives the tokens back")
 
 	var rows []string
 	for _, table := range []string{"acctpool_config", "acctpool_account", "acctpool_state", "acctpool_account_state", "acctpool_host", "acctpool_change"} {
@@ -543,9 +544,9 @@ func TestRekey(t *testing.T) {
 	snap, err := step3.Load(ctx)
 	require.NoError(t, err)
 	a, _ := snap.Account("acct-1")
-	assert.Equal(t, core.Secret(plantedRefresh), a.State.Refresh)
+	assert.Equal(t, secret.Secret(plantedRefresh), a.State.Refresh)
 	k, _ := snap.Account("key-1")
-	assert.Equal(t, core.Secret(plantedAPIKey), k.State.APIKey)
+	assert.Equal(t, secret.Secret(plantedAPIKey), k.State.APIKey)
 }
 
 func TestLoadKeyFile(t *testing.T) {
@@ -700,7 +701,7 @@ func TestStore_databaseLostWhileRunning(t *testing.T) {
 	require.NoError(t, err, "the last snapshot is served")
 	a, ok := snap.Account("acct-1")
 	require.True(t, ok)
-	assert.Equal(t, core.Secret(plantedRefresh), a.State.Refresh)
+	assert.Equal(t, secret.Secret(plantedRefresh), a.State.Refresh)
 	_, err = s.UpdateState(ctx, func(st *core.StateFile) error {
 		st.Accounts["acct-1"].LastUsed = 5
 		return nil

@@ -3,7 +3,7 @@
 //
 // It is also where the plugin boundary is drawn for secrets: [NewInput]
 // keeps only the allow-listed headers and redacts every string a guest
-// can read (core.Redact with the known secrets), so nothing a guest is
+// can read (secret.Redact with the known secrets), so nothing a guest is
 // given carries a credential.
 //
 // It imports core and go-json only. Entry points: [NewInput] and

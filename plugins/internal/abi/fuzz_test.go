@@ -8,7 +8,8 @@ import (
 
 	json "github.com/goccy/go-json"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 // FuzzDecodeOutput: whatever a guest returns, DecodeOutput never panics,
@@ -48,20 +49,20 @@ func FuzzDecodeOutput(f *testing.F) {
 // the caps, and never contains a known secret or a header off the
 // allow-list. Seeds: testdata/fuzz/FuzzNewInput.
 func FuzzNewInput(f *testing.F) {
-	f.Fuzz(func(t *testing.T, body, message, header, value, secret string, bodyMax int) {
-		// Tokens are drawn from the token alphabet; the prefix keeps the
+	f.Fuzz(func(t *testing.T, body, message, header, value, planted string, bodyMax int) {
+		// Tokens are drawn from the token alphabet; the prefix keeps the planted
 		// secret from being a piece of the "[redacted]" mark itself.
-		secret = "plainFUZZsecret-" + strings.Map(func(r rune) rune {
+		planted = "plainFUZZsecret-" + strings.Map(func(r rune) rune {
 			if r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
 				return r
 			}
 			return -1
-		}, secret)
-		fl := core.Failure{Source: core.SourceToken, Status: 400,
-			Body:    []byte(body + secret + body),
-			Message: message + secret,
-			Header:  http.Header{header: {value + secret}, "Retry-After": {secret}, "Www-Authenticate": {value}}}
-		in := NewInput(fl, core.Verdict{Class: core.ClassTransient, Reason: secret}, []core.Secret{core.Secret(secret)})
+		}, planted)
+		fl := verdict.Failure{Source: verdict.SourceToken, Status: 400,
+			Body:    []byte(body + planted + body),
+			Message: message + planted,
+			Header:  http.Header{header: {value + planted}, "Retry-After": {planted}, "Www-Authenticate": {value}}}
+		in := NewInput(fl, verdict.Verdict{Class: verdict.ClassTransient, Reason: planted}, []secret.Secret{secret.Secret(planted)})
 		raw := in.Append(nil, bodyMax)
 		var decoded struct {
 			Headers map[string]string `json:"headers"`
@@ -71,15 +72,15 @@ func FuzzNewInput(f *testing.F) {
 		if err := json.Unmarshal(raw, &decoded); err != nil {
 			t.Fatalf("input is not valid JSON: %v\n%s", err, raw)
 		}
-		if strings.Contains(string(raw), secret) || strings.Contains(decoded.Body, secret) ||
-			strings.Contains(decoded.Message, secret) {
-			t.Fatalf("known secret %q reached the guest: %s", secret, raw)
+		if strings.Contains(string(raw), planted) || strings.Contains(decoded.Body, planted) ||
+			strings.Contains(decoded.Message, planted) {
+			t.Fatalf("known secret %q reached the guest: %s", planted, raw)
 		}
 		for name, v := range decoded.Headers {
 			if !headerAllowed(name) {
 				t.Fatalf("header %q is not on the allow-list", name)
 			}
-			if strings.Contains(v, secret) || len(v) > MaxHeaderValue {
+			if strings.Contains(v, planted) || len(v) > MaxHeaderValue {
 				t.Fatalf("header %q value %q", name, v)
 			}
 		}

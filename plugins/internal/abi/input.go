@@ -6,7 +6,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 // Input limits of the ABI.
@@ -56,14 +57,14 @@ type Header struct {
 // Input is one failure as a guest may see it. Nothing in it can carry a
 // credential: headers are filtered by an allow-list, and the body, the
 // header values, the message and the built-in reason have been through
-// [core.Redact] with the secrets known at the time of the call.
+// [secret.Redact] with the secrets known at the time of the call.
 //
 // # Notes
 //
 // Build it once per classification with [NewInput] (a chain of plugins
 // shares it) and encode it per plugin with [Input.Append].
 type Input struct {
-	Source          core.Source
+	Source          verdict.Source
 	Status          int
 	Network         bool
 	StreamRateLimit bool
@@ -72,7 +73,7 @@ type Input struct {
 	Body          string
 	BodyTruncated bool
 	Message       string
-	Builtin       core.Verdict
+	Builtin       verdict.Verdict
 
 	headers  [maxHeaders]Header
 	nHeaders int
@@ -82,9 +83,9 @@ type Input struct {
 func (in *Input) Headers() []Header { return in.headers[:in.nHeaders] }
 
 // NewInput builds the guest's view of f and the built-in verdict,
-// redacting every string with core.Redact and known (the host's main
+// redacting every string with secret.Redact and known (the host's main
 // tokens and every stored token).
-func NewInput(f core.Failure, builtin core.Verdict, known []core.Secret) Input {
+func NewInput(f verdict.Failure, builtin verdict.Verdict, known []secret.Secret) Input {
 	in := Input{Source: f.Source, Status: f.Status, Network: f.Network, StreamRateLimit: f.StreamRateLimit, Builtin: builtin}
 	// Redact a window a little longer than what the guest can see, then
 	// cut: a token straddling the cut is replaced whole.
@@ -94,11 +95,11 @@ func NewInput(f core.Failure, builtin core.Verdict, known []core.Secret) Input {
 	}
 	// Invalid UTF-8 becomes U+FFFD before the cut, so the caps hold for
 	// the text the guest decodes (one bad byte decodes to three).
-	body := core.Redact(validUTF8(string(window)), known...)
+	body := secret.Redact(validUTF8(string(window)), known...)
 	in.BodyTruncated = len(f.Body) > len(window) || len(body) > MaxBody
 	in.Body = cutString(body, MaxBody)
-	in.Message = cutString(core.Redact(validUTF8(cutString(f.Message, MaxMessage+RedactSlack)), known...), MaxMessage)
-	in.Builtin.Reason = core.Redact(validUTF8(builtin.Reason), known...)
+	in.Message = cutString(secret.Redact(validUTF8(cutString(f.Message, MaxMessage+RedactSlack)), known...), MaxMessage)
+	in.Builtin.Reason = secret.Redact(validUTF8(builtin.Reason), known...)
 	for k, v := range f.Header {
 		if len(v) == 0 || in.nHeaders == maxHeaders {
 			continue
@@ -107,7 +108,7 @@ func NewInput(f core.Failure, builtin core.Verdict, known []core.Secret) Input {
 		if !headerAllowed(name) {
 			continue
 		}
-		in.headers[in.nHeaders] = Header{Name: name, Value: cutString(core.Redact(validUTF8(cutString(v[0], MaxHeaderValue+RedactSlack)), known...), MaxHeaderValue)}
+		in.headers[in.nHeaders] = Header{Name: name, Value: cutString(secret.Redact(validUTF8(cutString(v[0], MaxHeaderValue+RedactSlack)), known...), MaxHeaderValue)}
 		in.nHeaders++
 	}
 	slices.SortFunc(in.headers[:in.nHeaders], func(a, b Header) int { return strings.Compare(a.Name, b.Name) })
@@ -122,7 +123,7 @@ func validUTF8(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
 // the body cut to bodyMax bytes (at most [MaxBody]). It is [NewInput]
 // without known secrets (pattern redaction only) followed by
 // [Input.Append]; the host uses those two directly.
-func AppendInput(dst []byte, f core.Failure, builtin core.Verdict, bodyMax int) []byte {
+func AppendInput(dst []byte, f verdict.Failure, builtin verdict.Verdict, bodyMax int) []byte {
 	in := NewInput(f, builtin, nil)
 	return in.Append(dst, bodyMax)
 }

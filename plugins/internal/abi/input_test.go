@@ -9,7 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 // TestInputHeaderAllowList: only what classification needs reaches a
@@ -39,7 +40,7 @@ func TestInputHeaderAllowList(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			in := NewInput(core.Failure{Header: http.Header{tc.name: {"v"}}}, core.Verdict{}, nil)
+			in := NewInput(verdict.Failure{Header: http.Header{tc.name: {"v"}}}, verdict.Verdict{}, nil)
 			var got map[string]string
 			for _, h := range in.Headers() {
 				got = map[string]string{h.Name: h.Value}
@@ -57,11 +58,11 @@ func TestInputHeaderAllowList(t *testing.T) {
 // built-in reason are redacted with the patterns and the known secrets.
 func TestInputRedactsEveryString(t *testing.T) {
 	const known = "plainKNOWNtoken0123456789abcdef"
-	f := core.Failure{Source: core.SourceToken, Status: 400,
+	f := verdict.Failure{Source: verdict.SourceToken, Status: 400,
 		Header:  http.Header{"Retry-After": {"1 " + known}},
 		Body:    []byte(`{"error":"invalid_grant","refresh_token":"rt-123","note":"` + known + `","k":"sk-ant-ort01-abcdefgh"}`),
 		Message: "token call failed: " + known}
-	in := NewInput(f, core.Verdict{Class: core.ClassInvalidGrant, Reason: "builtin saw " + known}, []core.Secret{known})
+	in := NewInput(f, verdict.Verdict{Class: verdict.ClassInvalidGrant, Reason: "builtin saw " + known}, []secret.Secret{known})
 	raw := string(in.Append(nil, MaxBody))
 	for _, leak := range []string{known, "rt-123", "sk-ant-ort01-abcdefgh"} {
 		assert.NotContains(t, raw, leak)
@@ -85,14 +86,14 @@ func TestInputRedactsBeforeCutting(t *testing.T) {
 	const known = "plainKNOWNtoken0123456789abcdef"
 	for _, tok := range []string{known, "sk-ant-oat01-" + strings.Repeat("Z", 40)} {
 		body := strings.Repeat("a", MaxBody-5) + tok + " " + strings.Repeat("b", 100)
-		in := NewInput(core.Failure{Body: []byte(body)}, core.Verdict{}, []core.Secret{known})
+		in := NewInput(verdict.Failure{Body: []byte(body)}, verdict.Verdict{}, []secret.Secret{known})
 		assert.True(t, in.BodyTruncated)
 		assert.LessOrEqual(t, len(in.Body), MaxBody)
 		assert.NotContains(t, in.Body, tok[:5], "a prefix of the token survived the cut")
 		assert.True(t, strings.HasSuffix(in.Body, "a[reda"), "the redaction mark is cut, not the token: %q", in.Body[len(in.Body)-20:])
 	}
 	// A body shorter after redaction than the cap is whole, not truncated.
-	in := NewInput(core.Failure{Body: []byte("x " + known)}, core.Verdict{}, []core.Secret{known})
+	in := NewInput(verdict.Failure{Body: []byte("x " + known)}, verdict.Verdict{}, []secret.Secret{known})
 	assert.False(t, in.BodyTruncated)
 	assert.Equal(t, "x [redacted]", in.Body)
 }

@@ -8,7 +8,8 @@ import (
 
 	json "github.com/goccy/go-json"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/millis"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 // Output limits of the ABI.
@@ -25,7 +26,7 @@ var ErrOutput = errors.New("bad output")
 // Output is a guest's decoded answer. RetryAfter is nil when the guest left
 // retryAfterMs out, so the built-in value stands.
 type Output struct {
-	Class      core.Class
+	Class      verdict.Class
 	RetryAfter *time.Duration
 	Reason     string
 }
@@ -49,14 +50,14 @@ func DecodeOutput(b []byte) (Output, error) {
 	switch {
 	case w.Class == nil:
 		return out, fmt.Errorf("%w: class missing", ErrOutput)
-	case !core.Class(*w.Class).Valid():
+	case !verdict.Class(*w.Class).Valid():
 		return out, fmt.Errorf("%w: unknown class %q", ErrOutput, cutString(*w.Class, 64))
 	}
-	out.Class = core.Class(*w.Class)
+	out.Class = verdict.Class(*w.Class)
 	if w.RetryAfterMs != nil {
 		// Range-checked before the multiplication, so no value wraps
 		// around into a small or negative duration.
-		d, err := core.MillisDuration("retryAfterMs", *w.RetryAfterMs, 0, MaxRetryAfter.Milliseconds())
+		d, err := millis.Duration("retryAfterMs", *w.RetryAfterMs, 0, MaxRetryAfter.Milliseconds())
 		if err != nil {
 			return Output{}, fmt.Errorf("%w: %w", ErrOutput, err)
 		}

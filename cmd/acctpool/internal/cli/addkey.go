@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
 )
 
 const addKeyUsage = `add-key --base-url URL [--label NAME] [--auth-header x-api-key|authorization-bearer] [file flags]
@@ -72,7 +73,7 @@ func AddKey(args []string, stdin io.Reader, stdout, stderr io.Writer, env func(s
 		return fail(stderr, "add-key", usageErr("no key on stdin"))
 	}
 	v, err := eng.AddAccount(ctx, core.AccountSpec{
-		Type: core.AccountAPI, Label: strings.TrimSpace(*label), BaseURL: *baseURL, AuthHeader: *header, APIKey: core.Secret(key),
+		Type: core.AccountAPI, Label: strings.TrimSpace(*label), BaseURL: *baseURL, AuthHeader: *header, APIKey: secret.Secret(key),
 	})
 	if err != nil {
 		return fail(stderr, "add-key", err)

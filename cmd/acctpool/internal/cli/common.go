@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
 )
 
 // Exit statuses shared by the commands.
@@ -156,7 +157,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 // fail prints an error for the user and returns the exit status for it:
 // 2 for files and arguments, 1 otherwise.
 func fail(stderr io.Writer, cmd string, err error) int {
-	fmt.Fprintf(stderr, "acctpool %s: %s\n", cmd, core.Redact(err.Error()))
+	fmt.Fprintf(stderr, "acctpool %s: %s\n", cmd, secret.Redact(err.Error()))
 	if hint := hintFor(err); hint != "" {
 		fmt.Fprintf(stderr, "  %s\n", hint)
 	}

@@ -14,6 +14,7 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
 )
 
 const statusUsage = `status [--json] [--watch [interval]] [--refresh] [--width N] [--color auto|always|never] [file flags]
@@ -174,7 +175,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer, env
 func refreshQuota(ctx context.Context, eng *core.Engine, stderr io.Writer) {
 	sum, err := eng.RefreshQuotaDue(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "acctpool status: quota refresh: %s\n", core.Redact(err.Error()))
+		fmt.Fprintf(stderr, "acctpool status: quota refresh: %s\n", secret.Redact(err.Error()))
 		return
 	}
 	for _, r := range sum.Results {
@@ -186,7 +187,7 @@ func refreshQuota(ctx context.Context, eng *core.Engine, stderr io.Writer) {
 			if r.Until > 0 {
 				line += " (until " + time.UnixMilli(r.Until).Format(time.RFC3339) + ")"
 			}
-			fmt.Fprintln(stderr, core.Redact(line))
+			fmt.Fprintln(stderr, secret.Redact(line))
 		}
 	}
 }

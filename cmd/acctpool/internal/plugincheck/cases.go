@@ -10,7 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 // corpusJSON is the built-in corpus: a realistic failure for every row of
@@ -39,7 +40,7 @@ type Case struct {
 	// Name identifies the case in the table and reports; unique.
 	Name string `json:"name"`
 	// Source is the endpoint: "token", "usage" or "messages".
-	Source core.Source `json:"source"`
+	Source verdict.Source `json:"source"`
 	// Status is the HTTP status; 0 with Network for a transport failure.
 	Status int `json:"status,omitempty"`
 	// Network marks a failure below HTTP (refused, reset, DNS).
@@ -65,7 +66,7 @@ type Case struct {
 // Expect is an optional assertion on a case's final verdict.
 type Expect struct {
 	// Class is the class the verdict must have.
-	Class core.Class `json:"class,omitempty"`
+	Class verdict.Class `json:"class,omitempty"`
 	// DecidedBy is "plugin" (the plugin must have an opinion) or
 	// "builtin" (it must have none).
 	DecidedBy string `json:"decidedBy,omitempty"`
@@ -168,8 +169,8 @@ func (c Case) body() []byte {
 
 // Failure builds the classifier input as the server would from this
 // response: headers as received, the body, and the redacted message.
-func (c Case) Failure(at time.Time) core.Failure {
-	f := core.Failure{Source: c.Source, Status: c.Status, Network: c.Network, StreamRateLimit: c.StreamRateLimit, At: at, Body: c.body()}
+func (c Case) Failure(at time.Time) verdict.Failure {
+	f := verdict.Failure{Source: c.Source, Status: c.Status, Network: c.Network, StreamRateLimit: c.StreamRateLimit, At: at, Body: c.body()}
 	if len(c.Headers) > 0 {
 		f.Header = http.Header{}
 		for k, v := range c.Headers {
@@ -178,11 +179,11 @@ func (c Case) Failure(at time.Time) core.Failure {
 	}
 	switch {
 	case c.Message != "":
-		f.Message = core.Redact(c.Message)
+		f.Message = secret.Redact(c.Message)
 	case c.Network:
 		f.Message = "network error"
 	default:
-		f.Message = core.Redact(string(bytes.TrimSpace(f.Body)))
+		f.Message = secret.Redact(string(bytes.TrimSpace(f.Body)))
 	}
 	return f
 }

@@ -7,19 +7,19 @@ import (
 	"strings"
 	"time"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/verdict"
 	"github.com/acctpool/acctpool/plugins"
 )
 
 // Verdict is a classification as reports show it.
 type Verdict struct {
-	Class        core.Class `json:"class"`
-	RetryAfterMs int64      `json:"retryAfterMs"`
-	Reason       string     `json:"reason"`
-	DecidedBy    string     `json:"decidedBy"`
+	Class        verdict.Class `json:"class"`
+	RetryAfterMs int64         `json:"retryAfterMs"`
+	Reason       string        `json:"reason"`
+	DecidedBy    string        `json:"decidedBy"`
 }
 
-func verdictOf(v core.Verdict) Verdict {
+func verdictOf(v verdict.Verdict) Verdict {
 	return Verdict{Class: v.Class, RetryAfterMs: v.RetryAfterMs(), Reason: v.Reason, DecidedBy: v.DecidedBy}
 }
 
@@ -37,18 +37,18 @@ type Fault struct {
 type Row struct {
 	Name string `json:"name"`
 	// Origin is "corpus" for the built-in cases, "cases" for --cases.
-	Origin          string      `json:"origin"`
-	Source          core.Source `json:"source"`
-	Status          int         `json:"status"`
-	Network         bool        `json:"network,omitempty"`
-	StreamRateLimit bool        `json:"streamRateLimit,omitempty"`
+	Origin          string         `json:"origin"`
+	Source          verdict.Source `json:"source"`
+	Status          int            `json:"status"`
+	Network         bool           `json:"network,omitempty"`
+	StreamRateLimit bool           `json:"streamRateLimit,omitempty"`
 	// Builtin is the built-in verdict; Plugin the plugin's, nil when it
 	// had no opinion or faulted; Final what the server would use.
 	Builtin Verdict  `json:"builtin"`
 	Plugin  *Verdict `json:"plugin,omitempty"`
 	Final   Verdict  `json:"final"`
 	Fault   *Fault   `json:"fault,omitempty"`
-	// EffectsThatDiffer are the effects-table consequences (core.EffectOf)
+	// EffectsThatDiffer are the effects-table consequences (verdict.EffectOf)
 	// that the final verdict changes against the built-in one, each
 	// "what: built-in → plugin".
 	EffectsThatDiffer []string `json:"effectsThatDiffer"`
@@ -131,7 +131,7 @@ func Check(ctx context.Context, opts Options) (Report, error) {
 		}
 		before := status(host)
 		f := c.Failure(time.Now())
-		builtin := core.ClassifyBuiltin(f)
+		builtin := verdict.ClassifyBuiltin(f)
 		t0 := time.Now()
 		final := host.Classify(ctx, f)
 		elapsed := time.Since(t0)
@@ -212,9 +212,9 @@ func (e *Expect) check(r Row) []string {
 }
 
 // EffectsThatDiffer compares what the built-in and the final verdict do
-// to an account (core.EffectOf, and the backoff delays of a first
+// to an account (verdict.EffectOf, and the backoff delays of a first
 // failure), returning "what: built-in → final" for every difference.
-func EffectsThatDiffer(f core.Failure, builtin, final core.Verdict) []string {
+func EffectsThatDiffer(f verdict.Failure, builtin, final verdict.Verdict) []string {
 	a, b := effects(f, builtin), effects(f, final)
 	out := []string{}
 	for i := range a {
@@ -226,8 +226,8 @@ func EffectsThatDiffer(f core.Failure, builtin, final core.Verdict) []string {
 }
 
 // effects lists, in a fixed order, what verdict v does at f's source.
-func effects(f core.Failure, v core.Verdict) [][2]string {
-	e := core.EffectOf(f.Source, v)
+func effects(f verdict.Failure, v verdict.Verdict) [][2]string {
+	e := verdict.EffectOf(f.Source, v)
 	yes := func(b bool) string {
 		if b {
 			return "yes"
@@ -235,12 +235,12 @@ func effects(f core.Failure, v core.Verdict) [][2]string {
 		return "no"
 	}
 	refresh := "none"
-	if e.RefreshBackoff != core.RefreshBackoffNone {
-		refresh = duration(core.RefreshBackoffDelay(e.RefreshBackoff, v.RetryAfter, f.Network, 1))
-		if e.RefreshBackoff == core.RefreshBackoffTransient && v.RetryAfter == 0 && !f.Network {
+	if e.RefreshBackoff != verdict.RefreshBackoffNone {
+		refresh = duration(verdict.RefreshBackoffDelay(e.RefreshBackoff, v.RetryAfter, f.Network, 1))
+		if e.RefreshBackoff == verdict.RefreshBackoffTransient && v.RetryAfter == 0 && !f.Network {
 			refresh += " doubling"
 		}
-		if e.RefreshBackoff == core.RefreshBackoffPermanent {
+		if e.RefreshBackoff == verdict.RefreshBackoffPermanent {
 			refresh += " permanent"
 		}
 	}
@@ -265,23 +265,23 @@ func effects(f core.Failure, v core.Verdict) [][2]string {
 		{"forced refresh and retry", yes(e.RefreshAndRetry)},
 		{"fallback", yes(e.Fallback)},
 		{"quota probe before moving", yes(e.ProbeQuota)},
-		{"re-login", yes(e.RefreshBackoff == core.RefreshBackoffPermanent)},
+		{"re-login", yes(e.RefreshBackoff == verdict.RefreshBackoffPermanent)},
 	}
-	if f.Source == core.SourceToken {
+	if f.Source == verdict.SourceToken {
 		out = append(out, [2]string{"quota backoff in a quota pass", quota(e.InQuotaPass)})
 	}
-	if f.Source == core.SourceMessages {
+	if f.Source == verdict.SourceMessages {
 		out = append(out, [2]string{"retry-after", duration(v.RetryAfter)})
 	}
 	return out
 }
 
-func quota(k core.QuotaBackoffKind) string {
+func quota(k verdict.QuotaBackoffKind) string {
 	switch k {
-	case core.QuotaBackoffTransient:
-		return duration(core.QuotaBackoffDelay(k, 1)) + " doubling"
-	case core.QuotaBackoffFlat:
-		return duration(core.QuotaBackoffDelay(k, 1))
+	case verdict.QuotaBackoffTransient:
+		return duration(verdict.QuotaBackoffDelay(k, 1)) + " doubling"
+	case verdict.QuotaBackoffFlat:
+		return duration(verdict.QuotaBackoffDelay(k, 1))
 	}
 	return "none"
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/verdict"
 	"github.com/acctpool/acctpool/plugins"
 )
 
@@ -54,44 +54,44 @@ func rowsByName(r Report) map[string]Row {
 // failure the classification table names, and the built-in classifier
 // gives each the class the table says.
 func TestCorpusCoversTheClassificationTable(t *testing.T) {
-	want := map[string]core.Class{
-		"token 400 invalid_grant":            core.ClassInvalidGrant,
-		"token 400 invalid_client":           core.ClassClientError,
-		"token 401":                          core.ClassAuthExpired,
-		"token 403":                          core.ClassOrgPolicy,
-		"token 429 Retry-After 120":          core.ClassRateLimited,
-		"token 429 no Retry-After":           core.ClassRateLimited,
-		"token 500":                          core.ClassTransient,
-		"token network error":                core.ClassTransient,
-		"usage 403 permission_error":         core.ClassOrgPolicy,
-		"usage 401":                          core.ClassAuthExpired,
-		"usage 429 Retry-After 30":           core.ClassRateLimited,
-		"usage 429 no Retry-After":           core.ClassRateLimited,
-		"usage 500":                          core.ClassTransient,
-		"usage 529 overloaded_error":         core.ClassTransient,
-		"usage network error":                core.ClassTransient,
-		"messages 401 authentication_error":  core.ClassAuthExpired,
-		"messages 403 permission_error":      core.ClassOrgPolicy,
-		"messages 429 Retry-After 17":        core.ClassRateLimited,
-		"messages 429 no Retry-After":        core.ClassRateLimited,
-		"messages 529 overloaded_error":      core.ClassTransient,
-		"messages 500 api_error":             core.ClassTransient,
-		"messages stream rate_limit_error":   core.ClassRateLimited,
-		"messages network error":             core.ClassTransient,
-		"messages 400 invalid_request_error": core.ClassClientError,
+	want := map[string]verdict.Class{
+		"token 400 invalid_grant":            verdict.ClassInvalidGrant,
+		"token 400 invalid_client":           verdict.ClassClientError,
+		"token 401":                          verdict.ClassAuthExpired,
+		"token 403":                          verdict.ClassOrgPolicy,
+		"token 429 Retry-After 120":          verdict.ClassRateLimited,
+		"token 429 no Retry-After":           verdict.ClassRateLimited,
+		"token 500":                          verdict.ClassTransient,
+		"token network error":                verdict.ClassTransient,
+		"usage 403 permission_error":         verdict.ClassOrgPolicy,
+		"usage 401":                          verdict.ClassAuthExpired,
+		"usage 429 Retry-After 30":           verdict.ClassRateLimited,
+		"usage 429 no Retry-After":           verdict.ClassRateLimited,
+		"usage 500":                          verdict.ClassTransient,
+		"usage 529 overloaded_error":         verdict.ClassTransient,
+		"usage network error":                verdict.ClassTransient,
+		"messages 401 authentication_error":  verdict.ClassAuthExpired,
+		"messages 403 permission_error":      verdict.ClassOrgPolicy,
+		"messages 429 Retry-After 17":        verdict.ClassRateLimited,
+		"messages 429 no Retry-After":        verdict.ClassRateLimited,
+		"messages 529 overloaded_error":      verdict.ClassTransient,
+		"messages 500 api_error":             verdict.ClassTransient,
+		"messages stream rate_limit_error":   verdict.ClassRateLimited,
+		"messages network error":             verdict.ClassTransient,
+		"messages 400 invalid_request_error": verdict.ClassClientError,
 	}
-	got := map[string]core.Failure{}
+	got := map[string]verdict.Failure{}
 	for _, c := range corpus(t) {
 		got[c.Name] = c.Failure(time.Now())
 	}
 	for name, class := range want {
 		f, ok := got[name]
 		if assert.True(t, ok, "corpus lacks %q", name) {
-			assert.Equal(t, class, core.ClassifyBuiltin(f).Class, name)
+			assert.Equal(t, class, verdict.ClassifyBuiltin(f).Class, name)
 		}
 	}
-	assert.Equal(t, 120*time.Second, core.ClassifyBuiltin(got["token 429 Retry-After 120"]).RetryAfter)
-	assert.Zero(t, core.ClassifyBuiltin(got["usage 429 no Retry-After"]).RetryAfter)
+	assert.Equal(t, 120*time.Second, verdict.ClassifyBuiltin(got["token 429 Retry-After 120"]).RetryAfter)
+	assert.Zero(t, verdict.ClassifyBuiltin(got["usage 429 no Retry-After"]).RetryAfter)
 	assert.Contains(t, string(got["usage 403 permission_error"].Body), `"type":"permission_error"`, "bodies are the real JSON shapes")
 	assert.Equal(t, "org-acme-0001", got["usage 403 permission_error"].Header.Get("Anthropic-Organization-Id"))
 	assert.True(t, got["messages stream rate_limit_error"].StreamRateLimit)
@@ -117,7 +117,7 @@ func TestCheckGoExample(t *testing.T) {
 	rows := rowsByName(rep)
 	tok := rows["token 403"]
 	require.NotNil(t, tok.Plugin)
-	assert.Equal(t, core.ClassInvalidGrant, tok.Plugin.Class)
+	assert.Equal(t, verdict.ClassInvalidGrant, tok.Plugin.Class)
 	assert.Equal(t, "plugin:go-org403", tok.Final.DecidedBy)
 	assert.Equal(t, []string{"refresh backoff: 24h → 24h permanent", "re-login: no → yes"}, tok.EffectsThatDiffer)
 	usage := rows["usage 403 permission_error"]
@@ -173,15 +173,15 @@ func TestCheckFaults(t *testing.T) {
 func TestCheckReachesThePluginAfterTheBreakerOpens(t *testing.T) {
 	var cases []Case
 	for i := range 7 {
-		cases = append(cases, Case{Name: "usage 500 #" + string(rune('1'+i)), Source: core.SourceUsage, Status: 500})
+		cases = append(cases, Case{Name: "usage 500 #" + string(rune('1'+i)), Source: verdict.SourceUsage, Status: 500})
 	}
-	cases = append(cases, Case{Name: "usage 403", Source: core.SourceUsage, Status: 403})
+	cases = append(cases, Case{Name: "usage 403", Source: verdict.SourceUsage, Status: 403})
 	rep, err := Check(context.Background(), Options{ManifestPath: fixture(t, "trap", ""), Cases: cases, CacheDir: testCache})
 	require.NoError(t, err)
 	assert.Equal(t, 7, rep.Faults)
 	last := rep.Rows[len(rep.Rows)-1]
 	require.NotNil(t, last.Plugin, "the plugin still answers after the breaker opened")
-	assert.Equal(t, core.ClassInvalidGrant, last.Plugin.Class)
+	assert.Equal(t, verdict.ClassInvalidGrant, last.Plugin.Class)
 }
 
 func TestCheckRejected(t *testing.T) {
@@ -220,23 +220,25 @@ func TestCheckRejected(t *testing.T) {
 }
 
 func TestEffectsThatDiffer(t *testing.T) {
-	v := func(c core.Class, retry time.Duration) core.Verdict { return core.Verdict{Class: c, RetryAfter: retry} }
+	v := func(c verdict.Class, retry time.Duration) verdict.Verdict {
+		return verdict.Verdict{Class: c, RetryAfter: retry}
+	}
 	tests := []struct {
 		name            string
-		f               core.Failure
-		builtin, plugin core.Verdict
+		f               verdict.Failure
+		builtin, plugin verdict.Verdict
 		want            []string
 	}{
-		{"same verdict", core.Failure{Source: core.SourceToken, Status: 403}, v(core.ClassOrgPolicy, 0), v(core.ClassOrgPolicy, 0), []string{}},
-		{"token 403 made permanent", core.Failure{Source: core.SourceToken, Status: 403}, v(core.ClassOrgPolicy, 0), v(core.ClassInvalidGrant, 0),
+		{"same verdict", verdict.Failure{Source: verdict.SourceToken, Status: 403}, v(verdict.ClassOrgPolicy, 0), v(verdict.ClassOrgPolicy, 0), []string{}},
+		{"token 403 made permanent", verdict.Failure{Source: verdict.SourceToken, Status: 403}, v(verdict.ClassOrgPolicy, 0), v(verdict.ClassInvalidGrant, 0),
 			[]string{"refresh backoff: 24h → 24h permanent", "re-login: no → yes"}},
-		{"token 429 made long", core.Failure{Source: core.SourceToken, Status: 429}, v(core.ClassRateLimited, 0), v(core.ClassOrgPolicy, 0),
+		{"token 429 made long", verdict.Failure{Source: verdict.SourceToken, Status: 429}, v(verdict.ClassRateLimited, 0), v(verdict.ClassOrgPolicy, 0),
 			[]string{"refresh backoff: 5m doubling → 24h", "quota backoff in a quota pass: 1m doubling → 5m"}},
-		{"usage 403 made transient", core.Failure{Source: core.SourceUsage, Status: 403}, v(core.ClassOrgPolicy, 0), v(core.ClassTransient, 0),
+		{"usage 403 made transient", verdict.Failure{Source: verdict.SourceUsage, Status: 403}, v(verdict.ClassOrgPolicy, 0), v(verdict.ClassTransient, 0),
 			[]string{"quota backoff: none → 1m doubling", "persisted: nothing → lastQuotaRefreshError"}},
-		{"usage 429 made auth_expired", core.Failure{Source: core.SourceUsage, Status: 429}, v(core.ClassRateLimited, 0), v(core.ClassAuthExpired, 0),
+		{"usage 429 made auth_expired", verdict.Failure{Source: verdict.SourceUsage, Status: 429}, v(verdict.ClassRateLimited, 0), v(verdict.ClassAuthExpired, 0),
 			[]string{"quota backoff: 1m doubling → 5m", "persisted: lastQuotaRefreshError → lastQuotaRefreshError (if the retry fails)", "forced refresh and retry: no → yes"}},
-		{"messages 500 made rate limited with a wait", core.Failure{Source: core.SourceMessages, Status: 500}, v(core.ClassTransient, 0), v(core.ClassRateLimited, 30*time.Second),
+		{"messages 500 made rate limited with a wait", verdict.Failure{Source: verdict.SourceMessages, Status: 500}, v(verdict.ClassTransient, 0), v(verdict.ClassRateLimited, 30*time.Second),
 			[]string{"fallback: no → yes", "quota probe before moving: no → yes", "retry-after: 0 → 30s"}},
 	}
 	for _, tc := range tests {

@@ -6,7 +6,7 @@
 // classifies a built-in corpus of realistic upstream failures (corpus.json:
 // every row of the classification table) plus the author's own cases
 // ([ParseCases]). For each it reports the built-in verdict, the plugin's,
-// the consequences that would differ (core.EffectOf and the backoff
+// the consequences that would differ (verdict.EffectOf and the backoff
 // schedules), and any fault with its kind; a fault, a rejected plugin or
 // an unmet expectation fails the check. Reports are a table, JSON, or
 // JUnit XML (conformance/junit).

@@ -1,8 +1,6 @@
-package core
+package secret
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"regexp"
 	"strings"
 	"sync"
@@ -97,9 +95,4 @@ func redactMatch(m string) string {
 		return "Bearer " + redactedSecret
 	}
 	return redactedSecret
-}
-
-func sha256Hex(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])
 }

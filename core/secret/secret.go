@@ -1,6 +1,8 @@
-package core
+package secret
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"log/slog"
 
 	json "github.com/goccy/go-json"
@@ -14,7 +16,7 @@ import (
 //
 // MarshalJSON writes the real value because the state file must hold it.
 // RPC results therefore use view types that have no Secret fields at all
-// (see [AccountView]); a test plants tokens and greps every output.
+// (core.AccountView); a test plants tokens and greps every output.
 type Secret string
 
 const redactedSecret = "[redacted]"
@@ -45,5 +47,6 @@ func (s Secret) Fingerprint() string {
 	if s == "" {
 		return ""
 	}
-	return sha256Hex(string(s))[:16]
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])[:16]
 }

@@ -1,12 +1,18 @@
-package core
+package verdict
 
 import (
+	"errors"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/millis"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
+
+// testStart anchors Retry-After dates.
+var testStart = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 
 // TestClassifyBuiltin_table checks every row of the classification table of
 // docs/BEHAVIOUR.md §4: the verdict and the effects it implies.
@@ -131,5 +137,16 @@ func TestBackoffSchedules(t *testing.T) {
 	}
 	for _, tc := range quota {
 		assert.Equal(t, tc.want, QuotaBackoffDelay(tc.kind, tc.count), "kind %d count %d", tc.kind, tc.count)
+	}
+}
+
+func TestVerdictUnmarshal_retryAfterRange(t *testing.T) {
+	var v Verdict
+	require.NoError(t, v.UnmarshalJSON([]byte(`{"class":"rate_limited","retryAfterMs":1500}`)))
+	assert.Equal(t, 1500*time.Millisecond, v.RetryAfter)
+	for _, bad := range []string{`{"class":"rate_limited","retryAfterMs":-1}`, `{"class":"rate_limited","retryAfterMs":9223372036855}`} {
+		var w Verdict
+		var re *millis.RangeError
+		assert.True(t, errors.As(w.UnmarshalJSON([]byte(bad)), &re), bad)
 	}
 }

@@ -1,4 +1,4 @@
-package core
+package millis
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestMillisDuration(t *testing.T) {
+func TestDuration(t *testing.T) {
 	cases := []struct {
 		name     string
 		ms       int64
@@ -23,15 +23,15 @@ func TestMillisDuration(t *testing.T) {
 		{"at max", 1000, 0, 1000, time.Second, false},
 		{"above max", 1001, 0, 1000, 0, true},
 		{"below min", -1, 0, 1000, 0, true},
-		{"largest convertible", MaxMillis, 0, math.MaxInt64, time.Duration(MaxMillis) * time.Millisecond, false},
-		{"would overflow", MaxMillis + 1, 0, math.MaxInt64, 0, true},
+		{"largest convertible", Max, 0, math.MaxInt64, time.Duration(Max) * time.Millisecond, false},
+		{"would overflow", Max + 1, 0, math.MaxInt64, 0, true},
 		{"negative allowed", -5, -10, 10, -5 * time.Millisecond, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := MillisDuration("f", c.ms, c.min, c.max)
+			got, err := Duration("f", c.ms, c.min, c.max)
 			if c.wantErr {
-				var re *MillisRangeError
+				var re *RangeError
 				require.True(t, errors.As(err, &re), "err = %v", err)
 				assert.Equal(t, "f", re.Field)
 				assert.Equal(t, c.ms, re.Value)
@@ -41,16 +41,5 @@ func TestMillisDuration(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, c.want, got)
 		})
-	}
-}
-
-func TestVerdictUnmarshal_retryAfterRange(t *testing.T) {
-	var v Verdict
-	require.NoError(t, v.UnmarshalJSON([]byte(`{"class":"rate_limited","retryAfterMs":1500}`)))
-	assert.Equal(t, 1500*time.Millisecond, v.RetryAfter)
-	for _, bad := range []string{`{"class":"rate_limited","retryAfterMs":-1}`, `{"class":"rate_limited","retryAfterMs":9223372036855}`} {
-		var w Verdict
-		var re *MillisRangeError
-		assert.True(t, errors.As(w.UnmarshalJSON([]byte(bad)), &re), bad)
 	}
 }

@@ -1,8 +1,10 @@
-package core
+package verdict
 
 import (
 	"bytes"
 	"context"
+	"github.com/acctpool/acctpool/core/millis"
+	json "github.com/goccy/go-json"
 	"math"
 	"net/http"
 	"strconv"
@@ -179,4 +181,31 @@ func ParseRetryAfter(value string, now time.Time) time.Duration {
 		return 0
 	}
 	return (d + time.Second - 1).Truncate(time.Second)
+}
+
+type verdictWire struct {
+	Class        Class  `json:"class"`
+	RetryAfterMs int64  `json:"retryAfterMs,omitempty"`
+	Reason       string `json:"reason"`
+	DecidedBy    string `json:"decidedBy"`
+}
+
+// MarshalJSON writes RetryAfter as retryAfterMs.
+func (v Verdict) MarshalJSON() ([]byte, error) {
+	return json.Marshal(verdictWire{v.Class, v.RetryAfter.Milliseconds(), v.Reason, v.DecidedBy})
+}
+
+// UnmarshalJSON reads retryAfterMs into RetryAfter; a negative or
+// overflowing value is an error (millis.Duration), never a wrapped duration.
+func (v *Verdict) UnmarshalJSON(b []byte) error {
+	var w verdictWire
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	d, err := millis.Duration("retryAfterMs", int64(w.RetryAfterMs), 0, millis.Max)
+	if err != nil {
+		return err
+	}
+	*v = Verdict{Class: w.Class, RetryAfter: d, Reason: w.Reason, DecidedBy: w.DecidedBy}
+	return nil
 }

@@ -1,6 +1,4 @@
-package core
-
-import "slices"
+package verdict
 
 // RefreshBackoffKind is how a failure arms refresh backoff.
 type RefreshBackoffKind int
@@ -46,7 +44,7 @@ type Effect struct {
 	// quota error is persisted only if the retry fails too.
 	RefreshAndRetry bool
 	// Fallback moves a replayable request to the next routable account
-	// (messages only; fallbackOn narrows or widens it, see [effectFor]).
+	// (messages only; fallbackOn narrows or widens it, see core.effectFor).
 	Fallback bool
 	// ProbeQuota asks for a fresh usage poll of the account before the
 	// request moves: it confirms main's exhaustion (which opens API-key
@@ -103,19 +101,3 @@ var effects = map[effectKey]Effect{
 // the report plan decides what follows (a request that cannot be replayed
 // never moves).
 func EffectOf(source Source, v Verdict) Effect { return effects[effectKey{source, v.Class}] }
-
-// effectFor is the row for a failure under the user's settings: a messages
-// failure moves a request only when its row says so and its status is in
-// fallbackOn (or the stream opened with rate_limit_error); a status the
-// user added beyond the defaults always moves, since that is what they
-// asked for (upstream moves on any listed status). This is the one place
-// where a status code meets the effects (BEHAVIOUR.md §4.2).
-func effectFor(s Settings, f Failure, v Verdict) Effect {
-	eff := EffectOf(f.Source, v)
-	if f.Source != SourceMessages {
-		return eff
-	}
-	listed := slices.Contains(s.FallbackOn, f.Status)
-	eff.Fallback = (eff.Fallback && (listed || f.StreamRateLimit)) || (listed && !slices.Contains(DefaultFallbackOn, f.Status))
-	return eff
-}

@@ -80,6 +80,9 @@ func (s *Store) backendCurrent(ctx context.Context) (*Snapshot, bool, error) {
 	if cur != nil && curGen == gen && curB == bgen {
 		return cur, false, nil
 	}
+	if mustWait(ctx) {
+		return nil, false, ErrWouldWait
+	}
 	snap, err := s.Load(ctx)
 	if err != nil {
 		return nil, false, err
@@ -198,6 +201,9 @@ func (e *Engine) backendStickyLoaded(ctx context.Context) error {
 	}
 	ver := c.ver
 	c.mu.Unlock()
+	if mustWait(ctx) {
+		return ErrWouldWait
+	}
 	doc, err := e.store.backend.LoadRouting(ctx)
 	if err != nil {
 		return err

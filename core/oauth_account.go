@@ -117,6 +117,9 @@ func fallbackAccount(a *Account, e *Engine) oauthAccount {
 // one process call the endpoint. inQuotaPass also records a failure as the
 // account's quota error, as upstream's quota recorder does.
 func (e *Engine) refresh(ctx context.Context, id string, force, inQuotaPass bool) (oauthAccount, error) {
+	if mustWait(ctx) {
+		return oauthAccount{}, ErrWouldWait
+	}
 	var out oauthAccount
 	ran := false
 	err := e.singleFlight(ctx, "refresh:"+id, func() error {

@@ -232,6 +232,9 @@ func (s *Store) current(ctx context.Context) (snap *Snapshot, reloaded bool, err
 	if cur != nil && curGen == gen && recentlyChecked(checked, wall) {
 		return cur, false, nil
 	}
+	if mustWait(ctx) {
+		return nil, false, ErrWouldWait
+	}
 	cfi, err := stampOf(s.paths.Config)
 	if err != nil {
 		return nil, false, err

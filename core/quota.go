@@ -76,6 +76,9 @@ func (e *Engine) fetchQuota(ctx context.Context, id string) (*QuotaSnapshot, err
 // fetched is false when the answer is the cached snapshot because another
 // process holds the lock (and the snapshot is fresh).
 func (e *Engine) pollQuota(ctx context.Context, id string) (q *QuotaSnapshot, fetched bool, err error) {
+	if mustWait(ctx) {
+		return nil, false, ErrWouldWait
+	}
 	ran := false
 	err = e.singleFlight(ctx, "quota:"+id, func() error {
 		var ferr error

@@ -87,6 +87,13 @@ func newRouteOpts(attempted []string) routeOpts {
 // snapshots that are due; a sticky session whose assignment still holds is
 // answered from memory without reading any file.
 func (e *Engine) Select(ctx context.Context, req SelectRequest) (*Route, error) {
+	r, err := e.selectRoute(ctx, req)
+	return e.issued(r), err
+}
+
+// selectRoute is Select without the ticket: the one selection Select and
+// TrySelect run.
+func (e *Engine) selectRoute(ctx context.Context, req SelectRequest) (*Route, error) {
 	snap, err := e.routeSnapshot(ctx)
 	if err != nil {
 		return nil, err
@@ -98,7 +105,7 @@ func (e *Engine) Select(ctx context.Context, req SelectRequest) (*Route, error) 
 	} else {
 		r, err = e.selectOrdered(ctx, snap, req, o)
 	}
-	return e.issued(r), err
+	return r, err
 }
 
 // stickyApplies reports whether req is routed sticky-balanced: the mode is

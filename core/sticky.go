@@ -257,6 +257,9 @@ type stickyCache struct {
 	ver     uint64     // counts replacements of file
 	ops     []stickyOp // changes not written yet, in order
 	armed   bool       // a write-behind flush is scheduled
+	// dropped counts the queued changes dropped over maxQueued since the
+	// last write attempt, which names them in one warning.
+	dropped int
 	// prunedAt is when expired assignments were last dropped in memory.
 	prunedAt time.Time
 }
@@ -282,9 +285,9 @@ func replaySticky(f *stickyFile, ops []stickyOp) {
 // stickyLoaded makes sure the cached routing state is the file's current
 // version (one stat at most every externalRecheck, a read only when
 // another process wrote it), with our unwritten changes on top.
-func (e *Engine) stickyLoaded() error {
+func (e *Engine) stickyLoaded(ctx context.Context) error {
 	if e.store.backend != nil {
-		return e.backendStickyLoaded(context.Background())
+		return e.backendStickyLoaded(context.WithoutCancel(ctx))
 	}
 	path := e.store.Paths().RoutingState
 	c := &e.router().sticky
@@ -296,6 +299,9 @@ func (e *Engine) stickyLoaded() error {
 	}
 	has, old, ver := c.file != nil, c.fi, c.ver
 	c.mu.Unlock()
+	if mustWait(ctx) {
+		return ErrWouldWait
+	}
 	fi, err := stampOf(path)
 	if err != nil {
 		return err
@@ -323,8 +329,8 @@ func (e *Engine) stickyLoaded() error {
 }
 
 // stickyLookup returns a copy of the session's assignment.
-func (e *Engine) stickyLookup(key [32]byte) (stickyAssignment, bool, error) {
-	if err := e.stickyLoaded(); err != nil {
+func (e *Engine) stickyLookup(ctx context.Context, key [32]byte) (stickyAssignment, bool, error) {
+	if err := e.stickyLoaded(ctx); err != nil {
 		return stickyAssignment{}, false, err
 	}
 	c := &e.router().sticky
@@ -342,8 +348,11 @@ func (e *Engine) stickyLookup(key [32]byte) (stickyAssignment, bool, error) {
 // interval later; at once when the store writes through). fn runs under
 // the cache's mutex and must do no I/O.
 func (e *Engine) updateSticky(ctx context.Context, key [32]byte, fn func(f *stickyFile, now time.Time) (bool, error)) error {
-	if err := e.stickyLoaded(); err != nil {
+	if err := e.stickyLoaded(ctx); err != nil {
 		return err
+	}
+	if e.store.interval < 0 && mustWait(ctx) {
+		return ErrWouldWait // the change would be written at once
 	}
 	c := &e.router().sticky
 	c.mu.Lock()
@@ -368,8 +377,10 @@ func (e *Engine) updateSticky(ctx context.Context, key [32]byte, fn func(f *stic
 	}
 	c.ops = append(c.ops, stickyOp{key: key, a: rec})
 	if extra := len(c.ops) - maxQueued; extra > 0 {
-		// Only a flush that keeps failing gets here; see maxQueued.
+		// A flush that keeps failing, or more new sessions in one
+		// write-behind interval than the cap; see maxQueued.
 		c.ops = append(c.ops[:0:0], c.ops[extra:]...)
+		c.dropped += extra
 	}
 	c.file.evictInMemory()
 	through := e.store.interval < 0
@@ -412,9 +423,15 @@ func (e *Engine) flushSticky(ctx context.Context) error {
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 	c.mu.Lock()
-	ops := c.ops
-	c.ops = nil
+	ops, dropped := c.ops, c.dropped
+	c.ops, c.dropped = nil, 0
 	c.mu.Unlock()
+	if dropped > 0 {
+		// One warning per burst: the drops since the last write attempt,
+		// which comes at most one interval after the first of them.
+		e.log.Warn("sticky assignments dropped before they were written: more changes queued than the cap",
+			"dropped", dropped, "cap", maxQueued, "path", e.store.Paths().RoutingState)
+	}
 	if len(ops) == 0 {
 		return nil
 	}
@@ -563,7 +580,7 @@ func (e *Engine) selectSticky(ctx context.Context, snap *Snapshot, req SelectReq
 // stickyFast answers from memory when the session's assignment holds and
 // nothing needs fetching; ok is false when the slow path must run.
 func (e *Engine) stickyFast(ctx context.Context, snap *Snapshot, req SelectRequest, o routeOpts, key [32]byte) (*Route, error, bool) {
-	a, found, err := e.stickyLookup(key)
+	a, found, err := e.stickyLookup(ctx, key)
 	if err != nil {
 		return nil, err, true
 	}
@@ -610,6 +627,9 @@ func (e *Engine) stickySlow(ctx context.Context, req SelectRequest, o routeOpts,
 			return nil, err
 		}
 		routes, notRoutes := stickyRoutes(snap, creds, req.Model, e.now())
+		if stickyWouldRefresh(ctx, routes) {
+			return nil, ErrWouldWait
+		}
 		res, err := e.stickyResolve(ctx, snap, routes, req, o, key)
 		if err != nil {
 			return nil, err

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"github.com/acctpool/acctpool/core/secret"
@@ -117,6 +118,6 @@ func (e *Engine) routeIsSticky(snap *Snapshot, r Route, t *routeTicket) bool {
 	if t != nil {
 		return t.sticky
 	}
-	a, found, err := e.stickyLookup(sessionKey(r.SessionID))
+	a, found, err := e.stickyLookup(context.Background(), sessionKey(r.SessionID))
 	return err == nil && found && a.AccountID == r.AccountID
 }

@@ -39,6 +39,14 @@ func (f *inflight) start(parent context.Context, id jsonrpc2.ID) (ctx context.Co
 	return ctx, true
 }
 
+// running reports whether a request with id is still running.
+func (f *inflight) running(id jsonrpc2.ID) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.reqs[id]
+	return ok
+}
+
 // finish unregisters id and reports whether the handler still owes the
 // reply (false when a cancel has answered already). The caller sends that
 // reply, then calls done.

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gojson "github.com/goccy/go-json"
@@ -31,6 +32,32 @@ type method struct {
 	// cancel. The others are cheap and answered inline, on the read
 	// goroutine, in order.
 	async bool
+	// try, when set on an async method, is its no-wait form: it runs
+	// inline on the read goroutine and either answers or hands back the
+	// call to run on the async lane (see tryWith).
+	try tryFunc
+}
+
+// tryFunc is the no-wait form of an async method. It answers (res, err)
+// when it can without waiting; otherwise it returns a non-nil full, the
+// call to run on the async lane with the params already decoded.
+type tryFunc func(s *Server, params []byte) (res any, err error, full func(ctx context.Context) (any, error))
+
+// tryWith adapts a typed no-wait handler and its full form to a tryFunc:
+// params are decoded and checked once (an invalid request is answered
+// inline), try answers when it can (ok), and otherwise full runs on the
+// async lane with the same params.
+func tryWith[P any](try func(s *Server, p *P) (res any, err error, ok bool), full func(ctx context.Context, s *Server, p *P) (any, error)) tryFunc {
+	return func(s *Server, raw []byte) (any, error, func(context.Context) (any, error)) {
+		p, err := decodeChecked[P](raw)
+		if err != nil {
+			return nil, err, nil
+		}
+		if res, err, ok := try(s, p); ok {
+			return res, err, nil
+		}
+		return nil, nil, func(ctx context.Context) (any, error) { return full(ctx, s, p) }
+	}
 }
 
 func methodNames(table map[string]method) []string {
@@ -44,7 +71,13 @@ func methodNames(table map[string]method) []string {
 
 // Handle implements jsonrpc2.Handler. It runs on the connection's read
 // goroutine, so it must not block: it answers lifecycle, cancellation and
-// cheap methods inline and hands the rest to a goroutine each.
+// cheap methods inline and hands the rest to a goroutine each. An async
+// method with a no-wait form (route/select) is answered inline when that
+// form can answer without waiting, and handed off only when it cannot:
+// a worker on another thread costs more than a selection from memory.
+// Either way a request is answered once; an inline answer is written
+// before the next message is read, so it cannot be cancelled (there is
+// nothing left to cancel) and it never overtakes an earlier inline one.
 func (s *Server) Handle(ctx context.Context, conn *jsonrpc2.Conn, req *jsonrpc2.Request) {
 	s.conn.CompareAndSwap(nil, conn)
 	if req.Notif {
@@ -75,16 +108,31 @@ func (s *Server) Handle(ctx context.Context, conn *jsonrpc2.Conn, req *jsonrpc2.
 		s.sendResult(req.ID, res, err)
 		return
 	}
-	rctx, ok := s.inflight.start(s.ctx, req.ID)
-	if !ok {
-		s.sendResult(req.ID, nil, fmt.Errorf("%w: a request with id %s is still running", errInvalidRequest, req.ID))
+	if s.inflight.running(req.ID) {
+		s.sendResult(req.ID, nil, errDuplicateID(req.ID))
 		return
 	}
+	call := func(ctx context.Context) (any, error) { return m.call(ctx, s, params) }
+	if m.try != nil {
+		res, err, full := s.tryInline(req.Method, m.try, params)
+		if full == nil {
+			s.counts.inline.Add(1)
+			s.sendResult(req.ID, res, err)
+			return
+		}
+		call = full
+	}
+	rctx, ok := s.inflight.start(s.ctx, req.ID)
+	if !ok {
+		s.sendResult(req.ID, nil, errDuplicateID(req.ID))
+		return
+	}
+	s.counts.async.Add(1)
 	done := make(chan struct{})
 	s.workers.run(func() {
 		defer close(done)
 		defer s.inflight.done()
-		res, err := s.invoke(rctx, req.Method, m, params)
+		res, err := s.invokeCall(rctx, req.Method, call)
 		if s.inflight.finish(req.ID) {
 			s.sendResult(req.ID, res, err)
 		}
@@ -202,13 +250,45 @@ func (s *Server) handleNotification(req *jsonrpc2.Request) {
 
 // invoke runs one handler and turns a panic into an internal error.
 func (s *Server) invoke(ctx context.Context, name string, m method, params []byte) (res any, err error) {
+	return s.invokeCall(ctx, name, func(ctx context.Context) (any, error) { return m.call(ctx, s, params) })
+}
+
+// invokeCall runs call and turns a panic into an internal error.
+func (s *Server) invokeCall(ctx context.Context, name string, call func(context.Context) (any, error)) (res any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("handler panicked", "method", name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			res, err = nil, fmt.Errorf("%w: %s failed unexpectedly", errInternal, name)
+			res, err = nil, s.panicked(name, r)
 		}
 	}()
-	return m.call(ctx, s, params)
+	return call(ctx)
+}
+
+// tryInline runs a method's no-wait form, turning a panic into an
+// internal error answered inline.
+func (s *Server) tryInline(name string, try tryFunc, params []byte) (res any, err error, full func(context.Context) (any, error)) {
+	defer func() {
+		if r := recover(); r != nil {
+			res, err, full = nil, s.panicked(name, r), nil
+		}
+	}()
+	return try(s, params)
+}
+
+func (s *Server) panicked(name string, r any) error {
+	s.log.Error("handler panicked", "method", name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	return fmt.Errorf("%w: %s failed unexpectedly", errInternal, name)
+}
+
+func errDuplicateID(id jsonrpc2.ID) error {
+	return fmt.Errorf("%w: a request with id %s is still running", errInvalidRequest, id)
+}
+
+// laneCounts counts the requests of async methods by the lane that
+// answered them: inline (their no-wait form answered on the read
+// goroutine) or async (handed to a worker). Tests read them to see which
+// lane a call took without timing anything.
+type laneCounts struct {
+	inline, async atomic.Int64
 }
 
 // sendResult writes the response for id. Results are encoded with

@@ -41,7 +41,7 @@ func methodTable(manualClock bool) map[string]method {
 		"quota/refreshDue": {call: with(quotaRefreshDue), async: true},
 		"quota/observe":    {call: with(quotaObserve), async: true},
 
-		"route/select": {call: with(routeSelect), async: true},
+		"route/select": {call: with(routeSelect), async: true, try: tryWith(routeTrySelect, routeSelect)},
 		"route/report": {call: with(routeReport), async: true},
 
 		"errors/classify": {call: with(errorsClassify), async: true},
@@ -255,6 +255,17 @@ type selectParams core.SelectRequest
 
 func routeSelect(ctx context.Context, s *Server, p *selectParams) (any, error) {
 	return s.eng.Select(ctx, core.SelectRequest(*p))
+}
+
+// routeTrySelect answers route/select inline when the engine can select
+// from memory; a selection that must poll, refresh, lock or read a file
+// goes to the async lane (ok false).
+func routeTrySelect(s *Server, p *selectParams) (any, error, bool) {
+	r, err := s.eng.TrySelect(core.SelectRequest(*p))
+	if errors.Is(err, core.ErrWouldWait) {
+		return nil, nil, false
+	}
+	return r, err, true
 }
 
 type reportParams core.ReportRequest

@@ -81,6 +81,7 @@ type Server struct {
 	served  atomic.Bool
 
 	workers     workerPool
+	counts      laneCounts
 	lingerTimer *time.Timer // read goroutine only
 
 	// pass runs one background pass; tests replace it.

@@ -1,0 +1,66 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+)
+
+// ErrWouldWait is TrySelect's answer when the selection cannot be made
+// from memory: a quota poll or a token refresh is due, a lock would be
+// taken, or a file must be looked at or read. The caller then runs
+// [Engine.Select], which does that work.
+var ErrWouldWait = errors.New("selection must wait for a poll, a refresh, a lock or a file")
+
+// noWaitKey marks a context whose selection must not wait (TrySelect).
+type noWaitKey struct{}
+
+// noWait records that a no-wait selection reached a step that would wait.
+// The step refuses and the selection's answer is thrown away, even when
+// the code on the way swallowed the refusal.
+type noWait struct{ waited atomic.Bool }
+
+// mustWait reports whether ctx belongs to a no-wait selection, and if so
+// records that the step asking would have waited: every step that polls,
+// refreshes, takes a lock or touches a file asks it first, before any
+// side effect, and returns ErrWouldWait when it answers true.
+func mustWait(ctx context.Context) bool {
+	nw, _ := ctx.Value(noWaitKey{}).(*noWait)
+	if nw == nil {
+		return false
+	}
+	nw.waited.Store(true)
+	return true
+}
+
+// TrySelect is [Engine.Select] for a caller that must not wait (the RPC
+// server's read goroutine): it answers from the in-memory snapshot when
+// the selection needs no quota poll, no token refresh, no lock and no
+// file (not even the periodic look at the files' stamps), and returns
+// ErrWouldWait otherwise, having changed nothing. An answer is the one
+// Select would give at that moment, ticket included; it runs the same
+// selection code, so the two cannot drift apart.
+func (e *Engine) TrySelect(req SelectRequest) (*Route, error) {
+	nw := &noWait{}
+	ctx := context.WithValue(context.Background(), noWaitKey{}, nw)
+	r, err := e.selectRoute(ctx, req)
+	if nw.waited.Load() {
+		return nil, ErrWouldWait
+	}
+	return e.issued(r), err
+}
+
+// stickyWouldRefresh reports, for a no-wait selection, whether resolving a
+// sticky session could end in a token refresh: the resolution changes the
+// routing state first, so it must not start when it cannot finish.
+func stickyWouldRefresh(ctx context.Context, routes []stickyRoute) bool {
+	if ctx.Value(noWaitKey{}) == nil {
+		return false
+	}
+	for i := range routes {
+		if routes[i].needsToken() {
+			return mustWait(ctx)
+		}
+	}
+	return false
+}

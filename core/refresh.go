@@ -277,7 +277,7 @@ func (e *Engine) rotateFallback(ctx context.Context, id string, before tokenPair
 	now = e.now()
 	var pair AccountState
 	applyGrant(&pair, grant, used, now)
-	if err := res.writeJournal(a.ID, pair); err != nil {
+	if err := res.writeJournal(a.ID, pair, used); err != nil {
 		e.log.Warn("rotated tokens not journaled; saving them directly", "account", a.ID, "err", err)
 	}
 	// From the answer to here a kill loses the account; afterwards the

@@ -139,12 +139,10 @@ func NewStore(opts StoreOptions) (*Store, error) {
 	if s.afterFunc == nil {
 		s.afterFunc = systemAfterFunc
 	}
-	if s.backend != nil {
-		return s, nil
-	}
 	// Temporary files our writers left when they were killed mid-save are
 	// full copies of the tokens, or the journal of a rotation that was not
-	// saved yet: adopt what is newer than the disk, then remove them.
+	// saved yet: adopt what is newer than the disk (or the backend), then
+	// remove them.
 	ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
 	defer cancel()
 	if _, err := s.salvageTemps(ctx); err != nil {

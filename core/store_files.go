@@ -79,7 +79,15 @@ type stateReservation struct {
 // cannot take the save: the caller must not consume the refresh token.
 func (s *Store) reserveState() (*stateReservation, error) {
 	if s.backend != nil {
-		return nil, nil // no disk to fill: the save is the lock's commit
+		// The save is the lock's commit: no state file to fill. The
+		// journal still goes to this machine's own disk, beside where the
+		// state file would be, so that a process killed between the
+		// answer and the commit leaves the pair behind (BEHAVIOUR.md §1.8).
+		j, err := atomicfile.Reserve(s.paths.State, journalRoom)
+		if err != nil {
+			return nil, err
+		}
+		return &stateReservation{journal: j}, nil
 	}
 	size := int64(0)
 	if fi, err := os.Stat(s.paths.State); err == nil {
@@ -100,15 +108,25 @@ func (s *Store) reserveState() (*stateReservation, error) {
 	return &stateReservation{r: r, keep: keep, journal: j}, nil
 }
 
+// journalReplaces is the key of a journal's binding: account id → the
+// fingerprint of the refresh token its pair replaces.
+const journalReplaces = "replaces"
+
 // writeJournal makes the rotated pair of account id durable at once, in
 // the reserved journal file, before the save waits for the state lock: a
 // process killed from here on leaves the pair in a temporary file that the
-// next store salvages (see salvageTemps).
-func (r *stateReservation) writeJournal(id string, pair AccountState) error {
-	if r == nil {
+// next store salvages (see salvageTemps). The journal names the refresh
+// token the pair replaces (used, by fingerprint), so that it is only ever
+// applied over that token, never over a later rotation or a new login.
+func (r *stateReservation) writeJournal(id string, pair AccountState, used Secret) error {
+	if r == nil || r.journal == nil {
 		return nil
 	}
-	data, err := encodeFile(&StateFile{Version: 1, Accounts: map[string]*AccountState{id: &pair}})
+	binding, err := json.Marshal(map[string]string{id: used.Fingerprint()})
+	if err != nil {
+		return err
+	}
+	data, err := encodeFile(&StateFile{Version: 1, Accounts: map[string]*AccountState{id: &pair}, Extra: Extra{journalReplaces: binding}})
 	if err != nil {
 		return err
 	}
@@ -129,7 +147,9 @@ func (r *stateReservation) keepJournal() *atomicfile.Reservation {
 // abort gives the reserved space back and removes the journal; nil-safe.
 func (r *stateReservation) abort() {
 	if r != nil {
-		r.r.Abort()
+		if r.r != nil {
+			r.r.Abort()
+		}
 		if r.journal != nil {
 			r.journal.Abort()
 		}
@@ -138,42 +158,60 @@ func (r *stateReservation) abort() {
 
 // salvageTemps reads the state-file temporaries of dead writers (a
 // rotation's journal, or a whole state written but not renamed), adopts
-// from them every rotated pair newer than the disk's (a later
-// lastRefreshedAt and other tokens), and then removes them. Temporaries of
-// the config and routing files are removed. It returns the accounts whose
-// tokens it restored. Nothing is removed when the adoption cannot be
-// saved.
+// from them every rotated pair that replaces what the store holds (see
+// adoptSalvaged), and then removes them. Temporaries of the config and
+// routing files are removed. It returns the accounts whose tokens it
+// restored. Nothing is removed when the adoption cannot be saved.
+//
+// On a backend the temporaries are this machine's journals, kept beside
+// where its state file would be; only journals bound to the token they
+// replace are adopted, into the backend.
 func (s *Store) salvageTemps(ctx context.Context) ([]string, error) {
-	if s.backend != nil {
-		return nil, nil
-	}
-	for _, p := range []string{s.paths.Config, s.paths.RoutingState} {
-		removed, err := atomicfile.RemoveStale(p)
-		if err != nil {
-			s.logger.Warn("look for stale temporary files", "path", p, "err", err)
-		}
-		for _, r := range removed {
-			s.logger.Info("removed a temporary file left by a killed writer", "path", r)
+	if s.backend == nil {
+		for _, p := range []string{s.paths.Config, s.paths.RoutingState} {
+			removed, err := atomicfile.RemoveStale(p)
+			if err != nil {
+				s.logger.Warn("look for stale temporary files", "path", p, "err", err)
+			}
+			for _, r := range removed {
+				s.logger.Info("removed a temporary file left by a killed writer", "path", r)
+			}
 		}
 	}
 	stale, err := atomicfile.Stale(s.paths.State)
 	if err != nil || len(stale) == 0 {
 		return nil, err
 	}
-	var found []*StateFile
+	type salvaged struct {
+		st       StateFile
+		replaces map[string]string // account → fingerprint; nil: unbound
+	}
+	var found []salvaged
 	for _, p := range stale {
-		var st StateFile
-		if data, err := os.ReadFile(p); err == nil && json.Unmarshal(data, &st) == nil {
-			found = append(found, &st)
+		var f salvaged
+		data, err := os.ReadFile(p)
+		if err != nil || json.Unmarshal(data, &f.st) != nil {
+			continue
 		}
+		if raw, ok := f.st.Extra[journalReplaces]; ok && json.Unmarshal(raw, &f.replaces) != nil {
+			continue
+		}
+		if s.backend != nil && f.replaces == nil {
+			continue // not a journal of ours: nothing to adopt into a backend
+		}
+		found = append(found, f)
 	}
 	var restored []string
 	if len(found) > 0 {
 		if _, err := s.UpdateState(ctx, func(st *StateFile) error {
 			restored = restored[:0]
 			for _, f := range found {
-				for id, a := range f.Accounts {
-					if d := st.Accounts[id]; d != nil && a != nil && adoptSalvaged(d, a) {
+				for id, a := range f.st.Accounts {
+					fp, bound := f.replaces[id]
+					if f.replaces != nil && !bound {
+						continue
+					}
+					if d := st.Accounts[id]; d != nil && a != nil && adoptSalvaged(d, a, fp, bound) {
 						restored = append(restored, id)
 					}
 				}
@@ -195,10 +233,20 @@ func (s *Store) salvageTemps(ctx context.Context) ([]string, error) {
 }
 
 // adoptSalvaged takes the tokens of a salvaged entry into d when they are a
-// later rotation than d's. A refresh error bound to the token they replace
-// goes with it.
-func adoptSalvaged(d, a *AccountState) bool {
-	if a.Refresh == "" || a.Refresh == d.Refresh || a.LastRefreshedAt <= d.LastRefreshedAt {
+// later rotation than d's: for a journal bound to the refresh token it
+// replaces (bound, fingerprint replaces), when d still holds that token;
+// for an unbound temporary (a whole state file not renamed), when its
+// lastRefreshedAt is later. A refresh error bound to the token they
+// replace goes with it (an invalid_grant a survivor got for the consumed
+// token is healed by the pair that consumed it).
+func adoptSalvaged(d, a *AccountState, replaces string, bound bool) bool {
+	if a.Refresh == "" || a.Refresh == d.Refresh {
+		return false
+	}
+	if bound && d.Refresh.Fingerprint() != replaces {
+		return false
+	}
+	if !bound && a.LastRefreshedAt <= d.LastRefreshedAt {
 		return false
 	}
 	if e := d.LastRefreshError; e != nil && (e.RefreshTokenFingerprint == "" || e.RefreshTokenFingerprint == d.Refresh.Fingerprint()) {

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acctpool/acctpool/cmd/stdio-server/internal/stdioclient"
+	"github.com/acctpool/acctpool/internal/stdioclient"
 	"github.com/acctpool/acctpool/internal/syncbuf"
 )
 

@@ -347,7 +347,7 @@ func TestLockAccount_saveCommitsWithRelease(t *testing.T) {
 const childEnv = "ACCTPOOL_PGSTORE_TEST_CHILD"
 
 func runChild() {
-	var args struct{ Mode, Conn, Key, Account, Server string }
+	var args struct{ Mode, Conn, Key, Account, Server, Dir string }
 	if err := json.Unmarshal([]byte(os.Getenv(childEnv)), &args); err != nil {
 		fmt.Println("bad args")
 		os.Exit(2)
@@ -362,6 +362,10 @@ func runChild() {
 	if err != nil {
 		fmt.Println(err)
 		os.Exit(2)
+	}
+	if args.Mode == "refresh" {
+		refreshOnce(ctx, s, args.Dir, args.Account, args.Server)
+		os.Exit(0)
 	}
 	if args.Mode == "rotate" {
 		fmt.Println("ready")

@@ -40,7 +40,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/acctpool/acctpool/cmd/stdio-server/internal/stdioclient"
+	"github.com/acctpool/acctpool/internal/stdioclient"
 )
 
 func main() {

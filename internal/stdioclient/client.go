@@ -1,7 +1,8 @@
 // Package stdioclient is a small JSON-RPC 2.0 client for a server spawned
 // on pipes, speaking LSP Content-Length or NDJSON framing. The server's
-// tests and the rpcload benchmark use it; it is deliberately independent of
-// package rpc, so it checks the server from the outside.
+// tests, the rpcload benchmark and the multi-server chaos run
+// (internal/chaos) use it; it is deliberately independent of package rpc,
+// so it checks the server from the outside.
 package stdioclient
 
 import (

@@ -11,6 +11,7 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/acctpool/acctpool/core/internal/atomicfile"
+	"github.com/acctpool/acctpool/core/secret"
 )
 
 // readConfig reads the config file (see readConfig), first making sure it
@@ -118,7 +119,7 @@ const journalReplaces = "replaces"
 // next store salvages (see salvageTemps). The journal names the refresh
 // token the pair replaces (used, by fingerprint), so that it is only ever
 // applied over that token, never over a later rotation or a new login.
-func (r *stateReservation) writeJournal(id string, pair AccountState, used Secret) error {
+func (r *stateReservation) writeJournal(id string, pair AccountState, used secret.Secret) error {
 	if r == nil || r.journal == nil {
 		return nil
 	}

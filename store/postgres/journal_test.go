@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/internal/pgtest"
 )
 
@@ -147,9 +148,9 @@ func TestJournal_killBeforeCommit(t *testing.T) {
 			a, ok := snap.Account("fb")
 			require.True(t, ok)
 			if tc.relogin {
-				assert.Equal(t, core.Secret("rt-login"), a.State.Refresh, "a journal bound to a replaced token is not applied")
+				assert.Equal(t, secret.Secret("rt-login"), a.State.Refresh, "a journal bound to a replaced token is not applied")
 			} else {
-				assert.Equal(t, core.Secret(issued), a.State.Refresh, "the journal's pair is in the database")
+				assert.Equal(t, secret.Secret(issued), a.State.Refresh, "the journal's pair is in the database")
 				assert.Nil(t, a.State.LastRefreshError, "the invalid_grant for the consumed token is healed")
 			}
 			left, err := filepath.Glob(filepath.Join(dir, core.StateFileName+".acctpool.*.tmp"))

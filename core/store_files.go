@@ -11,18 +11,19 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/acctpool/acctpool/core/internal/atomicfile"
+	"github.com/acctpool/acctpool/core/record"
 )
 
 // readConfig reads the config file (see readConfig), first making sure it
 // is not readable by others.
-func (s *Store) readConfig() (*ConfigFile, []byte, error) {
+func (s *Store) readConfig() (*record.ConfigFile, []byte, error) {
 	s.tightenMode(s.paths.Config)
 	return readConfig(s.paths.Config)
 }
 
 // readState reads the state file (see readState), first making sure it is
 // not readable by others.
-func (s *Store) readState() (*StateFile, []byte, error) {
+func (s *Store) readState() (*record.StateFile, []byte, error) {
 	s.tightenMode(s.paths.State)
 	return readState(s.paths.State)
 }
@@ -104,11 +105,11 @@ func (s *Store) reserveState() (*stateReservation, error) {
 // the reserved journal file, before the save waits for the state lock: a
 // process killed from here on leaves the pair in a temporary file that the
 // next store salvages (see salvageTemps).
-func (r *stateReservation) writeJournal(id string, pair AccountState) error {
+func (r *stateReservation) writeJournal(id string, pair record.AccountState) error {
 	if r == nil {
 		return nil
 	}
-	data, err := encodeFile(&StateFile{Version: 1, Accounts: map[string]*AccountState{id: &pair}})
+	data, err := encodeFile(&record.StateFile{Version: 1, Accounts: map[string]*record.AccountState{id: &pair}})
 	if err != nil {
 		return err
 	}
@@ -160,16 +161,16 @@ func (s *Store) salvageTemps(ctx context.Context) ([]string, error) {
 	if err != nil || len(stale) == 0 {
 		return nil, err
 	}
-	var found []*StateFile
+	var found []*record.StateFile
 	for _, p := range stale {
-		var st StateFile
+		var st record.StateFile
 		if data, err := os.ReadFile(p); err == nil && json.Unmarshal(data, &st) == nil {
 			found = append(found, &st)
 		}
 	}
 	var restored []string
 	if len(found) > 0 {
-		if _, err := s.UpdateState(ctx, func(st *StateFile) error {
+		if _, err := s.UpdateState(ctx, func(st *record.StateFile) error {
 			restored = restored[:0]
 			for _, f := range found {
 				for id, a := range f.Accounts {
@@ -197,7 +198,7 @@ func (s *Store) salvageTemps(ctx context.Context) ([]string, error) {
 // adoptSalvaged takes the tokens of a salvaged entry into d when they are a
 // later rotation than d's. A refresh error bound to the token they replace
 // goes with it.
-func adoptSalvaged(d, a *AccountState) bool {
+func adoptSalvaged(d, a *record.AccountState) bool {
 	if a.Refresh == "" || a.Refresh == d.Refresh || a.LastRefreshedAt <= d.LastRefreshedAt {
 		return false
 	}

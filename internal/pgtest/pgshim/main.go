@@ -30,7 +30,7 @@ import (
 	json "github.com/goccy/go-json"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/store/postgres"
 )
 
@@ -67,8 +67,8 @@ func run() int {
 		return 1
 	}
 	defer pg.Close()
-	var cfg *core.ConfigFile
-	var st *core.StateFile
+	var cfg *record.ConfigFile
+	var st *record.StateFile
 	if err := readJSON(configPath, &cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "pgshim: import:", err)
 	}
@@ -129,7 +129,7 @@ func run() int {
 // cfgWasGiven reports whether the config is worth writing: the file
 // exists, or the stored config lists accounts (an empty synthesized config
 // is not written where none was given).
-func cfgWasGiven(path string, cfg *core.ConfigFile) bool {
+func cfgWasGiven(path string, cfg *record.ConfigFile) bool {
 	if _, err := os.Stat(path); err == nil {
 		return true
 	}

@@ -28,6 +28,7 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/store/postgres"
 )
 
@@ -158,8 +159,8 @@ func open(ctx context.Context, o options) (*postgres.Store, error) {
 }
 
 func importFiles(ctx context.Context, o options, stdout io.Writer) error {
-	var cfg *core.ConfigFile
-	var st *core.StateFile
+	var cfg *record.ConfigFile
+	var st *record.StateFile
 	if err := readJSON(o.paths.Config, &cfg); err != nil {
 		return err
 	}

@@ -10,7 +10,7 @@ import (
 )
 
 // Backend is a store that keeps the files' content somewhere other than
-// the upstream files: the PostgreSQL store (package store/postgres) shared
+// the upstream files: the PostgreSQL store (package core/pgstore) shared
 // by several machines. A [Store] given one in [StoreOptions] sends every
 // read and write of the accounts, settings, state and sticky routing to
 // it; what stays local is the host's own main-account refresh lock and the

@@ -4,7 +4,7 @@ import "github.com/acctpool/acctpool/core/record"
 
 // This file is the part of the store that does not depend on where the
 // bytes live. The file store and the PostgreSQL store (package
-// store/postgres) read and write the same ConfigFile and StateFile shapes;
+// core/pgstore) read and write the same ConfigFile and StateFile shapes;
 // what a read returns and what a write normalizes and prunes is decided
 // here, once, so the two cannot drift apart.
 

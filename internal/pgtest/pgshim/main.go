@@ -31,7 +31,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/acctpool/acctpool/core/record"
-	"github.com/acctpool/acctpool/store/postgres"
+	"github.com/acctpool/acctpool/core/pgstore"
 )
 
 func main() { os.Exit(run()) }
@@ -56,12 +56,12 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "pgshim:", err)
 		return 1
 	}
-	keys, err := postgres.LoadKeyFile(os.Getenv("PGSHIM_KEY_FILE"))
+	keys, err := pgstore.LoadKeyFile(os.Getenv("PGSHIM_KEY_FILE"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pgshim:", err)
 		return 1
 	}
-	pg, err := postgres.Open(ctx, postgres.Options{ConnString: conn, Keys: keys, NoFollow: true})
+	pg, err := pgstore.Open(ctx, pgstore.Options{ConnString: conn, Keys: keys, NoFollow: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pgshim:", err)
 		return 1

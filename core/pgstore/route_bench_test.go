@@ -1,4 +1,4 @@
-package postgres
+package pgstore
 
 import (
 	"context"
@@ -57,7 +57,7 @@ func benchEngine(tb testing.TB, onPostgres bool, mode string) *core.Engine {
 // BenchmarkRoute measures route/select and route/report (a 200) on both
 // stores, in one run so the ratio is meaningful:
 //
-//	go test ./store/postgres -run '^$' -bench Route -benchtime 2000x
+//	go test ./core/pgstore -run '^$' -bench Route -benchtime 2000x
 func BenchmarkRoute(b *testing.B) {
 	for _, mode := range []string{"ordered", "sticky-balanced"} {
 		for _, store := range []string{"files", "postgres"} {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	json "github.com/goccy/go-json"
 )
@@ -18,13 +19,13 @@ func accountView(snap *Snapshot, a *Account, now time.Time) AccountView {
 	v := AccountView{
 		ID: a.ID, Label: a.Label, Type: a.Type, Enabled: a.IsEnabled(), Order: a.Order,
 		BaseURL: secret.Redact(a.BaseURL), LastUsed: a.State.LastUsed, LastRefreshedAt: a.State.LastRefreshedAt,
-		LastRefreshError: a.State.LastRefreshError.withoutExtra(), LastQuotaError: a.State.LastQuotaRefreshError.withoutExtra(),
-		Quota: a.State.Quota.withoutExtra(), Problem: a.Problem,
+		LastRefreshError: a.State.LastRefreshError.WithoutExtra(), LastQuotaError: a.State.LastQuotaRefreshError.WithoutExtra(),
+		Quota: a.State.Quota.WithoutExtra(), Problem: a.Problem,
 	}
-	if a.Type != AccountOAuth && a.Type != AccountAPI {
-		v.Type = AccountUnknown
+	if a.Type != record.AccountOAuth && a.Type != record.AccountAPI {
+		v.Type = record.AccountUnknown
 	}
-	if a.Type == AccountAPI {
+	if a.Type == record.AccountAPI {
 		v.HasCredential = a.State.APIKey != ""
 	} else {
 		v.HasCredential = a.State.Refresh != ""
@@ -60,9 +61,9 @@ func MainViewOnRecord(snap *Snapshot, now time.Time) AccountView {
 func mainViewOf(snap *Snapshot, c MainCredentials, ok bool, now time.Time) AccountView {
 	m := snap.Main
 	v := AccountView{
-		ID: MainAccountID, Label: "main", Type: AccountOAuth, Main: true, Enabled: true, Order: -1,
+		ID: MainAccountID, Label: "main", Type: record.AccountOAuth, Main: true, Enabled: true, Order: -1,
 		HasCredential: ok && c.Refresh != "", ExpiresAt: c.Expires,
-		LastRefreshError: m.LastRefreshError.withoutExtra(), LastQuotaError: m.LastQuotaAPIError.withoutExtra(), Quota: m.Quota.withoutExtra(),
+		LastRefreshError: m.LastRefreshError.WithoutExtra(), LastQuotaError: m.LastQuotaAPIError.WithoutExtra(), Quota: m.Quota.WithoutExtra(),
 	}
 	sub := mainSubject(snap, c, ok)
 	fillView(&v, snap.Settings, &sub, now)
@@ -134,14 +135,14 @@ func validateSpec(s *AccountSpec) error {
 		problems = append(problems, `"main" is reserved for the host's account`)
 	}
 	switch s.Type {
-	case AccountOAuth:
+	case record.AccountOAuth:
 		if strings.TrimSpace(string(s.Refresh)) == "" {
 			problems = append(problems, "field refresh: an OAuth account needs a refresh token")
 		}
 		if s.BaseURL != "" || s.APIKey != "" {
 			problems = append(problems, "fields baseURL/apiKey belong to API-key routes")
 		}
-	case AccountAPI:
+	case record.AccountAPI:
 		u, err := url.Parse(strings.TrimSpace(s.BaseURL))
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
 			problems = append(problems, "field baseURL: must be an http or https URL without credentials")
@@ -176,7 +177,7 @@ func (e *Engine) AddAccount(ctx context.Context, spec AccountSpec) (AccountView,
 	}
 	now := e.now()
 	var id string
-	snap, err := e.store.UpdateConfig(ctx, func(cfg *ConfigFile, st *StateFile) error {
+	snap, err := e.store.UpdateConfig(ctx, func(cfg *record.ConfigFile, st *record.StateFile) error {
 		idx := -1
 		for i, a := range cfg.Accounts {
 			if a.ID == spec.ID || (spec.Label != "" && a.Label == spec.Label) {
@@ -184,8 +185,8 @@ func (e *Engine) AddAccount(ctx context.Context, spec AccountSpec) (AccountView,
 				break
 			}
 		}
-		entry := AccountConfig{ID: spec.ID, Label: spec.Label, Type: spec.Type, Enabled: spec.Enabled, AddedAt: epochMs(now)}
-		if spec.Type == AccountAPI {
+		entry := record.AccountConfig{ID: spec.ID, Label: spec.Label, Type: spec.Type, Enabled: spec.Enabled, AddedAt: epochMs(now)}
+		if spec.Type == record.AccountAPI {
 			entry.BaseURL = strings.TrimSpace(spec.BaseURL)
 			entry.AuthHeader = spec.AuthHeader
 			if entry.AuthHeader == "" {
@@ -200,11 +201,11 @@ func (e *Engine) AddAccount(ctx context.Context, spec AccountSpec) (AccountView,
 			cfg.Accounts = append(cfg.Accounts, entry)
 		}
 		id = entry.ID
-		s := &AccountState{LastUsed: epochMs(now)}
+		s := &record.AccountState{LastUsed: epochMs(now)}
 		if prev := st.Accounts[id]; prev != nil {
 			s.Extra = prev.Extra
 		}
-		if spec.Type == AccountOAuth {
+		if spec.Type == record.AccountOAuth {
 			lineage, err := e.newUUID()
 			if err != nil {
 				return err
@@ -228,7 +229,7 @@ func (e *Engine) AddAccount(ctx context.Context, spec AccountSpec) (AccountView,
 // RemoveAccount removes a fallback account and its state.
 func (e *Engine) RemoveAccount(ctx context.Context, id string) error {
 	var removed string
-	_, err := e.store.UpdateConfig(ctx, func(cfg *ConfigFile, st *StateFile) error {
+	_, err := e.store.UpdateConfig(ctx, func(cfg *record.ConfigFile, st *record.StateFile) error {
 		for i, a := range cfg.Accounts {
 			if a.ID == id || (id != "" && a.Label == id) {
 				removed = a.ID
@@ -249,7 +250,7 @@ func (e *Engine) RemoveAccount(ctx context.Context, id string) error {
 // UpdateAccount changes label, enabled, position or API route settings.
 func (e *Engine) UpdateAccount(ctx context.Context, p AccountPatch) (AccountView, error) {
 	var id string
-	snap, err := e.store.UpdateConfig(ctx, func(cfg *ConfigFile, st *StateFile) error {
+	snap, err := e.store.UpdateConfig(ctx, func(cfg *record.ConfigFile, st *record.StateFile) error {
 		idx := -1
 		for i, a := range cfg.Accounts {
 			if a.ID == p.ID || (p.ID != "" && a.Label == p.ID) {
@@ -270,10 +271,10 @@ func (e *Engine) UpdateAccount(ctx context.Context, p AccountPatch) (AccountView
 			a.Enabled = &v
 		}
 		if p.BaseURL != nil || p.AuthHeader != nil || p.APIKey != nil {
-			if a.Type != AccountAPI {
+			if a.Type != record.AccountAPI {
 				return errorf(ErrConfigInvalid, "fields baseURL/authHeader/apiKey apply only to API-key routes")
 			}
-			spec := AccountSpec{Type: AccountAPI, BaseURL: a.BaseURL, AuthHeader: a.AuthHeader, APIKey: "x"}
+			spec := AccountSpec{Type: record.AccountAPI, BaseURL: a.BaseURL, AuthHeader: a.AuthHeader, APIKey: "x"}
 			if p.BaseURL != nil {
 				spec.BaseURL = *p.BaseURL
 			}
@@ -290,7 +291,7 @@ func (e *Engine) UpdateAccount(ctx context.Context, p AccountPatch) (AccountView
 			if p.APIKey != nil {
 				s := st.Accounts[id]
 				if s == nil {
-					s = &AccountState{}
+					s = &record.AccountState{}
 					st.Accounts[id] = s
 				}
 				s.APIKey = secret.Secret(strings.TrimSpace(string(*p.APIKey)))
@@ -303,7 +304,7 @@ func (e *Engine) UpdateAccount(ctx context.Context, p AccountPatch) (AccountView
 				return errorf(ErrConfigInvalid, "field position: must be between 0 and %d", len(cfg.Accounts)-1)
 			}
 			cfg.Accounts = append(cfg.Accounts[:idx], cfg.Accounts[idx+1:]...)
-			cfg.Accounts = append(cfg.Accounts[:pos], append([]AccountConfig{a}, cfg.Accounts[pos:]...)...)
+			cfg.Accounts = append(cfg.Accounts[:pos], append([]record.AccountConfig{a}, cfg.Accounts[pos:]...)...)
 		}
 		return nil
 	})
@@ -329,7 +330,7 @@ func (e *Engine) SetMain(ctx context.Context, c MainCredentials) (AccountView, e
 		if err != nil {
 			return AccountView{}, err
 		}
-		if snap, err = e.store.UpdateConfig(ctx, func(cfg *ConfigFile, _ *StateFile) error {
+		if snap, err = e.store.UpdateConfig(ctx, func(cfg *record.ConfigFile, _ *record.StateFile) error {
 			if cfg.MainAccountID == "" {
 				cfg.MainAccountID = id
 			}
@@ -345,7 +346,7 @@ func (e *Engine) SetMain(ctx context.Context, c MainCredentials) (AccountView, e
 		// the refresh error of the old one, with a tombstone so another
 		// process holding the old record does not write it back.
 		now := epochMs(e.now())
-		if snap, err = e.store.UpdateState(ctx, func(st *StateFile) error {
+		if snap, err = e.store.UpdateState(ctx, func(st *record.StateFile) error {
 			m := ensureMain(st)
 			if m.LastRefreshError != nil && staleForToken(m.LastRefreshError, prev, hadPrev, c.Refresh) {
 				m.LastRefreshError, m.RefreshErrorClearedAt = nil, now
@@ -362,7 +363,7 @@ func (e *Engine) SetMain(ctx context.Context, c MainCredentials) (AccountView, e
 // staleForToken reports whether a main refresh error belongs to a refresh
 // token other than next: its fingerprint says so, or (for records without
 // one) the host replaced the token this process was using.
-func staleForToken(rec *OpError, prev MainCredentials, hadPrev bool, next secret.Secret) bool {
+func staleForToken(rec *record.OpError, prev MainCredentials, hadPrev bool, next secret.Secret) bool {
 	if rec.RefreshTokenFingerprint != "" {
 		return rec.RefreshTokenFingerprint != next.Fingerprint()
 	}
@@ -394,7 +395,7 @@ func (e *Engine) ResetBackoff(ctx context.Context, id string) (AccountView, erro
 		}
 		target = a.ID
 	}
-	snap, err = e.store.UpdateState(ctx, func(st *StateFile) error {
+	snap, err = e.store.UpdateState(ctx, func(st *record.StateFile) error {
 		if target == MainAccountID {
 			m := ensureMain(st)
 			if m.LastRefreshError != nil {
@@ -504,9 +505,9 @@ func (e *Engine) UpdateConfig(ctx context.Context, patch map[string]json.RawMess
 			return nil, errorf(ErrConfigInvalid, "field %s: not a setting (allowed: %s)", k, strings.Join(settingsKeys, ", "))
 		}
 	}
-	_, err := e.store.UpdateConfig(ctx, func(cfg *ConfigFile, _ *StateFile) error {
+	_, err := e.store.UpdateConfig(ctx, func(cfg *record.ConfigFile, _ *record.StateFile) error {
 		if cfg.Extra == nil {
-			cfg.Extra = Extra{}
+			cfg.Extra = record.Extra{}
 		}
 		for k, v := range patch {
 			if string(v) == "null" {

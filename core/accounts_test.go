@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
 	json "github.com/goccy/go-json"
@@ -15,7 +16,7 @@ import (
 
 func TestEngine_AddAccount(t *testing.T) {
 	env := newTestEnv(t, "", "")
-	v, err := env.engine.AddAccount(env.ctx(), AccountSpec{Label: "work", Type: AccountOAuth,
+	v, err := env.engine.AddAccount(env.ctx(), AccountSpec{Label: "work", Type: record.AccountOAuth,
 		Access: plantedAccess, Refresh: plantedRefresh, Expires: ms(testStart.Add(8 * time.Hour))})
 	require.NoError(t, err)
 	assert.Equal(t, "work", v.Label)
@@ -33,13 +34,13 @@ func TestEngine_AddAccount(t *testing.T) {
 	assert.NotEmpty(t, st["authLineageId"])
 
 	// Same label again = re-login: same id, addedAt kept, errors dropped.
-	_, err = env.engine.store.UpdateState(env.ctx(), func(s *StateFile) error {
-		s.Accounts[v.ID].LastRefreshError = &OpError{Message: "x", CheckedAt: 1, NextRetryAt: ms(testStart.Add(time.Hour))}
+	_, err = env.engine.store.UpdateState(env.ctx(), func(s *record.StateFile) error {
+		s.Accounts[v.ID].LastRefreshError = &record.OpError{Message: "x", CheckedAt: 1, NextRetryAt: ms(testStart.Add(time.Hour))}
 		return nil
 	})
 	require.NoError(t, err)
 	env.clock.Advance(time.Hour)
-	v2, err := env.engine.AddAccount(env.ctx(), AccountSpec{Label: "work", Type: AccountOAuth, Refresh: "sk-ant-ort01-SECOND"})
+	v2, err := env.engine.AddAccount(env.ctx(), AccountSpec{Label: "work", Type: record.AccountOAuth, Refresh: "sk-ant-ort01-SECOND"})
 	require.NoError(t, err)
 	assert.Equal(t, v.ID, v2.ID)
 	assert.Nil(t, v2.LastRefreshError)
@@ -56,11 +57,11 @@ func TestEngine_AddAccount_invalid(t *testing.T) {
 		want []string
 	}{
 		{"no type", AccountSpec{Label: "x"}, []string{"field type"}},
-		{"oauth without refresh", AccountSpec{Type: AccountOAuth}, []string{"field refresh"}},
-		{"api without url and key", AccountSpec{Type: AccountAPI}, []string{"field baseURL", "field apiKey"}},
-		{"api with credentials in url", AccountSpec{Type: AccountAPI, BaseURL: "https://u:p@example.com", APIKey: "k"}, []string{"field baseURL"}},
-		{"api with bad header", AccountSpec{Type: AccountAPI, BaseURL: "https://example.com", APIKey: "k", AuthHeader: "cookie"}, []string{"field authHeader"}},
-		{"reserved id", AccountSpec{ID: "main", Type: AccountOAuth, Refresh: "r"}, []string{"reserved"}},
+		{"oauth without refresh", AccountSpec{Type: record.AccountOAuth}, []string{"field refresh"}},
+		{"api without url and key", AccountSpec{Type: record.AccountAPI}, []string{"field baseURL", "field apiKey"}},
+		{"api with credentials in url", AccountSpec{Type: record.AccountAPI, BaseURL: "https://u:p@example.com", APIKey: "k"}, []string{"field baseURL"}},
+		{"api with bad header", AccountSpec{Type: record.AccountAPI, BaseURL: "https://example.com", APIKey: "k", AuthHeader: "cookie"}, []string{"field authHeader"}},
+		{"reserved id", AccountSpec{ID: "main", Type: record.AccountOAuth, Refresh: "r"}, []string{"reserved"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -80,7 +81,7 @@ func TestEngine_UpdateRemoveAccount(t *testing.T) {
 	env := newTestEnv(t, "", "")
 	var ids []string
 	for _, l := range []string{"a", "b", "c"} {
-		v, err := env.engine.AddAccount(env.ctx(), AccountSpec{Label: l, Type: AccountOAuth, Refresh: secret.Secret("sk-ant-ort01-" + l)})
+		v, err := env.engine.AddAccount(env.ctx(), AccountSpec{Label: l, Type: record.AccountOAuth, Refresh: secret.Secret("sk-ant-ort01-" + l)})
 		require.NoError(t, err)
 		ids = append(ids, v.ID)
 	}
@@ -128,8 +129,8 @@ func TestEngine_SetMainAndResetBackoff(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, id, snap.Config.MainAccountID, "never replaced")
 
-	_, err = env.engine.store.UpdateState(env.ctx(), func(st *StateFile) error {
-		ensureMain(st).LastRefreshError = &OpError{Message: "m", CheckedAt: ms(testStart), NextRetryAt: ms(testStart.Add(time.Hour)), AccountIdentity: id}
+	_, err = env.engine.store.UpdateState(env.ctx(), func(st *record.StateFile) error {
+		ensureMain(st).LastRefreshError = &record.OpError{Message: "m", CheckedAt: ms(testStart), NextRetryAt: ms(testStart.Add(time.Hour)), AccountIdentity: id}
 		return nil
 	})
 	require.NoError(t, err)
@@ -199,8 +200,8 @@ func TestEngine_passes(t *testing.T) {
 	assert.Equal(t, OutcomeFailed, byID["fresh"].Outcome)
 	assert.Equal(t, 3, env.fake.count("usage"))
 
-	_, err = env.engine.store.UpdateConfig(env.ctx(), func(c *ConfigFile, _ *StateFile) error {
-		c.Extra = Extra{"refresh": json.RawMessage(`{"enabled":false}`)}
+	_, err = env.engine.store.UpdateConfig(env.ctx(), func(c *record.ConfigFile, _ *record.StateFile) error {
+		c.Extra = record.Extra{"refresh": json.RawMessage(`{"enabled":false}`)}
 		return nil
 	})
 	require.NoError(t, err)
@@ -214,22 +215,22 @@ func TestEngine_SetMain_newRefreshTokenRetiresOldError(t *testing.T) {
 	yes := true
 	cases := []struct {
 		name      string
-		record    OpError
+		record    record.OpError
 		first     secret.Secret
 		second    secret.Secret
 		wantClear bool
 	}{
-		{"record without fingerprint, host re-login", OpError{Status: 400, Permanent: &yes}, "sk-ant-ort01-OLD", "sk-ant-ort01-NEW", true},
-		{"record without fingerprint, same token again", OpError{Status: 400, Permanent: &yes}, "sk-ant-ort01-OLD", "sk-ant-ort01-OLD", false},
-		{"record bound to the old token", OpError{Status: 400, Permanent: &yes, RefreshTokenFingerprint: secret.Secret("sk-ant-ort01-OLD").Fingerprint()}, "sk-ant-ort01-OLD", "sk-ant-ort01-NEW", true},
-		{"record bound to the token handed over", OpError{Status: 400, Permanent: &yes, RefreshTokenFingerprint: secret.Secret("sk-ant-ort01-NEW").Fingerprint()}, "sk-ant-ort01-NEW", "sk-ant-ort01-NEW", false},
+		{"record without fingerprint, host re-login", record.OpError{Status: 400, Permanent: &yes}, "sk-ant-ort01-OLD", "sk-ant-ort01-NEW", true},
+		{"record without fingerprint, same token again", record.OpError{Status: 400, Permanent: &yes}, "sk-ant-ort01-OLD", "sk-ant-ort01-OLD", false},
+		{"record bound to the old token", record.OpError{Status: 400, Permanent: &yes, RefreshTokenFingerprint: secret.Secret("sk-ant-ort01-OLD").Fingerprint()}, "sk-ant-ort01-OLD", "sk-ant-ort01-NEW", true},
+		{"record bound to the token handed over", record.OpError{Status: 400, Permanent: &yes, RefreshTokenFingerprint: secret.Secret("sk-ant-ort01-NEW").Fingerprint()}, "sk-ant-ort01-NEW", "sk-ant-ort01-NEW", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			env := newTestEnv(t, `{"version":1,"mainAccountId":"m-1","accounts":[]}`, "")
 			rec := tc.record
 			rec.Message, rec.CheckedAt, rec.NextRetryAt = "Claude OAuth refresh failed: 400", ms(testStart), ms(testStart.Add(24*time.Hour))
-			_, err := env.engine.store.UpdateState(env.ctx(), func(st *StateFile) error { ensureMain(st).LastRefreshError = &rec; return nil })
+			_, err := env.engine.store.UpdateState(env.ctx(), func(st *record.StateFile) error { ensureMain(st).LastRefreshError = &rec; return nil })
 			require.NoError(t, err)
 			_, err = env.engine.SetMain(env.ctx(), MainCredentials{Access: "a1", Refresh: tc.first})
 			require.NoError(t, err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -17,7 +18,7 @@ import (
 
 func TestReloginAlerts(t *testing.T) {
 	dead := func(id string) AccountView {
-		return AccountView{ID: id, Label: "L" + id, NeedsRelogin: true, LastRefreshError: &OpError{Message: "m", CheckedAt: 42}}
+		return AccountView{ID: id, Label: "L" + id, NeedsRelogin: true, LastRefreshError: &record.OpError{Message: "m", CheckedAt: 42}}
 	}
 	alive := func(id string) AccountView { return AccountView{ID: id, Label: "L" + id} }
 	cases := []struct {

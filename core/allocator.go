@@ -1,6 +1,7 @@
 package core
 
 import (
+	"github.com/acctpool/acctpool/core/record"
 	"math"
 	"time"
 )
@@ -9,7 +10,7 @@ import (
 type allocCandidate struct {
 	ID    string
 	Order int
-	Quota *QuotaSnapshot
+	Quota *record.QuotaSnapshot
 	// Known is true when the quota has both standard windows.
 	Known bool
 }
@@ -39,7 +40,7 @@ func stickyReserve(s Settings, id string) Thresholds {
 // smallest, over its 5h and 7d windows (and, for Fable-family requests, the
 // matching scoped window), of the spendable percentage above the reserve
 // per hour until that window resets. Unknown or stale quota weighs 0.
-func stickyWeight(q *QuotaSnapshot, s Settings, id, family, model string, now time.Time) float64 {
+func stickyWeight(q *record.QuotaSnapshot, s Settings, id, family, model string, now time.Time) float64 {
 	if !hasStandardWindows(q) || !quotaAgeFresh(q, s.QuotaCheckInterval, model, now) {
 		return 0
 	}
@@ -64,7 +65,7 @@ func stickyWeight(q *QuotaSnapshot, s Settings, id, family, model string, now ti
 
 // fableDead reports whether q has a fresh Fable scoped window at 0 %: Opus
 // requests go there first, to spend quota Fable can no longer use.
-func fableDead(q *QuotaSnapshot, interval time.Duration, now time.Time) bool {
+func fableDead(q *record.QuotaSnapshot, interval time.Duration, now time.Time) bool {
 	sw := scopedWindowFor(q, "fable")
 	if sw == nil || !finite(sw.RemainingPercent) || sw.RemainingPercent > 0 {
 		return false

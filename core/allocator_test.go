@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -16,15 +17,15 @@ import (
 func TestAllocate_workedExample(t *testing.T) {
 	now := policyNow
 	checked := now.Add(-time.Minute)
-	scarce := &QuotaSnapshot{
+	scarce := &record.QuotaSnapshot{
 		FiveHour: win(97, checked, 3*time.Hour),
 		SevenDay: win(51, checked, 132*time.Hour),
-		Scoped:   []ScopedWindow{scoped("Fable", 13, checked, 132*time.Hour)},
+		Scoped:   []record.ScopedWindow{scoped("Fable", 13, checked, 132*time.Hour)},
 	}
-	abundant := &QuotaSnapshot{
+	abundant := &record.QuotaSnapshot{
 		FiveHour: win(100, checked, 0),
 		SevenDay: win(99, checked, 91*time.Hour),
-		Scoped:   []ScopedWindow{scoped("Fable", 98, checked, 91*time.Hour)},
+		Scoped:   []record.ScopedWindow{scoped("Fable", 98, checked, 91*time.Hour)},
 	}
 	s := defaultSettings()
 	cands := []allocCandidate{
@@ -47,7 +48,7 @@ func TestAllocate_rules(t *testing.T) {
 	checked := now.Add(-time.Minute)
 	s := defaultSettings()
 	s.MinimumRemaining = Thresholds{FiveHour: 20}
-	known := func(five, seven float64) *QuotaSnapshot { return snapQ(five, seven, checked) }
+	known := func(five, seven float64) *record.QuotaSnapshot { return snapQ(five, seven, checked) }
 	t.Run("unknown everywhere picks the lowest order", func(t *testing.T) {
 		id, ok := allocate([]allocCandidate{{ID: "b", Order: 2}, {ID: "a", Order: 1}}, nil, s, 10, "general", "", now)
 		require.True(t, ok)
@@ -96,12 +97,12 @@ func TestAllocate_rules(t *testing.T) {
 func TestStickyDecision(t *testing.T) {
 	now := policyNow
 	at := now.Add(-time.Minute)
-	five := func(remaining float64, reset time.Duration) *QuotaSnapshot {
-		return &QuotaSnapshot{FiveHour: &QuotaWindow{RemainingPercent: remaining, ResetsAt: now.Add(reset).Format(time.RFC3339), CheckedAt: epochMs(at)}, SevenDay: win(50, at, 0)}
+	five := func(remaining float64, reset time.Duration) *record.QuotaSnapshot {
+		return &record.QuotaSnapshot{FiveHour: &record.QuotaWindow{RemainingPercent: remaining, ResetsAt: now.Add(reset).Format(time.RFC3339), CheckedAt: epochMs(at)}, SevenDay: win(50, at, 0)}
 	}
 	tests := []struct {
 		name  string
-		q     *QuotaSnapshot
+		q     *record.QuotaSnapshot
 		model string
 		want  string // retain, hold or migrate
 		why   reason

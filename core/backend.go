@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 )
 
 // Backend is a store that keeps the files' content somewhere other than
-// the upstream files: the PostgreSQL store (package store/postgres) shared
+// the upstream files: the PostgreSQL store (package core/pgstore) shared
 // by several machines. A [Store] given one in [StoreOptions] sends every
 // read and write of the accounts, settings, state and sticky routing to
 // it; what stays local is the host's own main-account refresh lock and the
@@ -20,8 +21,8 @@ import (
 // uses [SnapshotOf], [EditState] and [EditConfig] for that).
 type Backend interface {
 	Load(ctx context.Context) (*Snapshot, error)
-	UpdateState(ctx context.Context, fn func(st *StateFile) error) (*Snapshot, error)
-	UpdateConfig(ctx context.Context, fn func(cfg *ConfigFile, st *StateFile) error) (*Snapshot, error)
+	UpdateState(ctx context.Context, fn func(st *record.StateFile) error) (*Snapshot, error)
+	UpdateConfig(ctx context.Context, fn func(cfg *record.ConfigFile, st *record.StateFile) error) (*Snapshot, error)
 	// LockAccount takes account id's refresh lock for every machine,
 	// waiting up to wait; the lock dies with its holder. A wait that runs
 	// out returns an error matching ErrLockTimeout.
@@ -47,7 +48,7 @@ type Backend interface {
 type AccountLock interface {
 	// UpdateState writes under the lock and releases it in the same
 	// commit; the lock is released whatever the outcome.
-	UpdateState(ctx context.Context, fn func(st *StateFile) error) (*Snapshot, error)
+	UpdateState(ctx context.Context, fn func(st *record.StateFile) error) (*Snapshot, error)
 	// Release releases the lock without writing; safe to repeat.
 	Release()
 }
@@ -62,7 +63,7 @@ func (s *Store) backendLoad(ctx context.Context) (*Snapshot, error) {
 	}
 	st := snap.State
 	if st == nil {
-		st = &StateFile{}
+		st = &record.StateFile{}
 	}
 	normalizeState(st)
 	s.overlayPending(st)
@@ -98,9 +99,9 @@ func (s *Store) backendCurrent(ctx context.Context) (*Snapshot, bool, error) {
 // backendWrite runs a backend state write with the pending pairs and the
 // queued observations written along, settles the pairs the write saved,
 // and publishes the snapshot it returned.
-func (s *Store) backendWrite(ctx context.Context, write func(context.Context, func(*StateFile) error) (*Snapshot, error), fn func(st *StateFile) error) (*Snapshot, error) {
-	return s.backendCycle(ctx, func(ctx context.Context, prepare func(*StateFile)) (*Snapshot, error) {
-		return write(ctx, func(st *StateFile) error {
+func (s *Store) backendWrite(ctx context.Context, write func(context.Context, func(*record.StateFile) error) (*Snapshot, error), fn func(st *record.StateFile) error) (*Snapshot, error) {
+	return s.backendCycle(ctx, func(ctx context.Context, prepare func(*record.StateFile)) (*Snapshot, error) {
+		return write(ctx, func(st *record.StateFile) error {
 			prepare(st)
 			return fn(st)
 		})
@@ -108,9 +109,9 @@ func (s *Store) backendWrite(ctx context.Context, write func(context.Context, fu
 }
 
 // backendUpdateConfig is UpdateConfig through the backend.
-func (s *Store) backendUpdateConfig(ctx context.Context, fn func(cfg *ConfigFile, st *StateFile) error) (*Snapshot, error) {
-	return s.backendCycle(ctx, func(ctx context.Context, prepare func(*StateFile)) (*Snapshot, error) {
-		return s.backend.UpdateConfig(ctx, func(cfg *ConfigFile, st *StateFile) error {
+func (s *Store) backendUpdateConfig(ctx context.Context, fn func(cfg *record.ConfigFile, st *record.StateFile) error) (*Snapshot, error) {
+	return s.backendCycle(ctx, func(ctx context.Context, prepare func(*record.StateFile)) (*Snapshot, error) {
+		return s.backend.UpdateConfig(ctx, func(cfg *record.ConfigFile, st *record.StateFile) error {
 			prepare(st)
 			return fn(cfg, st)
 		})
@@ -120,12 +121,12 @@ func (s *Store) backendUpdateConfig(ctx context.Context, fn func(cfg *ConfigFile
 // backendCycle is one write through the backend, serialized with this
 // store's other writes: prepare puts the pending pairs and the queued
 // observations into the state the backend re-read.
-func (s *Store) backendCycle(ctx context.Context, write func(context.Context, func(*StateFile)) (*Snapshot, error)) (*Snapshot, error) {
+func (s *Store) backendCycle(ctx context.Context, write func(context.Context, func(*record.StateFile)) (*Snapshot, error)) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	obs := s.takeQueue()
 	var applied map[string]*pendingPair
-	snap, err := write(ctx, func(st *StateFile) {
+	snap, err := write(ctx, func(st *record.StateFile) {
 		applied = s.overlayPending(st)
 		replay(st, obs)
 	})
@@ -136,7 +137,7 @@ func (s *Store) backendCycle(ctx context.Context, write func(context.Context, fu
 	}
 	st := snap.State
 	if st == nil {
-		st = &StateFile{}
+		st = &record.StateFile{}
 	}
 	normalizeState(st)
 	s.settlePending(applied, st)
@@ -169,7 +170,7 @@ func (e *Engine) acquireRefresh(ctx context.Context, a oauthAccount, name string
 
 // saveRotation saves a rotated pair under the refresh lock: through the
 // reservation for the files, in the held lock's own commit for a backend.
-func (s *Store) saveRotation(ctx context.Context, res *stateReservation, fn func(st *StateFile) error) (*Snapshot, error) {
+func (s *Store) saveRotation(ctx context.Context, res *stateReservation, fn func(st *record.StateFile) error) (*Snapshot, error) {
 	if l, ok := ctx.Value(heldLockKey{}).(AccountLock); ok && s.backend != nil {
 		return s.backendWrite(ctx, l.UpdateState, fn)
 	}

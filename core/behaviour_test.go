@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	json "github.com/goccy/go-json"
 	"github.com/stretchr/testify/assert"
@@ -278,7 +279,7 @@ func TestUnknownAccountTypeListed(t *testing.T) {
 	views, err := env.engine.ListAccounts(env.ctx())
 	require.NoError(t, err)
 	require.Len(t, views, 2)
-	assert.Equal(t, AccountUnknown, views[1].Type)
+	assert.Equal(t, record.AccountUnknown, views[1].Type)
 	assert.False(t, views[1].Usable)
 	assert.Contains(t, views[1].Problem, "vault")
 	r, err := env.engine.Select(env.ctx(), SelectRequest{Exclude: []string{MainAccountID}})
@@ -310,7 +311,7 @@ func TestQuotaPassRefreshesDueTokenWithFreshQuota(t *testing.T) {
 // the passes give the same answer as the views.
 func TestPassesLeaveReloginAccountsAlone(t *testing.T) {
 	yes := true
-	rec := &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, CheckedAt: epochMs(testStart.Add(-25 * time.Hour)),
+	rec := &record.OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, CheckedAt: epochMs(testStart.Add(-25 * time.Hour)),
 		NextRetryAt: epochMs(testStart.Add(-time.Hour)), AccountIdentity: "fb", RefreshTokenFingerprint: secret.Secret("refresh-fb").Fingerprint()}
 	env := routeEnv(t, `"quota":{"failClosedOnUnknownQuota":false}`, nil, fb{id: "fb", expires: time.Minute, refErr: rec})
 	sum, err := env.engine.RefreshDue(env.ctx())

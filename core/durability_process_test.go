@@ -28,6 +28,7 @@ import (
 
 	"github.com/acctpool/acctpool/core/internal/atomicfile"
 	"github.com/acctpool/acctpool/core/internal/procid"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 )
 
@@ -206,12 +207,12 @@ func TestEngine_rotationHammer(t *testing.T) {
 	dir := t.TempDir()
 	fake := newRotatingEndpoint(t, false)
 	ids := []string{"a1", "a2", "a3", "a4", "a5", "a6"}
-	cfg := ConfigFile{Version: 1}
-	st := StateFile{Version: 1, Accounts: map[string]*AccountState{}}
+	cfg := record.ConfigFile{Version: 1}
+	st := record.StateFile{Version: 1, Accounts: map[string]*record.AccountState{}}
 	for _, id := range ids {
-		cfg.Accounts = append(cfg.Accounts, AccountConfig{ID: id, Label: id, Type: AccountOAuth, AddedAt: 1})
+		cfg.Accounts = append(cfg.Accounts, record.AccountConfig{ID: id, Label: id, Type: record.AccountOAuth, AddedAt: 1})
 		rt := "sk-ant-ort01-" + id + "-R0"
-		st.Accounts[id] = &AccountState{Access: secret.Secret("sk-ant-oat01-" + id), Refresh: secret.Secret(rt), Expires: time.Now().Add(8 * time.Hour).UnixMilli()}
+		st.Accounts[id] = &record.AccountState{Access: secret.Secret("sk-ant-oat01-" + id), Refresh: secret.Secret(rt), Expires: time.Now().Add(8 * time.Hour).UnixMilli()}
 		fake.plant(id, rt)
 	}
 	for path, v := range map[string]any{filepath.Join(dir, ConfigFileName): cfg, filepath.Join(dir, StateFileName): st} {

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acctpool/acctpool/core/internal/lockfile"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 )
 
@@ -236,7 +237,7 @@ func TestStore_lostLockReapplies(t *testing.T) {
 			writeFile(t, s.Paths().State, `{"version":1,"accounts":{"a":{"refresh":"rt-1","lastUsed":1}}}`)
 			lock := s.Paths().Config + ".config-write.lock"
 			runs := 0
-			_, err := s.UpdateConfig(context.Background(), func(cfg *ConfigFile, st *StateFile) error {
+			_, err := s.UpdateConfig(context.Background(), func(cfg *record.ConfigFile, st *record.StateFile) error {
 				runs++
 				if runs <= c.steals {
 					// Evicted and retaken by someone who writes meanwhile.
@@ -278,7 +279,7 @@ func TestStore_writesThroughSymlink(t *testing.T) {
 	writeFile(t, paths.Config, `{"version":1,"accounts":[{"id":"a","type":"oauth"}]}`)
 	s, err := NewStore(StoreOptions{Paths: paths})
 	require.NoError(t, err)
-	_, err = s.UpdateState(context.Background(), func(st *StateFile) error {
+	_, err = s.UpdateState(context.Background(), func(st *record.StateFile) error {
 		st.Accounts["a"].Refresh = "rt-2"
 		return nil
 	})
@@ -342,7 +343,7 @@ func TestStore_createsMissingConfigDir(t *testing.T) {
 	require.NoError(t, err)
 	e, err := New(Options{Store: s})
 	require.NoError(t, err)
-	_, err = e.AddAccount(context.Background(), AccountSpec{Label: "k", Type: AccountAPI, APIKey: "sk-test", BaseURL: "https://example.test"})
+	_, err = e.AddAccount(context.Background(), AccountSpec{Label: "k", Type: record.AccountAPI, APIKey: "sk-test", BaseURL: "https://example.test"})
 	require.NoError(t, err)
 	fi, err := os.Stat(dir)
 	require.NoError(t, err)
@@ -360,7 +361,7 @@ func TestStore_keepsOwner(t *testing.T) {
 	writeFile(t, s.Paths().Config, `{"version":1,"accounts":[{"id":"a","type":"oauth"}]}`)
 	writeFile(t, s.Paths().State, `{"version":1,"accounts":{"a":{"refresh":"rt-1"}}}`)
 	require.NoError(t, os.Chown(s.Paths().State, 4242, 4343))
-	_, err := s.UpdateState(context.Background(), func(st *StateFile) error {
+	_, err := s.UpdateState(context.Background(), func(st *record.StateFile) error {
 		st.Accounts["a"].Refresh = "rt-2"
 		return nil
 	})

@@ -3,6 +3,7 @@ package core
 import (
 	"errors"
 	"fmt"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/verdict"
 	"strings"
 	"time"
@@ -82,7 +83,7 @@ func (e *UpstreamError) Unwrap() error {
 type BackoffError struct {
 	Account string
 	Kind    error // ErrRefreshBackoff or ErrQuotaBackoff
-	Record  *OpError
+	Record  *record.OpError
 	Until   time.Time
 	Now     time.Time
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -23,11 +24,11 @@ var fuzzNow = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 // encodes (no NaN or infinity) and percentages are within 0..100. With
 // ownResets, reset times were written by us and must be RFC 3339 (a poll's
 // resets_at is kept as the API sent it).
-func checkSnapshot(t *testing.T, q *QuotaSnapshot, ownResets bool) {
+func checkSnapshot(t *testing.T, q *record.QuotaSnapshot, ownResets bool) {
 	t.Helper()
 	_, err := json.Marshal(q)
 	require.NoError(t, err, "a parsed snapshot must encode")
-	windows := []*QuotaWindow{q.FiveHour, q.SevenDay}
+	windows := []*record.QuotaWindow{q.FiveHour, q.SevenDay}
 	for i := range q.Scoped {
 		w := q.Scoped[i].Window()
 		windows = append(windows, &w)

@@ -2,6 +2,7 @@ package core
 
 import (
 	"errors"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
 	"time"
@@ -208,11 +209,11 @@ type subject struct {
 	Access        secret.Secret
 	Refresh       secret.Secret
 	Expires       int64
-	RefreshError  *OpError
-	Quota         *QuotaSnapshot
-	QuotaError    *OpError
+	RefreshError  *record.OpError
+	Quota         *record.QuotaSnapshot
+	QuotaError    *record.OpError
 	// Spent is what the last 429 said about the windows.
-	Spent *SpentWindows
+	Spent *record.SpentWindows
 	// Tried is what this request's I/O found.
 	Tried tried
 }
@@ -358,7 +359,7 @@ func judgeToken(s Settings, a *subject, n need, now time.Time) (judgement, bool)
 // rejected for good (BEHAVIOUR.md §2.5): a permanent record bound to this
 // identity and refresh token. Time does not heal it; a new refresh token
 // does. Views, routing and NoRoute messages all ask this one question.
-func needsRelogin(rec *OpError, identity, fp string) bool {
+func needsRelogin(rec *record.OpError, identity, fp string) bool {
 	return rec != nil && rec.IsPermanent() && refreshRecordBinds(rec, identity, fp)
 }
 
@@ -508,7 +509,7 @@ func judgeStickyNew(s Settings, a *subject, n need, now time.Time) judgement {
 // model scope or seven-day window, hold when a spent five-hour window
 // resets within 15 minutes (until the reset), migrate on a later
 // five-hour reset, otherwise retain. Unknown quota retains.
-func stickyDecision(q *QuotaSnapshot, model string, now time.Time) judgement {
+func stickyDecision(q *record.QuotaSnapshot, model string, now time.Time) judgement {
 	if !hasStandardWindows(q) {
 		return judgement{Usable: true}
 	}
@@ -534,7 +535,7 @@ func stickyDecision(q *QuotaSnapshot, model string, now time.Time) judgement {
 // true), model scope, a spent window, then the killswitch. A refusal
 // without a known end lasts until the quota backoff ends, when one is
 // active.
-func quotaJudgement(s Settings, q *QuotaSnapshot, qerr *OpError, id, model string, now time.Time, policy bool) judgement {
+func quotaJudgement(s Settings, q *record.QuotaSnapshot, qerr *record.OpError, id, model string, now time.Time, policy bool) judgement {
 	if policy {
 		if j := policyJudgement(q, s, now); !j.Usable {
 			return untilBackoff(j, qerr, now)
@@ -547,7 +548,7 @@ func quotaJudgement(s Settings, q *QuotaSnapshot, qerr *OpError, id, model strin
 	return killswitchJudgement(q, s, id, model, qerr, now)
 }
 
-func untilBackoff(j judgement, qerr *OpError, now time.Time) judgement {
+func untilBackoff(j judgement, qerr *record.OpError, now time.Time) judgement {
 	if j.Until.IsZero() && QuotaBackoffActive(qerr, now) {
 		j.Until = fromMs(qerr.NextRetryAt)
 	}
@@ -558,7 +559,7 @@ func untilBackoff(j judgement, qerr *OpError, now time.Time) judgement {
 // §5.1): until the latest reset of the windows it named, no request can
 // succeed there, so none is sent. A sticky session whose 5-hour window
 // resets within 15 minutes holds instead, as for a polled snapshot.
-func judgeSpent(sp *SpentWindows, n need, now time.Time) (judgement, bool) {
+func judgeSpent(sp *record.SpentWindows, n need, now time.Time) (judgement, bool) {
 	if sp == nil {
 		return judgement{}, false
 	}
@@ -576,7 +577,7 @@ func judgeSpent(sp *SpentWindows, n need, now time.Time) (judgement, bool) {
 }
 
 // policyJudgement applies quota.minimumRemaining (BEHAVIOUR.md §3.2).
-func policyJudgement(q *QuotaSnapshot, s Settings, now time.Time) judgement {
+func policyJudgement(q *record.QuotaSnapshot, s Settings, now time.Time) judgement {
 	r, detail, until, ok := policyFailure(q, s, now)
 	if ok {
 		return judgement{Usable: true}
@@ -585,7 +586,7 @@ func policyJudgement(q *QuotaSnapshot, s Settings, now time.Time) judgement {
 }
 
 // killswitchJudgement applies the killswitch (BEHAVIOUR.md §5.5).
-func killswitchJudgement(q *QuotaSnapshot, s Settings, id, model string, qerr *OpError, now time.Time) judgement {
+func killswitchJudgement(q *record.QuotaSnapshot, s Settings, id, model string, qerr *record.OpError, now time.Time) judgement {
 	detail, until, ok := killswitchFailure(q, s, id, model, now)
 	if ok {
 		return judgement{Usable: true}
@@ -622,9 +623,9 @@ func mainSubject(snap *Snapshot, creds MainCredentials, has bool) subject {
 func accountSubject(a *Account) subject {
 	k := KindUnknown
 	switch a.Type {
-	case AccountOAuth:
+	case record.AccountOAuth:
 		k = KindOAuth
-	case AccountAPI:
+	case record.AccountAPI:
 		k = KindAPI
 	}
 	return subject{
@@ -648,7 +649,7 @@ func kindOf(snap *Snapshot, id string) RouteKind {
 
 // mainQuota returns the stored main snapshot if it belongs to the current
 // main identity.
-func mainQuota(snap *Snapshot) *QuotaSnapshot {
+func mainQuota(snap *Snapshot) *record.QuotaSnapshot {
 	q := snap.Main.Quota
 	if q == nil {
 		return nil

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
 	"github.com/stretchr/testify/assert"
@@ -47,7 +48,7 @@ func TestJudge(t *testing.T) {
 	fable := need{Purpose: forOrdered, Replayable: true, Model: "claude-fable-5"}
 	keep := need{Purpose: forStickyKeep}
 	take := need{Purpose: forStickyNew}
-	quotaBackoff := &OpError{Message: "429", Status: 429, CheckedAt: epochMs(now), NextRetryAt: epochMs(now.Add(time.Minute))}
+	quotaBackoff := &record.OpError{Message: "429", Status: 429, CheckedAt: epochMs(now), NextRetryAt: epochMs(now.Add(time.Minute))}
 	usage503 := &UpstreamError{Failure: verdict.Failure{Source: verdict.SourceUsage, Status: 503}, Verdict: verdict.Verdict{Class: verdict.ClassTransient}}
 	tokenDown := &UpstreamError{Failure: verdict.Failure{Source: verdict.SourceToken, Status: 503}, Verdict: verdict.Verdict{Class: verdict.ClassTransient}, Until: now.Add(5 * time.Minute)}
 
@@ -68,26 +69,26 @@ func TestJudge(t *testing.T) {
 		{"disabled", fallback(func(a *subject) { a.Enabled = false }), s, view, false, reasonDisabled, time.Time{}, 0, "disabled"},
 		{"main without credentials", main(func(a *subject) { a.HasCredential = false }), s, ordered, false, reasonNoCredentials, time.Time{}, 0, "main credentials not set"},
 		{"permanent refresh failure", fallback(func(a *subject) {
-			a.RefreshError = &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, CheckedAt: epochMs(now.Add(-25 * time.Hour)), NextRetryAt: epochMs(now.Add(-time.Hour)), RefreshTokenFingerprint: fp}
+			a.RefreshError = &record.OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, CheckedAt: epochMs(now.Add(-25 * time.Hour)), NextRetryAt: epochMs(now.Add(-time.Hour)), RefreshTokenFingerprint: fp}
 		}), s, view, false, reasonNeedsRelogin, time.Time{}, 0, "needs re-login"},
 		{"legacy record: no status, 24 h backoff needs re-login", fallback(func(a *subject) {
-			a.RefreshError = &OpError{Message: "Refresh failed", CheckedAt: epochMs(now.Add(-time.Hour)), NextRetryAt: epochMs(now.Add(23 * time.Hour))}
+			a.RefreshError = &record.OpError{Message: "Refresh failed", CheckedAt: epochMs(now.Add(-time.Hour)), NextRetryAt: epochMs(now.Add(23 * time.Hour))}
 		}), s, view, false, reasonNeedsRelogin, time.Time{}, 0, ""},
 		{"legacy record: network failure is not permanent", fallback(func(a *subject) {
-			a.RefreshError = &OpError{Message: "fetch failed", CheckedAt: epochMs(now.Add(-time.Hour)), NextRetryAt: epochMs(now.Add(23 * time.Hour))}
+			a.RefreshError = &record.OpError{Message: "fetch failed", CheckedAt: epochMs(now.Add(-time.Hour)), NextRetryAt: epochMs(now.Add(23 * time.Hour))}
 		}), s, view, true, reasonUsable, time.Time{}, 0, ""},
 		{"explicit permanent false wins over a 24 h backoff", fallback(func(a *subject) {
-			a.RefreshError = &OpError{Message: "exhausted", Permanent: &no, CheckedAt: epochMs(now), NextRetryAt: epochMs(now.Add(24 * time.Hour))}
+			a.RefreshError = &record.OpError{Message: "exhausted", Permanent: &no, CheckedAt: epochMs(now), NextRetryAt: epochMs(now.Add(24 * time.Hour))}
 		}), s, view, true, reasonUsable, time.Time{}, 0, ""},
 		{"permanent failure of an old refresh token is released", fallback(func(a *subject) {
-			a.RefreshError = &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, NextRetryAt: epochMs(now.Add(time.Hour)), RefreshTokenFingerprint: "0123456789abcdef"}
+			a.RefreshError = &record.OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, NextRetryAt: epochMs(now.Add(time.Hour)), RefreshTokenFingerprint: "0123456789abcdef"}
 		}), s, view, true, reasonUsable, time.Time{}, 0, ""},
 		{"refresh backoff while the token is due (case 37)", fallback(func(a *subject) {
 			a.Expires = gone
-			a.RefreshError = &OpError{Message: "429", Status: 429, NextRetryAt: epochMs(now.Add(10 * time.Minute)), AccountIdentity: "fb"}
+			a.RefreshError = &record.OpError{Message: "429", Status: 429, NextRetryAt: epochMs(now.Add(10 * time.Minute)), AccountIdentity: "fb"}
 		}), s, ordered, false, reasonRefreshBackoff, now.Add(10 * time.Minute), 0, "refresh backoff"},
 		{"refresh backoff with a valid token does not block", fallback(func(a *subject) {
-			a.RefreshError = &OpError{Message: "429", Status: 429, NextRetryAt: epochMs(now.Add(10 * time.Minute)), AccountIdentity: "fb"}
+			a.RefreshError = &record.OpError{Message: "429", Status: 429, NextRetryAt: epochMs(now.Add(10 * time.Minute)), AccountIdentity: "fb"}
 		}), s, view, true, reasonUsable, time.Time{}, 0, ""},
 		{"a due token asks for a refresh", fallback(func(a *subject) { a.Expires = epochMs(now.Add(time.Hour)) }), s, ordered, true, reasonUsable, time.Time{}, settleRefresh, ""},
 		{"a stale snapshot asks for a poll", fallback(func(a *subject) { a.Quota = snapQ(80, 80, now.Add(-time.Hour)) }), s, ordered, true, reasonUsable, time.Time{}, settleQuota, ""},
@@ -116,26 +117,28 @@ func TestJudge(t *testing.T) {
 		{"main quota is not polled for a streamed request", main(nil), routing, need{Purpose: forOrdered}, true, reasonUsable, time.Time{}, 0, ""},
 		{"main refresh backoff with an expired token", main(func(a *subject) {
 			a.Expires = gone
-			a.RefreshError = &OpError{Status: 429, NextRetryAt: epochMs(now.Add(time.Minute))}
+			a.RefreshError = &record.OpError{Status: 429, NextRetryAt: epochMs(now.Add(time.Minute))}
 		}), s, ordered, false, reasonRefreshBackoff, now.Add(time.Minute), 0, ""},
 
 		// A 429 that named spent windows.
-		{"5h spent by a 429 until its reset", main(func(a *subject) { a.Spent = &SpentWindows{FiveHour: epochMs(now.Add(2 * time.Hour))} }), s, ordered, false, reasonWindowSpent, now.Add(2 * time.Hour), 0, ""},
+		{"5h spent by a 429 until its reset", main(func(a *subject) { a.Spent = &record.SpentWindows{FiveHour: epochMs(now.Add(2 * time.Hour))} }), s, ordered, false, reasonWindowSpent, now.Add(2 * time.Hour), 0, ""},
 		{"the later of two spent windows ends it", fallback(func(a *subject) {
-			a.Spent = &SpentWindows{FiveHour: epochMs(now.Add(2 * time.Hour)), SevenDay: epochMs(now.Add(50 * time.Hour))}
+			a.Spent = &record.SpentWindows{FiveHour: epochMs(now.Add(2 * time.Hour)), SevenDay: epochMs(now.Add(50 * time.Hour))}
 		}), s, view, false, reasonWindowSpent, now.Add(50 * time.Hour), 0, ""},
-		{"a past reset releases the account", fallback(func(a *subject) { a.Spent = &SpentWindows{FiveHour: epochMs(now.Add(-time.Second))} }), s, ordered, true, reasonUsable, time.Time{}, 0, ""},
-		{"a sticky session holds on a 5h reset within 15 minutes", fallback(func(a *subject) { a.Spent = &SpentWindows{FiveHour: epochMs(now.Add(10 * time.Minute))} }), s, keep, true, reasonResetsShortly, now.Add(10 * time.Minute), 0, ""},
+		{"a past reset releases the account", fallback(func(a *subject) { a.Spent = &record.SpentWindows{FiveHour: epochMs(now.Add(-time.Second))} }), s, ordered, true, reasonUsable, time.Time{}, 0, ""},
+		{"a sticky session holds on a 5h reset within 15 minutes", fallback(func(a *subject) { a.Spent = &record.SpentWindows{FiveHour: epochMs(now.Add(10 * time.Minute))} }), s, keep, true, reasonResetsShortly, now.Add(10 * time.Minute), 0, ""},
 
 		// Sticky sessions.
 		{"sticky keep with stale quota keeps and asks for a poll", fallback(func(a *subject) { a.Quota = snapQ(50, 50, now.Add(-time.Hour)) }), s, keep, true, reasonUsable, time.Time{}, settleQuota, ""},
 		{"sticky keep migrates on a spent 7d window", fallback(func(a *subject) { a.Quota = snapQ(50, 0, fresh) }), s, keep, false, reasonWindowSpent, fresh.Add(72 * time.Hour).Truncate(time.Second), 0, "seven-day quota exhausted"},
 		{"sticky keep migrates below minimum", fallback(func(a *subject) { a.Quota = snapQ(5, 50, fresh) }), s, keep, false, reasonBelowMinimum, fresh.Add(2 * time.Hour).Truncate(time.Second), 0, ""},
-		{"sticky main is blocked by any active refresh backoff", main(func(a *subject) { a.RefreshError = &OpError{Status: 429, NextRetryAt: epochMs(now.Add(time.Minute))} }), s, keep, false, reasonRefreshBackoff, now.Add(time.Minute), 0, ""},
+		{"sticky main is blocked by any active refresh backoff", main(func(a *subject) {
+			a.RefreshError = &record.OpError{Status: 429, NextRetryAt: epochMs(now.Add(time.Minute))}
+		}), s, keep, false, reasonRefreshBackoff, now.Add(time.Minute), 0, ""},
 		{"sticky needs an access token", fallback(func(a *subject) { a.Access = "" }), s, take, false, reasonNoCredentials, time.Time{}, 0, "no access token"},
 		{"new session refuses unknown quota under failClosed", fallback(func(a *subject) { a.Quota = nil }), s, take, false, reasonQuotaUnknown, time.Time{}, settleQuota, ""},
 		{"new session refuses a 5h window about to reset", fallback(func(a *subject) {
-			a.Quota = &QuotaSnapshot{FiveHour: &QuotaWindow{RemainingPercent: 0, ResetsAt: now.Add(5 * time.Minute).Format(time.RFC3339), CheckedAt: epochMs(fresh)}, SevenDay: win(50, fresh, 0)}
+			a.Quota = &record.QuotaSnapshot{FiveHour: &record.QuotaWindow{RemainingPercent: 0, ResetsAt: now.Add(5 * time.Minute).Format(time.RFC3339), CheckedAt: epochMs(fresh)}, SevenDay: win(50, fresh, 0)}
 		}), s, take, false, reasonBelowMinimum, now.Add(5 * time.Minute), 0, ""},
 	}
 	for _, tc := range tests {

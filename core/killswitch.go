@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"github.com/acctpool/acctpool/core/record"
 	"time"
 )
 
@@ -21,20 +22,20 @@ const killswitchResetSlack = 60 * time.Second
 // (inclusive, so 0 blocks exhaustion); a missing window fails only under
 // failClosedOnUnknownQuota. The thresholds are killswitch.accounts[id],
 // else killswitch.main.
-func KillswitchPasses(q *QuotaSnapshot, s Settings, accountID, model string) bool {
+func KillswitchPasses(q *record.QuotaSnapshot, s Settings, accountID, model string) bool {
 	_, _, ok := killswitchFailure(q, s, accountID, model, time.Time{})
 	return ok
 }
 
 // killswitchFailure returns why q fails the killswitch and when that ends,
 // or ok.
-func killswitchFailure(q *QuotaSnapshot, s Settings, accountID, model string, now time.Time) (string, time.Time, bool) {
+func killswitchFailure(q *record.QuotaSnapshot, s Settings, accountID, model string, now time.Time) (string, time.Time, bool) {
 	if !s.Killswitch.Enabled {
 		return "", time.Time{}, true
 	}
 	t := s.Killswitch.For(accountID)
 	unknown := ""
-	check := func(name string, w *QuotaWindow, threshold float64) (string, time.Time, bool) {
+	check := func(name string, w *record.QuotaWindow, threshold float64) (string, time.Time, bool) {
 		if w == nil || !finite(w.RemainingPercent) {
 			if unknown == "" {
 				unknown = name
@@ -47,7 +48,7 @@ func killswitchFailure(q *QuotaSnapshot, s Settings, accountID, model string, no
 		}
 		return "", time.Time{}, true
 	}
-	var five, seven *QuotaWindow
+	var five, seven *record.QuotaWindow
 	if q != nil {
 		five, seven = q.FiveHour, q.SevenDay
 	}
@@ -70,7 +71,7 @@ func killswitchFailure(q *QuotaSnapshot, s Settings, accountID, model string, no
 // killswitchScopedOnly reports whether q passes the killswitch on its
 // standard windows but fails it on the model's scoped window, which turns
 // the killswitch message into "<Model> weekly limit reached".
-func killswitchScopedOnly(q *QuotaSnapshot, s Settings, accountID, model string) bool {
+func killswitchScopedOnly(q *record.QuotaSnapshot, s Settings, accountID, model string) bool {
 	if !s.Killswitch.Enabled || model == "" {
 		return false
 	}
@@ -85,7 +86,7 @@ func killswitchScopedOnly(q *QuotaSnapshot, s Settings, accountID, model string)
 // among the given snapshots' 5h and 7d windows (only the scoped windows
 // matching scopedModel, when it is set), rounded up to whole seconds, plus
 // 60 s; 300 s when no reset is known.
-func KillswitchRetryAfter(quotas []*QuotaSnapshot, scopedModel string, now time.Time) time.Duration {
+func KillswitchRetryAfter(quotas []*record.QuotaSnapshot, scopedModel string, now time.Time) time.Duration {
 	var earliest time.Time
 	consider := func(reset string) {
 		if t, ok := futureReset(reset, now); ok && (earliest.IsZero() || t.Before(earliest)) {

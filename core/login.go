@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"net/url"
 	"strings"
@@ -75,7 +76,7 @@ func (e *Engine) LoginFinish(ctx context.Context, code, state, label string) (Ac
 	if err != nil {
 		return AccountView{}, err
 	}
-	return e.AddAccount(ctx, AccountSpec{Label: label, Type: AccountOAuth, Access: c.Access, Refresh: c.Refresh, Expires: c.Expires})
+	return e.AddAccount(ctx, AccountSpec{Label: label, Type: record.AccountOAuth, Access: c.Access, Refresh: c.Refresh, Expires: c.Expires})
 }
 
 // LoginFinishMain exchanges the authorization code of a started login and

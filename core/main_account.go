@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"time"
 )
@@ -110,7 +111,7 @@ func (s hostSource) rotate(ctx context.Context, a oauthAccount, _, _ bool) (oaut
 		return oauthAccount{}, e.recordRefreshFailure(ctx, a, used, *failure, false)
 	}
 	now := e.now()
-	var st AccountState
+	var st record.AccountState
 	applyGrant(&st, grant, used, now)
 	next := MainCredentials{Access: st.Access, Refresh: st.Refresh, Expires: st.Expires}
 	e.setMainCredentials(next)
@@ -121,7 +122,7 @@ func (s hostSource) rotate(ctx context.Context, a oauthAccount, _, _ bool) (oaut
 	a.refreshErr = nil
 	saveCtx, cancelSave := context.WithTimeout(ctx, saveTimeout)
 	defer cancelSave()
-	if _, err := e.store.UpdateState(saveCtx, func(st *StateFile) error {
+	if _, err := e.store.UpdateState(saveCtx, func(st *record.StateFile) error {
 		m := ensureMain(st)
 		rebindProfile(m, usedAccess, next.Access)
 		if m.LastRefreshError != nil {

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"strings"
 
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	json "github.com/goccy/go-json"
 )
@@ -16,7 +17,7 @@ import (
 // only when the config entry is newer (max of lastRefreshedAt, lastUsed,
 // addedAt), and then stale quota and errors go with the old token. It
 // reports whether anything moved.
-func migrateLegacyCredentials(cfg *ConfigFile, st *StateFile) bool {
+func migrateLegacyCredentials(cfg *record.ConfigFile, st *record.StateFile) bool {
 	if cfg == nil || st == nil {
 		return false
 	}
@@ -31,16 +32,16 @@ func migrateLegacyCredentials(cfg *ConfigFile, st *StateFile) bool {
 			continue // nowhere to put them; config keeps them unwritten
 		}
 		if st.Accounts == nil {
-			st.Accounts = map[string]*AccountState{}
+			st.Accounts = map[string]*record.AccountState{}
 		}
 		s := st.Accounts[id]
 		if s == nil {
-			s = &AccountState{}
+			s = &record.AccountState{}
 			st.Accounts[id] = s
 		}
 		adoptLegacy(ac, s)
 		ac.Extra = maps.Clone(ac.Extra)
-		for _, k := range legacyCredentialKeys {
+		for _, k := range record.LegacyCredentialKeys {
 			delete(ac.Extra, k)
 		}
 		moved = true
@@ -48,8 +49,8 @@ func migrateLegacyCredentials(cfg *ConfigFile, st *StateFile) bool {
 	return moved
 }
 
-func hasLegacyCredentials(x Extra) bool {
-	for _, k := range legacyCredentialKeys {
+func hasLegacyCredentials(x record.Extra) bool {
+	for _, k := range record.LegacyCredentialKeys {
 		if _, ok := x[k]; ok {
 			return true
 		}
@@ -58,7 +59,7 @@ func hasLegacyCredentials(x Extra) bool {
 }
 
 // adoptLegacy applies one config entry's inline credentials to s.
-func adoptLegacy(ac *AccountConfig, s *AccountState) {
+func adoptLegacy(ac *record.AccountConfig, s *record.AccountState) {
 	access := secret.Secret(strings.TrimSpace(extraString(ac.Extra, "access")))
 	refresh := secret.Secret(strings.TrimSpace(extraString(ac.Extra, "refresh")))
 	if refresh != "" {
@@ -82,7 +83,7 @@ func adoptLegacy(ac *AccountConfig, s *AccountState) {
 	}
 }
 
-func extraString(x Extra, key string) string {
+func extraString(x record.Extra, key string) string {
 	var s string
 	if raw, ok := x[key]; ok {
 		_ = json.Unmarshal(raw, &s)
@@ -90,7 +91,7 @@ func extraString(x Extra, key string) string {
 	return s
 }
 
-func extraInt(x Extra, key string) int64 {
+func extraInt(x record.Extra, key string) int64 {
 	var f float64
 	if raw, ok := x[key]; ok {
 		_ = json.Unmarshal(raw, &f)

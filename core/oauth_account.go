@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"errors"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"time"
 )
@@ -35,10 +36,10 @@ type oauthAccount struct {
 	// a fallback's id.
 	quotaIdentity string
 	tokens        tokenPair
-	refreshErr    *OpError
-	quotaErr      *OpError
+	refreshErr    *record.OpError
+	quotaErr      *record.OpError
 	// quota is the account's cached quota snapshot, if any.
-	quota *QuotaSnapshot
+	quota *record.QuotaSnapshot
 	// fallback is the fallback as the store sees it; nil for main.
 	fallback *Account
 	src      credentialSource
@@ -176,20 +177,20 @@ func (e *Engine) refreshLocked(ctx context.Context, id string, force, inQuotaPas
 // piece of code for every account: main's live in the file's main
 // section, a fallback's in its accounts entry.
 type records struct {
-	quota       **QuotaSnapshot
-	refreshErr  **OpError
-	quotaErr    **OpError
-	rateLimited **SpentWindows
+	quota       **record.QuotaSnapshot
+	refreshErr  **record.OpError
+	quotaErr    **record.OpError
+	rateLimited **record.SpentWindows
 	// refresh is the refresh token the file holds; nil for main, whose
 	// tokens the host keeps.
 	refresh *secret.Secret
 	// main is the main section (its quota bookkeeping); nil for a fallback.
-	main *MainState
+	main *record.MainState
 }
 
 // recordsIn returns the records of account id in st, creating a missing
 // fallback entry when create is set; nil when the entry is missing.
-func recordsIn(st *StateFile, id string, create bool) *records {
+func recordsIn(st *record.StateFile, id string, create bool) *records {
 	if id == MainAccountID {
 		m := ensureMain(st)
 		return &records{quota: &m.Quota, refreshErr: &m.LastRefreshError, quotaErr: &m.LastQuotaAPIError, rateLimited: &m.RateLimited, main: m}
@@ -199,7 +200,7 @@ func recordsIn(st *StateFile, id string, create bool) *records {
 		if !create {
 			return nil
 		}
-		s = &AccountState{}
+		s = &record.AccountState{}
 		st.Accounts[id] = s
 	}
 	return &records{quota: &s.Quota, refreshErr: &s.LastRefreshError, quotaErr: &s.LastQuotaRefreshError, rateLimited: &s.RateLimited, refresh: &s.Refresh}
@@ -221,7 +222,7 @@ func (r *records) quotaStored(access secret.Secret, now time.Time) {
 }
 
 // quotaFailed records a quota error, counting main's error generation.
-func (r *records) quotaFailed(rec *OpError) {
+func (r *records) quotaFailed(rec *record.OpError) {
 	*r.quotaErr = rec
 	if r.main != nil {
 		r.main.QuotaErrorGeneration++
@@ -238,9 +239,9 @@ func quotaErrIdentity(a oauthAccount) string {
 	return ""
 }
 
-func ensureMain(st *StateFile) *MainState {
+func ensureMain(st *record.StateFile) *record.MainState {
 	if st.Main == nil {
-		st.Main = &MainState{}
+		st.Main = &record.MainState{}
 	}
 	return st.Main
 }

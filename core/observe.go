@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"github.com/acctpool/acctpool/core/record"
 	"slices"
 	"time"
 )
@@ -26,7 +27,7 @@ func systemAfterFunc(d time.Duration, f func()) func() bool { return time.AfterF
 // caller reads.
 type observation struct {
 	account string
-	apply   func(st *StateFile) error
+	apply   func(st *record.StateFile) error
 }
 
 // observeState applies fn, an observation of account id, to the store's
@@ -37,7 +38,7 @@ type observation struct {
 //
 // With a negative StoreOptions.WriteBehind the change is written at once
 // (UpdateState).
-func (s *Store) observeState(ctx context.Context, id string, fn func(st *StateFile) error) (*Snapshot, error) {
+func (s *Store) observeState(ctx context.Context, id string, fn func(st *record.StateFile) error) (*Snapshot, error) {
 	if s.interval < 0 {
 		return s.UpdateState(ctx, fn)
 	}
@@ -68,11 +69,11 @@ func (s *Store) observeState(ctx context.Context, id string, fn func(st *StateFi
 // observed returns base with observation o applied, copying only what o
 // may change: the state's account map and o's entry, and the account list.
 func observed(base *Snapshot, o observation) (*Snapshot, error) {
-	st := &StateFile{Version: 1}
+	st := &record.StateFile{Version: 1}
 	if base.State != nil {
 		*st = *base.State
 	}
-	st.Accounts = make(map[string]*AccountState, len(st.Accounts)+1)
+	st.Accounts = make(map[string]*record.AccountState, len(st.Accounts)+1)
 	if base.State != nil {
 		for k, v := range base.State.Accounts {
 			st.Accounts[k] = v
@@ -115,7 +116,7 @@ func observed(base *Snapshot, o observation) (*Snapshot, error) {
 
 // replay applies the observations obs to st, a state read from disk under
 // the state lock. An observation whose account is gone is dropped.
-func replay(st *StateFile, obs []observation) {
+func replay(st *record.StateFile, obs []observation) {
 	for _, o := range obs {
 		_ = o.apply(st)
 	}
@@ -211,7 +212,7 @@ func (s *Store) Flush(ctx context.Context) error {
 	if n == 0 {
 		return nil
 	}
-	_, err := s.UpdateState(ctx, func(*StateFile) error { return nil })
+	_, err := s.UpdateState(ctx, func(*record.StateFile) error { return nil })
 	return err
 }
 

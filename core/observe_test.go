@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acctpool/acctpool/core/internal/atomicfile"
+	"github.com/acctpool/acctpool/core/record"
 )
 
 // manualTimers is an AfterFunc whose functions run only when a test fires
@@ -131,7 +132,7 @@ func TestObservations_mergedWithOtherWriters(t *testing.T) {
 
 	other, err := NewStore(StoreOptions{Paths: env.paths, WriteBehind: -1})
 	require.NoError(t, err)
-	_, err = other.UpdateState(env.ctx(), func(st *StateFile) error {
+	_, err = other.UpdateState(env.ctx(), func(st *record.StateFile) error {
 		st.Accounts["fb"].Access, st.Accounts["fb"].Refresh, st.Accounts["fb"].LastRefreshedAt = "sk-ant-oat01-rotated", "sk-ant-ort01-rotated", ms(testStart)
 		return nil
 	})
@@ -148,7 +149,7 @@ func TestObservations_mergedWithOtherWriters(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "fb2", r2.AccountID)
 	reportServed(t, env, r2, "0.5")
-	_, err = env.engine.store.UpdateState(env.ctx(), func(st *StateFile) error {
+	_, err = env.engine.store.UpdateState(env.ctx(), func(st *record.StateFile) error {
 		st.Accounts["fb"].Expires = ms(testStart.Add(9 * time.Hour))
 		return nil
 	})
@@ -216,7 +217,7 @@ func TestStore_writeIsTheNewCache(t *testing.T) {
 	_, reloaded, err := s.current(ctx)
 	require.NoError(t, err)
 	assert.True(t, reloaded, "first read")
-	written, err := s.UpdateState(ctx, func(st *StateFile) error { st.Accounts["fb"].LastUsed = 7; return nil })
+	written, err := s.UpdateState(ctx, func(st *record.StateFile) error { st.Accounts["fb"].LastUsed = 7; return nil })
 	require.NoError(t, err)
 	cur, reloaded, err := s.current(ctx)
 	require.NoError(t, err)
@@ -230,7 +231,7 @@ func TestStore_writeIsTheNewCache(t *testing.T) {
 
 	other, err := NewStore(StoreOptions{Paths: paths})
 	require.NoError(t, err)
-	_, err = other.UpdateState(ctx, func(st *StateFile) error { st.Accounts["fb"].LastUsed = 9; return nil })
+	_, err = other.UpdateState(ctx, func(st *record.StateFile) error { st.Accounts["fb"].LastUsed = 9; return nil })
 	require.NoError(t, err)
 	advance(time.Minute)
 	cur, reloaded, err = s.current(ctx)
@@ -248,7 +249,7 @@ func TestStore_writeIsTheNewCache(t *testing.T) {
 // Sticky assignments are observations: a new session is routed from
 // memory at once, seen by the next call, and written with the flush.
 func TestSticky_newSessionWrittenBehind(t *testing.T) {
-	env := routeEnv(t, `"routing":{"mode":"sticky-balanced"}`, &MainState{Quota: fq(90, 90)}, fb{id: "fb", quota: fq(90, 90)})
+	env := routeEnv(t, `"routing":{"mode":"sticky-balanced"}`, &record.MainState{Quota: fq(90, 90)}, fb{id: "fb", quota: fq(90, 90)})
 	req := SelectRequest{SessionID: "s1", Model: "claude-opus-4-7"}
 	r, err := env.engine.Select(env.ctx(), req)
 	require.NoError(t, err)
@@ -336,7 +337,7 @@ func TestObservations_queueBounded(t *testing.T) {
 	_, err := env.engine.routeSnapshot(env.ctx())
 	require.NoError(t, err)
 	for i := range maxQueued + 10 {
-		_, err := env.engine.store.observeState(env.ctx(), "fb", func(st *StateFile) error {
+		_, err := env.engine.store.observeState(env.ctx(), "fb", func(st *record.StateFile) error {
 			st.Accounts["fb"].LastUsed = int64(i + 1)
 			return nil
 		})

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"errors"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 )
 
@@ -151,7 +152,7 @@ func (e *Engine) RefreshQuotaDue(ctx context.Context) (PassSummary, error) {
 // rejected for good, so posting it again cannot help (BEHAVIOUR.md §2.5).
 func passSkip(a *Account) (bool, string) {
 	switch {
-	case a.Type != AccountOAuth:
+	case a.Type != record.AccountOAuth:
 		return true, "API-key route"
 	case !a.IsEnabled():
 		return true, "disabled"
@@ -190,7 +191,7 @@ func (s *PassSummary) add(account, outcome, reason string, err error) {
 // clearQuotaErrors removes quota errors that a fresher snapshot superseded,
 // re-checking each under the state lock.
 func (e *Engine) clearQuotaErrors(ctx context.Context, ids []string) {
-	_, err := e.store.UpdateState(ctx, func(st *StateFile) error {
+	_, err := e.store.UpdateState(ctx, func(st *record.StateFile) error {
 		for _, id := range ids {
 			s := st.Accounts[id]
 			if s != nil && s.LastQuotaRefreshError != nil && s.LastQuotaRefreshError.CheckedAt < s.Quota.LatestCheck() {

@@ -2,8 +2,8 @@ package core
 
 import (
 	"fmt"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
-	"github.com/acctpool/acctpool/core/verdict"
 	"math"
 	"strings"
 	"time"
@@ -27,17 +27,17 @@ const networkRefreshHeal = 5 * time.Minute
 //
 // A record of a network failure (no HTTP status) latches at most 5 minutes
 // after it was written, whatever its nextRetryAt says.
-func RefreshBackoffActive(err *OpError, identity string, now time.Time, currentFingerprint string) bool {
+func RefreshBackoffActive(err *record.OpError, identity string, now time.Time, currentFingerprint string) bool {
 	_, ok := refreshBackoffUntil(err, identity, now, currentFingerprint)
 	return ok
 }
 
-func refreshBackoffUntil(err *OpError, identity string, now time.Time, fp string) (time.Time, bool) {
+func refreshBackoffUntil(err *record.OpError, identity string, now time.Time, fp string) (time.Time, bool) {
 	if err == nil || err.NextRetryAt == 0 {
 		return time.Time{}, false
 	}
 	retryAt := err.NextRetryAt
-	if networkLooking(err) {
+	if err.LooksLikeNetwork() {
 		if heal := err.CheckedAt + networkRefreshHeal.Milliseconds(); heal < retryAt {
 			retryAt = heal
 		}
@@ -54,7 +54,7 @@ func refreshBackoffUntil(err *OpError, identity string, now time.Time, fp string
 
 // refreshRecordBinds reports whether a refresh error belongs to the
 // account's current identity and refresh token.
-func refreshRecordBinds(err *OpError, identity, fp string) bool {
+func refreshRecordBinds(err *record.OpError, identity, fp string) bool {
 	if err.RefreshTokenFingerprint != "" && fp != "" && err.RefreshTokenFingerprint != fp {
 		return false
 	}
@@ -66,33 +66,17 @@ func refreshRecordBinds(err *OpError, identity, fp string) bool {
 
 // fingerprintFor is the refresh token's fingerprint when there is a
 // record to compare it with; hashing is skipped otherwise.
-func fingerprintFor(rec *OpError, refresh secret.Secret) string {
+func fingerprintFor(rec *record.OpError, refresh secret.Secret) string {
 	if rec == nil {
 		return ""
 	}
 	return refresh.Fingerprint()
 }
 
-func networkLooking(err *OpError) bool {
-	if err.Status != 0 {
-		return false
-	}
-	if err.Class == verdict.ClassTransient {
-		return true
-	}
-	m := err.Message
-	for _, s := range []string{"fetch failed", "network error", "ECONNRESET", "ECONNREFUSED", "ETIMEDOUT", "UND_ERR_CONNECT_TIMEOUT", "connection reset", "connection refused"} {
-		if strings.Contains(m, s) {
-			return true
-		}
-	}
-	return false
-}
-
 // QuotaBackoffActive reports whether a persisted quota error still stops
 // quota checks of its account. Quota backoff never makes an account
 // unusable by itself: its cached quota is evaluated instead.
-func QuotaBackoffActive(err *OpError, now time.Time) bool {
+func QuotaBackoffActive(err *record.OpError, now time.Time) bool {
 	return err != nil && fromMs(err.NextRetryAt).After(now)
 }
 
@@ -102,11 +86,11 @@ func QuotaBackoffActive(err *OpError, now time.Time) bool {
 // model's scoped window (if any) is too. A window that blocks routing is
 // also stale one minute after its reset, so an account comes back soon
 // after its limit lifts rather than at the next interval.
-func QuotaStale(q *QuotaSnapshot, s Settings, model string, now time.Time) bool {
+func QuotaStale(q *record.QuotaSnapshot, s Settings, model string, now time.Time) bool {
 	if !quotaAgeFresh(q, s.QuotaCheckInterval, model, now) {
 		return true
 	}
-	after := func(w *QuotaWindow, threshold float64) bool {
+	after := func(w *record.QuotaWindow, threshold float64) bool {
 		if w.RemainingPercent >= threshold && w.RemainingPercent > 0 {
 			return false
 		}
@@ -126,7 +110,7 @@ func QuotaStale(q *QuotaSnapshot, s Settings, model string, now time.Time) bool 
 
 // quotaAgeFresh is upstream's sticky freshness: both standard windows exist
 // with an age below the interval, and so does the model's scoped window.
-func quotaAgeFresh(q *QuotaSnapshot, interval time.Duration, model string, now time.Time) bool {
+func quotaAgeFresh(q *record.QuotaSnapshot, interval time.Duration, model string, now time.Time) bool {
 	if q == nil || q.FiveHour == nil || q.SevenDay == nil {
 		return false
 	}
@@ -147,7 +131,7 @@ func quotaAgeFresh(q *QuotaSnapshot, interval time.Duration, model string, now t
 // thresholds (upstream quotaSnapshotPassesPolicy). With quota checks
 // disabled everything passes; a missing standard window passes only when
 // failClosedOnUnknownQuota is false.
-func QuotaPassesPolicy(q *QuotaSnapshot, s Settings) bool {
+func QuotaPassesPolicy(q *record.QuotaSnapshot, s Settings) bool {
 	_, _, _, ok := policyFailure(q, s, time.Time{})
 	return ok
 }
@@ -155,17 +139,17 @@ func QuotaPassesPolicy(q *QuotaSnapshot, s Settings) bool {
 // policyFailure returns why q fails the minimumRemaining policy (the
 // reason and its display text) and when that ends, or ok. Windows are
 // checked 5h first and the first decision wins, as upstream short-circuits.
-func policyFailure(q *QuotaSnapshot, s Settings, now time.Time) (reason, string, time.Time, bool) {
+func policyFailure(q *record.QuotaSnapshot, s Settings, now time.Time) (reason, string, time.Time, bool) {
 	if !s.QuotaEnabled {
 		return reasonUsable, "", time.Time{}, true
 	}
-	var five, seven *QuotaWindow
+	var five, seven *record.QuotaWindow
 	if q != nil {
 		five, seven = q.FiveHour, q.SevenDay
 	}
 	for _, w := range []struct {
 		name      string
-		w         *QuotaWindow
+		w         *record.QuotaWindow
 		threshold float64
 	}{{"5h", five, s.MinimumRemaining.FiveHour}, {"7d", seven, s.MinimumRemaining.SevenDay}} {
 		if w.w == nil || !finite(w.w.RemainingPercent) {
@@ -185,7 +169,7 @@ func policyFailure(q *QuotaSnapshot, s Settings, now time.Time) (reason, string,
 // ModelScopeExhausted reports whether the model's scoped weekly window (for
 // example "Fable only") is at or below 0 % remaining. An empty scoped list
 // and a model without a scoped window are not exhausted.
-func ModelScopeExhausted(q *QuotaSnapshot, model string) bool {
+func ModelScopeExhausted(q *record.QuotaSnapshot, model string) bool {
 	sw := scopedWindowFor(q, model)
 	return sw != nil && finite(sw.RemainingPercent) && sw.RemainingPercent <= 0
 }
@@ -193,7 +177,7 @@ func ModelScopeExhausted(q *QuotaSnapshot, model string) bool {
 // scopedWindowFor returns the scoped window that limits model, if any
 // (upstream getScopedQuotaWindowForModel): Fable and Mythos models match by
 // family name, others by their whole normalized id.
-func scopedWindowFor(q *QuotaSnapshot, model string) *ScopedWindow {
+func scopedWindowFor(q *record.QuotaSnapshot, model string) *record.ScopedWindow {
 	if q == nil || len(q.Scoped) == 0 || model == "" {
 		return nil
 	}
@@ -322,7 +306,7 @@ func pct(f float64) string {
 }
 
 // hasStandardWindows reports whether q knows both the 5h and 7d windows.
-func hasStandardWindows(q *QuotaSnapshot) bool {
+func hasStandardWindows(q *record.QuotaSnapshot) bool {
 	return q != nil && q.FiveHour != nil && q.SevenDay != nil &&
 		finite(q.FiveHour.RemainingPercent) && finite(q.SevenDay.RemainingPercent)
 }

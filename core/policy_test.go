@@ -4,28 +4,29 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/stretchr/testify/assert"
 )
 
 var policyNow = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 
-func win(remaining float64, checked time.Time, reset time.Duration) *QuotaWindow {
-	w := &QuotaWindow{UsedPercent: 100 - remaining, RemainingPercent: remaining, CheckedAt: epochMs(checked)}
+func win(remaining float64, checked time.Time, reset time.Duration) *record.QuotaWindow {
+	w := &record.QuotaWindow{UsedPercent: 100 - remaining, RemainingPercent: remaining, CheckedAt: epochMs(checked)}
 	if reset != 0 {
 		w.ResetsAt = checked.Add(reset).UTC().Format(time.RFC3339)
 	}
 	return w
 }
 
-func scoped(name string, remaining float64, checked time.Time, reset time.Duration) ScopedWindow {
+func scoped(name string, remaining float64, checked time.Time, reset time.Duration) record.ScopedWindow {
 	w := win(remaining, checked, reset)
-	return ScopedWindow{ID: "claude-weekly-scoped-" + normalizeModel(name), Title: name + " only", ModelName: name,
+	return record.ScopedWindow{ID: "claude-weekly-scoped-" + normalizeModel(name), Title: name + " only", ModelName: name,
 		UsedPercent: w.UsedPercent, RemainingPercent: w.RemainingPercent, ResetsAt: w.ResetsAt, CheckedAt: w.CheckedAt}
 }
 
-func snapQ(five, seven float64, checked time.Time, sc ...ScopedWindow) *QuotaSnapshot {
-	return &QuotaSnapshot{FiveHour: win(five, checked, 2*time.Hour), SevenDay: win(seven, checked, 72*time.Hour), Scoped: sc, CheckedAt: epochMs(checked)}
+func snapQ(five, seven float64, checked time.Time, sc ...record.ScopedWindow) *record.QuotaSnapshot {
+	return &record.QuotaSnapshot{FiveHour: win(five, checked, 2*time.Hour), SevenDay: win(seven, checked, 72*time.Hour), Scoped: sc, CheckedAt: epochMs(checked)}
 }
 
 func defaultSettings() Settings {
@@ -43,7 +44,7 @@ func TestQuotaPassesPolicy(t *testing.T) {
 	off.QuotaEnabled = false
 	tests := []struct {
 		name string
-		q    *QuotaSnapshot
+		q    *record.QuotaSnapshot
 		s    Settings
 		want bool
 	}{
@@ -54,8 +55,8 @@ func TestQuotaPassesPolicy(t *testing.T) {
 		{"at threshold passes", snapQ(10, 20, policyNow), withMin, true},
 		{"5h below minimum", snapQ(5, 50, policyNow), withMin, false},
 		{"7d below minimum", snapQ(50, 19, policyNow), withMin, false},
-		{"missing 7d fails closed", &QuotaSnapshot{FiveHour: win(50, policyNow, 0)}, withMin, false},
-		{"fail-open short-circuits on missing 5h", &QuotaSnapshot{SevenDay: win(1, policyNow, 0)}, open, true},
+		{"missing 7d fails closed", &record.QuotaSnapshot{FiveHour: win(50, policyNow, 0)}, withMin, false},
+		{"fail-open short-circuits on missing 5h", &record.QuotaSnapshot{SevenDay: win(1, policyNow, 0)}, open, true},
 		{"zero thresholds pass an exhausted window", snapQ(0, 0, policyNow), base, true},
 	}
 	for _, tc := range tests {
@@ -69,7 +70,7 @@ func TestModelScopeExhausted(t *testing.T) {
 	q := snapQ(50, 50, policyNow, scoped("Fable", 0, policyNow, 48*time.Hour))
 	tests := []struct {
 		name  string
-		q     *QuotaSnapshot
+		q     *record.QuotaSnapshot
 		model string
 		want  bool
 	}{
@@ -77,7 +78,7 @@ func TestModelScopeExhausted(t *testing.T) {
 		{"case and punctuation do not matter", q, "Claude_FABLE 5", true},
 		{"other model does not match", q, "claude-opus-4-7", false},
 		{"no model never matches", q, "", false},
-		{"empty scoped list is not exhausted", snapQ(50, 50, policyNow, []ScopedWindow{}...), "claude-fable-5", false},
+		{"empty scoped list is not exhausted", snapQ(50, 50, policyNow, []record.ScopedWindow{}...), "claude-fable-5", false},
 		{"remaining scope is not exhausted", snapQ(50, 50, policyNow, scoped("Fable", 3, policyNow, 0)), "claude-fable-5", false},
 		{"mythos window matches by family", snapQ(50, 50, policyNow, scoped("Mythos", 0, policyNow, 0)), "claude-mythos-5-preview", true},
 	}
@@ -93,19 +94,19 @@ func TestQuotaStale(t *testing.T) {
 	s.MinimumRemaining = Thresholds{FiveHour: 10}
 	old := policyNow.Add(-5 * time.Minute)
 	recent := policyNow.Add(-4 * time.Minute)
-	blocked := &QuotaSnapshot{FiveHour: win(3, recent, 3*time.Minute), SevenDay: win(50, recent, 0)}
+	blocked := &record.QuotaSnapshot{FiveHour: win(3, recent, 3*time.Minute), SevenDay: win(50, recent, 0)}
 	tests := []struct {
 		name  string
-		q     *QuotaSnapshot
+		q     *record.QuotaSnapshot
 		model string
 		want  bool
 	}{
 		{"nil is stale", nil, "", true},
-		{"missing window is stale", &QuotaSnapshot{FiveHour: win(50, policyNow, 0)}, "", true},
+		{"missing window is stale", &record.QuotaSnapshot{FiveHour: win(50, policyNow, 0)}, "", true},
 		{"younger than the interval is fresh", snapQ(50, 50, recent), "", false},
 		{"as old as the interval is stale", snapQ(50, 50, old), "", true},
-		{"old scoped window of the model is stale", &QuotaSnapshot{FiveHour: win(50, recent, 0), SevenDay: win(50, recent, 0), Scoped: []ScopedWindow{scoped("Fable", 40, old, 0)}}, "claude-fable-5", true},
-		{"old scoped window of another model is ignored", &QuotaSnapshot{FiveHour: win(50, recent, 0), SevenDay: win(50, recent, 0), Scoped: []ScopedWindow{scoped("Fable", 40, old, 0)}}, "claude-opus-4", false},
+		{"old scoped window of the model is stale", &record.QuotaSnapshot{FiveHour: win(50, recent, 0), SevenDay: win(50, recent, 0), Scoped: []record.ScopedWindow{scoped("Fable", 40, old, 0)}}, "claude-fable-5", true},
+		{"old scoped window of another model is ignored", &record.QuotaSnapshot{FiveHour: win(50, recent, 0), SevenDay: win(50, recent, 0), Scoped: []record.ScopedWindow{scoped("Fable", 40, old, 0)}}, "claude-opus-4", false},
 		{"blocked window is stale a minute after its reset", blocked, "", true},
 	}
 	for _, tc := range tests {
@@ -117,8 +118,8 @@ func TestQuotaStale(t *testing.T) {
 
 func TestRefreshBackoffActive(t *testing.T) {
 	fp := secret.Secret("refresh-1").Fingerprint()
-	rec := func(mut func(*OpError)) *OpError {
-		e := &OpError{Message: "Claude OAuth refresh failed: 429", Status: 429, CheckedAt: epochMs(policyNow.Add(-time.Minute)),
+	rec := func(mut func(*record.OpError)) *record.OpError {
+		e := &record.OpError{Message: "Claude OAuth refresh failed: 429", Status: 429, CheckedAt: epochMs(policyNow.Add(-time.Minute)),
 			NextRetryAt: epochMs(policyNow.Add(10 * time.Minute)), AccountIdentity: "fb", RefreshTokenFingerprint: fp}
 		if mut != nil {
 			mut(e)
@@ -127,19 +128,19 @@ func TestRefreshBackoffActive(t *testing.T) {
 	}
 	tests := []struct {
 		name     string
-		err      *OpError
+		err      *record.OpError
 		identity string
 		fp       string
 		want     bool
 	}{
 		{"no error", nil, "fb", fp, false},
 		{"active and bound", rec(nil), "fb", fp, true},
-		{"expired", rec(func(e *OpError) { e.NextRetryAt = epochMs(policyNow) }), "fb", fp, false},
+		{"expired", rec(func(e *record.OpError) { e.NextRetryAt = epochMs(policyNow) }), "fb", fp, false},
 		{"new refresh token releases the latch", rec(nil), "fb", secret.Secret("refresh-2").Fingerprint(), false},
 		{"other identity", rec(nil), "other", fp, false},
-		{"record without identity binds everyone", rec(func(e *OpError) { e.AccountIdentity = "" }), "other", fp, true},
+		{"record without identity binds everyone", rec(func(e *record.OpError) { e.AccountIdentity = "" }), "other", fp, true},
 		{"unknown fingerprint still binds", rec(nil), "fb", "", true},
-		{"legacy 24 h network latch heals after 5 min", rec(func(e *OpError) {
+		{"legacy 24 h network latch heals after 5 min", rec(func(e *record.OpError) {
 			e.Status, e.Message = 0, "fetch failed"
 			e.CheckedAt = epochMs(policyNow.Add(-6 * time.Minute))
 			e.NextRetryAt = epochMs(policyNow.Add(20 * time.Hour))
@@ -154,8 +155,8 @@ func TestRefreshBackoffActive(t *testing.T) {
 
 func TestQuotaBackoffActive(t *testing.T) {
 	assert.False(t, QuotaBackoffActive(nil, policyNow))
-	assert.True(t, QuotaBackoffActive(&OpError{NextRetryAt: epochMs(policyNow.Add(time.Second))}, policyNow))
-	assert.False(t, QuotaBackoffActive(&OpError{NextRetryAt: epochMs(policyNow)}, policyNow))
+	assert.True(t, QuotaBackoffActive(&record.OpError{NextRetryAt: epochMs(policyNow.Add(time.Second))}, policyNow))
+	assert.False(t, QuotaBackoffActive(&record.OpError{NextRetryAt: epochMs(policyNow)}, policyNow))
 }
 
 func TestKillswitchPasses(t *testing.T) {
@@ -167,7 +168,7 @@ func TestKillswitchPasses(t *testing.T) {
 	open.FailClosedOnUnknown = false
 	tests := []struct {
 		name  string
-		q     *QuotaSnapshot
+		q     *record.QuotaSnapshot
 		s     Settings
 		id    string
 		model string
@@ -179,7 +180,7 @@ func TestKillswitchPasses(t *testing.T) {
 		{"7d below default", snapQ(50, 9, policyNow), on, "main", "", false},
 		{"per-account threshold", snapQ(40, 50, policyNow), perAccount, "fb", "", false},
 		{"other accounts use main thresholds", snapQ(40, 50, policyNow), perAccount, "fb2", "", true},
-		{"present low window blocks with the other missing", &QuotaSnapshot{FiveHour: win(1, policyNow, 0)}, open, "main", "", false},
+		{"present low window blocks with the other missing", &record.QuotaSnapshot{FiveHour: win(1, policyNow, 0)}, open, "main", "", false},
 		{"unknown fails closed", nil, on, "main", "", false},
 		{"unknown passes open", nil, open, "main", "", true},
 		{"scoped threshold is inclusive", snapQ(50, 50, policyNow, scoped("Fable", 0, policyNow, 0)), on, "main", "claude-fable-5", false},
@@ -194,13 +195,13 @@ func TestKillswitchPasses(t *testing.T) {
 
 func TestKillswitchRetryAfter(t *testing.T) {
 	a := snapQ(1, 50, policyNow) // 5h resets in 2 h, 7d in 72 h
-	b := &QuotaSnapshot{FiveHour: win(0, policyNow, 90*time.Minute+500*time.Millisecond), SevenDay: win(50, policyNow, 0),
-		Scoped: []ScopedWindow{scoped("Fable", 0, policyNow, 30*time.Hour)}}
+	b := &record.QuotaSnapshot{FiveHour: win(0, policyNow, 90*time.Minute+500*time.Millisecond), SevenDay: win(50, policyNow, 0),
+		Scoped: []record.ScopedWindow{scoped("Fable", 0, policyNow, 30*time.Hour)}}
 	b.FiveHour.ResetsAt = policyNow.Add(90*time.Minute + 500*time.Millisecond).Format(time.RFC3339Nano)
-	assert.Equal(t, 90*time.Minute+time.Second+60*time.Second, KillswitchRetryAfter([]*QuotaSnapshot{a, b}, "", policyNow), "earliest reset rounded up, plus 60 s")
-	assert.Equal(t, 30*time.Hour+60*time.Second, KillswitchRetryAfter([]*QuotaSnapshot{a, b}, "claude-fable-5", policyNow), "scoped-driven")
-	assert.Equal(t, 300*time.Second, KillswitchRetryAfter([]*QuotaSnapshot{nil, {FiveHour: win(0, policyNow, 0)}}, "", policyNow), "no reset known")
-	past := &QuotaSnapshot{FiveHour: win(0, policyNow, -time.Minute)}
-	assert.Equal(t, 300*time.Second, KillswitchRetryAfter([]*QuotaSnapshot{past}, "", policyNow), "past resets do not count")
+	assert.Equal(t, 90*time.Minute+time.Second+60*time.Second, KillswitchRetryAfter([]*record.QuotaSnapshot{a, b}, "", policyNow), "earliest reset rounded up, plus 60 s")
+	assert.Equal(t, 30*time.Hour+60*time.Second, KillswitchRetryAfter([]*record.QuotaSnapshot{a, b}, "claude-fable-5", policyNow), "scoped-driven")
+	assert.Equal(t, 300*time.Second, KillswitchRetryAfter([]*record.QuotaSnapshot{nil, {FiveHour: win(0, policyNow, 0)}}, "", policyNow), "no reset known")
+	past := &record.QuotaSnapshot{FiveHour: win(0, policyNow, -time.Minute)}
+	assert.Equal(t, 300*time.Second, KillswitchRetryAfter([]*record.QuotaSnapshot{past}, "", policyNow), "past resets do not count")
 	assert.Equal(t, "1m 5s", retryInText(65*time.Second))
 }

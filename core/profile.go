@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	json "github.com/goccy/go-json"
 )
@@ -28,12 +29,12 @@ type accountProfile struct {
 }
 
 // storedProfile reads main.profile; nil when absent or not a profile.
-func storedProfile(m *MainState) *accountProfile {
+func storedProfile(m *record.MainState) *accountProfile {
 	if m == nil || len(m.Profile) == 0 {
 		return nil
 	}
 	var p accountProfile
-	if err := decodeLenient(m.Profile, &p); err != nil {
+	if err := record.DecodeLenient(m.Profile, &p); err != nil {
 		return nil
 	}
 	return &p
@@ -90,7 +91,7 @@ func (e *Engine) fetchProfile(ctx context.Context, access secret.Secret) (*accou
 		return nil, fmt.Errorf("profile request: status %d", reply.status)
 	}
 	var p profilePayload
-	if err := decodeLenient(reply.body, &p); err != nil {
+	if err := record.DecodeLenient(reply.body, &p); err != nil {
 		return nil, fmt.Errorf("profile response: %s", jsonErrorText(err))
 	}
 	if p.Account == nil || p.Account.UUID == "" || p.Organization == nil ||
@@ -129,7 +130,7 @@ func (e *Engine) bindMainQuota(ctx context.Context, snap *Snapshot, a oauthAccou
 		return a, err
 	}
 	switched := false
-	snap, err = e.store.UpdateState(ctx, func(st *StateFile) error {
+	snap, err = e.store.UpdateState(ctx, func(st *record.StateFile) error {
 		m := ensureMain(st)
 		old := storedProfile(m)
 		m.Profile = raw
@@ -159,7 +160,7 @@ func (e *Engine) bindMainQuota(ctx context.Context, snap *Snapshot, a oauthAccou
 
 // rebindProfile moves main's profile to the access token a rotation by
 // acctpool just produced: the account is the same, only the token is new.
-func rebindProfile(m *MainState, used, next secret.Secret) {
+func rebindProfile(m *record.MainState, used, next secret.Secret) {
 	p := storedProfile(m)
 	if p == nil || p.TokenFingerprint != used.Fingerprint() {
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
 	"net/http"
@@ -64,7 +65,7 @@ func fallbackQuotaLock(id string) string {
 
 // fetchQuota is pollQuota for callers that only need the snapshot: one
 // another process has just polled is as good as one fetched here.
-func (e *Engine) fetchQuota(ctx context.Context, id string) (*QuotaSnapshot, error) {
+func (e *Engine) fetchQuota(ctx context.Context, id string) (*record.QuotaSnapshot, error) {
 	q, _, err := e.pollQuota(ctx, id)
 	return q, err
 }
@@ -75,7 +76,7 @@ func (e *Engine) fetchQuota(ctx context.Context, id string) (*QuotaSnapshot, err
 // one usage call; across processes the account's quota-poll lock does.
 // fetched is false when the answer is the cached snapshot because another
 // process holds the lock (and the snapshot is fresh).
-func (e *Engine) pollQuota(ctx context.Context, id string) (q *QuotaSnapshot, fetched bool, err error) {
+func (e *Engine) pollQuota(ctx context.Context, id string) (q *record.QuotaSnapshot, fetched bool, err error) {
 	if mustWait(ctx) {
 		return nil, false, ErrWouldWait
 	}
@@ -97,7 +98,7 @@ func (e *Engine) pollQuota(ctx context.Context, id string) (q *QuotaSnapshot, fe
 	return q, fetched, nil
 }
 
-func (e *Engine) pollQuotaLocked(ctx context.Context, id string) (*QuotaSnapshot, bool, error) {
+func (e *Engine) pollQuotaLocked(ctx context.Context, id string) (*record.QuotaSnapshot, bool, error) {
 	snap, a, err := e.oauthAccount(ctx, id)
 	if err != nil {
 		return nil, false, err
@@ -171,14 +172,14 @@ func quotaBackedOff(a oauthAccount, now time.Time) error {
 
 // storeQuota merges a usage answer polled with access into the account's
 // snapshot and clears its quota error.
-func (e *Engine) storeQuota(ctx context.Context, a oauthAccount, access secret.Secret, body []byte) (*QuotaSnapshot, error) {
+func (e *Engine) storeQuota(ctx context.Context, a oauthAccount, access secret.Secret, body []byte) (*record.QuotaSnapshot, error) {
 	now := e.now()
 	q, err := ParseUsage(body, now)
 	if err != nil {
 		return nil, err
 	}
-	var merged *QuotaSnapshot
-	if _, err := e.store.UpdateState(ctx, func(st *StateFile) error {
+	var merged *record.QuotaSnapshot
+	if _, err := e.store.UpdateState(ctx, func(st *record.StateFile) error {
 		r := recordsIn(st, a.id, true)
 		*r.quota = MergeQuota(*r.quota, q)
 		(*r.quota).AccountIdentity = a.quotaIdentity
@@ -200,7 +201,7 @@ func (e *Engine) recordQuotaFailure(ctx context.Context, a oauthAccount, f verdi
 	var until time.Time
 	if eff.PersistQuotaError && eff.QuotaBackoff != verdict.QuotaBackoffNone {
 		// A transient backoff record is an observation (BEHAVIOUR.md §1.9).
-		snap, err := e.store.observeState(ctx, id, func(st *StateFile) error {
+		snap, err := e.store.observeState(ctx, id, func(st *record.StateFile) error {
 			if r := recordsIn(st, id, false); r != nil {
 				r.quotaFailed(quotaRecord(*r.quotaErr, quotaErrIdentity(a), eff.QuotaBackoff, f, v, now))
 			}
@@ -226,10 +227,10 @@ func (e *Engine) recordQuotaFailure(ctx context.Context, a oauthAccount, f verdi
 // are spent; a served one (served) clears that record. touch records
 // lastUsed (a fallback served) in the same observation, so a report costs
 // one in-memory change, not two.
-func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header, limited, served, touch bool) (*QuotaSnapshot, error) {
+func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header, limited, served, touch bool) (*record.QuotaSnapshot, error) {
 	now := e.now()
 	q := QuotaFromHeaders(h, now)
-	var spent *SpentWindows
+	var spent *record.SpentWindows
 	if limited {
 		spent = spentFromHeaders(h, now)
 	}
@@ -240,7 +241,7 @@ func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header, l
 	used := epochMs(now)
 	// An observation: in memory now, on disk within the write-behind
 	// interval (BEHAVIOUR.md §1.9). fn runs again at the write.
-	snap, err := e.store.observeState(ctx, id, func(st *StateFile) error {
+	snap, err := e.store.observeState(ctx, id, func(st *record.StateFile) error {
 		r := recordsIn(st, id, false)
 		if r == nil {
 			return errorf(ErrNoAccount, "%s", id)
@@ -270,7 +271,7 @@ func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header, l
 // nextSpent is the spent-window record after a response: a 429 that names
 // spent windows replaces it, a served answer clears it (the account just
 // served, so its windows are not spent), anything else keeps it.
-func nextSpent(old, spent *SpentWindows, served bool) *SpentWindows {
+func nextSpent(old, spent *record.SpentWindows, served bool) *record.SpentWindows {
 	switch {
 	case spent != nil:
 		return spent
@@ -288,7 +289,7 @@ func (e *Engine) touchLastUsed(ctx context.Context, id string) {
 	}
 	now := epochMs(e.now())
 	// An observation (BEHAVIOUR.md §1.9).
-	if _, err := e.store.observeState(ctx, id, func(st *StateFile) error {
+	if _, err := e.store.observeState(ctx, id, func(st *record.StateFile) error {
 		if s := st.Accounts[id]; s != nil && s.LastUsed < now {
 			s.LastUsed = now
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -135,7 +136,7 @@ func TestQuotaPollOneInFlightPerAccount(t *testing.T) {
 	const callers = 3
 	var wg sync.WaitGroup
 	errs := make([]error, callers)
-	quotas := make([]*QuotaSnapshot, callers)
+	quotas := make([]*record.QuotaSnapshot, callers)
 	poll := func(i int) {
 		defer wg.Done()
 		quotas[i], errs[i] = env.engine.fetchQuota(env.ctx(), "fb")

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/verdict"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -165,7 +166,7 @@ func TestParseUsage_shapes(t *testing.T) {
 		assert.Equal(t, 13.0, q.Scoped[0].RemainingPercent)
 		assert.Equal(t, "five_hour", q.BindingWindow)
 		assert.Equal(t, 0.0, q.SevenDay.RemainingPercent, "utilization is clamped to 100")
-		assert.Equal(t, QuotaSourcePoll, q.Source)
+		assert.Equal(t, record.QuotaSourcePoll, q.Source)
 	})
 	t.Run("flat windows and no scoped keeps an empty list", func(t *testing.T) {
 		q, err := ParseUsage([]byte(`{"five_hour":{"utilization":1},"seven_day_opus":{"utilization":99}}`), testStart)
@@ -213,12 +214,12 @@ func TestMergeQuota_headersNeverOverwritePollFields(t *testing.T) {
 	assert.Equal(t, "seven_day", merged.BindingWindow, "a polled binding window is not replaced by headers")
 	require.NotNil(t, merged.FallbackAdvised)
 	assert.True(t, *merged.FallbackAdvised)
-	assert.Equal(t, QuotaSourceHeaders, merged.FieldSources["five_hour"])
-	assert.Equal(t, QuotaSourcePoll, merged.FieldSources["seven_day"])
+	assert.Equal(t, record.QuotaSourceHeaders, merged.FieldSources["five_hour"])
+	assert.Equal(t, record.QuotaSourcePoll, merged.FieldSources["seven_day"])
 
 	// A poll that completes later keeps newer header windows only.
 	older := *poll
-	older.FiveHour = &QuotaWindow{UsedPercent: 1, RemainingPercent: 99, CheckedAt: ms(testStart)}
+	older.FiveHour = &record.QuotaWindow{UsedPercent: 1, RemainingPercent: 99, CheckedAt: ms(testStart)}
 	back := MergeQuota(merged, &older)
 	assert.Equal(t, 58.0, back.FiveHour.RemainingPercent)
 

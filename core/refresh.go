@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
 	"slices"
@@ -44,7 +45,7 @@ func expired(access secret.Secret, expires int64, now time.Time) bool {
 // refreshRecord builds the lastRefreshError record for a token-endpoint
 // failure (upstream buildRefreshOperationError), using the effects table
 // and the one refresh backoff schedule.
-func refreshRecord(prev *OpError, identity string, refresh secret.Secret, f verdict.Failure, v verdict.Verdict, now time.Time) *OpError {
+func refreshRecord(prev *record.OpError, identity string, refresh secret.Secret, f verdict.Failure, v verdict.Verdict, now time.Time) *record.OpError {
 	eff := verdict.EffectOf(verdict.SourceToken, v)
 	fp := refresh.Fingerprint()
 	count := 1
@@ -53,7 +54,7 @@ func refreshRecord(prev *OpError, identity string, refresh secret.Secret, f verd
 	}
 	delay := verdict.RefreshBackoffDelay(eff.RefreshBackoff, v.RetryAfter, f.Network, count)
 	permanent := eff.RefreshBackoff == verdict.RefreshBackoffPermanent
-	return &OpError{
+	return &record.OpError{
 		Message:                 (&UpstreamError{Failure: f}).Error(),
 		CheckedAt:               epochMs(now),
 		NextRetryAt:             epochMs(now.Add(delay)),
@@ -69,12 +70,12 @@ func refreshRecord(prev *OpError, identity string, refresh secret.Secret, f verd
 
 // quotaRecord builds the lastQuotaRefreshError record (upstream
 // buildQuotaOperationError) for a quota backoff of the given kind.
-func quotaRecord(prev *OpError, identity string, kind verdict.QuotaBackoffKind, f verdict.Failure, v verdict.Verdict, now time.Time) *OpError {
+func quotaRecord(prev *record.OpError, identity string, kind verdict.QuotaBackoffKind, f verdict.Failure, v verdict.Verdict, now time.Time) *record.OpError {
 	count := 1
 	if prev != nil && prev.AccountIdentity == identity {
 		count = prev.RetryCount + 1
 	}
-	return &OpError{
+	return &record.OpError{
 		Message:         (&UpstreamError{Failure: f}).Error(),
 		CheckedAt:       epochMs(now),
 		NextRetryAt:     epochMs(now.Add(verdict.QuotaBackoffDelay(kind, count))),
@@ -88,7 +89,7 @@ func quotaRecord(prev *OpError, identity string, kind verdict.QuotaBackoffKind, 
 
 // refreshLatched returns the end of the active refresh backoff of a
 // record, if any (see RefreshBackoffActive for the binding rules).
-func refreshLatched(rec *OpError, identity string, refresh secret.Secret, now time.Time) (time.Time, bool) {
+func refreshLatched(rec *record.OpError, identity string, refresh secret.Secret, now time.Time) (time.Time, bool) {
 	return refreshBackoffUntil(rec, identity, now, refresh.Fingerprint())
 }
 
@@ -160,7 +161,7 @@ func (e *Engine) loadOAuth(ctx context.Context, id string) (*Snapshot, *Account,
 	if !ok {
 		return nil, nil, errorf(ErrNoAccount, "%s", id)
 	}
-	if a.Type != AccountOAuth {
+	if a.Type != record.AccountOAuth {
 		return nil, nil, errorf(ErrConfigInvalid, "account %s is an API-key route and has no token to refresh", a.ID)
 	}
 	if a.Problem != "" {
@@ -275,7 +276,7 @@ func (e *Engine) rotateFallback(ctx context.Context, id string, before tokenPair
 	}
 	answered := time.Now()
 	now = e.now()
-	var pair AccountState
+	var pair record.AccountState
 	applyGrant(&pair, grant, used, now)
 	if err := res.writeJournal(a.ID, pair, used); err != nil {
 		e.log.Warn("rotated tokens not journaled; saving them directly", "account", a.ID, "err", err)
@@ -285,10 +286,10 @@ func (e *Engine) rotateFallback(ctx context.Context, id string, before tokenPair
 	journaled := time.Since(answered)
 	saveCtx, cancelSave := context.WithTimeout(ctx, saveTimeout)
 	defer cancelSave()
-	snap, err = e.store.saveRotation(saveCtx, res, func(st *StateFile) error {
+	snap, err = e.store.saveRotation(saveCtx, res, func(st *record.StateFile) error {
 		s := st.Accounts[a.ID]
 		if s == nil {
-			s = &AccountState{}
+			s = &record.AccountState{}
 			st.Accounts[a.ID] = s
 		}
 		applyGrant(s, grant, used, now)
@@ -333,7 +334,7 @@ func adoptable(before, now tokenPair, t time.Time, window time.Duration, force b
 	return force || !needsRefresh(now.Access, now.Expires, window, t)
 }
 
-func applyGrant(s *AccountState, g *tokenGrant, used secret.Secret, now time.Time) {
+func applyGrant(s *record.AccountState, g *tokenGrant, used secret.Secret, now time.Time) {
 	s.Access = secret.Secret(g.AccessToken)
 	if g.RefreshToken != "" {
 		s.Refresh = secret.Secret(g.RefreshToken)
@@ -356,7 +357,7 @@ func (e *Engine) recordRefreshFailure(ctx context.Context, a oauthAccount, used 
 	persist := eff.PersistRefreshError && (!f.Network || a.src.latchesNetwork())
 	quotaToo := inQuotaPass && eff.InQuotaPass != verdict.QuotaBackoffNone
 	if persist || quotaToo {
-		if _, err := e.store.UpdateState(ctx, func(st *StateFile) error {
+		if _, err := e.store.UpdateState(ctx, func(st *record.StateFile) error {
 			r := recordsIn(st, a.id, true)
 			if r.refresh != nil && *r.refresh != used {
 				// Someone rotated the token meanwhile; our failure is stale.

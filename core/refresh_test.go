@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
 	"github.com/stretchr/testify/assert"
@@ -113,7 +114,7 @@ func TestEngine_refreshFallback_newRefreshTokenReleasesLatch(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalidGrant)
 
 	// The user logs in again elsewhere: a new refresh token lands in state.
-	_, err = env.engine.store.UpdateState(env.ctx(), func(st *StateFile) error {
+	_, err = env.engine.store.UpdateState(env.ctx(), func(st *record.StateFile) error {
 		st.Accounts["fb"].Refresh = "sk-ant-ort01-RELOGIN"
 		return nil
 	})

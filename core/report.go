@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
 	"net/http"
@@ -188,7 +189,7 @@ func attemptedAfter(route Route) []string {
 
 func hasAPIRoute(snap *Snapshot) bool {
 	for i := range snap.Accounts {
-		if a := &snap.Accounts[i]; a.Type == AccountAPI && a.IsEnabled() && a.Problem == "" {
+		if a := &snap.Accounts[i]; a.Type == record.AccountAPI && a.IsEnabled() && a.Problem == "" {
 			return true
 		}
 	}
@@ -212,7 +213,7 @@ func (e *Engine) confirmMainExhausted(ctx context.Context) bool {
 func (e *Engine) selectAPIOnly(ctx context.Context, snap *Snapshot, route Route, attempted []string) (*Route, error) {
 	ex := append([]string{MainAccountID}, attempted...)
 	for i := range snap.Accounts {
-		if snap.Accounts[i].Type == AccountOAuth {
+		if snap.Accounts[i].Type == record.AccountOAuth {
 			ex = append(ex, snap.Accounts[i].ID)
 		}
 	}

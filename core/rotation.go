@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/acctpool/acctpool/core/internal/atomicfile"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"sort"
 	"strings"
@@ -125,7 +126,7 @@ func (e *Engine) Drain(ctx context.Context) error {
 		_, idle = e.detached.inFlight()
 	}
 	if pending := e.store.pendingIDs(); len(pending) > 0 {
-		if _, err := e.store.UpdateState(ctx, func(*StateFile) error { return nil }); err != nil {
+		if _, err := e.store.UpdateState(ctx, func(*record.StateFile) error { return nil }); err != nil {
 			e.log.Error("rotated tokens not saved at exit", "accounts", strings.Join(pending, ", "), "err", err)
 			return fmt.Errorf("shutdown: rotated tokens of %s not saved: %w", strings.Join(pending, ", "), err)
 		}
@@ -154,7 +155,7 @@ const (
 // the consumed token is never posted again), a detached loop retries the
 // save with backoff, and accounts/list shows persistPending until it
 // succeeds. The refresh itself succeeded, so the caller gets the account.
-func (e *Engine) keepUnsaved(ctx context.Context, id string, used secret.Secret, pair AccountState, journal *atomicfile.Reservation, saveErr error) (*Account, error) {
+func (e *Engine) keepUnsaved(ctx context.Context, id string, used secret.Secret, pair record.AccountState, journal *atomicfile.Reservation, saveErr error) (*Account, error) {
 	e.store.setPending(id, used, pair, journal, saveErr)
 	e.log.Warn("rotated tokens could not be saved; kept in memory and retrying", "account", id, "err", saveErr)
 	e.emit(Event{Kind: EventAccountsChanged, Accounts: []string{id}})
@@ -185,7 +186,7 @@ func (e *Engine) retryPersist(ctx context.Context, id string) {
 			return
 		}
 		saveCtx, cancel := context.WithTimeout(ctx, saveTimeout)
-		_, err := e.store.UpdateState(saveCtx, func(*StateFile) error { return nil })
+		_, err := e.store.UpdateState(saveCtx, func(*record.StateFile) error { return nil })
 		cancel()
 		if pending, _ := e.store.pendingOf(id); !pending {
 			e.log.Info("rotated tokens saved", "account", id, "attempts", attempt)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/verdict"
 	"strings"
 	"sync"
@@ -127,7 +128,7 @@ func mainFreshExhausted(snap *Snapshot, now time.Time) bool {
 	return q != nil && standardExhausted(q) && !QuotaStale(q, snap.Settings, "", now)
 }
 
-func standardExhausted(q *QuotaSnapshot) bool {
+func standardExhausted(q *record.QuotaSnapshot) bool {
 	return (q.FiveHour != nil && q.FiveHour.RemainingPercent <= 0) || (q.SevenDay != nil && q.SevenDay.RemainingPercent <= 0)
 }
 
@@ -137,7 +138,7 @@ func mainRoute(c MainCredentials) *Route {
 
 func accountRoute(a *Account) *Route {
 	r := &Route{AccountID: a.ID, Label: a.Label}
-	if a.Type == AccountAPI {
+	if a.Type == record.AccountAPI {
 		r.Kind = KindAPI
 		r.Credential = Credential{Type: "bearer", Token: a.State.APIKey, BaseURL: strings.TrimRight(strings.TrimSpace(a.BaseURL), "/")}
 		if a.AuthHeader == "x-api-key" {
@@ -243,11 +244,11 @@ func (e *Engine) judgeFallback(ctx context.Context, snap *Snapshot, a *Account, 
 
 // windowsCurrent reports whether the cached 5h and 7d windows have not
 // reset yet (no reset known counts as current).
-func windowsCurrent(q *QuotaSnapshot, now time.Time) bool {
+func windowsCurrent(q *record.QuotaSnapshot, now time.Time) bool {
 	if q == nil {
 		return false
 	}
-	for _, w := range []*QuotaWindow{q.FiveHour, q.SevenDay} {
+	for _, w := range []*record.QuotaWindow{q.FiveHour, q.SevenDay} {
 		if w == nil {
 			continue
 		}
@@ -274,7 +275,7 @@ type orderedSelection struct {
 	o       routeOpts
 	need    need
 	reasons []AccountReason
-	quotas  map[string]*QuotaSnapshot
+	quotas  map[string]*record.QuotaSnapshot
 	main    mainEval
 	judged  bool // main has been judged
 	// mainLast is set when fallbacks go first (fallback-first mode, or
@@ -287,7 +288,7 @@ type orderedSelection struct {
 // when main quota routing makes main the last resort). A streamed request
 // body cannot move, so it goes to main only.
 func (e *Engine) selectOrdered(ctx context.Context, snap *Snapshot, req SelectRequest, o routeOpts) (*Route, error) {
-	sel := &orderedSelection{e: e, snap: snap, req: req, o: o, quotas: map[string]*QuotaSnapshot{},
+	sel := &orderedSelection{e: e, snap: snap, req: req, o: o, quotas: map[string]*record.QuotaSnapshot{},
 		need: need{Purpose: forOrdered, Model: req.Model, Replayable: !req.Streamed, IncludeAPI: o.includeAPI || mainFreshExhausted(snap, e.now())}}
 	switch {
 	case req.Streamed:
@@ -374,7 +375,7 @@ func (sel *orderedSelection) tryFallbacks(ctx context.Context) *Route {
 		}
 		why := "fallback"
 		switch {
-		case got.Type == AccountAPI:
+		case got.Type == record.AccountAPI:
 			why = "API-key route: main quota confirmed exhausted"
 		case sel.main.j.LastResort:
 			why = "fallback: " + sel.main.j.Text()
@@ -438,7 +439,7 @@ func reloginLabels(snap *Snapshot) []string {
 	var out []string
 	for i := range snap.Accounts {
 		a := &snap.Accounts[i]
-		if a.Type == AccountOAuth && a.IsEnabled() && needsRelogin(a.State.LastRefreshError, a.ID, a.State.Refresh.Fingerprint()) {
+		if a.Type == record.AccountOAuth && a.IsEnabled() && needsRelogin(a.State.LastRefreshError, a.ID, a.State.Refresh.Fingerprint()) {
 			name := a.Label
 			if name == "" {
 				name = a.ID
@@ -474,7 +475,7 @@ func earliestUntil(reasons []AccountReason, now time.Time) time.Duration {
 
 // orderedNoRoute explains a failed main-first or fallback-first selection
 // with upstream's synthetic errors.
-func (e *Engine) orderedNoRoute(snap *Snapshot, req SelectRequest, reasons []AccountReason, main mainEval, quotas map[string]*QuotaSnapshot) error {
+func (e *Engine) orderedNoRoute(snap *Snapshot, req SelectRequest, reasons []AccountReason, main mainEval, quotas map[string]*record.QuotaSnapshot) error {
 	now := e.now()
 	s := snap.Settings
 	name := forModel(modelName(snap, req.Model))
@@ -482,7 +483,7 @@ func (e *Engine) orderedNoRoute(snap *Snapshot, req SelectRequest, reasons []Acc
 	case main.err != nil:
 		return mainRefreshNoRoute(main.err, reasons, now)
 	case main.j.Reason == reasonKillswitch:
-		all := make([]*QuotaSnapshot, 0, len(quotas))
+		all := make([]*record.QuotaSnapshot, 0, len(quotas))
 		for _, q := range quotas {
 			all = append(all, q)
 		}

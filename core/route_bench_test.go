@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 	"github.com/stretchr/testify/require"
 )
@@ -15,7 +16,7 @@ import (
 // benchEngine is an engine over temp files and a manual clock, with
 // upstream endpoints that refuse connections: the benchmarked paths make
 // no calls.
-func benchEngine(tb testing.TB, settings string, main *MainState, fbs ...fb) (*Engine, Paths) {
+func benchEngine(tb testing.TB, settings string, main *record.MainState, fbs ...fb) (*Engine, Paths) {
 	dir := tb.TempDir()
 	paths := Paths{Config: filepath.Join(dir, "anthropic-auth.json"), State: filepath.Join(dir, "anthropic-auth-state.json"),
 		RoutingState: filepath.Join(dir, "anthropic-auth-routing-state.json")}
@@ -39,7 +40,7 @@ func stickyFixture(tb testing.TB) (*Engine, Paths, []SelectRequest, map[string]s
 	for i := range fbs {
 		fbs[i] = fb{id: fmt.Sprintf("fb-%d", i), quota: fq(60+float64(i), 70)}
 	}
-	e, paths := benchEngine(tb, `"routing":{"mode":"sticky-balanced"}`, &MainState{Quota: fq(90, 90)}, fbs...)
+	e, paths := benchEngine(tb, `"routing":{"mode":"sticky-balanced"}`, &record.MainState{Quota: fq(90, 90)}, fbs...)
 	ids := []string{MainAccountID}
 	for _, f := range fbs {
 		ids = append(ids, f.id)
@@ -103,7 +104,7 @@ func BenchmarkSelect(b *testing.B) {
 		for i := range fbs {
 			fbs[i] = fb{id: fmt.Sprintf("fb-%d", i), quota: fq(60, 70)}
 		}
-		e, _ := benchEngine(b, "", &MainState{Quota: fq(90, 90)}, fbs...)
+		e, _ := benchEngine(b, "", &record.MainState{Quota: fq(90, 90)}, fbs...)
 		ctx := context.Background()
 		b.ReportAllocs()
 		for b.Loop() {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/stretchr/testify/require"
 )
@@ -23,13 +24,13 @@ func TestSelect_neverRoutesToUnusable(t *testing.T) {
 	}
 	yes := true
 	pick := func(xs ...float64) float64 { return xs[rng.IntN(len(xs))] }
-	quota := func() *QuotaSnapshot {
+	quota := func() *record.QuotaSnapshot {
 		if rng.IntN(6) == 0 {
 			return nil
 		}
-		var sc []ScopedWindow
+		var sc []record.ScopedWindow
 		if rng.IntN(2) == 0 {
-			sc = []ScopedWindow{fableWin(pick(0, 5, 50))}
+			sc = []record.ScopedWindow{fableWin(pick(0, 5, 50))}
 		}
 		return fq(pick(0, 3, 8, 15, 50, 100), pick(0, 4, 12, 30, 90), sc...)
 	}
@@ -42,9 +43,9 @@ func TestSelect_neverRoutesToUnusable(t *testing.T) {
 		failClosed := rng.IntN(3) != 0
 		settings := fmt.Sprintf(`"routing":{"mode":%q},"quota":{"enabled":%t,"failClosedOnUnknownQuota":%t,"minimumRemaining":{"5h":%g,"seven_day":%g}},"killswitch":{"enabled":%t}`,
 			mode, rng.IntN(4) != 0, failClosed, minFive, minSeven, ks)
-		main := &MainState{Quota: quota()}
+		main := &record.MainState{Quota: quota()}
 		if rng.IntN(8) == 0 {
-			main.LastRefreshError = &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, RefreshTokenFingerprint: secret.Secret("main-refresh").Fingerprint()}
+			main.LastRefreshError = &record.OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, RefreshTokenFingerprint: secret.Secret("main-refresh").Fingerprint()}
 		}
 		n := 1 + rng.IntN(5)
 		fbs := make([]fb, n)
@@ -52,10 +53,10 @@ func TestSelect_neverRoutesToUnusable(t *testing.T) {
 			f := fb{id: fmt.Sprintf("fb-%d", i), quota: quota(), disabled: rng.IntN(5) == 0}
 			switch rng.IntN(6) {
 			case 0:
-				f.refErr = &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, RefreshTokenFingerprint: secret.Secret("refresh-" + f.id).Fingerprint()}
+				f.refErr = &record.OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, RefreshTokenFingerprint: secret.Secret("refresh-" + f.id).Fingerprint()}
 			case 1:
 				f.expires = -time.Second
-				f.refErr = &OpError{Message: "429", Status: 429, NextRetryAt: epochMs(testStart.Add(time.Hour)), AccountIdentity: f.id}
+				f.refErr = &record.OpError{Message: "429", Status: 429, NextRetryAt: epochMs(testStart.Add(time.Hour)), AccountIdentity: f.id}
 			}
 			fbs[i] = f
 		}
@@ -98,7 +99,7 @@ func TestSelect_neverRoutesToUnusable(t *testing.T) {
 // oracleBelow restates the minimumRemaining rule independently of the code
 // under test: with quota checks on, a window under its minimum, or a
 // missing window under failClosedOnUnknownQuota, is below threshold.
-func oracleBelow(q *QuotaSnapshot, enabled, failClosed bool, five, seven float64) bool {
+func oracleBelow(q *record.QuotaSnapshot, enabled, failClosed bool, five, seven float64) bool {
 	if !enabled {
 		return false
 	}
@@ -116,7 +117,7 @@ func oracleBelow(q *QuotaSnapshot, enabled, failClosed bool, five, seven float64
 
 // oracleKilled restates the killswitch with its default thresholds (5h 5,
 // 7d 10, scoped 0).
-func oracleKilled(q *QuotaSnapshot, on, failClosed bool, model string) bool {
+func oracleKilled(q *record.QuotaSnapshot, on, failClosed bool, model string) bool {
 	if !on {
 		return false
 	}

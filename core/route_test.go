@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
 	json "github.com/goccy/go-json"
@@ -23,26 +24,26 @@ type fb struct {
 	disabled bool
 	noAccess bool
 	expires  time.Duration // from testStart; 0 means +8 h
-	quota    *QuotaSnapshot
-	refErr   *OpError
-	qErr     *OpError
+	quota    *record.QuotaSnapshot
+	refErr   *record.OpError
+	qErr     *record.OpError
 }
 
 var freshAt = testStart.Add(-time.Minute)
 
 // fq is a fresh quota snapshot with the given remaining percentages.
-func fq(five, seven float64, sc ...ScopedWindow) *QuotaSnapshot {
+func fq(five, seven float64, sc ...record.ScopedWindow) *record.QuotaSnapshot {
 	return snapQ(five, seven, freshAt, sc...)
 }
 
-func fableWin(remaining float64) ScopedWindow {
+func fableWin(remaining float64) record.ScopedWindow {
 	return scoped("Fable", remaining, freshAt, 100*time.Hour)
 }
 
 // routeEnv builds an engine over a config with the given settings
 // fragment ("" for none), main state and fallbacks, with main credentials
 // valid for 8 hours unless mainExpires says otherwise.
-func routeEnv(t *testing.T, settings string, main *MainState, fbs ...fb) *testEnv {
+func routeEnv(t *testing.T, settings string, main *record.MainState, fbs ...fb) *testEnv {
 	t.Helper()
 	cfg, state := routeFiles(t, settings, main, fbs...)
 	env := newTestEnv(t, cfg, state)
@@ -51,9 +52,9 @@ func routeEnv(t *testing.T, settings string, main *MainState, fbs ...fb) *testEn
 }
 
 // routeFiles returns the config and state files of a routing test.
-func routeFiles(tb testing.TB, settings string, main *MainState, fbs ...fb) (string, string) {
+func routeFiles(tb testing.TB, settings string, main *record.MainState, fbs ...fb) (string, string) {
 	var accts []string
-	st := StateFile{Version: 1, Main: main, Accounts: map[string]*AccountState{}}
+	st := record.StateFile{Version: 1, Main: main, Accounts: map[string]*record.AccountState{}}
 	for _, f := range fbs {
 		typ := "oauth"
 		extra := ""
@@ -65,7 +66,7 @@ func routeFiles(tb testing.TB, settings string, main *MainState, fbs ...fb) (str
 			extra += `,"enabled":false`
 		}
 		accts = append(accts, fmt.Sprintf(`{"id":%q,"label":%q,"type":%q%s}`, f.id, f.id, typ, extra))
-		s := &AccountState{Quota: f.quota, LastRefreshError: f.refErr, LastQuotaRefreshError: f.qErr}
+		s := &record.AccountState{Quota: f.quota, LastRefreshError: f.refErr, LastQuotaRefreshError: f.qErr}
 		if f.api {
 			s.APIKey = secret.Secret("key-" + f.id)
 		} else {
@@ -199,7 +200,7 @@ func TestSelect_mainRefreshDedup(t *testing.T) {
 // Cases 37 and 45: a fallback (or main) under refresh backoff is passed
 // over without any token or usage call.
 func TestSelect_refreshBackoffExclusion(t *testing.T) {
-	backoff := &OpError{Message: "Claude OAuth refresh failed: 429", Status: 429, CheckedAt: epochMs(testStart), NextRetryAt: epochMs(testStart.Add(10 * time.Minute))}
+	backoff := &record.OpError{Message: "Claude OAuth refresh failed: 429", Status: 429, CheckedAt: epochMs(testStart), NextRetryAt: epochMs(testStart.Add(10 * time.Minute))}
 	t.Run("37 fallback with an expired token and active backoff is excluded", func(t *testing.T) {
 		env := routeEnv(t, `"routing":{"mode":"fallback-first"}`, nil, fb{id: "fb", expires: -time.Second, refErr: backoff, quota: fq(80, 80)})
 		r, err := env.engine.Select(env.ctx(), SelectRequest{})
@@ -213,7 +214,7 @@ func TestSelect_refreshBackoffExclusion(t *testing.T) {
 		assert.Equal(t, AccountReason{AccountID: "fb", Reason: reasonRefreshBackoff.String(), Until: epochMs(testStart.Add(10 * time.Minute))}, reasonFor(nr, "fb"))
 	})
 	t.Run("45 fallback-first serves from a fallback while main is backed off", func(t *testing.T) {
-		env := routeEnv(t, `"routing":{"mode":"fallback-first"}`, &MainState{LastRefreshError: backoff}, fb{id: "fb", quota: fq(80, 80)})
+		env := routeEnv(t, `"routing":{"mode":"fallback-first"}`, &record.MainState{LastRefreshError: backoff}, fb{id: "fb", quota: fq(80, 80)})
 		env.engine.setMainCredentials(MainCredentials{Access: "main-expired", Refresh: "main-refresh", Expires: epochMs(testStart.Add(-time.Second))})
 		r, err := env.engine.Select(env.ctx(), SelectRequest{})
 		require.NoError(t, err)
@@ -236,7 +237,7 @@ func TestReport_mainFirstFallback(t *testing.T) {
 	tests := []struct {
 		name      string
 		settings  string
-		mainState *MainState
+		mainState *record.MainState
 		fallbacks []fb
 		usage     []scripted
 		first     string // expected first route
@@ -274,7 +275,7 @@ func TestReport_mainFirstFallback(t *testing.T) {
 		{name: "a status added to fallbackOn moves", settings: `"fallbackOn":[429,529]`, fallbacks: []fb{{id: "fb", quota: fq(80, 80)}}, first: "main",
 			report: step{status: 529, replayable: true}, action: ActionRetry, next: "fb", nextKind: "oauth"},
 		{name: "56 killswitch surfaces the surviving fallback's 429", settings: `"killswitch":{"enabled":true}`,
-			mainState: &MainState{Quota: fq(2, 80)}, fallbacks: []fb{{id: "fb", quota: fq(80, 80)}}, first: "fb",
+			mainState: &record.MainState{Quota: fq(2, 80)}, fallbacks: []fb{{id: "fb", quota: fq(80, 80)}}, first: "fb",
 			report: step{status: 429, replayable: true, body: `{"error":"fallback-limited"}`}, action: ActionReturn, noRoute: "Killswitch: no routable accounts. Retry in"},
 	}
 	for _, tc := range tests {
@@ -374,27 +375,27 @@ func TestReport_successHarvestsAndTouches(t *testing.T) {
 // the model explains itself with upstream's synthetic responses.
 func TestSelect_stickyNoRoute(t *testing.T) {
 	yes := true
-	dead := &OpError{Message: `Claude OAuth refresh failed: 400 — {"error":"invalid_grant"}`, Status: 400, Permanent: &yes,
+	dead := &record.OpError{Message: `Claude OAuth refresh failed: 400 — {"error":"invalid_grant"}`, Status: 400, Permanent: &yes,
 		CheckedAt: epochMs(testStart), NextRetryAt: epochMs(testStart.Add(24 * time.Hour)), AccountIdentity: "main-uuid",
 		RefreshTokenFingerprint: secret.Secret("main-refresh").Fingerprint()}
 	tests := []struct {
 		name      string
-		main      *MainState
+		main      *record.MainState
 		fallbacks []fb
 		status    int
 		message   string
 		retry     bool
 	}{
-		{"46 main needs re-login, fallbacks Fable-exhausted", &MainState{LastRefreshError: dead},
+		{"46 main needs re-login, fallbacks Fable-exhausted", &record.MainState{LastRefreshError: dead},
 			[]fb{{id: "fallback-a", quota: fq(80, 80, fableWin(0))}, {id: "fallback-b", quota: fq(80, 80, fableWin(0))}}, 401,
 			"Main Claude OAuth account requires re-login, and no fallback OAuth account is currently routable for Fable.", false},
-		{"46 fallbacks need re-login", &MainState{Quota: fq(80, 80, fableWin(0))},
-			[]fb{{id: "a", refErr: &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, RefreshTokenFingerprint: secret.Secret("refresh-a").Fingerprint()}},
-				{id: "b", refErr: &OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, RefreshTokenFingerprint: secret.Secret("refresh-b").Fingerprint()}}}, 401,
+		{"46 fallbacks need re-login", &record.MainState{Quota: fq(80, 80, fableWin(0))},
+			[]fb{{id: "a", refErr: &record.OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, RefreshTokenFingerprint: secret.Secret("refresh-a").Fingerprint()}},
+				{id: "b", refErr: &record.OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, RefreshTokenFingerprint: secret.Secret("refresh-b").Fingerprint()}}}, 401,
 			"No OAuth account is currently routable for Fable. Fallback Claude OAuth accounts require re-login: a, b.", false},
-		{"46 quota only, model-scoped", &MainState{Quota: fq(80, 80, fableWin(0))},
+		{"46 quota only, model-scoped", &record.MainState{Quota: fq(80, 80, fableWin(0))},
 			[]fb{{id: "a", quota: fq(80, 80, fableWin(0))}}, 429, "Fable weekly limit reached, no routable OAuth accounts. Retry in", true},
-		{"46 quota only", &MainState{Quota: fq(0, 0)},
+		{"46 quota only", &record.MainState{Quota: fq(0, 0)},
 			[]fb{{id: "a", quota: fq(80, 0)}}, 429, "No OAuth account currently satisfies sticky-balanced quota policy. Retry in", true},
 	}
 	for _, tc := range tests {
@@ -420,7 +421,7 @@ func TestSelect_stickyNoRoute(t *testing.T) {
 		})
 	}
 	t.Run("46 after re-login the next request is served", func(t *testing.T) {
-		env := routeEnv(t, `"routing":{"mode":"sticky-balanced"}`, &MainState{LastRefreshError: dead, Quota: fq(80, 80)})
+		env := routeEnv(t, `"routing":{"mode":"sticky-balanced"}`, &record.MainState{LastRefreshError: dead, Quota: fq(80, 80)})
 		_, err := env.engine.Select(env.ctx(), SelectRequest{SessionID: "s-1"})
 		require.Error(t, err)
 		env.engine.setMainCredentials(MainCredentials{Access: "main-access-2", Refresh: "main-refresh-2", Expires: epochMs(testStart.Add(8 * time.Hour))})
@@ -432,7 +433,7 @@ func TestSelect_stickyNoRoute(t *testing.T) {
 
 // Case 54: a 403 on the session's account migrates the session.
 func TestReport_sticky403Migrates(t *testing.T) {
-	env := routeEnv(t, `"routing":{"mode":"sticky-balanced"}`, &MainState{Quota: fq(100, 100)}, fb{id: "scarce", quota: fq(30, 30)})
+	env := routeEnv(t, `"routing":{"mode":"sticky-balanced"}`, &record.MainState{Quota: fq(100, 100)}, fb{id: "scarce", quota: fq(30, 30)})
 	r, err := env.engine.Select(env.ctx(), SelectRequest{SessionID: "s-1", Model: "claude-opus-4-7", PromptBytes: 1000})
 	require.NoError(t, err)
 	require.Equal(t, MainAccountID, r.AccountID)
@@ -455,7 +456,7 @@ func TestReport_sticky403Migrates(t *testing.T) {
 // request is held from fresh quota without reaching upstream; once the
 // reset is further away the session migrates.
 func TestReport_stickyRetainAndHold(t *testing.T) {
-	env := routeEnv(t, `"routing":{"mode":"sticky-balanced"}`, &MainState{Quota: fq(100, 100)}, fb{id: "other", quota: fq(40, 40)})
+	env := routeEnv(t, `"routing":{"mode":"sticky-balanced"}`, &record.MainState{Quota: fq(100, 100)}, fb{id: "other", quota: fq(40, 40)})
 	req := SelectRequest{SessionID: "session-55", Model: "claude-opus-4-7", PromptBytes: 4096}
 	r, err := env.engine.Select(env.ctx(), req)
 	require.NoError(t, err)
@@ -499,7 +500,7 @@ func TestReport_stickyRetainAndHold(t *testing.T) {
 // Sticky assignments are stored hashed in the upstream shape, pruned after
 // 7 days, and kept without file writes while the session is active.
 func TestSticky_fileShapeAndPruning(t *testing.T) {
-	env := routeEnv(t, `"routing":{"mode":"sticky-balanced"}`, &MainState{Quota: fq(90, 90)})
+	env := routeEnv(t, `"routing":{"mode":"sticky-balanced"}`, &record.MainState{Quota: fq(90, 90)})
 	r, err := env.engine.Select(env.ctx(), SelectRequest{SessionID: "secret-session", Model: "claude-opus-4-7", PromptBytes: 0})
 	require.NoError(t, err)
 	require.Equal(t, MainAccountID, r.AccountID)
@@ -561,7 +562,7 @@ func TestStickyFile_pruneLRU(t *testing.T) {
 }
 
 func TestSticky_corruptFileIsAnError(t *testing.T) {
-	env := routeEnv(t, `"routing":{"mode":"sticky-balanced"}`, &MainState{Quota: fq(90, 90)})
+	env := routeEnv(t, `"routing":{"mode":"sticky-balanced"}`, &record.MainState{Quota: fq(90, 90)})
 	require.NoError(t, os.WriteFile(env.paths.RoutingState, []byte("{not json"), 0o600))
 	_, err := env.engine.Select(env.ctx(), SelectRequest{SessionID: "s"})
 	require.ErrorIs(t, err, ErrCorruptFile)
@@ -573,7 +574,7 @@ func TestSticky_corruptFileIsAnError(t *testing.T) {
 // Case 22/killswitch: main below its kill threshold and no survivor gives
 // upstream's killswitch 429 with retry-after = earliest reset + 60 s.
 func TestSelect_killswitchNoRoute(t *testing.T) {
-	env := routeEnv(t, `"killswitch":{"enabled":true}`, &MainState{Quota: fq(2, 80)}, fb{id: "fb", quota: fq(80, 3)})
+	env := routeEnv(t, `"killswitch":{"enabled":true}`, &record.MainState{Quota: fq(2, 80)}, fb{id: "fb", quota: fq(80, 3)})
 	_, err := env.engine.Select(env.ctx(), SelectRequest{})
 	nr := noRoute(t, err)
 	assert.Equal(t, 429, nr.Status)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 	"github.com/stretchr/testify/require"
 )
@@ -31,7 +32,7 @@ func scaleEngine(b *testing.B, n int) (*Engine, *Route) {
 	for i := range fbs {
 		fbs[i] = fb{id: fmt.Sprintf("fb-%03d", i), quota: fq(80, 80)}
 	}
-	e, _ := benchEngine(b, `"routing":{"mode":"fallback-first"}`, &MainState{Quota: fq(90, 90)}, fbs...)
+	e, _ := benchEngine(b, `"routing":{"mode":"fallback-first"}`, &record.MainState{Quota: fq(90, 90)}, fbs...)
 	r, err := e.Select(context.Background(), SelectRequest{Model: "claude-opus-4-7"})
 	require.NoError(b, err)
 	require.Equal(b, "fb-000", r.AccountID)
@@ -87,7 +88,7 @@ func stickySessions(b *testing.B, n int) (*Engine, *manualTimers) {
 	for i := range fbs {
 		fbs[i] = fb{id: fmt.Sprintf("fb-%d", i), quota: fq(60+float64(i), 70)}
 	}
-	e, paths := benchEngine(b, `"routing":{"mode":"sticky-balanced"}`, &MainState{Quota: fq(90, 90)}, fbs...)
+	e, paths := benchEngine(b, `"routing":{"mode":"sticky-balanced"}`, &record.MainState{Quota: fq(90, 90)}, fbs...)
 	timers := &manualTimers{}
 	var err error
 	e.store, err = NewStore(StoreOptions{Paths: paths, AfterFunc: timers.AfterFunc})
@@ -169,7 +170,7 @@ func BenchmarkScaleLoad(b *testing.B) {
 			for i := range fbs {
 				fbs[i] = fb{id: fmt.Sprintf("fb-%03d", i), quota: fq(80, 80)}
 			}
-			return benchEngine(b, `"routing":{"mode":"fallback-first"}`, &MainState{Quota: fq(90, 90)}, fbs...)
+			return benchEngine(b, `"routing":{"mode":"fallback-first"}`, &record.MainState{Quota: fq(90, 90)}, fbs...)
 		}()
 		b.Run(fmt.Sprintf("op=load/accounts=%d", n), func(b *testing.B) {
 			ctx := context.Background()

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"github.com/acctpool/acctpool/core/record"
 	"os"
 	"testing"
 	"time"
@@ -12,7 +13,7 @@ import (
 // inlineEnv is a routing test engine whose store looks at the files on a
 // wall clock that stands still, so the recheck window never passes on its
 // own, and whose snapshot and routing state are loaded.
-func inlineEnv(t *testing.T, settings string, main *MainState, fbs ...fb) (*testEnv, *time.Time) {
+func inlineEnv(t *testing.T, settings string, main *record.MainState, fbs ...fb) (*testEnv, *time.Time) {
 	t.Helper()
 	env := routeEnv(t, settings, main, fbs...)
 	wall := testStart
@@ -37,7 +38,7 @@ func withoutTicket(r *Route) *Route {
 type inlineCase struct {
 	name     string
 	settings string
-	main     *MainState
+	main     *record.MainState
 	fbs      []fb
 	req      SelectRequest
 	// twice selects once before the compared selection (an existing
@@ -54,14 +55,14 @@ var inlineCases = []inlineCase{
 		fbs: []fb{{id: "a", quota: fq(5, 80)}, {id: "b", quota: fq(80, 80)}}},
 	{name: "no route: main excluded, fallback spent", settings: `"quota":{"minimumRemaining":{"five_hour":10}}`,
 		fbs: []fb{{id: "a", quota: fq(5, 80)}}, req: SelectRequest{Exclude: []string{"main"}}},
-	{name: "sticky new session", settings: `"routing":{"mode":"sticky-balanced"}`, main: &MainState{Quota: fq(70, 70)},
+	{name: "sticky new session", settings: `"routing":{"mode":"sticky-balanced"}`, main: &record.MainState{Quota: fq(70, 70)},
 		fbs: []fb{{id: "a", quota: fq(80, 80)}}, req: SelectRequest{SessionID: "s1", Model: "claude-sonnet-4", PromptBytes: 100}},
-	{name: "sticky existing session", settings: `"routing":{"mode":"sticky-balanced"}`, main: &MainState{Quota: fq(70, 70)},
+	{name: "sticky existing session", settings: `"routing":{"mode":"sticky-balanced"}`, main: &record.MainState{Quota: fq(70, 70)},
 		fbs: []fb{{id: "a", quota: fq(80, 80)}}, req: SelectRequest{SessionID: "s1", Model: "claude-sonnet-4", PromptBytes: 100}, twice: true},
 	{name: "fallback token expired: refresh due", settings: `"routing":{"mode":"fallback-first"}`,
 		fbs: []fb{{id: "a", quota: fq(80, 80), expires: -time.Hour}}, waits: true},
 	{name: "fallback quota unknown: poll due", settings: `"routing":{"mode":"fallback-first"}`, fbs: []fb{{id: "a"}}, waits: true},
-	{name: "sticky new session, fallback token expired", settings: `"routing":{"mode":"sticky-balanced"}`, main: &MainState{Quota: fq(70, 70)},
+	{name: "sticky new session, fallback token expired", settings: `"routing":{"mode":"sticky-balanced"}`, main: &record.MainState{Quota: fq(70, 70)},
 		fbs: []fb{{id: "a", quota: fq(80, 80), expires: -time.Hour}}, req: SelectRequest{SessionID: "s1", Model: "claude-sonnet-4", PromptBytes: 100}, waits: true},
 }
 
@@ -156,7 +157,7 @@ func TestTrySelect_waitsForFiles(t *testing.T) {
 // write-behind) makes a new sticky session a write, so TrySelect refuses
 // it but still answers an existing session from memory.
 func TestTrySelect_writeThroughWaits(t *testing.T) {
-	env, _ := inlineEnv(t, `"routing":{"mode":"sticky-balanced"}`, &MainState{Quota: fq(70, 70)}, fb{id: "a", quota: fq(80, 80)})
+	env, _ := inlineEnv(t, `"routing":{"mode":"sticky-balanced"}`, &record.MainState{Quota: fq(70, 70)}, fb{id: "a", quota: fq(80, 80)})
 	env.engine.store.interval = -1
 	req := SelectRequest{SessionID: "s1", Model: "claude-sonnet-4", PromptBytes: 100}
 	_, err := env.engine.TrySelect(req)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/acctpool/acctpool/core/millis"
+	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 )
 
@@ -97,7 +98,7 @@ type rawKillswitch struct {
 // strict, for settings a host is about to write: any value of the wrong
 // type is an error naming its key. Files on disk are read tolerantly
 // (see [parseSettings]).
-func ParseSettings(c *ConfigFile) (Settings, error) {
+func ParseSettings(c *record.ConfigFile) (Settings, error) {
 	w := &warnings{file: warnConfig}
 	s := parseSettings(c, w)
 	if len(w.list) > 0 {
@@ -110,7 +111,7 @@ func ParseSettings(c *ConfigFile) (Settings, error) {
 // parseSettings reads and defaults the settings of a config file
 // tolerantly (BEHAVIOUR.md §1.2): a value of the wrong type falls back to
 // its default, is reported in w, and the rest is used.
-func parseSettings(c *ConfigFile, w *warnings) Settings {
+func parseSettings(c *record.ConfigFile, w *warnings) Settings {
 	s := Settings{
 		Routing:             RoutingMainFirst,
 		FallbackOn:          DefaultFallbackOn,
@@ -211,7 +212,7 @@ func minutesDuration(w *warnings, key string, minutes float64, def string) (time
 	return d, true
 }
 
-func decodeSection(x Extra, key string, v any) error {
+func decodeSection(x record.Extra, key string, v any) error {
 	raw, ok := x[key]
 	if !ok || string(raw) == "null" {
 		return nil

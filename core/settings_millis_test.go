@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -26,9 +27,9 @@ func TestParseSettings_minuteFieldsAreRangeChecked(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var x Extra
+			var x record.Extra
 			require.NoError(t, json.Unmarshal([]byte(tc.extra), &x))
-			s, err := ParseSettings(&ConfigFile{Extra: x})
+			s, err := ParseSettings(&record.ConfigFile{Extra: x})
 			if tc.key != "" {
 				require.ErrorIs(t, err, ErrConfigInvalid)
 				assert.Contains(t, err.Error(), tc.key)

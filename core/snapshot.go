@@ -1,6 +1,7 @@
 package core
 
 import (
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"net/url"
 	"strings"
@@ -13,9 +14,9 @@ const MainAccountID = "main"
 // Account is one fallback account as the store sees it: its config entry
 // merged with its state entry.
 type Account struct {
-	AccountConfig
+	record.AccountConfig
 	// State is the account's runtime state; the zero value when absent.
-	State AccountState
+	State record.AccountState
 	// Order is the account's position in the config (0 = first fallback).
 	Order int
 	// Problem, when not empty, says why the stored entry cannot be used at
@@ -27,13 +28,13 @@ type Account struct {
 // Snapshot is one consistent read of the config and state files.
 type Snapshot struct {
 	// Config is nil when anthropic-auth.json does not exist.
-	Config *ConfigFile
+	Config *record.ConfigFile
 	// State is nil when anthropic-auth-state.json does not exist.
-	State    *StateFile
+	State    *record.StateFile
 	Settings Settings
 	Accounts []Account
 	// Main is the state file's main section; never nil.
-	Main *MainState
+	Main *record.MainState
 	// Warnings are the values that fell back to their defaults because
 	// they had the wrong type; File is "config" or "state".
 	Warnings []Warning
@@ -59,7 +60,7 @@ func (s *Snapshot) Account(idOrLabel string) (*Account, bool) {
 // buildSnapshot merges config and state into the account list, applying
 // the upstream normalization (BEHAVIOUR.md §1.3) without dropping
 // anything from the files.
-func buildSnapshot(cfg *ConfigFile, st *StateFile) (*Snapshot, error) {
+func buildSnapshot(cfg *record.ConfigFile, st *record.StateFile) (*Snapshot, error) {
 	snap := &Snapshot{Config: cfg, State: st}
 	w := &warnings{file: warnConfig}
 	snap.Settings = parseSettings(cfg, w)
@@ -70,7 +71,7 @@ func buildSnapshot(cfg *ConfigFile, st *StateFile) (*Snapshot, error) {
 	if st != nil && st.Main != nil {
 		snap.Main = st.Main
 	} else {
-		snap.Main = &MainState{}
+		snap.Main = &record.MainState{}
 	}
 	if cfg == nil {
 		return snap, nil
@@ -112,22 +113,22 @@ func applyLegacyCredentials(a *Account) {
 	}
 }
 
-func decodeExtra(x Extra, key string, v any) bool {
+func decodeExtra(x record.Extra, key string, v any) bool {
 	raw, ok := x[key]
 	if !ok {
 		return false
 	}
-	return decodeSection(Extra{key: raw}, key, v) == nil
+	return decodeSection(record.Extra{key: raw}, key, v) == nil
 }
 
 // accountProblem applies upstream's normalization rules as a diagnosis.
 func accountProblem(a *Account) string {
 	switch a.Type {
-	case AccountOAuth:
+	case record.AccountOAuth:
 		if strings.TrimSpace(string(a.State.Refresh)) == "" {
 			return "no refresh token"
 		}
-	case AccountAPI:
+	case record.AccountAPI:
 		u, err := url.Parse(strings.TrimSpace(a.BaseURL))
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
 			return "baseURL must be an http or https URL without credentials"

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/acctpool/acctpool/core/internal/atomicfile"
+	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 )
 
@@ -37,21 +38,21 @@ const (
 // stickyAssignment is one session's account, keyed in the file by the
 // sha256 hex of the session id (never the id itself).
 type stickyAssignment struct {
-	AccountID         string `json:"accountId"`
-	Family            string `json:"family"`
-	AffinityModelID   string `json:"affinityModelId,omitempty"`
-	AssignedAt        int64  `json:"assignedAt"`
-	LastSeenAt        int64  `json:"lastSeenAt"`
-	InitialInputBytes int64  `json:"initialInputBytes"`
-	QuotaCheckedAt    int64  `json:"quotaCheckedAt"`
-	Extra             Extra  `json:"-"`
+	AccountID         string       `json:"accountId"`
+	Family            string       `json:"family"`
+	AffinityModelID   string       `json:"affinityModelId,omitempty"`
+	AssignedAt        int64        `json:"assignedAt"`
+	LastSeenAt        int64        `json:"lastSeenAt"`
+	InitialInputBytes int64        `json:"initialInputBytes"`
+	QuotaCheckedAt    int64        `json:"quotaCheckedAt"`
+	Extra             record.Extra `json:"-"`
 }
 
 // UnmarshalJSON keeps unknown keys in Extra.
 func (a *stickyAssignment) UnmarshalJSON(b []byte) error {
 	type alias stickyAssignment
 	var x alias
-	extra, err := decodeWithExtra(b, &x)
+	extra, err := record.DecodeWithExtra(b, &x)
 	*a = stickyAssignment(x)
 	a.Extra = extra
 	return err
@@ -61,7 +62,7 @@ func (a *stickyAssignment) UnmarshalJSON(b []byte) error {
 func (a stickyAssignment) MarshalJSON() ([]byte, error) {
 	type alias stickyAssignment
 	x := alias(a)
-	return encodeWithExtra(&x, a.Extra)
+	return record.EncodeWithExtra(&x, a.Extra)
 }
 
 // stickyFile is anthropic-auth-routing-state.json.
@@ -69,7 +70,7 @@ type stickyFile struct {
 	Version     int                          `json:"version"`
 	UpdatedAt   int64                        `json:"updatedAt"`
 	Assignments map[string]*stickyAssignment `json:"assignments"`
-	Extra       Extra                        `json:"-"`
+	Extra       record.Extra                 `json:"-"`
 
 	// index maps the raw session hash to its assignment, for lookups
 	// without hex encoding.
@@ -84,7 +85,7 @@ type stickyFile struct {
 func (f *stickyFile) UnmarshalJSON(b []byte) error {
 	type alias stickyFile
 	var x alias
-	extra, err := decodeWithExtra(b, &x)
+	extra, err := record.DecodeWithExtra(b, &x)
 	*f = stickyFile(x)
 	f.Extra = extra
 	return err
@@ -98,7 +99,7 @@ func (f stickyFile) MarshalJSON() ([]byte, error) {
 	if x.Assignments == nil {
 		x.Assignments = map[string]*stickyAssignment{}
 	}
-	return encodeWithExtra(&x, f.Extra)
+	return record.EncodeWithExtra(&x, f.Extra)
 }
 
 func (f *stickyFile) reindex() {
@@ -848,7 +849,7 @@ func (e *Engine) stickyNoRoute(snap *Snapshot, routes []stickyRoute, reasons []A
 	if labels := reloginLabels(snap); len(labels) > 0 {
 		return authNoRoute(fmt.Sprintf("No OAuth account is currently routable%s. Fallback Claude OAuth accounts require re-login: %s.", name, strings.Join(labels, ", ")), reasons)
 	}
-	quotas := make([]*QuotaSnapshot, 0, len(routes))
+	quotas := make([]*record.QuotaSnapshot, 0, len(routes))
 	for i := range routes {
 		quotas = append(quotas, routes[i].sub.Quota)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/acctpool/acctpool/core/internal/atomicfile"
 	"github.com/acctpool/acctpool/core/internal/lockfile"
+	"github.com/acctpool/acctpool/core/record"
 )
 
 // StoreOptions configure a [Store]. Zero values mean the defaults.
@@ -176,7 +177,7 @@ func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
 	}
 	if s.hasPending() {
 		if st == nil {
-			st = &StateFile{}
+			st = &record.StateFile{}
 		}
 		normalizeState(st)
 		s.overlayPending(st)
@@ -184,7 +185,7 @@ func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
 	if obs := s.queued(); len(obs) > 0 {
 		// Observations not written yet (BEHAVIOUR.md §1.9).
 		if st == nil {
-			st = &StateFile{}
+			st = &record.StateFile{}
 		}
 		normalizeState(st)
 		replay(st, obs)
@@ -213,13 +214,13 @@ func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
 // queued for the write-behind flush (BEHAVIOUR.md §1.9), are written along.
 // The returned snapshot becomes the store's cached view of the files; it
 // is shared and must not be modified.
-func (s *Store) UpdateState(ctx context.Context, fn func(st *StateFile) error) (*Snapshot, error) {
+func (s *Store) UpdateState(ctx context.Context, fn func(st *record.StateFile) error) (*Snapshot, error) {
 	return s.updateState(ctx, nil, fn)
 }
 
 // updateState is UpdateState writing through res, space reserved before a
 // token call (nil: a plain write).
-func (s *Store) updateState(ctx context.Context, res *stateReservation, fn func(st *StateFile) error) (*Snapshot, error) {
+func (s *Store) updateState(ctx context.Context, res *stateReservation, fn func(st *record.StateFile) error) (*Snapshot, error) {
 	if s.backend != nil {
 		return s.backendWrite(ctx, s.backend.UpdateState, fn)
 	}
@@ -246,7 +247,7 @@ func (s *Store) updateState(ctx context.Context, res *stateReservation, fn func(
 	return snap, nil
 }
 
-func (s *Store) updateStateLocked(ctx context.Context, res *stateReservation, obs []observation, fn func(st *StateFile) error) (*Snapshot, [2]fileStamp, error) {
+func (s *Store) updateStateLocked(ctx context.Context, res *stateReservation, obs []observation, fn func(st *record.StateFile) error) (*Snapshot, [2]fileStamp, error) {
 	var snap *Snapshot
 	var stamps [2]fileStamp
 	err := s.retryLost(s.paths.State, func() error {
@@ -267,7 +268,7 @@ func (s *Store) updateStateLocked(ctx context.Context, res *stateReservation, ob
 				return err
 			}
 			if st == nil {
-				st = &StateFile{}
+				st = &record.StateFile{}
 			}
 			normalizeState(st)
 			applied := s.overlayPending(st)
@@ -318,7 +319,7 @@ func (s *Store) retryLost(path string, cycle func() error) error {
 // never written back to the config. State entries of accounts no longer in
 // the config are pruned. Queued observations are written along, and the
 // returned snapshot, shared, becomes the cached view (see UpdateState).
-func (s *Store) UpdateConfig(ctx context.Context, fn func(cfg *ConfigFile, st *StateFile) error) (*Snapshot, error) {
+func (s *Store) UpdateConfig(ctx context.Context, fn func(cfg *record.ConfigFile, st *record.StateFile) error) (*Snapshot, error) {
 	if s.backend != nil {
 		return s.backendUpdateConfig(ctx, fn)
 	}
@@ -339,7 +340,7 @@ func (s *Store) UpdateConfig(ctx context.Context, fn func(cfg *ConfigFile, st *S
 	return snap, nil
 }
 
-func (s *Store) updateConfigOnce(ctx context.Context, obs []observation, fn func(cfg *ConfigFile, st *StateFile) error, out **Snapshot, stamps *[2]fileStamp) error {
+func (s *Store) updateConfigOnce(ctx context.Context, obs []observation, fn func(cfg *record.ConfigFile, st *record.StateFile) error, out **Snapshot, stamps *[2]fileStamp) error {
 	return s.withLock(ctx, lockConfigWrite, func(configOwned func() error) error {
 		cfg, cfgRaw, err := s.readConfig()
 		if err != nil {
@@ -354,7 +355,7 @@ func (s *Store) updateConfigOnce(ctx context.Context, obs []observation, fn func
 				cfg = emptyConfig()
 			}
 			if st == nil {
-				st = &StateFile{}
+				st = &record.StateFile{}
 			}
 			normalizeState(st)
 			applied := s.overlayPending(st)
@@ -392,23 +393,23 @@ const defaultMainSection = `{"type":"opencode","provider":"anthropic"}`
 
 // emptyConfig is the config upstream synthesizes when only the state file
 // exists (BEHAVIOUR.md §1.2).
-func emptyConfig() *ConfigFile {
-	return &ConfigFile{Version: 1, Main: json.RawMessage(defaultMainSection), Accounts: []AccountConfig{}}
+func emptyConfig() *record.ConfigFile {
+	return &record.ConfigFile{Version: 1, Main: json.RawMessage(defaultMainSection), Accounts: []record.AccountConfig{}}
 }
 
-func normalizeState(st *StateFile) {
+func normalizeState(st *record.StateFile) {
 	if st.Version == 0 {
 		st.Version = 1
 	}
 	if st.Accounts == nil {
-		st.Accounts = map[string]*AccountState{}
+		st.Accounts = map[string]*record.AccountState{}
 	}
 }
 
 // pruneState deletes state entries whose account the config does not list.
 // Nothing is pruned without a config file, or when a config entry has no
 // id (upstream skips pruning when an entry is unparseable).
-func pruneState(cfg *ConfigFile, st *StateFile) {
+func pruneState(cfg *record.ConfigFile, st *record.StateFile) {
 	if cfg == nil {
 		return
 	}
@@ -520,8 +521,8 @@ func (s *Store) lockAt(ctx context.Context, lockPath string, ttl, wait, poll tim
 
 // readConfig returns the config file, its raw bytes, or nil for a missing
 // file.
-func readConfig(path string) (*ConfigFile, []byte, error) {
-	var c ConfigFile
+func readConfig(path string) (*record.ConfigFile, []byte, error) {
+	var c record.ConfigFile
 	raw, err := readJSON(path, &c)
 	if err != nil || raw == nil {
 		return nil, nil, err
@@ -531,8 +532,8 @@ func readConfig(path string) (*ConfigFile, []byte, error) {
 
 // readState returns the state file, its raw bytes, or nil for a missing
 // file.
-func readState(path string) (*StateFile, []byte, error) {
-	var st StateFile
+func readState(path string) (*record.StateFile, []byte, error) {
+	var st record.StateFile
 	raw, err := readJSON(path, &st)
 	if err != nil || raw == nil {
 		return nil, nil, err

@@ -1,8 +1,10 @@
 package core
 
+import "github.com/acctpool/acctpool/core/record"
+
 // This file is the part of the store that does not depend on where the
 // bytes live. The file store and the PostgreSQL store (package
-// store/postgres) read and write the same ConfigFile and StateFile shapes;
+// core/pgstore) read and write the same ConfigFile and StateFile shapes;
 // what a read returns and what a write normalizes and prunes is decided
 // here, once, so the two cannot drift apart.
 
@@ -10,7 +12,7 @@ package core
 // stored (nil when absent): an absent config beside a state is the empty
 // config upstream synthesizes, and inline credentials of an old config are
 // read as the state's (in memory only).
-func SnapshotOf(cfg *ConfigFile, st *StateFile) (*Snapshot, error) {
+func SnapshotOf(cfg *record.ConfigFile, st *record.StateFile) (*Snapshot, error) {
 	if cfg == nil && st != nil {
 		cfg = emptyConfig()
 	}
@@ -22,9 +24,9 @@ func SnapshotOf(cfg *ConfigFile, st *StateFile) (*Snapshot, error) {
 // the empty state) is normalized, fn changes it in place, and entries of
 // accounts that cfg does not list are pruned. It returns the state to
 // write and the snapshot after the write. cfg is only read.
-func EditState(cfg *ConfigFile, st *StateFile, fn func(st *StateFile) error) (*StateFile, *Snapshot, error) {
+func EditState(cfg *record.ConfigFile, st *record.StateFile, fn func(st *record.StateFile) error) (*record.StateFile, *Snapshot, error) {
 	if st == nil {
-		st = &StateFile{}
+		st = &record.StateFile{}
 	}
 	normalizeState(st)
 	if err := fn(st); err != nil {
@@ -47,12 +49,12 @@ func EditState(cfg *ConfigFile, st *StateFile, fn func(st *StateFile) error) (*S
 // state before fn runs, the config gets version 1 and a main section, and
 // state entries of accounts no longer listed are pruned. It returns the
 // config and state to write and the snapshot after the write.
-func EditConfig(cfg *ConfigFile, st *StateFile, fn func(cfg *ConfigFile, st *StateFile) error) (*ConfigFile, *StateFile, *Snapshot, error) {
+func EditConfig(cfg *record.ConfigFile, st *record.StateFile, fn func(cfg *record.ConfigFile, st *record.StateFile) error) (*record.ConfigFile, *record.StateFile, *Snapshot, error) {
 	if cfg == nil {
 		cfg = emptyConfig()
 	}
 	if st == nil {
-		st = &StateFile{}
+		st = &record.StateFile{}
 	}
 	normalizeState(st)
 	migrateLegacyCredentials(cfg, st)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -19,35 +20,35 @@ func benchStore(tb testing.TB) *Store {
 	tb.Helper()
 	s := tempStore(tb, StoreOptions{})
 	const at = int64(1_764_331_200_000)
-	_, err := s.UpdateConfig(context.Background(), func(cfg *ConfigFile, st *StateFile) error {
+	_, err := s.UpdateConfig(context.Background(), func(cfg *record.ConfigFile, st *record.StateFile) error {
 		util := 42.5
-		st.Main = &MainState{
-			Quota:          &QuotaSnapshot{Source: QuotaSourcePoll, CheckedAt: at, FiveHour: &QuotaWindow{UsedPercent: 20, RemainingPercent: 80, CheckedAt: at}},
+		st.Main = &record.MainState{
+			Quota:          &record.QuotaSnapshot{Source: record.QuotaSourcePoll, CheckedAt: at, FiveHour: &record.QuotaWindow{UsedPercent: 20, RemainingPercent: 80, CheckedAt: at}},
 			QuotaCheckedAt: at, QuotaToken: "0123456789abcdef",
-			LastQuotaAPIError: &OpError{Message: "Quota API request failed: 429", CheckedAt: at, NextRetryAt: at + 60_000, RetryCount: 1, Status: 429},
+			LastQuotaAPIError: &record.OpError{Message: "Quota API request failed: 429", CheckedAt: at, NextRetryAt: at + 60_000, RetryCount: 1, Status: 429},
 		}
 		for i := 0; i < benchAccounts; i++ {
 			id := fmt.Sprintf("acct-%02d-6f1c2e0a-5b7d-4c1e-9a3b", i)
-			cfg.Accounts = append(cfg.Accounts, AccountConfig{ID: id, Label: fmt.Sprintf("work %d", i), Type: AccountOAuth, AddedAt: at})
-			st.Accounts[id] = &AccountState{
+			cfg.Accounts = append(cfg.Accounts, record.AccountConfig{ID: id, Label: fmt.Sprintf("work %d", i), Type: record.AccountOAuth, AddedAt: at})
+			st.Accounts[id] = &record.AccountState{
 				AuthLineageID: "lineage-" + id,
 				Access:        secret.Secret(fmt.Sprintf("sk-ant-oat01-%090d", i)),
 				Refresh:       secret.Secret(fmt.Sprintf("sk-ant-ort01-%090d", i)),
 				Expires:       at + 8*3_600_000, LastUsed: at, LastRefreshedAt: at,
-				LastRefreshError: &OpError{Message: "Claude OAuth refresh failed: 503 — upstream unavailable", CheckedAt: at, NextRetryAt: at + 300_000,
+				LastRefreshError: &record.OpError{Message: "Claude OAuth refresh failed: 503 — upstream unavailable", CheckedAt: at, NextRetryAt: at + 300_000,
 					RetryCount: 2, AccountIdentity: id, RefreshTokenFingerprint: "fedcba9876543210", Status: 503, Class: "transient"},
-				LastQuotaRefreshError: &OpError{Message: "Quota API request failed: 500", CheckedAt: at, NextRetryAt: at + 60_000, Status: 500},
-				Quota: &QuotaSnapshot{
-					FiveHour: &QuotaWindow{UsedPercent: 37, RemainingPercent: 63, ResetsAt: "2026-11-28T17:00:00Z", CheckedAt: at},
-					SevenDay: &QuotaWindow{UsedPercent: 12, RemainingPercent: 88, ResetsAt: "2026-12-02T00:00:00Z", CheckedAt: at},
-					Scoped: []ScopedWindow{
+				LastQuotaRefreshError: &record.OpError{Message: "Quota API request failed: 500", CheckedAt: at, NextRetryAt: at + 60_000, Status: 500},
+				Quota: &record.QuotaSnapshot{
+					FiveHour: &record.QuotaWindow{UsedPercent: 37, RemainingPercent: 63, ResetsAt: "2026-11-28T17:00:00Z", CheckedAt: at},
+					SevenDay: &record.QuotaWindow{UsedPercent: 12, RemainingPercent: 88, ResetsAt: "2026-12-02T00:00:00Z", CheckedAt: at},
+					Scoped: []record.ScopedWindow{
 						{ID: "weekly_opus", Title: "Opus only", ModelID: "claude-opus", ModelName: "Opus", UsedPercent: 5, RemainingPercent: 95, ResetsAt: "2026-12-02T00:00:00Z", CheckedAt: at},
 						{ID: "weekly_fable", Title: "Fable only", ModelName: "Fable", UsedPercent: 50, RemainingPercent: 50, CheckedAt: at},
 					},
-					ExtraUsage:    &ExtraUsage{Used: Money{AmountMinor: 1250, Currency: "USD", Exponent: 2}, Limit: Money{AmountMinor: 5000, Currency: "USD", Exponent: 2}, UtilizationPercent: &util},
-					BindingWindow: "five_hour", BindingWindowSource: QuotaSourcePoll,
+					ExtraUsage:    &record.ExtraUsage{Used: record.Money{AmountMinor: 1250, Currency: "USD", Exponent: 2}, Limit: record.Money{AmountMinor: 5000, Currency: "USD", Exponent: 2}, UtilizationPercent: &util},
+					BindingWindow: "five_hour", BindingWindowSource: record.QuotaSourcePoll,
 					FieldSources: map[string]string{"five_hour": "poll", "seven_day": "poll", "scoped": "poll", "extraUsage": "poll"},
-					Source:       QuotaSourcePoll, AccountIdentity: id, CheckedAt: at,
+					Source:       record.QuotaSourcePoll, AccountIdentity: id, CheckedAt: at,
 				},
 				Profile: []byte(`{"tier":"default_claude_max_20x","orgType":"claude_max","checkedAt":1764331200000}`),
 			}
@@ -90,7 +91,7 @@ func BenchmarkStore(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			n++
-			if _, err := s.UpdateState(ctx, func(st *StateFile) error {
+			if _, err := s.UpdateState(ctx, func(st *record.StateFile) error {
 				st.Accounts[id].LastUsed = n // a real change: the file is rewritten
 				return nil
 			}); err != nil {

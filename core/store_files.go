@@ -11,19 +11,20 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/acctpool/acctpool/core/internal/atomicfile"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 )
 
 // readConfig reads the config file (see readConfig), first making sure it
 // is not readable by others.
-func (s *Store) readConfig() (*ConfigFile, []byte, error) {
+func (s *Store) readConfig() (*record.ConfigFile, []byte, error) {
 	s.tightenMode(s.paths.Config)
 	return readConfig(s.paths.Config)
 }
 
 // readState reads the state file (see readState), first making sure it is
 // not readable by others.
-func (s *Store) readState() (*StateFile, []byte, error) {
+func (s *Store) readState() (*record.StateFile, []byte, error) {
 	s.tightenMode(s.paths.State)
 	return readState(s.paths.State)
 }
@@ -119,7 +120,7 @@ const journalReplaces = "replaces"
 // next store salvages (see salvageTemps). The journal names the refresh
 // token the pair replaces (used, by fingerprint), so that it is only ever
 // applied over that token, never over a later rotation or a new login.
-func (r *stateReservation) writeJournal(id string, pair AccountState, used secret.Secret) error {
+func (r *stateReservation) writeJournal(id string, pair record.AccountState, used secret.Secret) error {
 	if r == nil || r.journal == nil {
 		return nil
 	}
@@ -127,7 +128,7 @@ func (r *stateReservation) writeJournal(id string, pair AccountState, used secre
 	if err != nil {
 		return err
 	}
-	data, err := encodeFile(&StateFile{Version: 1, Accounts: map[string]*AccountState{id: &pair}, Extra: Extra{journalReplaces: binding}})
+	data, err := encodeFile(&record.StateFile{Version: 1, Accounts: map[string]*record.AccountState{id: &pair}, Extra: record.Extra{journalReplaces: binding}})
 	if err != nil {
 		return err
 	}
@@ -184,7 +185,7 @@ func (s *Store) salvageTemps(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	type salvaged struct {
-		st       StateFile
+		st       record.StateFile
 		replaces map[string]string // account → fingerprint; nil: unbound
 	}
 	var found []salvaged
@@ -204,7 +205,7 @@ func (s *Store) salvageTemps(ctx context.Context) ([]string, error) {
 	}
 	var restored []string
 	if len(found) > 0 {
-		if _, err := s.UpdateState(ctx, func(st *StateFile) error {
+		if _, err := s.UpdateState(ctx, func(st *record.StateFile) error {
 			restored = restored[:0]
 			for _, f := range found {
 				for id, a := range f.st.Accounts {
@@ -240,7 +241,7 @@ func (s *Store) salvageTemps(ctx context.Context) ([]string, error) {
 // lastRefreshedAt is later. A refresh error bound to the token they
 // replace goes with it (an invalid_grant a survivor got for the consumed
 // token is healed by the pair that consumed it).
-func adoptSalvaged(d, a *AccountState, replaces string, bound bool) bool {
+func adoptSalvaged(d, a *record.AccountState, replaces string, bound bool) bool {
 	if a.Refresh == "" || a.Refresh == d.Refresh {
 		return false
 	}

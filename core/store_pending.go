@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/acctpool/acctpool/core/internal/atomicfile"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 )
 
@@ -36,7 +37,7 @@ func (p *pendingPair) drop() {
 
 // setPending records the rotated pair of account id after its save failed
 // with err.
-func (s *Store) setPending(id string, used secret.Secret, st AccountState, journal *atomicfile.Reservation, err error) {
+func (s *Store) setPending(id string, used secret.Secret, st record.AccountState, journal *atomicfile.Reservation, err error) {
 	s.pendMu.Lock()
 	if s.pending == nil {
 		s.pending = map[string]*pendingPair{}
@@ -119,7 +120,7 @@ func (s *Store) endRetry(id string) {
 // disk, and returns what it applied. A pair is applied while the disk still
 // holds the consumed token; a disk that already holds the pair settles it,
 // and one holding other tokens (a new login) supersedes it.
-func (s *Store) overlayPending(st *StateFile) map[string]*pendingPair {
+func (s *Store) overlayPending(st *record.StateFile) map[string]*pendingPair {
 	s.pendMu.Lock()
 	defer s.pendMu.Unlock()
 	if len(s.pending) == 0 {
@@ -139,7 +140,7 @@ func (s *Store) overlayPending(st *StateFile) map[string]*pendingPair {
 			delete(s.pending, id)
 			continue
 		case a == nil:
-			a = &AccountState{}
+			a = &record.AccountState{}
 			st.Accounts[id] = a
 		}
 		a.Access, a.Refresh, a.Expires, a.LastRefreshedAt = p.access, p.refresh, p.expires, p.refreshedAt
@@ -151,7 +152,7 @@ func (s *Store) overlayPending(st *StateFile) map[string]*pendingPair {
 
 // settlePending forgets the pairs of applied that a successful write has
 // put on disk (or that pruning removed with their account).
-func (s *Store) settlePending(applied map[string]*pendingPair, st *StateFile) {
+func (s *Store) settlePending(applied map[string]*pendingPair, st *record.StateFile) {
 	if len(applied) == 0 {
 		return
 	}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	json "github.com/goccy/go-json"
 	"github.com/stretchr/testify/assert"
@@ -52,15 +53,15 @@ func hammerChild() error {
 			}
 			for k := 0; k < iters; k++ {
 				id := hammerID(proc, g, k)
-				if _, err := s.UpdateConfig(ctx, func(cfg *ConfigFile, st *StateFile) error {
-					cfg.Accounts = append(cfg.Accounts, AccountConfig{ID: id, Label: id, Type: AccountOAuth, AddedAt: int64(k + 1)})
-					st.Accounts[id] = &AccountState{Refresh: secret.Secret("rt-" + id)}
+				if _, err := s.UpdateConfig(ctx, func(cfg *record.ConfigFile, st *record.StateFile) error {
+					cfg.Accounts = append(cfg.Accounts, record.AccountConfig{ID: id, Label: id, Type: record.AccountOAuth, AddedAt: int64(k + 1)})
+					st.Accounts[id] = &record.AccountState{Refresh: secret.Secret("rt-" + id)}
 					return nil
 				}); err != nil {
 					errs <- fmt.Errorf("add %s: %w", id, err)
 					return
 				}
-				if _, err := s.UpdateState(ctx, func(st *StateFile) error {
+				if _, err := s.UpdateState(ctx, func(st *record.StateFile) error {
 					a := st.Accounts[id]
 					if a == nil {
 						return fmt.Errorf("state of %s lost", id)
@@ -214,7 +215,7 @@ func killWriteChild() error {
 		return err
 	}
 	for n := 1; ; n++ {
-		if _, err := s.UpdateState(context.Background(), func(st *StateFile) error {
+		if _, err := s.UpdateState(context.Background(), func(st *record.StateFile) error {
 			st.Extra = killVersion(n)
 			return nil
 		}); err != nil {
@@ -223,8 +224,8 @@ func killWriteChild() error {
 	}
 }
 
-func killVersion(n int) Extra {
-	return Extra{
+func killVersion(n int) record.Extra {
+	return record.Extra{
 		"counter": json.RawMessage(strconv.Itoa(n)),
 		"pad":     json.RawMessage(`"` + strings.Repeat(fmt.Sprintf("%08d", n), 32<<10) + `"`),
 	}
@@ -234,7 +235,7 @@ func killVersion(n int) Extra {
 // returns its counter, failing on a torn or mixed file.
 func checkKillVersion(t *testing.T, data []byte) int {
 	t.Helper()
-	var st StateFile
+	var st record.StateFile
 	require.NoError(t, json.Unmarshal(data, &st), "state file parses (%d bytes)", len(data))
 	var n int
 	require.NoError(t, json.Unmarshal(st.Extra["counter"], &n))
@@ -286,7 +287,7 @@ func TestStore_killDuringWrites(t *testing.T) {
 		s, err := NewStore(StoreOptions{Paths: paths, WallClock: func() time.Time { return time.Now().Add(writeLockTTL + time.Second) }})
 		require.NoError(t, err)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a deadlock guard
-		_, err = s.UpdateState(ctx, func(st *StateFile) error {
+		_, err = s.UpdateState(ctx, func(st *record.StateFile) error {
 			st.Extra = killVersion(0)
 			return nil
 		})

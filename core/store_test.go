@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -81,15 +82,15 @@ func TestStore_corruptFile(t *testing.T) {
 	}{
 		{"Load", func(s *Store) error { _, err := s.Load(context.Background()); return err }},
 		{"UpdateState", func(s *Store) error {
-			_, err := s.UpdateState(context.Background(), func(st *StateFile) error {
-				st.Extra = Extra{"touched": json.RawMessage(`true`)}
+			_, err := s.UpdateState(context.Background(), func(st *record.StateFile) error {
+				st.Extra = record.Extra{"touched": json.RawMessage(`true`)}
 				return nil
 			})
 			return err
 		}},
 		{"UpdateConfig", func(s *Store) error {
-			_, err := s.UpdateConfig(context.Background(), func(cfg *ConfigFile, st *StateFile) error {
-				cfg.Accounts = append(cfg.Accounts, AccountConfig{ID: "new", Type: AccountOAuth})
+			_, err := s.UpdateConfig(context.Background(), func(cfg *record.ConfigFile, st *record.StateFile) error {
+				cfg.Accounts = append(cfg.Accounts, record.AccountConfig{ID: "new", Type: record.AccountOAuth})
 				return nil
 			})
 			return err
@@ -166,12 +167,12 @@ func TestStore_unknownKeysSurvive(t *testing.T) {
 	p := s.Paths()
 	writeFile(t, p.Config, config)
 	writeFile(t, p.State, state)
-	_, err := s.UpdateState(context.Background(), func(st *StateFile) error {
+	_, err := s.UpdateState(context.Background(), func(st *record.StateFile) error {
 		st.Accounts["a"].LastUsed = 99
 		return nil
 	})
 	require.NoError(t, err)
-	_, err = s.UpdateConfig(context.Background(), func(cfg *ConfigFile, st *StateFile) error {
+	_, err = s.UpdateConfig(context.Background(), func(cfg *record.ConfigFile, st *record.StateFile) error {
 		cfg.Accounts[0].Label = "A2"
 		return nil
 	})
@@ -206,9 +207,9 @@ func TestStore_onlyStateExists(t *testing.T) {
 	assert.Equal(t, "fp", snap.Main.QuotaToken)
 	assert.NoFileExists(t, p.Config, "Load writes nothing")
 
-	_, err = s.UpdateConfig(context.Background(), func(cfg *ConfigFile, st *StateFile) error {
-		cfg.Accounts = append(cfg.Accounts, AccountConfig{ID: "x", Type: AccountAPI, BaseURL: "https://gw.example"})
-		st.Accounts["x"] = &AccountState{APIKey: "k"}
+	_, err = s.UpdateConfig(context.Background(), func(cfg *record.ConfigFile, st *record.StateFile) error {
+		cfg.Accounts = append(cfg.Accounts, record.AccountConfig{ID: "x", Type: record.AccountAPI, BaseURL: "https://gw.example"})
+		st.Accounts["x"] = &record.AccountState{APIKey: "k"}
 		return nil
 	})
 	require.NoError(t, err)
@@ -258,7 +259,7 @@ func TestStore_UpdateConfig_migratesLegacyCredentials(t *testing.T) {
 			require.True(t, ok)
 			assert.Equal(t, tc.wantRefresh, a.State.Refresh.Reveal(), "Load applies the same rule in memory")
 
-			_, err = s.UpdateConfig(context.Background(), func(cfg *ConfigFile, st *StateFile) error { return nil })
+			_, err = s.UpdateConfig(context.Background(), func(cfg *record.ConfigFile, st *record.StateFile) error { return nil })
 			require.NoError(t, err)
 			cfgRaw, _ := os.ReadFile(p.Config)
 			assert.NotContains(t, string(cfgRaw), "PLANTED")
@@ -298,7 +299,7 @@ func TestStore_prunesStateOfRemovedAccounts(t *testing.T) {
 				writeFile(t, p.Config, tc.config)
 			}
 			writeFile(t, p.State, `{"version":1,"accounts":{"a":{"refresh":"r"},"gone":{"refresh":"r2"}}}`)
-			_, err := s.UpdateState(context.Background(), func(st *StateFile) error {
+			_, err := s.UpdateState(context.Background(), func(st *record.StateFile) error {
 				st.Accounts["a"].LastUsed = 1
 				return nil
 			})
@@ -315,22 +316,22 @@ func TestStore_prunesStateOfRemovedAccounts(t *testing.T) {
 func TestStore_UpdateState_unchangedWritesNothing(t *testing.T) {
 	s := tempStore(t, StoreOptions{})
 	p := s.Paths()
-	_, err := s.UpdateConfig(context.Background(), func(cfg *ConfigFile, st *StateFile) error {
-		cfg.Accounts = []AccountConfig{{ID: "a", Type: AccountOAuth}}
-		st.Accounts["a"] = &AccountState{Refresh: "r"}
+	_, err := s.UpdateConfig(context.Background(), func(cfg *record.ConfigFile, st *record.StateFile) error {
+		cfg.Accounts = []record.AccountConfig{{ID: "a", Type: record.AccountOAuth}}
+		st.Accounts["a"] = &record.AccountState{Refresh: "r"}
 		return nil
 	})
 	require.NoError(t, err)
 	old := time.Unix(1_000_000, 0)
 	require.NoError(t, os.Chtimes(p.State, old, old))
-	_, err = s.UpdateState(context.Background(), func(st *StateFile) error { return nil })
+	_, err = s.UpdateState(context.Background(), func(st *record.StateFile) error { return nil })
 	require.NoError(t, err)
 	fi, err := os.Stat(p.State)
 	require.NoError(t, err)
 	assert.Equal(t, old, fi.ModTime(), "not rewritten")
 
 	boom := errors.New("boom")
-	_, err = s.UpdateState(context.Background(), func(st *StateFile) error {
+	_, err = s.UpdateState(context.Background(), func(st *record.StateFile) error {
 		st.Accounts["a"].LastUsed = 5
 		return boom
 	})
@@ -350,11 +351,11 @@ func TestStore_lockTimeout(t *testing.T) {
 		msg  string
 	}{
 		{"state lock", "state-write", func(s *Store) error {
-			_, err := s.UpdateState(context.Background(), func(*StateFile) error { return nil })
+			_, err := s.UpdateState(context.Background(), func(*record.StateFile) error { return nil })
 			return err
 		}, "Timed out waiting for the account state write lock"},
 		{"config lock", "config-write", func(s *Store) error {
-			_, err := s.UpdateConfig(context.Background(), func(*ConfigFile, *StateFile) error { return nil })
+			_, err := s.UpdateConfig(context.Background(), func(*record.ConfigFile, *record.StateFile) error { return nil })
 			return err
 		}, "Timed out waiting for the account configuration write lock"},
 	}
@@ -388,8 +389,8 @@ func TestStore_staleLockEvicted(t *testing.T) {
 	writeFile(t, lock, `{"ownerId":"crashed","expiresAt":`+itoa(base.Add(writeLockTTL).UnixMilli())+"}\n")
 
 	offset.Store(int64(writeLockTTL + time.Millisecond))
-	_, err := s.UpdateState(context.Background(), func(st *StateFile) error {
-		st.Extra = Extra{"ok": json.RawMessage(`1`)}
+	_, err := s.UpdateState(context.Background(), func(st *record.StateFile) error {
+		st.Extra = record.Extra{"ok": json.RawMessage(`1`)}
 		return nil
 	})
 	require.NoError(t, err)

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"github.com/acctpool/acctpool/core/record"
 	"math"
 	"net/http"
 	"regexp"
@@ -57,13 +58,13 @@ var (
 // five_hour/seven_day windows, and limits[] with weekly_scoped entries. A
 // field of an unexpected type is dropped and the rest is used; only a
 // body that is not JSON fails.
-func ParseUsage(body []byte, now time.Time) (*QuotaSnapshot, error) {
+func ParseUsage(body []byte, now time.Time) (*record.QuotaSnapshot, error) {
 	var p usagePayload
-	if err := decodeLenient(body, &p); err != nil {
+	if err := record.DecodeLenient(body, &p); err != nil {
 		return nil, errorf(ErrConfigInvalid, "usage response: %s", jsonErrorText(err))
 	}
 	at := epochMs(now)
-	q := &QuotaSnapshot{Source: QuotaSourcePoll, CheckedAt: at, Scoped: []ScopedWindow{}, FieldSources: map[string]string{}}
+	q := &record.QuotaSnapshot{Source: record.QuotaSourcePoll, CheckedAt: at, Scoped: []record.ScopedWindow{}, FieldSources: map[string]string{}}
 	q.FiveHour = pollWindow(p.FiveHour, at)
 	q.SevenDay = pollWindow(p.SevenDay, at)
 	seen := map[string]bool{}
@@ -85,7 +86,7 @@ func ParseUsage(body []byte, now time.Time) (*QuotaSnapshot, error) {
 		}
 		seen[id] = true
 		used := clampPercent(*l.Percent)
-		q.Scoped = append(q.Scoped, ScopedWindow{
+		q.Scoped = append(q.Scoped, record.ScopedWindow{
 			ID: id, Title: name + " only", ModelID: modelID, ModelName: name,
 			UsedPercent: used, RemainingPercent: clampPercent(100 - used), ResetsAt: deref(l.ResetsAt), CheckedAt: at,
 		})
@@ -107,7 +108,7 @@ func ParseUsage(body []byte, now time.Time) (*QuotaSnapshot, error) {
 			}
 		}
 		if q.BindingWindow != "" {
-			q.BindingWindowSource = QuotaSourcePoll
+			q.BindingWindowSource = record.QuotaSourcePoll
 		}
 		break
 	}
@@ -117,13 +118,13 @@ func ParseUsage(body []byte, now time.Time) (*QuotaSnapshot, error) {
 		"extraUsage": q.ExtraUsage != nil, "bindingWindow": q.BindingWindow != "",
 	} {
 		if present {
-			q.FieldSources[field] = QuotaSourcePoll
+			q.FieldSources[field] = record.QuotaSourcePoll
 		}
 	}
 	return q, nil
 }
 
-func parseExtraUsage(p *usagePayload) *ExtraUsage {
+func parseExtraUsage(p *usagePayload) *record.ExtraUsage {
 	x := p.ExtraUsage
 	if x == nil || x.IsEnabled == nil || !*x.IsEnabled || x.UsedCredits == nil || x.MonthlyLimit == nil ||
 		!finite(*x.UsedCredits) || !finite(*x.MonthlyLimit) {
@@ -141,9 +142,9 @@ func parseExtraUsage(p *usagePayload) *ExtraUsage {
 	if !currencyCode.MatchString(currency) || exponent < 0 || exponent > 20 {
 		return nil
 	}
-	u := &ExtraUsage{
-		Used:      Money{AmountMinor: *x.UsedCredits, Currency: currency, Exponent: exponent},
-		Limit:     Money{AmountMinor: *x.MonthlyLimit, Currency: currency, Exponent: exponent},
+	u := &record.ExtraUsage{
+		Used:      record.Money{AmountMinor: *x.UsedCredits, Currency: currency, Exponent: exponent},
+		Limit:     record.Money{AmountMinor: *x.MonthlyLimit, Currency: currency, Exponent: exponent},
 		Exhausted: *x.UsedCredits >= *x.MonthlyLimit,
 	}
 	if x.Utilization != nil && finite(*x.Utilization) {
@@ -156,12 +157,12 @@ func parseExtraUsage(p *usagePayload) *ExtraUsage {
 	return u
 }
 
-func pollWindow(w *usageWindow, at int64) *QuotaWindow {
+func pollWindow(w *usageWindow, at int64) *record.QuotaWindow {
 	if w == nil || w.Utilization == nil || !finite(*w.Utilization) {
 		return nil
 	}
 	used := clampPercent(*w.Utilization)
-	return &QuotaWindow{UsedPercent: used, RemainingPercent: clampPercent(100 - used), ResetsAt: deref(w.ResetsAt), CheckedAt: at}
+	return &record.QuotaWindow{UsedPercent: used, RemainingPercent: clampPercent(100 - used), ResetsAt: deref(w.ResetsAt), CheckedAt: at}
 }
 
 const rateLimitPrefix = "anthropic-ratelimit-unified-"
@@ -173,24 +174,24 @@ const maxResetUnix = 253402300799
 // QuotaFromHeaders harvests anthropic-ratelimit-unified-* response headers
 // into a snapshot (BEHAVIOUR.md §3.6). It returns nil when the response
 // carries no quota (neither 5h nor 7d utilization).
-func QuotaFromHeaders(h http.Header, now time.Time) *QuotaSnapshot {
+func QuotaFromHeaders(h http.Header, now time.Time) *record.QuotaSnapshot {
 	at := epochMs(now)
-	q := &QuotaSnapshot{Source: QuotaSourceHeaders, CheckedAt: at, FieldSources: map[string]string{}}
+	q := &record.QuotaSnapshot{Source: record.QuotaSourceHeaders, CheckedAt: at, FieldSources: map[string]string{}}
 	for _, w := range []struct {
 		key, field string
-		dst        **QuotaWindow
+		dst        **record.QuotaWindow
 	}{{"5h", "five_hour", &q.FiveHour}, {"7d", "seven_day", &q.SevenDay}} {
 		u, err := strconv.ParseFloat(strings.TrimSpace(h.Get(rateLimitPrefix+w.key+"-utilization")), 64)
 		if err != nil || !finite(u) {
 			continue
 		}
 		used := clampPercent(math.Round(u * 100))
-		win := &QuotaWindow{UsedPercent: used, RemainingPercent: 100 - used, CheckedAt: at}
+		win := &record.QuotaWindow{UsedPercent: used, RemainingPercent: 100 - used, CheckedAt: at}
 		if secs, err := strconv.ParseInt(strings.TrimSpace(h.Get(rateLimitPrefix+w.key+"-reset")), 10, 64); err == nil && secs > 0 && secs <= maxResetUnix {
 			win.ResetsAt = time.Unix(secs, 0).UTC().Format(time.RFC3339)
 		}
 		*w.dst = win
-		q.FieldSources[w.field] = QuotaSourceHeaders
+		q.FieldSources[w.field] = record.QuotaSourceHeaders
 	}
 	if q.FiveHour == nil && q.SevenDay == nil {
 		return nil
@@ -198,11 +199,11 @@ func QuotaFromHeaders(h http.Header, now time.Time) *QuotaSnapshot {
 	if v := h.Get(rateLimitPrefix + "fallback"); v != "" {
 		adv := v == "available"
 		q.FallbackAdvised = &adv
-		q.FieldSources["fallbackAdvised"] = QuotaSourceHeaders
+		q.FieldSources["fallbackAdvised"] = record.QuotaSourceHeaders
 	}
 	if claim := h.Get(rateLimitPrefix + "representative-claim"); claim != "" {
-		q.BindingWindow, q.BindingWindowSource = claim, QuotaSourceHeaders
-		q.FieldSources["bindingWindow"] = QuotaSourceHeaders
+		q.BindingWindow, q.BindingWindowSource = claim, record.QuotaSourceHeaders
+		q.FieldSources["bindingWindow"] = record.QuotaSourceHeaders
 	}
 	return q
 }
@@ -211,8 +212,8 @@ func QuotaFromHeaders(h http.Header, now time.Time) *QuotaSnapshot {
 // spent: a window whose status is "rejected", whose utilization is at
 // least 1 or whose remaining is 0, with a reset in the future. It returns
 // nil when none is (BEHAVIOUR.md §5.1).
-func spentFromHeaders(h http.Header, now time.Time) *SpentWindows {
-	sp := &SpentWindows{CheckedAt: epochMs(now)}
+func spentFromHeaders(h http.Header, now time.Time) *record.SpentWindows {
+	sp := &record.SpentWindows{CheckedAt: epochMs(now)}
 	for _, w := range []struct {
 		key string
 		dst *int64
@@ -240,33 +241,33 @@ func spentFromHeaders(h http.Header, now time.Time) *SpentWindows {
 // come from a poll; scoped windows and extra usage are poll-owned and kept.
 // A poll replaces everything except 5h/7d windows that headers observed
 // later. Neither input is modified.
-func MergeQuota(existing, next *QuotaSnapshot) *QuotaSnapshot {
+func MergeQuota(existing, next *record.QuotaSnapshot) *record.QuotaSnapshot {
 	if existing == nil {
 		return next
 	}
 	if next == nil {
 		return existing
 	}
-	if next.Source == QuotaSourcePoll {
+	if next.Source == record.QuotaSourcePoll {
 		out := *next
 		out.FieldSources = copySources(next.FieldSources)
-		out.FiveHour = newerWindow(existing.FiveHour, next.FiveHour, existing.FieldSources["five_hour"], QuotaSourcePoll, &out, "five_hour")
-		out.SevenDay = newerWindow(existing.SevenDay, next.SevenDay, existing.FieldSources["seven_day"], QuotaSourcePoll, &out, "seven_day")
+		out.FiveHour = newerWindow(existing.FiveHour, next.FiveHour, existing.FieldSources["five_hour"], record.QuotaSourcePoll, &out, "five_hour")
+		out.SevenDay = newerWindow(existing.SevenDay, next.SevenDay, existing.FieldSources["seven_day"], record.QuotaSourcePoll, &out, "seven_day")
 		return &out
 	}
 	out := *existing
 	out.FieldSources = copySources(existing.FieldSources)
-	out.FiveHour = newerWindow(existing.FiveHour, next.FiveHour, existing.FieldSources["five_hour"], QuotaSourceHeaders, &out, "five_hour")
-	out.SevenDay = newerWindow(existing.SevenDay, next.SevenDay, existing.FieldSources["seven_day"], QuotaSourceHeaders, &out, "seven_day")
+	out.FiveHour = newerWindow(existing.FiveHour, next.FiveHour, existing.FieldSources["five_hour"], record.QuotaSourceHeaders, &out, "five_hour")
+	out.SevenDay = newerWindow(existing.SevenDay, next.SevenDay, existing.FieldSources["seven_day"], record.QuotaSourceHeaders, &out, "seven_day")
 	if next.FallbackAdvised != nil {
 		out.FallbackAdvised = next.FallbackAdvised
-		out.FieldSources["fallbackAdvised"] = QuotaSourceHeaders
+		out.FieldSources["fallbackAdvised"] = record.QuotaSourceHeaders
 	}
-	if next.BindingWindow != "" && existing.BindingWindowSource != QuotaSourcePoll {
-		out.BindingWindow, out.BindingWindowSource = next.BindingWindow, QuotaSourceHeaders
-		out.FieldSources["bindingWindow"] = QuotaSourceHeaders
+	if next.BindingWindow != "" && existing.BindingWindowSource != record.QuotaSourcePoll {
+		out.BindingWindow, out.BindingWindowSource = next.BindingWindow, record.QuotaSourceHeaders
+		out.FieldSources["bindingWindow"] = record.QuotaSourceHeaders
 	}
-	out.Source = QuotaSourceHeaders
+	out.Source = record.QuotaSourceHeaders
 	if next.CheckedAt > out.CheckedAt {
 		out.CheckedAt = next.CheckedAt
 	}
@@ -275,7 +276,7 @@ func MergeQuota(existing, next *QuotaSnapshot) *QuotaSnapshot {
 
 // newerWindow picks between an old window (from oldSource) and a new one
 // (from newSource) and records the winner's source in out.FieldSources.
-func newerWindow(old, nw *QuotaWindow, oldSource, newSource string, out *QuotaSnapshot, field string) *QuotaWindow {
+func newerWindow(old, nw *record.QuotaWindow, oldSource, newSource string, out *record.QuotaSnapshot, field string) *record.QuotaWindow {
 	switch {
 	case nw == nil && old == nil:
 		return nil
@@ -320,4 +321,16 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// sourceRank orders quota sources for a tie on checkedAt: a poll beats
+// headers.
+func sourceRank(s string) int {
+	switch s {
+	case record.QuotaSourcePoll:
+		return 2
+	case record.QuotaSourceHeaders:
+		return 1
+	}
+	return 0
 }

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
 )
@@ -18,11 +19,11 @@ type MainCredentials struct {
 // AccountView is what hosts see of an account: never a credential, always
 // whether it can serve now and, if not, why and until when.
 type AccountView struct {
-	ID      string      `json:"id"`
-	Label   string      `json:"label,omitempty"`
-	Type    AccountType `json:"type"`
-	Main    bool        `json:"main"`
-	Enabled bool        `json:"enabled"`
+	ID      string             `json:"id"`
+	Label   string             `json:"label,omitempty"`
+	Type    record.AccountType `json:"type"`
+	Main    bool               `json:"main"`
+	Enabled bool               `json:"enabled"`
 	// Order is the fallback priority (0 first); -1 for main.
 	Order int `json:"order"`
 	// HasCredential is true when a token or key is stored.
@@ -36,14 +37,14 @@ type AccountView struct {
 	Usable bool `json:"usable"`
 	// Reason explains Usable (for example "refresh backoff", "below 5h
 	// threshold"); Until is when that reason ends, epoch ms, 0 if unknown.
-	Reason              string         `json:"reason,omitempty"`
-	Until               int64          `json:"until,omitempty"`
-	NeedsRelogin        bool           `json:"needsRelogin"`
-	RefreshBackoffUntil int64          `json:"refreshBackoffUntil,omitempty"`
-	QuotaBackoffUntil   int64          `json:"quotaBackoffUntil,omitempty"`
-	LastRefreshError    *OpError       `json:"lastRefreshError,omitempty"`
-	LastQuotaError      *OpError       `json:"lastQuotaError,omitempty"`
-	Quota               *QuotaSnapshot `json:"quota,omitempty"`
+	Reason              string                `json:"reason,omitempty"`
+	Until               int64                 `json:"until,omitempty"`
+	NeedsRelogin        bool                  `json:"needsRelogin"`
+	RefreshBackoffUntil int64                 `json:"refreshBackoffUntil,omitempty"`
+	QuotaBackoffUntil   int64                 `json:"quotaBackoffUntil,omitempty"`
+	LastRefreshError    *record.OpError       `json:"lastRefreshError,omitempty"`
+	LastQuotaError      *record.OpError       `json:"lastQuotaError,omitempty"`
+	Quota               *record.QuotaSnapshot `json:"quota,omitempty"`
 	// Problem is set when the stored entry itself is unusable.
 	Problem string `json:"problem,omitempty"`
 	// PersistPending is true when the account's token was rotated but the
@@ -59,16 +60,16 @@ type AccountView struct {
 
 // AccountSpec is an account to add, for accounts/add.
 type AccountSpec struct {
-	ID         string        `json:"id,omitempty"`
-	Label      string        `json:"label,omitempty"`
-	Type       AccountType   `json:"type"`
-	Enabled    *bool         `json:"enabled,omitempty"`
-	Access     secret.Secret `json:"access,omitempty"`
-	Refresh    secret.Secret `json:"refresh,omitempty"`
-	Expires    int64         `json:"expires,omitempty"`
-	APIKey     secret.Secret `json:"apiKey,omitempty"`
-	BaseURL    string        `json:"baseURL,omitempty"`
-	AuthHeader string        `json:"authHeader,omitempty"`
+	ID         string             `json:"id,omitempty"`
+	Label      string             `json:"label,omitempty"`
+	Type       record.AccountType `json:"type"`
+	Enabled    *bool              `json:"enabled,omitempty"`
+	Access     secret.Secret      `json:"access,omitempty"`
+	Refresh    secret.Secret      `json:"refresh,omitempty"`
+	Expires    int64              `json:"expires,omitempty"`
+	APIKey     secret.Secret      `json:"apiKey,omitempty"`
+	BaseURL    string             `json:"baseURL,omitempty"`
+	AuthHeader string             `json:"authHeader,omitempty"`
 }
 
 // AccountPatch changes an account, for accounts/update. Nil fields stay.

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 )
 
@@ -76,19 +77,19 @@ func jsonType(raw json.RawMessage) string {
 // fieldDefaults says, per struct type, what a field falls back to; a field
 // not listed falls back to "none".
 var fieldDefaults = map[reflect.Type]map[string]string{
-	reflect.TypeOf(ConfigFile{}):    {"version": "1", "mainAccountId": "a new id", "accounts": "no accounts"},
-	reflect.TypeOf(AccountConfig{}): {"enabled": "true", "addedAt": "unknown", "type": "none: the entry is listed, never routed"},
-	reflect.TypeOf(StateFile{}):     {"version": "1", "accounts": "no account state"},
+	reflect.TypeOf(record.ConfigFile{}):    {"version": "1", "mainAccountId": "a new id", "accounts": "no accounts"},
+	reflect.TypeOf(record.AccountConfig{}): {"enabled": "true", "addedAt": "unknown", "type": "none: the entry is listed, never routed"},
+	reflect.TypeOf(record.StateFile{}):     {"version": "1", "accounts": "no account state"},
 }
 
-// structWarnings reports the known keys that decodeWithExtra kept raw in
+// structWarnings reports the known keys that record.DecodeWithExtra kept raw in
 // extra because their value had the wrong type.
-func structWarnings(w *warnings, path string, v any, extra Extra) {
+func structWarnings(w *warnings, path string, v any, extra record.Extra) {
 	if len(extra) == 0 {
 		return
 	}
 	t := reflect.TypeOf(v)
-	fields := fieldsOf(t)
+	fields := record.JSONFields(t)
 	keys := make([]string, 0, len(extra))
 	for k := range extra {
 		if _, known := fields[k]; known {
@@ -106,7 +107,7 @@ func structWarnings(w *warnings, path string, v any, extra Extra) {
 }
 
 // fileWarnings lists the wrong-typed values of both files.
-func fileWarnings(cfg *ConfigFile, st *StateFile) []Warning {
+func fileWarnings(cfg *record.ConfigFile, st *record.StateFile) []Warning {
 	c := &warnings{file: warnConfig}
 	if cfg != nil {
 		structWarnings(c, "", *cfg, cfg.Extra)
@@ -197,7 +198,7 @@ func jsonErrorAt(data []byte, err error) string {
 
 // sectionReader reads the settings sections of a config tolerantly.
 type sectionReader struct {
-	x Extra
+	x record.Extra
 	w *warnings
 }
 
@@ -216,7 +217,7 @@ func (r sectionReader) section(key string, v any) {
 		return
 	}
 	rv := reflect.ValueOf(v).Elem()
-	fields := fieldsOf(rv.Type())
+	fields := record.JSONFields(rv.Type())
 	for k, val := range m {
 		i, known := fields[k]
 		if !known || string(bytes.TrimSpace(val)) == "null" {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -51,7 +52,7 @@ func writeBehindChild(dir string) error {
 		case "flush": // the write-behind interval ends
 			fmt.Printf("flushed %d\n", timers.fire())
 		case "add": // a credential change: an API-key account
-			if _, err := e.AddAccount(ctx, AccountSpec{ID: arg, Label: arg, Type: AccountAPI, APIKey: secret.Secret("sk-ant-api03-" + arg), BaseURL: "https://api.example.test"}); err != nil {
+			if _, err := e.AddAccount(ctx, AccountSpec{ID: arg, Label: arg, Type: record.AccountAPI, APIKey: secret.Secret("sk-ant-api03-" + arg), BaseURL: "https://api.example.test"}); err != nil {
 				return err
 			}
 			fmt.Println("added", arg)

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/verdict"
 )
 
@@ -26,9 +27,9 @@ func TestToWireError(t *testing.T) {
 			Accounts: []core.AccountReason{{AccountID: "a", Reason: "quota", Until: 7}}}},
 			CodeNoAccountAvailable, `{"kind":"no_account_available","status":429,"errorType":"rate_limit_error","message":"all limited","retryAfterMs":5000,"accounts":[{"accountId":"a","reason":"quota","until":7}]}`},
 		{"bare no route", fmt.Errorf("select: %w", core.ErrNoRoute), CodeNoAccountAvailable, `{"kind":"no_account_available"}`},
-		{"refresh backoff", &core.BackoffError{Account: "a", Kind: core.ErrRefreshBackoff, Record: &core.OpError{Message: "m", Status: 403, Class: verdict.ClassOrgPolicy}, Until: until, Now: now},
+		{"refresh backoff", &core.BackoffError{Account: "a", Kind: core.ErrRefreshBackoff, Record: &record.OpError{Message: "m", Status: 403, Class: verdict.ClassOrgPolicy}, Until: until, Now: now},
 			CodeRefreshBackoff, `{"kind":"refresh_backoff","account":"a","until":1700000090000,"retryAfterMs":90000,"upstreamStatus":403,"class":"org_policy"}`},
-		{"quota backoff", &core.BackoffError{Account: "b", Kind: core.ErrQuotaBackoff, Record: &core.OpError{Message: "m", Status: 429}, Until: until, Now: now},
+		{"quota backoff", &core.BackoffError{Account: "b", Kind: core.ErrQuotaBackoff, Record: &record.OpError{Message: "m", Status: 429}, Until: until, Now: now},
 			CodeQuotaBackoff, `{"kind":"quota_backoff","account":"b","until":1700000090000,"retryAfterMs":90000,"upstreamStatus":429}`},
 		{"upstream", &core.UpstreamError{Account: "c", Failure: verdict.Failure{Source: verdict.SourceToken, Status: 503}, Verdict: verdict.Verdict{Class: verdict.ClassTransient, RetryAfter: 2 * time.Second}, Until: until},
 			CodeUpstreamError, `{"kind":"upstream_error","account":"c","until":1700000090000,"retryAfterMs":2000,"upstreamStatus":503,"class":"transient"}`},

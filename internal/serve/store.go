@@ -5,7 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/acctpool/acctpool/core"
-	"github.com/acctpool/acctpool/store/postgres"
+	"github.com/acctpool/acctpool/core/pgstore"
 )
 
 // openStore opens the store --store names: the upstream files, or the
@@ -17,11 +17,11 @@ func openStore(ctx context.Context, cfg *config, opts core.StoreOptions, log *sl
 		s, err := core.NewStore(opts)
 		return s, func() {}, err
 	}
-	keys, err := postgres.LoadKeyFile(cfg.storeKeyFile)
+	keys, err := pgstore.LoadKeyFile(cfg.storeKeyFile)
 	if err != nil {
 		return nil, nil, err
 	}
-	pg, err := postgres.Open(ctx, postgres.Options{ConnString: cfg.store, Keys: keys, Logger: log})
+	pg, err := pgstore.Open(ctx, pgstore.Options{ConnString: cfg.store, Keys: keys, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}

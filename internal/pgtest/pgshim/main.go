@@ -30,8 +30,8 @@ import (
 	json "github.com/goccy/go-json"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/acctpool/acctpool/core"
-	"github.com/acctpool/acctpool/store/postgres"
+	"github.com/acctpool/acctpool/core/record"
+	"github.com/acctpool/acctpool/core/pgstore"
 )
 
 func main() { os.Exit(run()) }
@@ -56,19 +56,19 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "pgshim:", err)
 		return 1
 	}
-	keys, err := postgres.LoadKeyFile(os.Getenv("PGSHIM_KEY_FILE"))
+	keys, err := pgstore.LoadKeyFile(os.Getenv("PGSHIM_KEY_FILE"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pgshim:", err)
 		return 1
 	}
-	pg, err := postgres.Open(ctx, postgres.Options{ConnString: conn, Keys: keys, NoFollow: true})
+	pg, err := pgstore.Open(ctx, pgstore.Options{ConnString: conn, Keys: keys, NoFollow: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pgshim:", err)
 		return 1
 	}
 	defer pg.Close()
-	var cfg *core.ConfigFile
-	var st *core.StateFile
+	var cfg *record.ConfigFile
+	var st *record.StateFile
 	if err := readJSON(configPath, &cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "pgshim: import:", err)
 	}
@@ -129,7 +129,7 @@ func run() int {
 // cfgWasGiven reports whether the config is worth writing: the file
 // exists, or the stored config lists accounts (an empty synthesized config
 // is not written where none was given).
-func cfgWasGiven(path string, cfg *core.ConfigFile) bool {
+func cfgWasGiven(path string, cfg *record.ConfigFile) bool {
 	if _, err := os.Stat(path); err == nil {
 		return true
 	}

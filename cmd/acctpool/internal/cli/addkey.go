@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 )
 
@@ -73,7 +74,7 @@ func AddKey(args []string, stdin io.Reader, stdout, stderr io.Writer, env func(s
 		return fail(stderr, "add-key", usageErr("no key on stdin"))
 	}
 	v, err := eng.AddAccount(ctx, core.AccountSpec{
-		Type: core.AccountAPI, Label: strings.TrimSpace(*label), BaseURL: *baseURL, AuthHeader: *header, APIKey: secret.Secret(key),
+		Type: record.AccountAPI, Label: strings.TrimSpace(*label), BaseURL: *baseURL, AuthHeader: *header, APIKey: secret.Secret(key),
 	})
 	if err != nil {
 		return fail(stderr, "add-key", err)

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/record"
 )
 
 const loginUsage = `login [--label NAME] [--replace ID] [--mode max|console] [--no-browser] [file flags]
@@ -111,7 +112,7 @@ func loginTarget(ctx context.Context, eng *core.Engine, replace, label string) (
 			return nil, "", usageErr("the main account's tokens belong to the host; log in there again (opencode: opencode auth login)")
 		case target == nil:
 			return nil, "", fmt.Errorf("--replace %q: %w", replace, core.ErrNoAccount)
-		case target.Kind != string(core.AccountOAuth):
+		case target.Kind != string(record.AccountOAuth):
 			return nil, "", usageErr("--replace %q is an API-key route; remove it and use acctpool add-key", replace)
 		}
 		if label == "" {

@@ -18,6 +18,7 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/record"
 )
 
 // engineOptions are what a command needs to build an engine over the files.
@@ -147,7 +148,7 @@ func rank(v core.AccountView) int {
 	switch {
 	case v.Main:
 		return -1
-	case v.Type == core.AccountAPI:
+	case v.Type == record.AccountAPI:
 		return 1<<20 + v.Order
 	default:
 		return v.Order
@@ -197,7 +198,7 @@ func accountOf(v core.AccountView, s core.Settings) account {
 	if v.Main {
 		minApplies = s.QuotaRouting
 	}
-	std := func(name string, w *core.QuotaWindow, min, kill float64) {
+	std := func(name string, w *record.QuotaWindow, min, kill float64) {
 		if w == nil {
 			return
 		}
@@ -251,7 +252,7 @@ func nextOrdered(p *pool) (*account, string) {
 		switch a.Kind {
 		case "main":
 			main = a
-		case string(core.AccountAPI):
+		case string(record.AccountAPI):
 			keys = append(keys, a)
 		default:
 			fallbacks = append(fallbacks, a)

@@ -28,7 +28,8 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/acctpool/acctpool/core"
-	"github.com/acctpool/acctpool/store/postgres"
+	"github.com/acctpool/acctpool/core/record"
+	"github.com/acctpool/acctpool/core/pgstore"
 )
 
 const usage = `Usage:
@@ -65,7 +66,7 @@ func Run(args []string, _ io.Reader, stdout, stderr io.Writer, env func(string) 
 			fmt.Fprint(stderr, "acctpool store keygen: want one argument, the key file to create\n")
 			return 2
 		}
-		if err := postgres.WriteKeyFile(args[1]); err != nil {
+		if err := pgstore.WriteKeyFile(args[1]); err != nil {
 			fmt.Fprintf(stderr, "acctpool store keygen: %v\n", err)
 			return 1
 		}
@@ -149,17 +150,17 @@ func resolve(p core.Paths, env func(string) string) (core.Paths, error) {
 	return p, nil
 }
 
-func open(ctx context.Context, o options) (*postgres.Store, error) {
-	keys, err := postgres.LoadKeyFile(o.keyFile)
+func open(ctx context.Context, o options) (*pgstore.Store, error) {
+	keys, err := pgstore.LoadKeyFile(o.keyFile)
 	if err != nil {
 		return nil, err
 	}
-	return postgres.Open(ctx, postgres.Options{ConnString: o.store, Keys: keys, NoFollow: true})
+	return pgstore.Open(ctx, pgstore.Options{ConnString: o.store, Keys: keys, NoFollow: true})
 }
 
 func importFiles(ctx context.Context, o options, stdout io.Writer) error {
-	var cfg *core.ConfigFile
-	var st *core.StateFile
+	var cfg *record.ConfigFile
+	var st *record.StateFile
 	if err := readJSON(o.paths.Config, &cfg); err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package postgres
+package pgstore
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/record"
 )
 
 // follower is the Store's own watch: it counts every change seen (any
@@ -143,8 +144,8 @@ func (r *staleRead) snapshotLocked() (*core.Snapshot, bool) {
 	if !r.has {
 		return nil, false
 	}
-	var cfg *core.ConfigFile
-	var st *core.StateFile
+	var cfg *record.ConfigFile
+	var st *record.StateFile
 	if json.Unmarshal(r.cfg, &cfg) != nil || json.Unmarshal(r.st, &st) != nil {
 		return nil, false
 	}

@@ -1,4 +1,4 @@
-package postgres
+package pgstore
 
 import (
 	"bufio"
@@ -21,7 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/internal/pgtest"
 )
@@ -143,7 +143,7 @@ func rotateForever(ctx context.Context, s *Store, server string) {
 			l.Release()
 			continue
 		}
-		_, _ = l.UpdateState(ctx, func(st *core.StateFile) error {
+		_, _ = l.UpdateState(ctx, func(st *record.StateFile) error {
 			st.Accounts[id].Access, st.Accounts[id].Refresh = secret.Secret(g.Access), secret.Secret(g.Refresh)
 			return nil
 		})
@@ -164,10 +164,10 @@ func TestRotation_processesShareOneDatabase(t *testing.T) {
 	s := openStore(t, conn, ks, "parent")
 
 	ts := &tokenServer{valid: map[string]string{}, consumedBy: map[string]int{}, rotations: map[string]int{}, killed: map[int]bool{}}
-	_, err = s.UpdateConfig(ctx, func(cfg *core.ConfigFile, st *core.StateFile) error {
+	_, err = s.UpdateConfig(ctx, func(cfg *record.ConfigFile, st *record.StateFile) error {
 		for _, id := range rotationAccounts {
-			cfg.Accounts = append(cfg.Accounts, core.AccountConfig{ID: id, Type: core.AccountOAuth})
-			st.Accounts[id] = &core.AccountState{Refresh: secret.Secret("r-" + id + "-0")}
+			cfg.Accounts = append(cfg.Accounts, record.AccountConfig{ID: id, Type: record.AccountOAuth})
+			st.Accounts[id] = &record.AccountState{Refresh: secret.Secret("r-" + id + "-0")}
 			ts.valid[id] = "r-" + id + "-0"
 		}
 		return nil

@@ -1,9 +1,9 @@
-// Package postgres is acctpool's PostgreSQL store: one pool of fallback
+// Package pgstore is acctpool's PostgreSQL store: one pool of fallback
 // accounts shared by every machine that opens the same database, where the
 // file store serves one machine.
 //
-// It keeps what the upstream files hold, in the same JSON shapes (core's
-// ConfigFile, StateFile and the routing state), in tables created and
+// It keeps what the upstream files hold, in the same JSON shapes (the
+// core/record documents and core's routing state), in tables created and
 // migrated at Open in one transaction (schema.go; a database with a newer
 // schema than the binary knows is refused):
 //
@@ -43,4 +43,4 @@
 //
 // Losing every key loses the tokens (the accounts must log in again); the
 // rest of the data stays readable.
-package postgres
+package pgstore

@@ -1,4 +1,4 @@
-package postgres
+package pgstore
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/record"
 )
 
 // lockIdleTimeout bounds how long a refresh lock's transaction may sit idle
@@ -121,7 +122,7 @@ func (l *AccountLock) Account() string { return l.id }
 // write and the release of the lock commit together. The lock is released
 // whatever the outcome. An error wrapping [ErrLockLost] means the session
 // ended first and nothing was written.
-func (l *AccountLock) UpdateState(ctx context.Context, fn func(st *core.StateFile) error) (*core.Snapshot, error) {
+func (l *AccountLock) UpdateState(ctx context.Context, fn func(st *record.StateFile) error) (*core.Snapshot, error) {
 	var snap *core.Snapshot
 	var err error
 	l.once.Do(func() {

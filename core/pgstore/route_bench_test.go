@@ -1,4 +1,4 @@
-package postgres
+package pgstore
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/internal/pgtest"
 )
@@ -32,15 +33,15 @@ func benchEngine(tb testing.TB, onPostgres bool, mode string) *core.Engine {
 	store, err := core.NewStore(opts)
 	require.NoError(tb, err)
 	at := benchNow.UnixMilli()
-	_, err = store.UpdateConfig(context.Background(), func(cfg *core.ConfigFile, st *core.StateFile) error {
-		cfg.Extra = core.Extra{"routing": json.RawMessage(fmt.Sprintf(`{"mode":%q}`, mode))}
+	_, err = store.UpdateConfig(context.Background(), func(cfg *record.ConfigFile, st *record.StateFile) error {
+		cfg.Extra = record.Extra{"routing": json.RawMessage(fmt.Sprintf(`{"mode":%q}`, mode))}
 		for i := 0; i < 3; i++ {
 			id := fmt.Sprintf("fb-%d", i)
-			cfg.Accounts = append(cfg.Accounts, core.AccountConfig{ID: id, Type: core.AccountOAuth})
-			st.Accounts[id] = &core.AccountState{Access: secret.Secret("a-" + id), Refresh: secret.Secret("r-" + id), Expires: at + 8*3600_000,
-				Quota: &core.QuotaSnapshot{Source: core.QuotaSourcePoll, CheckedAt: at,
-					FiveHour: &core.QuotaWindow{UsedPercent: float64(20 + i), RemainingPercent: float64(80 - i), CheckedAt: at},
-					SevenDay: &core.QuotaWindow{UsedPercent: 30, RemainingPercent: 70, CheckedAt: at}}}
+			cfg.Accounts = append(cfg.Accounts, record.AccountConfig{ID: id, Type: record.AccountOAuth})
+			st.Accounts[id] = &record.AccountState{Access: secret.Secret("a-" + id), Refresh: secret.Secret("r-" + id), Expires: at + 8*3600_000,
+				Quota: &record.QuotaSnapshot{Source: record.QuotaSourcePoll, CheckedAt: at,
+					FiveHour: &record.QuotaWindow{UsedPercent: float64(20 + i), RemainingPercent: float64(80 - i), CheckedAt: at},
+					SevenDay: &record.QuotaWindow{UsedPercent: 30, RemainingPercent: 70, CheckedAt: at}}}
 		}
 		return nil
 	})
@@ -56,7 +57,7 @@ func benchEngine(tb testing.TB, onPostgres bool, mode string) *core.Engine {
 // BenchmarkRoute measures route/select and route/report (a 200) on both
 // stores, in one run so the ratio is meaningful:
 //
-//	go test ./store/postgres -run '^$' -bench Route -benchtime 2000x
+//	go test ./core/pgstore -run '^$' -bench Route -benchtime 2000x
 func BenchmarkRoute(b *testing.B) {
 	for _, mode := range []string{"ordered", "sticky-balanced"} {
 		for _, store := range []string{"files", "postgres"} {

@@ -1,4 +1,4 @@
-package core
+package record
 
 import (
 	"reflect"
@@ -14,16 +14,15 @@ import (
 // sharing the same files never loses data to us.
 type Extra map[string]json.RawMessage
 
-// fieldTable maps the JSON names of a struct's fields to their indexes.
-type fieldTable map[string]int
+var fieldTables sync.Map // reflect.Type -> map[string]int
 
-var fieldTables sync.Map // reflect.Type -> fieldTable
-
-func fieldsOf(t reflect.Type) fieldTable {
+// JSONFields maps the JSON names of a struct type's fields to their
+// indexes (cached per type), for decoders that walk an object key by key.
+func JSONFields(t reflect.Type) map[string]int {
 	if v, ok := fieldTables.Load(t); ok {
-		return v.(fieldTable)
+		return v.(map[string]int)
 	}
-	ft := fieldTable{}
+	ft := map[string]int{}
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		tag := f.Tag.Get("json")
@@ -40,15 +39,15 @@ func fieldsOf(t reflect.Type) fieldTable {
 	return ft
 }
 
-// decodeWithExtra decodes data, a JSON object, into v (a pointer to an
+// DecodeWithExtra decodes data, a JSON object, into v (a pointer to an
 // alias struct without custom methods) and returns the keys v does not
 // know. The object is scanned once: each known value is decoded straight
 // into its field, each unknown one is kept raw. A known key whose value
 // has the wrong type leaves its field at the zero value (the default)
 // and is kept raw in Extra under its own name, so one wrong value never
-// makes a whole file unreadable; [fileWarnings] reports it, and writing
+// makes a whole file unreadable; core's fileWarnings reports it, and writing
 // the struct back writes the field, not the raw value (BEHAVIOUR.md §1.2).
-func decodeWithExtra(data []byte, v any) (Extra, error) {
+func DecodeWithExtra(data []byte, v any) (Extra, error) {
 	var all map[string]json.RawMessage
 	if err := json.Unmarshal(data, &all); err != nil {
 		return nil, err
@@ -58,7 +57,7 @@ func decodeWithExtra(data []byte, v any) (Extra, error) {
 		return nil, nil
 	}
 	rv := reflect.ValueOf(v).Elem()
-	fields := fieldsOf(rv.Type())
+	fields := JSONFields(rv.Type())
 	var extra Extra
 	for k, raw := range all {
 		i, ok := fields[k]
@@ -87,20 +86,20 @@ func decodeWithExtra(data []byte, v any) (Extra, error) {
 // and stores the keys the struct does not model in *extra.
 func decodeExtraInto[A any](b []byte, x *A, extra *Extra) error {
 	var v A
-	kept, err := decodeWithExtra(b, &v)
+	kept, err := DecodeWithExtra(b, &v)
 	*x = v
 	*extra = kept
 	return err
 }
 
-// encodeWithExtra encodes v (an alias struct without custom methods) and
+// EncodeWithExtra encodes v (an alias struct without custom methods) and
 // adds the unknown keys after the known ones, in sorted order.
-func encodeWithExtra(v any, extra Extra) ([]byte, error) {
+func EncodeWithExtra(v any, extra Extra) ([]byte, error) {
 	data, err := json.Marshal(v)
 	if err != nil || len(extra) == 0 {
 		return data, err
 	}
-	known := fieldsOf(reflect.TypeOf(v).Elem())
+	known := JSONFields(reflect.TypeOf(v).Elem())
 	keys := make([]string, 0, len(extra))
 	for k := range extra {
 		if _, ok := known[k]; !ok {
@@ -121,13 +120,13 @@ func encodeWithExtra(v any, extra Extra) ([]byte, error) {
 	return append(buf, '}'), nil
 }
 
-// decodeLenient decodes data into v (a pointer) keeping what fits: a value
+// DecodeLenient decodes data into v (a pointer) keeping what fits: a value
 // of an unexpected type anywhere inside is dropped (its field stays at the
 // zero value, an array element is skipped) and the rest is decoded. Only
 // data that is not JSON at all is an error. Outside payloads (the usage
 // endpoint) use it, so one odd field never costs the whole answer
 // (BEHAVIOUR.md §3.1).
-func decodeLenient(data []byte, v any) error {
+func DecodeLenient(data []byte, v any) error {
 	if err := json.Unmarshal(data, v); err == nil {
 		return nil
 	}
@@ -159,7 +158,7 @@ func lenientInto(raw json.RawMessage, rv reflect.Value) bool {
 		if json.Unmarshal(raw, &m) != nil {
 			return false
 		}
-		fields := fieldsOf(rv.Type())
+		fields := JSONFields(rv.Type())
 		for k, val := range m {
 			if i, ok := fields[k]; ok {
 				lenientInto(val, rv.Field(i))

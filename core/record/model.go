@@ -1,6 +1,7 @@
-package core
+package record
 
 import (
+	"strings"
 	"time"
 
 	"github.com/acctpool/acctpool/core/secret"
@@ -50,11 +51,11 @@ func (e *OpError) UnmarshalJSON(b []byte) error {
 func (e OpError) MarshalJSON() ([]byte, error) {
 	type alias OpError
 	x := alias(e)
-	return encodeWithExtra(&x, e.Extra)
+	return EncodeWithExtra(&x, e.Extra)
 }
 
-// withoutExtra is the record for views: the schema's keys only.
-func (e *OpError) withoutExtra() *OpError {
+// WithoutExtra is the record for views: the schema's keys only.
+func (e *OpError) WithoutExtra() *OpError {
 	if e == nil || e.Extra == nil {
 		return e
 	}
@@ -77,10 +78,29 @@ func (e *OpError) IsPermanent() bool {
 	if e.Status != 0 {
 		return e.Status == 400
 	}
-	if networkLooking(e) {
+	if e.LooksLikeNetwork() {
 		return false
 	}
 	return e.NextRetryAt > 0 && e.NextRetryAt-e.CheckedAt >= legacyPermanentBackoff.Milliseconds()
+}
+
+// LooksLikeNetwork reports whether a record without a status is a network
+// failure: classified transient, or a message naming a connection error
+// (older records carry only upstream's text).
+func (err *OpError) LooksLikeNetwork() bool {
+	if err.Status != 0 {
+		return false
+	}
+	if err.Class == verdict.ClassTransient {
+		return true
+	}
+	m := err.Message
+	for _, s := range []string{"fetch failed", "network error", "ECONNRESET", "ECONNREFUSED", "ETIMEDOUT", "UND_ERR_CONNECT_TIMEOUT", "connection reset", "connection refused"} {
+		if strings.Contains(m, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // legacyPermanentBackoff is the backoff from which an old refresh error
@@ -164,11 +184,11 @@ func (q *QuotaSnapshot) UnmarshalJSON(b []byte) error {
 func (q QuotaSnapshot) MarshalJSON() ([]byte, error) {
 	type alias QuotaSnapshot
 	x := alias(q)
-	return encodeWithExtra(&x, q.Extra)
+	return EncodeWithExtra(&x, q.Extra)
 }
 
-// withoutExtra is the snapshot for views: the schema's keys only.
-func (q *QuotaSnapshot) withoutExtra() *QuotaSnapshot {
+// WithoutExtra is the snapshot for views: the schema's keys only.
+func (q *QuotaSnapshot) WithoutExtra() *QuotaSnapshot {
 	if q == nil || q.Extra == nil {
 		return q
 	}
@@ -198,16 +218,6 @@ func (q *QuotaSnapshot) LatestCheck() int64 {
 	return m
 }
 
-func sourceRank(s string) int {
-	switch s {
-	case QuotaSourcePoll:
-		return 2
-	case QuotaSourceHeaders:
-		return 1
-	}
-	return 0
-}
-
 // AccountConfig is one entry of the accounts array of anthropic-auth.json:
 // identity and settings only, never credentials.
 type AccountConfig struct {
@@ -221,9 +231,9 @@ type AccountConfig struct {
 	Extra      Extra       `json:"-"`
 }
 
-// legacyCredentialKeys are credential keys that very old configs carried
+// LegacyCredentialKeys are credential keys that very old configs carried
 // inline. They are read once as a fallback and never written back to config.
-var legacyCredentialKeys = []string{"access", "refresh", "expires", "apiKey", "lastRefreshedAt"}
+var LegacyCredentialKeys = []string{"access", "refresh", "expires", "apiKey", "lastRefreshedAt"}
 
 // UnmarshalJSON keeps unknown keys in Extra.
 func (a *AccountConfig) UnmarshalJSON(b []byte) error {
@@ -241,11 +251,11 @@ func (a AccountConfig) MarshalJSON() ([]byte, error) {
 		for k, v := range a.Extra {
 			extra[k] = v
 		}
-		for _, k := range legacyCredentialKeys {
+		for _, k := range LegacyCredentialKeys {
 			delete(extra, k)
 		}
 	}
-	return encodeWithExtra(&x, extra)
+	return EncodeWithExtra(&x, extra)
 }
 
 // IsEnabled reports whether the account is enabled (absent means enabled).
@@ -277,7 +287,7 @@ func (c ConfigFile) MarshalJSON() ([]byte, error) {
 	if x.Accounts == nil {
 		x.Accounts = []AccountConfig{}
 	}
-	return encodeWithExtra(&x, c.Extra)
+	return EncodeWithExtra(&x, c.Extra)
 }
 
 // AccountState is one entry of the accounts map of
@@ -310,7 +320,7 @@ func (a *AccountState) UnmarshalJSON(b []byte) error {
 func (a AccountState) MarshalJSON() ([]byte, error) {
 	type alias AccountState
 	x := alias(a)
-	return encodeWithExtra(&x, a.Extra)
+	return EncodeWithExtra(&x, a.Extra)
 }
 
 // SpentWindows is an acctpool addition to an account's state: the resets
@@ -334,7 +344,7 @@ func (w *SpentWindows) UnmarshalJSON(b []byte) error {
 func (w SpentWindows) MarshalJSON() ([]byte, error) {
 	type alias SpentWindows
 	x := alias(w)
-	return encodeWithExtra(&x, w.Extra)
+	return EncodeWithExtra(&x, w.Extra)
 }
 
 // MainState is the "main" section of the state file: what acctpool knows of
@@ -367,7 +377,7 @@ func (m *MainState) UnmarshalJSON(b []byte) error {
 func (m MainState) MarshalJSON() ([]byte, error) {
 	type alias MainState
 	x := alias(m)
-	return encodeWithExtra(&x, m.Extra)
+	return EncodeWithExtra(&x, m.Extra)
 }
 
 // StateFile is anthropic-auth-state.json, written by background work.
@@ -391,5 +401,5 @@ func (s StateFile) MarshalJSON() ([]byte, error) {
 	if x.Accounts == nil {
 		x.Accounts = map[string]*AccountState{}
 	}
-	return encodeWithExtra(&x, s.Extra)
+	return EncodeWithExtra(&x, s.Extra)
 }

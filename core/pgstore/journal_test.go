@@ -1,4 +1,4 @@
-package postgres
+package pgstore
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/internal/pgtest"
 )
@@ -77,7 +78,7 @@ func TestJournal_killBeforeCommit(t *testing.T) {
 			}))
 			defer srv.Close()
 			survivor := newMachine(t, conn, keys, "survivor", srv.URL)
-			_, err = survivor.eng.AddAccount(ctx, core.AccountSpec{ID: "fb", Type: core.AccountOAuth, Refresh: "rt-seed"})
+			_, err = survivor.eng.AddAccount(ctx, core.AccountSpec{ID: "fb", Type: record.AccountOAuth, Refresh: "rt-seed"})
 			require.NoError(t, err)
 			pg := openStore(t, conn, keys, "parent")
 
@@ -129,7 +130,7 @@ func TestJournal_killBeforeCommit(t *testing.T) {
 			assert.Equal(t, 1, ep.reuse, "the consumed token was posted once")
 			ep.mu.Unlock()
 			if tc.relogin {
-				_, err := pg.UpdateState(ctx, func(st *core.StateFile) error {
+				_, err := pg.UpdateState(ctx, func(st *record.StateFile) error {
 					st.Accounts["fb"].Refresh, st.Accounts["fb"].Access = "rt-login", "at-login"
 					st.Accounts["fb"].LastRefreshError = nil
 					return nil

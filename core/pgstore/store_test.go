@@ -1,4 +1,4 @@
-package postgres
+package pgstore
 
 import (
 	"bufio"
@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/internal/pgtest"
 )
@@ -64,25 +65,25 @@ func ctxT(t testing.TB) context.Context {
 
 // seed adds an OAuth and an API-key account with planted tokens and a
 // settings section, through fn-style edits that both stores accept.
-func seedConfig(cfg *core.ConfigFile, st *core.StateFile) error {
+func seedConfig(cfg *record.ConfigFile, st *record.StateFile) error {
 	cfg.Accounts = append(cfg.Accounts,
-		core.AccountConfig{ID: "acct-1", Label: "work", Type: core.AccountOAuth, AddedAt: 1700000000000},
-		core.AccountConfig{ID: "key-1", Label: "gateway", Type: core.AccountAPI, BaseURL: "https://gw.example.test"},
+		record.AccountConfig{ID: "acct-1", Label: "work", Type: record.AccountOAuth, AddedAt: 1700000000000},
+		record.AccountConfig{ID: "key-1", Label: "gateway", Type: record.AccountAPI, BaseURL: "https://gw.example.test"},
 	)
-	cfg.Extra = core.Extra{"routing": json.RawMessage(`{"strategy":"sticky-balanced"}`), "futureKey": json.RawMessage(`{"n":[1,2.5,"x"]}`)}
+	cfg.Extra = record.Extra{"routing": json.RawMessage(`{"strategy":"sticky-balanced"}`), "futureKey": json.RawMessage(`{"n":[1,2.5,"x"]}`)}
 	cfg.MainAccountID = "acct-1"
-	st.Accounts["acct-1"] = &core.AccountState{Access: plantedAccess, Refresh: plantedRefresh, Expires: 1700000360000,
-		Extra: core.Extra{"newerField": json.RawMessage(`true`)}}
-	st.Accounts["key-1"] = &core.AccountState{APIKey: plantedAPIKey}
+	st.Accounts["acct-1"] = &record.AccountState{Access: plantedAccess, Refresh: plantedRefresh, Expires: 1700000360000,
+		Extra: record.Extra{"newerField": json.RawMessage(`true`)}}
+	st.Accounts["key-1"] = &record.AccountState{APIKey: plantedAPIKey}
 	return nil
 }
 
-func seedState(st *core.StateFile) error {
+func seedState(st *record.StateFile) error {
 	a := st.Accounts["acct-1"]
 	a.LastUsed = 1700000100000
-	a.Quota = &core.QuotaSnapshot{FiveHour: &core.QuotaWindow{UsedPercent: 12.5, RemainingPercent: 87.5, CheckedAt: 1700000100000}, Source: core.QuotaSourcePoll}
-	st.Main = &core.MainState{QuotaToken: "0123456789abcdef"}
-	st.Extra = core.Extra{"stateExtra": json.RawMessage(`"kept"`)}
+	a.Quota = &record.QuotaSnapshot{FiveHour: &record.QuotaWindow{UsedPercent: 12.5, RemainingPercent: 87.5, CheckedAt: 1700000100000}, Source: record.QuotaSourcePoll}
+	st.Main = &record.MainState{QuotaToken: "0123456789abcdef"}
+	st.Extra = record.Extra{"stateExtra": json.RawMessage(`"kept"`)}
 	return nil
 }
 
@@ -112,39 +113,39 @@ func TestStore_sameAsFileStore(t *testing.T) {
 	steps := []struct {
 		name string
 		run  func(ctx context.Context, s interface {
-			UpdateState(context.Context, func(*core.StateFile) error) (*core.Snapshot, error)
-			UpdateConfig(context.Context, func(*core.ConfigFile, *core.StateFile) error) (*core.Snapshot, error)
+			UpdateState(context.Context, func(*record.StateFile) error) (*core.Snapshot, error)
+			UpdateConfig(context.Context, func(*record.ConfigFile, *record.StateFile) error) (*core.Snapshot, error)
 		}) (*core.Snapshot, error)
 	}{
 		{"add accounts", func(ctx context.Context, s interface {
-			UpdateState(context.Context, func(*core.StateFile) error) (*core.Snapshot, error)
-			UpdateConfig(context.Context, func(*core.ConfigFile, *core.StateFile) error) (*core.Snapshot, error)
+			UpdateState(context.Context, func(*record.StateFile) error) (*core.Snapshot, error)
+			UpdateConfig(context.Context, func(*record.ConfigFile, *record.StateFile) error) (*core.Snapshot, error)
 		}) (*core.Snapshot, error) {
 			return s.UpdateConfig(ctx, seedConfig)
 		}},
 		{"state write", func(ctx context.Context, s interface {
-			UpdateState(context.Context, func(*core.StateFile) error) (*core.Snapshot, error)
-			UpdateConfig(context.Context, func(*core.ConfigFile, *core.StateFile) error) (*core.Snapshot, error)
+			UpdateState(context.Context, func(*record.StateFile) error) (*core.Snapshot, error)
+			UpdateConfig(context.Context, func(*record.ConfigFile, *record.StateFile) error) (*core.Snapshot, error)
 		}) (*core.Snapshot, error) {
 			return s.UpdateState(ctx, seedState)
 		}},
 		{"state of an unlisted account is pruned", func(ctx context.Context, s interface {
-			UpdateState(context.Context, func(*core.StateFile) error) (*core.Snapshot, error)
-			UpdateConfig(context.Context, func(*core.ConfigFile, *core.StateFile) error) (*core.Snapshot, error)
+			UpdateState(context.Context, func(*record.StateFile) error) (*core.Snapshot, error)
+			UpdateConfig(context.Context, func(*record.ConfigFile, *record.StateFile) error) (*core.Snapshot, error)
 		}) (*core.Snapshot, error) {
-			return s.UpdateState(ctx, func(st *core.StateFile) error {
-				st.Accounts["ghost"] = &core.AccountState{Refresh: "x"}
+			return s.UpdateState(ctx, func(st *record.StateFile) error {
+				st.Accounts["ghost"] = &record.AccountState{Refresh: "x"}
 				return nil
 			})
 		}},
 		{"reorder and remove", func(ctx context.Context, s interface {
-			UpdateState(context.Context, func(*core.StateFile) error) (*core.Snapshot, error)
-			UpdateConfig(context.Context, func(*core.ConfigFile, *core.StateFile) error) (*core.Snapshot, error)
+			UpdateState(context.Context, func(*record.StateFile) error) (*core.Snapshot, error)
+			UpdateConfig(context.Context, func(*record.ConfigFile, *record.StateFile) error) (*core.Snapshot, error)
 		}) (*core.Snapshot, error) {
-			return s.UpdateConfig(ctx, func(cfg *core.ConfigFile, st *core.StateFile) error {
-				cfg.Accounts = append(cfg.Accounts, core.AccountConfig{ID: "acct-2", Type: core.AccountOAuth})
-				st.Accounts["acct-2"] = &core.AccountState{Refresh: "r2"}
-				cfg.Accounts = []core.AccountConfig{cfg.Accounts[2], cfg.Accounts[0]}
+			return s.UpdateConfig(ctx, func(cfg *record.ConfigFile, st *record.StateFile) error {
+				cfg.Accounts = append(cfg.Accounts, record.AccountConfig{ID: "acct-2", Type: record.AccountOAuth})
+				st.Accounts["acct-2"] = &record.AccountState{Refresh: "r2"}
+				cfg.Accounts = []record.AccountConfig{cfg.Accounts[2], cfg.Accounts[0]}
 				return nil
 			})
 		}},
@@ -248,7 +249,7 @@ func TestStore_concurrentWritersLoseNothing(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := 0; i < each; i++ {
-					if _, err := s.UpdateState(ctx, func(st *core.StateFile) error {
+					if _, err := s.UpdateState(ctx, func(st *record.StateFile) error {
 						st.Accounts["acct-1"].LastUsed++
 						return nil
 					}); err != nil {
@@ -301,7 +302,7 @@ func TestLockAccount_diesWithTerminatedSession(t *testing.T) {
 	require.NoError(t, err, "the lock died with its session")
 	got.Release()
 
-	_, err = l.UpdateState(ctx, func(st *core.StateFile) error { return nil })
+	_, err = l.UpdateState(ctx, func(st *record.StateFile) error { return nil })
 	assert.ErrorIs(t, err, ErrLockLost, "a holder whose session ended cannot save")
 }
 
@@ -334,7 +335,7 @@ func TestLockAccount_saveCommitsWithRelease(t *testing.T) {
 		acct, _ := snap.Account("acct-1")
 		got <- acct.State.Refresh
 	}()
-	_, err = l.UpdateState(ctx, func(st *core.StateFile) error {
+	_, err = l.UpdateState(ctx, func(st *record.StateFile) error {
 		st.Accounts["acct-1"].Refresh = "rotated-refresh"
 		return nil
 	})
@@ -438,7 +439,7 @@ func TestWatch_seesOtherMachinesWrites(t *testing.T) {
 	writes := make([]time.Duration, 0, n)
 	for i := 0; i < n; i++ {
 		start := time.Now()
-		_, err := writer.UpdateState(ctx, func(st *core.StateFile) error {
+		_, err := writer.UpdateState(ctx, func(st *record.StateFile) error {
 			st.Accounts["acct-1"].LastUsed = int64(i + 1)
 			return nil
 		})
@@ -456,9 +457,9 @@ func TestWatch_seesOtherMachinesWrites(t *testing.T) {
 	}
 	// A write that changes nothing commits nothing and notifies nobody:
 	// the next notification is the next real write's.
-	_, err = writer.UpdateState(ctx, func(st *core.StateFile) error { return nil })
+	_, err = writer.UpdateState(ctx, func(st *record.StateFile) error { return nil })
 	require.NoError(t, err)
-	_, err = writer.UpdateConfig(ctx, func(cfg *core.ConfigFile, st *core.StateFile) error {
+	_, err = writer.UpdateConfig(ctx, func(cfg *record.ConfigFile, st *record.StateFile) error {
 		cfg.Accounts[0].Label = "renamed"
 		return nil
 	})
@@ -706,7 +707,7 @@ func TestStore_databaseLostWhileRunning(t *testing.T) {
 	a, ok := snap.Account("acct-1")
 	require.True(t, ok)
 	assert.Equal(t, secret.Secret(plantedRefresh), a.State.Refresh)
-	_, err = s.UpdateState(ctx, func(st *core.StateFile) error {
+	_, err = s.UpdateState(ctx, func(st *record.StateFile) error {
 		st.Accounts["acct-1"].LastUsed = 5
 		return nil
 	})
@@ -714,7 +715,7 @@ func TestStore_databaseLostWhileRunning(t *testing.T) {
 
 	require.NoError(t, cl.Resume())
 	require.Eventually(t, func() bool {
-		_, err := s.UpdateState(ctx, func(st *core.StateFile) error {
+		_, err := s.UpdateState(ctx, func(st *record.StateFile) error {
 			st.Accounts["acct-1"].LastUsed = 6
 			return nil
 		})

@@ -1,4 +1,4 @@
-package postgres
+package pgstore
 
 import (
 	"fmt"
@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/internal/pgtest"
 )
@@ -93,7 +94,7 @@ func TestEngines_shareOneDatabase(t *testing.T) {
 	const accounts = 3
 	for i := 0; i < accounts; i++ {
 		ep.valid[fmt.Sprintf("rt-seed-%d", i)] = true
-		_, err := a.eng.AddAccount(ctx, core.AccountSpec{ID: fmt.Sprintf("fb-%d", i), Type: core.AccountOAuth, Refresh: secret.Secret(fmt.Sprintf("rt-seed-%d", i))})
+		_, err := a.eng.AddAccount(ctx, core.AccountSpec{ID: fmt.Sprintf("fb-%d", i), Type: record.AccountOAuth, Refresh: secret.Secret(fmt.Sprintf("rt-seed-%d", i))})
 		require.NoError(t, err)
 	}
 	drain(b.events)
@@ -212,7 +213,7 @@ func TestEngines_onePollerPerInterval(t *testing.T) {
 	require.NoError(t, err)
 	const accounts = 3
 	for i := 0; i < accounts; i++ {
-		_, err := a.AddAccount(ctx, core.AccountSpec{ID: fmt.Sprintf("fb-%d", i), Type: core.AccountOAuth,
+		_, err := a.AddAccount(ctx, core.AccountSpec{ID: fmt.Sprintf("fb-%d", i), Type: record.AccountOAuth,
 			Access: secret.Secret(fmt.Sprintf("at-%d", i)), Refresh: secret.Secret(fmt.Sprintf("rt-%d", i)), Expires: benchNow.Add(8 * time.Hour).UnixMilli()})
 		require.NoError(t, err)
 	}

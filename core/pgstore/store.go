@@ -1,4 +1,4 @@
-package postgres
+package pgstore
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 )
 
@@ -191,7 +192,7 @@ func (s *Store) load(ctx context.Context) (*core.Snapshot, error) {
 
 // Read returns the configuration and state as stored (nil when absent),
 // for export.
-func (s *Store) Read(ctx context.Context) (*core.ConfigFile, *core.StateFile, error) {
+func (s *Store) Read(ctx context.Context) (*record.ConfigFile, *record.StateFile, error) {
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return nil, nil, s.connErr("read", err)
@@ -208,7 +209,7 @@ func (s *Store) Read(ctx context.Context) (*core.ConfigFile, *core.StateFile, er
 // what changed, in one transaction; see core's Store.UpdateState for fn's
 // contract. Writers on every machine are serialized by the lock, so fn
 // always sees the latest committed state.
-func (s *Store) UpdateState(ctx context.Context, fn func(st *core.StateFile) error) (*core.Snapshot, error) {
+func (s *Store) UpdateState(ctx context.Context, fn func(st *record.StateFile) error) (*core.Snapshot, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, s.connErr("write", err)
@@ -226,7 +227,7 @@ func (s *Store) UpdateState(ctx context.Context, fn func(st *core.StateFile) err
 	return snap, nil
 }
 
-func (s *Store) updateStateTx(ctx context.Context, tx pgx.Tx, fn func(st *core.StateFile) error) (*core.Snapshot, error) {
+func (s *Store) updateStateTx(ctx context.Context, tx pgx.Tx, fn func(st *record.StateFile) error) (*core.Snapshot, error) {
 	if _, err := tx.Exec(ctx, "SELECT name FROM acctpool_write_lock WHERE name = 'state' FOR UPDATE"); err != nil {
 		return nil, s.connErr("lock the state", err)
 	}
@@ -253,7 +254,7 @@ func (s *Store) updateStateTx(ctx context.Context, tx pgx.Tx, fn func(st *core.S
 // UpdateConfig locks the configuration and then the state, re-reads both,
 // lets fn change them and writes what changed, in one transaction; see
 // core's Store.UpdateConfig.
-func (s *Store) UpdateConfig(ctx context.Context, fn func(cfg *core.ConfigFile, st *core.StateFile) error) (*core.Snapshot, error) {
+func (s *Store) UpdateConfig(ctx context.Context, fn func(cfg *record.ConfigFile, st *record.StateFile) error) (*core.Snapshot, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, s.connErr("write", err)
@@ -294,8 +295,8 @@ func (s *Store) UpdateConfig(ctx context.Context, fn func(cfg *core.ConfigFile, 
 // stored is what a read found, with the encodings that a write compares
 // against to write only what changed.
 type stored struct {
-	cfg *core.ConfigFile
-	st  *core.StateFile
+	cfg *record.ConfigFile
+	st  *record.StateFile
 
 	cfgDoc      []byte   // config without accounts and mainAccountId
 	accountDocs [][]byte // the accounts array entries, in order
@@ -315,7 +316,7 @@ func (s *Store) read(ctx context.Context, q querier) (*stored, error) {
 	case err != nil:
 		return nil, s.connErr("read the configuration", err)
 	default:
-		cfg := &core.ConfigFile{}
+		cfg := &record.ConfigFile{}
 		if err := json.Unmarshal(cfgDoc, cfg); err != nil {
 			return nil, corruptRow("acctpool_config", err)
 		}
@@ -339,7 +340,7 @@ func (s *Store) read(ctx context.Context, q querier) (*stored, error) {
 		if err != nil {
 			return nil, s.connErr("read the accounts", err)
 		}
-		cur.cfg.Accounts = make([]core.AccountConfig, len(docs))
+		cur.cfg.Accounts = make([]record.AccountConfig, len(docs))
 		for i, d := range docs {
 			if err := json.Unmarshal(d, &cur.cfg.Accounts[i]); err != nil {
 				return nil, corruptRow("acctpool_account", err)
@@ -358,13 +359,13 @@ func (s *Store) read(ctx context.Context, q querier) (*stored, error) {
 	case err != nil:
 		return nil, s.connErr("read the state", err)
 	}
-	st := &core.StateFile{}
+	st := &record.StateFile{}
 	if err := json.Unmarshal(stateDoc, st); err != nil {
 		return nil, corruptRow("acctpool_state", err)
 	}
-	st.Accounts = map[string]*core.AccountState{}
+	st.Accounts = map[string]*record.AccountState{}
 	if len(mainDoc) > 0 {
-		st.Main = &core.MainState{}
+		st.Main = &record.MainState{}
 		if err := json.Unmarshal(mainDoc, st.Main); err != nil {
 			return nil, corruptRow("acctpool_host", err)
 		}
@@ -380,7 +381,7 @@ func (s *Store) read(ctx context.Context, q querier) (*stored, error) {
 		if err := rows.Scan(&id, &doc, &access, &refresh, &apiKey); err != nil {
 			return nil, s.connErr("read the account state", err)
 		}
-		a := &core.AccountState{}
+		a := &record.AccountState{}
 		if err := json.Unmarshal(doc, a); err != nil {
 			return nil, corruptRow("acctpool_account_state", err)
 		}
@@ -423,7 +424,7 @@ func corruptRow(table string, err error) error {
 
 // encodeConfig splits a config into its top-level document and its
 // account entries.
-func encodeConfig(cfg *core.ConfigFile) ([]byte, [][]byte, error) {
+func encodeConfig(cfg *record.ConfigFile) ([]byte, [][]byte, error) {
 	top := *cfg
 	top.Accounts = nil
 	top.MainAccountID = ""
@@ -446,7 +447,7 @@ func encodeConfig(cfg *core.ConfigFile) ([]byte, [][]byte, error) {
 
 // encodeStateTop encodes the state without its accounts, and its main
 // section (nil when absent).
-func encodeStateTop(st *core.StateFile) (doc, main []byte, err error) {
+func encodeStateTop(st *record.StateFile) (doc, main []byte, err error) {
 	top := *st
 	top.Accounts = nil
 	top.Main = nil
@@ -476,7 +477,7 @@ func withoutKeys(doc []byte, keys ...string) ([]byte, error) {
 }
 
 // writeConfig writes the configuration where it differs from cur.
-func (s *Store) writeConfig(ctx context.Context, tx pgx.Tx, cur *stored, cfg *core.ConfigFile) (bool, error) {
+func (s *Store) writeConfig(ctx context.Context, tx pgx.Tx, cur *stored, cfg *record.ConfigFile) (bool, error) {
 	doc, accounts, err := encodeConfig(cfg)
 	if err != nil {
 		return false, fmt.Errorf("encode the configuration: %w", err)
@@ -525,7 +526,7 @@ func equalDocs(a, b [][]byte) bool {
 
 // writeState writes the state where it differs from cur and returns the
 // ids of the accounts whose entries changed (nil: nothing was written).
-func (s *Store) writeState(ctx context.Context, tx pgx.Tx, cur *stored, st *core.StateFile) ([]string, error) {
+func (s *Store) writeState(ctx context.Context, tx pgx.Tx, cur *stored, st *record.StateFile) ([]string, error) {
 	doc, mainDoc, err := encodeStateTop(st)
 	if err != nil {
 		return nil, fmt.Errorf("encode the state: %w", err)
@@ -585,7 +586,7 @@ func (s *Store) writeState(ctx context.Context, tx pgx.Tx, cur *stored, st *core
 }
 
 // putAccountState writes one state entry, its tokens sealed.
-func (s *Store) putAccountState(ctx context.Context, tx pgx.Tx, id string, a *core.AccountState) error {
+func (s *Store) putAccountState(ctx context.Context, tx pgx.Tx, id string, a *record.AccountState) error {
 	bare := *a
 	bare.Access, bare.Refresh, bare.APIKey = "", "", ""
 	doc, err := json.Marshal(bare)

@@ -28,6 +28,7 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/internal/storeopen"
 	"github.com/acctpool/acctpool/store/postgres"
 )
 
@@ -150,11 +151,7 @@ func resolve(p core.Paths, env func(string) string) (core.Paths, error) {
 }
 
 func open(ctx context.Context, o options) (*postgres.Store, error) {
-	keys, err := postgres.LoadKeyFile(o.keyFile)
-	if err != nil {
-		return nil, err
-	}
-	return postgres.Open(ctx, postgres.Options{ConnString: o.store, Keys: keys, NoFollow: true})
+	return storeopen.OpenPostgres(ctx, storeopen.Spec{URL: o.store, KeyFile: o.keyFile}, nil, false)
 }
 
 func importFiles(ctx context.Context, o options, stdout io.Writer) error {

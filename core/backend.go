@@ -2,7 +2,10 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"time"
 
 	"github.com/acctpool/acctpool/core/record"
@@ -188,6 +191,20 @@ func (s *Store) String() string {
 // Shared reports whether the store is a backend shared by several
 // machines rather than this machine's files.
 func (s *Store) Shared() bool { return s.backend != nil }
+
+// RoutingDoc returns the sticky routing state in the upstream file's JSON
+// shape, read-only, for commands that show it: the backend's, or the
+// routing-state file's content; nil when none exists.
+func (s *Store) RoutingDoc(ctx context.Context) ([]byte, error) {
+	if s.backend != nil {
+		return s.backend.LoadRouting(ctx)
+	}
+	b, err := os.ReadFile(s.paths.RoutingState)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
 
 // backendStickyLoaded is stickyLoaded for a backend: the routing state
 // is read again when the backend's generation moved, with this process's

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	json "github.com/goccy/go-json"
@@ -82,10 +83,10 @@ type stateReservation struct {
 func (s *Store) reserveState() (*stateReservation, error) {
 	if s.backend != nil {
 		// The save is the lock's commit: no state file to fill. The
-		// journal still goes to this machine's own disk, beside where the
-		// state file would be, so that a process killed between the
-		// answer and the commit leaves the pair behind (BEHAVIOUR.md §1.8).
-		j, err := atomicfile.Reserve(s.paths.State, journalRoom)
+		// journal still goes to this machine's own disk, in the state
+		// file's directory, so that a process killed between the answer
+		// and the commit leaves the pair behind (BEHAVIOUR.md §1.8).
+		j, err := atomicfile.Reserve(s.journalTarget(), journalRoom)
 		if err != nil {
 			return nil, err
 		}
@@ -108,6 +109,22 @@ func (s *Store) reserveState() (*stateReservation, error) {
 		return nil, err
 	}
 	return &stateReservation{r: r, keep: keep, journal: j}, nil
+}
+
+// backendJournal is the name the journals of a backend's rotations are
+// kept under (as temporaries of a file never written), in the state
+// file's directory: apart from the state file's own temporaries, so that
+// a file store (or `acctpool check`) on the same machine never adopts a
+// pair that belongs to the database.
+const backendJournal = "acctpool-store-journal.json"
+
+// journalTarget is the file whose temporaries hold the journals: the state
+// file for the files, backendJournal beside it for a backend.
+func (s *Store) journalTarget() string {
+	if s.backend != nil {
+		return filepath.Join(filepath.Dir(s.paths.State), backendJournal)
+	}
+	return s.paths.State
 }
 
 // journalReplaces is the key of a journal's binding: account id → the
@@ -165,9 +182,9 @@ func (r *stateReservation) abort() {
 // routing files are removed. It returns the accounts whose tokens it
 // restored. Nothing is removed when the adoption cannot be saved.
 //
-// On a backend the temporaries are this machine's journals, kept beside
-// where its state file would be; only journals bound to the token they
-// replace are adopted, into the backend.
+// On a backend the temporaries are this machine's journals (see
+// journalTarget); only journals bound to the token they replace are
+// adopted, into the backend.
 func (s *Store) salvageTemps(ctx context.Context) ([]string, error) {
 	if s.backend == nil {
 		for _, p := range []string{s.paths.Config, s.paths.RoutingState} {
@@ -180,7 +197,7 @@ func (s *Store) salvageTemps(ctx context.Context) ([]string, error) {
 			}
 		}
 	}
-	stale, err := atomicfile.Stale(s.paths.State)
+	stale, err := atomicfile.Stale(s.journalTarget())
 	if err != nil || len(stale) == 0 {
 		return nil, err
 	}

@@ -136,8 +136,9 @@ func fileWarnings(cfg *record.ConfigFile, st *record.StateFile) []Warning {
 }
 
 // Warnings lists the values of the files that fell back to their defaults
-// because they had the wrong type, with the files' paths. Each is also
-// logged once per process when the engine first reads it.
+// because they had the wrong type, with the files' paths (on a backend,
+// the store's name and which part of it: the files are not read). Each is
+// also logged once per process when the engine first reads it.
 func (e *Engine) Warnings(ctx context.Context) ([]Warning, error) {
 	snap, err := e.store.Load(ctx)
 	if err != nil {
@@ -147,14 +148,19 @@ func (e *Engine) Warnings(ctx context.Context) ([]Warning, error) {
 }
 
 func (e *Engine) warningsOf(snap *Snapshot) []Warning {
-	p := e.store.Paths()
+	config, state := e.store.Paths().Config, e.store.Paths().State
+	if e.store.backend != nil {
+		// The values came from the database, not from this machine's
+		// files: name the store (no secrets in its name) and the part.
+		config, state = e.store.backend.String()+" (configuration)", e.store.backend.String()+" (account state)"
+	}
 	out := make([]Warning, len(snap.Warnings))
 	for i, w := range snap.Warnings {
 		switch w.File {
 		case warnConfig:
-			w.File = p.Config
+			w.File = config
 		case warnState:
-			w.File = p.State
+			w.File = state
 		}
 		out[i] = w
 	}

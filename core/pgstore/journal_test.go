@@ -113,13 +113,21 @@ func TestJournal_killBeforeCommit(t *testing.T) {
 			require.NoError(t, child.Process.Kill())
 			_ = child.Wait()
 			require.NoError(t, tx.Rollback(ctx))
-			journals, err := filepath.Glob(filepath.Join(dir, core.StateFileName+".acctpool.*.tmp"))
+			journals, err := filepath.Glob(filepath.Join(dir, "acctpool-store-journal.json.acctpool.*.tmp"))
 			require.NoError(t, err)
 			require.Len(t, journals, 1, "the killed child left its journal")
 			fi, err := os.Stat(journals[0])
 			require.NoError(t, err)
 			assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 			issued := fmt.Sprintf("rt-%d", ep.n)
+			// A file store on the same machine (acctpool check, a server
+			// on the files) leaves the database's journal alone.
+			_, err = core.NewStore(core.StoreOptions{Paths: machinePaths(dir)})
+			require.NoError(t, err)
+			assert.NoFileExists(t, filepath.Join(dir, core.StateFileName), "the journal is not adopted into local files")
+			still, err := filepath.Glob(filepath.Join(dir, "acctpool-store-journal.json.acctpool.*.tmp"))
+			require.NoError(t, err)
+			require.Len(t, still, 1, "the journal waits for the database store")
 
 			// A survivor posts the consumed token: invalid_grant, once.
 			_, err = survivor.eng.RefreshAccount(ctx, "fb")
@@ -154,7 +162,7 @@ func TestJournal_killBeforeCommit(t *testing.T) {
 				assert.Equal(t, secret.Secret(issued), a.State.Refresh, "the journal's pair is in the database")
 				assert.Nil(t, a.State.LastRefreshError, "the invalid_grant for the consumed token is healed")
 			}
-			left, err := filepath.Glob(filepath.Join(dir, core.StateFileName+".acctpool.*.tmp"))
+			left, err := filepath.Glob(filepath.Join(dir, "acctpool-store-journal.json.acctpool.*.tmp"))
 			require.NoError(t, err)
 			assert.Empty(t, left, "the journal is removed once replayed or found stale")
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/internal/storeopen"
 	"github.com/acctpool/acctpool/rpc"
 )
 
@@ -26,10 +27,9 @@ type config struct {
 	manualClock bool
 	logLevel    slog.Level
 	version     bool
-	// store is "" for the files, else a postgres:// connection string;
-	// storeKeyFile is the key file that encrypts its tokens.
-	store        string
-	storeKeyFile string
+	// store names the store: the files, or a postgres:// database
+	// (--store, --store-key-file).
+	store storeopen.Spec
 }
 
 // usageText is the help of the server; %s is the command as typed
@@ -90,8 +90,9 @@ func parseFlags(name string, args []string) (*config, error) {
 	fs.StringVar(&c.profileURL, "profile-url", env("ACCTPOOL_PROFILE_URL"), "")
 	fs.StringVar(&clock, "clock", env("ACCTPOOL_CLOCK"), "")
 	fs.StringVar(&level, "log-level", envOr("ACCTPOOL_LOG_LEVEL", "info"), "")
-	fs.StringVar(&c.store, "store", env("ACCTPOOL_STORE"), "")
-	fs.StringVar(&c.storeKeyFile, "store-key-file", env("ACCTPOOL_STORE_KEY_FILE"), "")
+	var store, storeKeyFile string
+	fs.StringVar(&store, "store", env("ACCTPOOL_STORE"), "")
+	fs.StringVar(&storeKeyFile, "store-key-file", env("ACCTPOOL_STORE_KEY_FILE"), "")
 	fs.BoolVar(&c.version, "version", false, "")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -116,7 +117,7 @@ func parseFlags(name string, args []string) (*config, error) {
 	if err := c.logLevel.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: unknown level %q (want debug, info, warn or error)", level)
 	}
-	if c.store, err = parseStore(c.store, c.storeKeyFile); err != nil {
+	if c.store, err = storeopen.Parse(store, storeKeyFile); err != nil {
 		return nil, err
 	}
 	c.plugins = plugins
@@ -127,25 +128,6 @@ func parseFlags(name string, args []string) (*config, error) {
 		return nil, err
 	}
 	return &c, nil
-}
-
-// parseStore checks --store: "" or "files" is the files (""), a
-// postgres:// or postgresql:// URL the PostgreSQL store, which needs a key
-// file. Errors never repeat the connection string, which may hold a
-// password.
-func parseStore(store, keyFile string) (string, error) {
-	s := strings.TrimSpace(store)
-	switch {
-	case s == "" || s == "files":
-		return "", nil
-	case strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://"):
-		if strings.TrimSpace(keyFile) == "" {
-			return "", fmt.Errorf("--store postgres://… needs --store-key-file (or ACCTPOOL_STORE_KEY_FILE): the key file that encrypts the tokens in the database (create one with: acctpool store keygen FILE)")
-		}
-		return s, nil
-	default:
-		return "", fmt.Errorf("--store: want files or a postgres:// URL")
-	}
 }
 
 func envOr(name, def string) string {

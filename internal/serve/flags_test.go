@@ -90,7 +90,7 @@ func TestParseFlags_store(t *testing.T) {
 				return
 			}
 			require.NoError(t, err)
-			assert.Equal(t, tc.wantStore, c.store)
+			assert.Equal(t, tc.wantStore, c.store.URL)
 		})
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/acctpool/acctpool/core"
 	"github.com/acctpool/acctpool/internal/filecheck"
+	"github.com/acctpool/acctpool/internal/storeopen"
 	"github.com/acctpool/acctpool/rpc"
 )
 
@@ -79,8 +80,11 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger) (*rpc.Server, func
 	// Where the files are is the first thing to know when a fresh machine
 	// misbehaves, so it is logged at info before anything can fail.
 	log.Info("starting", "version", Version(), "config", cfg.paths.Config, "state", cfg.paths.State, "routingState", cfg.paths.RoutingState)
-	// What `acctpool check` would report about the files, said once.
-	filecheck.Log(ctx, cfg.paths, log)
+	if !cfg.store.Shared() {
+		// What `acctpool check` would report about the files, said once.
+		// On the postgres store the files are not the pool: nothing to say.
+		filecheck.Log(ctx, cfg.paths, log)
+	}
 	opts := core.StoreOptions{Paths: cfg.paths, Logger: log}
 	if cfg.manualClock {
 		// A manual clock runs no background timers: observations are
@@ -88,7 +92,7 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger) (*rpc.Server, func
 		// (BEHAVIOUR.md §1.9).
 		opts.WriteBehind = -1
 	}
-	store, closeStore, err := openStore(ctx, cfg, opts, log)
+	store, closeStore, err := storeopen.Open(ctx, cfg.store, opts, true)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -48,10 +48,11 @@ func Accounts(args []string, stdin io.Reader, stdout, stderr io.Writer, env func
 	if len(pos) != n {
 		return fail(stderr, "accounts "+sub, usageErr("want %d argument(s), got %d", n, len(pos)))
 	}
-	eng, clock, err := c.engine(env, stderr)
+	eng, clock, closeStore, err := c.engine(env, stderr)
 	if err != nil {
 		return fail(stderr, "accounts "+sub, err)
 	}
+	defer closeStore()
 	ctx := context.Background()
 	switch sub {
 	case "list":

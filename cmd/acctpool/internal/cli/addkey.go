@@ -43,10 +43,11 @@ func AddKey(args []string, stdin io.Reader, stdout, stderr io.Writer, env func(s
 	if *header != "x-api-key" && *header != "authorization-bearer" {
 		return fail(stderr, "add-key", usageErr("--auth-header %q: want x-api-key or authorization-bearer", *header))
 	}
-	eng, _, err := c.engine(env, stderr)
+	eng, _, closeStore, err := c.engine(env, stderr)
 	if err != nil {
 		return fail(stderr, "add-key", err)
 	}
+	defer closeStore()
 	ctx := context.Background()
 	if l := strings.TrimSpace(*label); l != "" {
 		p, err := loadPool(ctx, eng, eng.Clock().Now())

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/pgstore"
 	"github.com/acctpool/acctpool/internal/filecheck"
 )
 
@@ -36,6 +37,15 @@ func Check(args []string, stdin io.Reader, stdout, stderr io.Writer, env func(st
 	}
 	if fset.NArg() > 0 {
 		return fail(stderr, "check", usageErr("unexpected argument %q", fset.Arg(0)))
+	}
+	spec, err := c.storeSpec(env)
+	if err != nil {
+		return fail(stderr, "check", err)
+	}
+	if spec.Shared() {
+		// The pool lives in the database; its values are reported, naming
+		// the store, by the server and the commands that read it.
+		fmt.Fprintf(stdout, "note: the pool is in the store postgres %s; check validates this machine's files and the plugin manifests only\n", pgstore.RedactConnString(spec.URL))
 	}
 	paths := c.paths(env)
 	for _, line := range []struct{ name, path string }{{"config", paths.Config}, {"state", paths.State}, {"routing state", paths.RoutingState}} {

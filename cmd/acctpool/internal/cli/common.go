@@ -13,6 +13,7 @@ import (
 
 	"github.com/acctpool/acctpool/core"
 	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/internal/storeopen"
 )
 
 // Exit statuses shared by the commands.
@@ -30,6 +31,9 @@ type common struct {
 	redirectURL            string
 	now                    string
 	verbose                bool
+	// store and storeKeyFile name the store: the files (default) or a
+	// postgres:// database with the key file of its tokens.
+	store, storeKeyFile string
 }
 
 // register adds the common flags to fs.
@@ -43,6 +47,25 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.redirectURL, "redirect-url", "", "OAuth redirect URI (default Anthropic's)")
 	fs.StringVar(&c.now, "now", "", "judge as of this time (RFC 3339 or epoch ms) instead of the clock, for reproducible output")
 	fs.BoolVar(&c.verbose, "verbose", false, "log diagnostics to stderr")
+	fs.StringVar(&c.store, "store", "", "files (default) or postgres://…, the database a shared pool lives in (default $ACCTPOOL_STORE)")
+	fs.StringVar(&c.storeKeyFile, "store-key-file", "", "key file encrypting the tokens in the postgres store (default $ACCTPOOL_STORE_KEY_FILE)")
+}
+
+// storeSpec is the store the flags, else ACCTPOOL_STORE and
+// ACCTPOOL_STORE_KEY_FILE, name (as for the server).
+func (c *common) storeSpec(env func(string) string) (storeopen.Spec, error) {
+	store, keyFile := c.store, c.storeKeyFile
+	if store == "" {
+		store = env("ACCTPOOL_STORE")
+	}
+	if keyFile == "" {
+		keyFile = env("ACCTPOOL_STORE_KEY_FILE")
+	}
+	spec, err := storeopen.Parse(store, keyFile)
+	if err != nil {
+		return spec, usageErr("%s", err.Error())
+	}
+	return spec, nil
 }
 
 // paths resolves the files: flags win over the environment, which wins over
@@ -109,25 +132,31 @@ func parseNow(s string) (time.Time, error) {
 	return t, nil
 }
 
-// engine opens the files with the command's clock and endpoints.
-func (c *common) engine(env func(string) string, stderr io.Writer) (*core.Engine, core.Clock, error) {
-	clock, err := c.clock()
+// engine opens the store (the files, or the postgres store the flags or
+// the environment name) with the command's clock and endpoints; close
+// releases the store.
+func (c *common) engine(env func(string) string, stderr io.Writer) (eng *core.Engine, clock core.Clock, close func(), err error) {
+	if clock, err = c.clock(); err != nil {
+		return nil, nil, nil, err
+	}
+	spec, err := c.storeSpec(env)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	log := discardLogger()
 	if c.verbose {
 		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	eng, err := openEngine(engineOptions{
+	eng, close, err = openEngine(engineOptions{
 		paths: c.paths(env),
+		store: spec,
 		clock: clock,
 		endpoints: core.Endpoints{
 			Token: c.tokenURL, Usage: c.usageURL, Authorize: c.authorizeURL, Redirect: c.redirectURL,
 		},
 		logger: log,
 	})
-	return eng, clock, err
+	return eng, clock, close, err
 }
 
 // newFlags returns a flag set that reports to stderr and does not exit.

@@ -39,10 +39,11 @@ func Login(args []string, stdin io.Reader, stdout, stderr io.Writer, env func(st
 	if *mode != "max" && *mode != "console" {
 		return fail(stderr, "login", usageErr("--mode %q: want max or console", *mode))
 	}
-	eng, _, err := c.engine(env, stderr)
+	eng, _, closeStore, err := c.engine(env, stderr)
 	if err != nil {
 		return fail(stderr, "login", err)
 	}
+	defer closeStore()
 	ctx := context.Background()
 	target, newLabel, err := loginTarget(ctx, eng, strings.TrimSpace(*replace), strings.TrimSpace(*label))
 	if err != nil {

@@ -19,27 +19,37 @@ import (
 
 	"github.com/acctpool/acctpool/core"
 	"github.com/acctpool/acctpool/core/record"
+	"github.com/acctpool/acctpool/internal/storeopen"
 )
 
-// engineOptions are what a command needs to build an engine over the files.
+// engineOptions are what a command needs to build an engine over the pool.
 type engineOptions struct {
 	paths     core.Paths
+	store     storeopen.Spec // the files, or a postgres store
 	clock     core.Clock
 	endpoints core.Endpoints
 	logger    *slog.Logger
 }
 
-// openEngine builds a store and an engine over the user's files. The
-// engine has no main credentials: the host owns them, so commands judge the
-// main account on what the state file records (see judgeMain). A command
-// is one short call with no request path to spare, so its store writes
-// observations at once instead of behind (BEHAVIOUR.md §1.9).
-func openEngine(o engineOptions) (*core.Engine, error) {
-	store, err := core.NewStore(core.StoreOptions{Paths: o.paths, Logger: o.logger, WriteBehind: -1})
+// openEngine builds a store and an engine over the user's pool: the files,
+// or the postgres store, opened as the server opens it. The engine has no
+// main credentials: the host owns them, so commands judge the main account
+// on what the state records (see judgeMain). A command is one short call
+// with no request path to spare, so its store writes observations at once
+// instead of behind (BEHAVIOUR.md §1.9). close releases the store.
+func openEngine(o engineOptions) (*core.Engine, func(), error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	store, close, err := storeopen.Open(ctx, o.store, core.StoreOptions{Paths: o.paths, Logger: o.logger, WriteBehind: -1}, false)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return core.New(core.Options{Store: store, Clock: o.clock, Endpoints: o.endpoints, Logger: o.logger})
+	eng, err := core.New(core.Options{Store: store, Clock: o.clock, Endpoints: o.endpoints, Logger: o.logger})
+	if err != nil {
+		close()
+		return nil, nil, err
+	}
+	return eng, close, nil
 }
 
 // window is one quota window of an account as the commands show it.
@@ -98,11 +108,13 @@ func (a account) Name() string {
 	return a.ID
 }
 
-// pool is one consistent look at the files: the views as hosts see them
+// pool is one consistent look at the pool: the views as hosts see them
 // (for --json) and the rows the screens are drawn from.
 type pool struct {
-	Now      time.Time
-	Paths    core.Paths
+	Now   time.Time
+	Paths core.Paths
+	// Store names a shared store (password redacted); "" for the files.
+	Store    string
 	Mode     string
 	Views    []core.AccountView
 	Accounts []account
@@ -128,6 +140,9 @@ func loadPool(ctx context.Context, eng *core.Engine, now time.Time) (*pool, erro
 	}
 	sort.SliceStable(views, func(i, j int) bool { return rank(views[i]) < rank(views[j]) })
 	p := &pool{Now: now, Paths: paths, Mode: string(snap.Settings.Routing), Views: views}
+	if eng.Store().Shared() {
+		p.Store = eng.Store().String()
+	}
 	seen := map[string]int{}
 	for _, v := range views {
 		a := accountOf(v, snap.Settings)
@@ -135,7 +150,15 @@ func loadPool(ctx context.Context, eng *core.Engine, now time.Time) (*pool, erro
 		a.Position = seen[a.Kind]
 		p.Accounts = append(p.Accounts, a)
 	}
-	sticky, err := readSticky(paths.RoutingState, now)
+	doc, err := eng.Store().RoutingDoc(ctx)
+	if err != nil {
+		return nil, err
+	}
+	name := paths.RoutingState
+	if p.Store != "" {
+		name = p.Store + " (routing)"
+	}
+	sticky, err := countSticky(doc, name, now)
 	if err != nil {
 		return nil, err
 	}
@@ -299,19 +322,12 @@ type stickyCount struct {
 // stickyTTL is how long an assignment lives without use (BEHAVIOUR.md §1.5).
 const stickyTTL = 7 * 24 * time.Hour
 
-// readSticky counts the live sticky assignments of the routing-state file,
-// read-only. A missing file holds none.
-func readSticky(path string, now time.Time) (stickyCount, error) {
+// countSticky counts the live sticky assignments of a routing state
+// document (nil: none); name says where it came from, for errors.
+func countSticky(doc []byte, name string, now time.Time) (stickyCount, error) {
 	c := stickyCount{ByAccount: map[string]int{}}
-	if path == "" {
+	if doc == nil {
 		return c, nil
-	}
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return c, nil
-	}
-	if err != nil {
-		return c, err
 	}
 	var f struct {
 		Assignments map[string]struct {
@@ -319,8 +335,8 @@ func readSticky(path string, now time.Time) (stickyCount, error) {
 			LastSeenAt int64  `json:"lastSeenAt"`
 		} `json:"assignments"`
 	}
-	if err := json.Unmarshal(b, &f); err != nil {
-		return c, &fileError{Path: path, Err: errors.New("not valid JSON (run acctpool check for details)")}
+	if err := json.Unmarshal(doc, &f); err != nil {
+		return c, &fileError{Path: name, Err: errors.New("not valid JSON (run acctpool check for details)")}
 	}
 	for _, a := range f.Assignments {
 		if a.LastSeenAt > 0 && now.Sub(fromMs(a.LastSeenAt)) > stickyTTL {

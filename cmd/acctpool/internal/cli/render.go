@@ -130,6 +130,9 @@ func renderStatus(p *pool, st style) string {
 	usable := countUsable(p)
 	title := st.paint(ansiBold, "acctpool status") + "  " + absTime(p.Now, p.Now, true)
 	b.WriteString(title + "\n")
+	if p.Store != "" {
+		b.WriteString("shared pool: " + p.Store + "\n")
+	}
 	for _, a := range p.Accounts {
 		if a.NeedsRelogin {
 			line := st.pick("⚠ ", "! ") + a.Name() + " needs re-login"

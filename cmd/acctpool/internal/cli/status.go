@@ -120,10 +120,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		return fail(stderr, "status", err)
 	}
 	st.tty = st.tty || loop.terminal
-	eng, clock, err := f.engine(env, stderr)
+	eng, clock, closeStore, err := f.engine(env, stderr)
 	if err != nil {
 		return fail(stderr, "status", err)
 	}
+	defer closeStore()
 	frame := func() int {
 		if f.refresh {
 			refreshQuota(ctx, eng, stderr)
@@ -207,6 +208,7 @@ func countUsable(p *pool) int {
 type statusJSON struct {
 	Version  int                `json:"version"`
 	Now      int64              `json:"now"`
+	Store    string             `json:"store,omitempty"`
 	Files    statusFiles        `json:"files"`
 	Accounts []core.AccountView `json:"accounts"`
 	Summary  statusSummary      `json:"summary"`
@@ -255,6 +257,7 @@ func buildStatusJSON(p *pool) statusJSON {
 	out := statusJSON{
 		Version:  1,
 		Now:      p.Now.UnixMilli(),
+		Store:    p.Store,
 		Files:    statusFiles{Config: p.Paths.Config, State: p.Paths.State, RoutingState: p.Paths.RoutingState},
 		Accounts: p.Views,
 		Summary: statusSummary{

@@ -42,10 +42,11 @@ func Statusline(args []string, stdin io.Reader, stdout, stderr io.Writer, env fu
 	if fs.NArg() > 0 {
 		return fail(stderr, "statusline", usageErr("unexpected argument %q", fs.Arg(0)))
 	}
-	eng, clock, err := c.engine(env, stderr)
+	eng, clock, closeStore, err := c.engine(env, stderr)
 	if err != nil {
 		return fail(stderr, "statusline", err)
 	}
+	defer closeStore()
 	p, err := loadPool(context.Background(), eng, clock.Now())
 	if err != nil {
 		return fail(stderr, "statusline", err)

@@ -28,8 +28,9 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/acctpool/acctpool/core"
-	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/pgstore"
+	"github.com/acctpool/acctpool/core/record"
+	"github.com/acctpool/acctpool/internal/storeopen"
 )
 
 const usage = `Usage:
@@ -151,11 +152,7 @@ func resolve(p core.Paths, env func(string) string) (core.Paths, error) {
 }
 
 func open(ctx context.Context, o options) (*pgstore.Store, error) {
-	keys, err := pgstore.LoadKeyFile(o.keyFile)
-	if err != nil {
-		return nil, err
-	}
-	return pgstore.Open(ctx, pgstore.Options{ConnString: o.store, Keys: keys, NoFollow: true})
+	return storeopen.OpenPostgres(ctx, storeopen.Spec{URL: o.store, KeyFile: o.keyFile}, nil, false)
 }
 
 func importFiles(ctx context.Context, o options, stdout io.Writer) error {

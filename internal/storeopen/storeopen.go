@@ -1,0 +1,83 @@
+// Package storeopen opens the store a command line names: the upstream
+// files (the default) or the PostgreSQL store shared by several machines
+// (--store postgres://… with --store-key-file). The server and the
+// terminal commands (status, statusline, accounts, login, add-key) open
+// their store here, so they read one pool the same way.
+package storeopen
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/acctpool/acctpool/core"
+	"github.com/acctpool/acctpool/core/pgstore"
+)
+
+// Spec names a store: URL is "" for the files, else a postgres:// (or
+// postgresql://) connection string, which needs KeyFile, the key file
+// that encrypts its tokens.
+type Spec struct {
+	URL     string
+	KeyFile string
+}
+
+// Parse checks --store and --store-key-file: "" or "files" is the files, a
+// postgres:// or postgresql:// URL the PostgreSQL store, which needs a key
+// file. Errors never repeat the connection string, which may hold a
+// password.
+func Parse(store, keyFile string) (Spec, error) {
+	s := strings.TrimSpace(store)
+	switch {
+	case s == "" || s == "files":
+		return Spec{}, nil
+	case strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://"):
+		if strings.TrimSpace(keyFile) == "" {
+			return Spec{}, fmt.Errorf("--store postgres://… needs --store-key-file (or ACCTPOOL_STORE_KEY_FILE): the key file that encrypts the tokens in the database (create one with: acctpool store keygen FILE)")
+		}
+		return Spec{URL: s, KeyFile: keyFile}, nil
+	default:
+		return Spec{}, fmt.Errorf("--store: want files or a postgres:// URL")
+	}
+}
+
+// Shared reports whether the spec names the PostgreSQL store.
+func (s Spec) Shared() bool { return s.URL != "" }
+
+// Open opens the store: the files of opts.Paths, or the PostgreSQL store
+// (whose key file must be private) with opts.Paths kept for what stays on
+// this machine (the journals of its rotations, its main account's lock).
+// follow keeps the store's view current with other machines' commits (a
+// server); a one-shot command passes false. close releases the store.
+func Open(ctx context.Context, spec Spec, opts core.StoreOptions, follow bool) (store *core.Store, close func(), err error) {
+	if !spec.Shared() {
+		s, err := core.NewStore(opts)
+		return s, func() {}, err
+	}
+	pg, err := OpenPostgres(ctx, spec, opts.Logger, follow)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts.Backend = pg.Backend()
+	s, err := core.NewStore(opts)
+	if err != nil {
+		pg.Close()
+		return nil, nil, err
+	}
+	return s, pg.Close, nil
+}
+
+// OpenPostgres opens the PostgreSQL store spec names, with its key file
+// (refused unless private to its owner), for commands that work on the
+// database itself (store import and export) and for Open.
+func OpenPostgres(ctx context.Context, spec Spec, log *slog.Logger, follow bool) (*pgstore.Store, error) {
+	if !spec.Shared() {
+		return nil, fmt.Errorf("--store (or ACCTPOOL_STORE) must be a postgres:// URL")
+	}
+	keys, err := pgstore.LoadKeyFile(spec.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return pgstore.Open(ctx, pgstore.Options{ConnString: spec.URL, Keys: keys, Logger: log, NoFollow: !follow})
+}

@@ -30,8 +30,8 @@ import (
 	json "github.com/goccy/go-json"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/pgstore"
+	"github.com/acctpool/acctpool/core/record"
 )
 
 func main() { os.Exit(run()) }

@@ -28,8 +28,8 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/acctpool/acctpool/core"
-	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/pgstore"
+	"github.com/acctpool/acctpool/core/record"
 )
 
 const usage = `Usage:

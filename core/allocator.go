@@ -1,9 +1,10 @@
 package core
 
 import (
-	"github.com/acctpool/acctpool/core/record"
 	"math"
 	"time"
+
+	"github.com/acctpool/acctpool/core/record"
 )
 
 // allocCandidate is one account a new sticky session may be assigned to.

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/anthropic"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	json "github.com/goccy/go-json"
@@ -348,7 +349,7 @@ func TestMainNetworkRefreshFailureNotLatched(t *testing.T) {
 
 	_, err = env.engine.Select(env.ctx(), SelectRequest{})
 	require.Error(t, err, "main cannot be refreshed and there is no fallback")
-	assert.Equal(t, tokenAttempts, env.fake.count("token"), "one request, the in-call retries")
+	assert.Equal(t, anthropic.TokenAttempts, env.fake.count("token"), "one request, the in-call retries")
 	main, _ := env.state()["main"].(map[string]any)
 	assert.NotContains(t, main, "lastRefreshError", "a network failure is not latched on main")
 	v, err := env.engine.GetAccount(env.ctx(), MainAccountID)
@@ -357,13 +358,13 @@ func TestMainNetworkRefreshFailureNotLatched(t *testing.T) {
 
 	_, err = env.engine.Select(env.ctx(), SelectRequest{})
 	require.Error(t, err)
-	assert.Equal(t, 2*tokenAttempts, env.fake.count("token"), "the next request tries the endpoint again")
+	assert.Equal(t, 2*anthropic.TokenAttempts, env.fake.count("token"), "the next request tries the endpoint again")
 
 	r, err := env.engine.Select(env.ctx(), SelectRequest{})
 	require.NoError(t, err)
 	assert.Equal(t, MainAccountID, r.AccountID)
 	assert.Equal(t, secret.Secret("main-access-2"), r.Credential.Token)
-	assert.Equal(t, 2*tokenAttempts+1, env.fake.count("token"))
+	assert.Equal(t, 2*anthropic.TokenAttempts+1, env.fake.count("token"))
 }
 
 func profileBody(uuid string) string {

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/acctpool/acctpool/core/internal/anthropic"
 	"github.com/acctpool/acctpool/core/verdict"
 	"github.com/stretchr/testify/assert"
 )
@@ -47,7 +48,7 @@ func BenchmarkParseUsage(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				if _, err := ParseUsage(body, testStart); err != nil {
+				if _, err := anthropic.ParseUsage(body, testStart); err != nil {
 					b.Fatal(err)
 				}
 			}

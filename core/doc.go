@@ -1,11 +1,12 @@
-// Package core is the domain of acctpool: accounts, quota snapshots, operation
-// errors and their backoff, the built-in error classifier and its effects
-// table, thresholds, the killswitch, routing, the background passes, the file
-// store with its lock protocol, and the Anthropic HTTP clients.
+// Package core is the domain of acctpool: accounts, operation errors and
+// their backoff, thresholds, the killswitch, routing, the background passes
+// and the file store with its lock protocol. The classification vocabulary
+// and effects table are core/verdict, the documents in their upstream shapes
+// core/record, and the Anthropic HTTP client core/internal/anthropic.
 //
-// core imports only the standard library, goccy/go-json and its own leaf
-// packages. It never imports
-// rpc, plugins or wazero: those packages call core, never the reverse.
+// core imports only the standard library, goccy/go-json and its own
+// packages. It never imports rpc, plugins, wazero or the PostgreSQL store
+// (core/pgstore): those packages call core, never the reverse.
 // Everything that needs time reads it from a [Clock], so tests move time by
 // hand and never sleep.
 //

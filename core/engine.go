@@ -3,12 +3,15 @@ package core
 import (
 	"context"
 	"crypto/rand"
-	"github.com/acctpool/acctpool/core/verdict"
 	"io"
 	"log/slog"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/acctpool/acctpool/core/internal/anthropic"
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 // Endpoints are the upstream URLs. Zero values mean Anthropic's.
@@ -96,7 +99,7 @@ type Options struct {
 type Engine struct {
 	store      *Store
 	clock      Clock
-	http       Doer
+	api        *anthropic.Client
 	ep         Endpoints
 	classifier verdict.Classifier
 	log        *slog.Logger
@@ -128,7 +131,6 @@ func New(opts Options) (*Engine, error) {
 	e := &Engine{
 		store:      opts.Store,
 		clock:      opts.Clock,
-		http:       opts.HTTP,
 		ep:         opts.Endpoints.withDefaults(),
 		classifier: opts.Classifier,
 		log:        opts.Logger,
@@ -140,8 +142,9 @@ func New(opts Options) (*Engine, error) {
 	if e.clock == nil {
 		e.clock = SystemClock{}
 	}
-	if e.http == nil {
-		e.http = &http.Client{
+	httpDoer := opts.HTTP
+	if httpDoer == nil {
+		httpDoer = &http.Client{
 			Timeout:       30 * time.Second,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
@@ -155,8 +158,21 @@ func New(opts Options) (*Engine, error) {
 	if e.rand == nil {
 		e.rand = rand.Reader
 	}
+	e.api = &anthropic.Client{
+		HTTP: httpDoer, TokenURL: e.ep.Token, UsageURL: e.ep.Usage, ProfileURL: e.ep.Profile,
+		Now: e.now, Sleep: e.clock.Sleep, Log: e.log, HostSecrets: e.hostSecrets,
+	}
 	e.followBackend()
 	return e, nil
+}
+
+// hostSecrets are the host's main tokens, scrubbed from every failure
+// message whichever account the failure belongs to.
+func (e *Engine) hostSecrets() []secret.Secret {
+	if c, ok := e.mainCredentials(); ok {
+		return []secret.Secret{c.Access, c.Refresh}
+	}
+	return nil
 }
 
 // Store returns the engine's store.

@@ -3,10 +3,11 @@ package core
 import (
 	"errors"
 	"fmt"
-	"github.com/acctpool/acctpool/core/record"
-	"github.com/acctpool/acctpool/core/verdict"
 	"strings"
 	"time"
+
+	"github.com/acctpool/acctpool/core/record"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 // Sentinel errors of core. Callers match them with errors.Is; the RPC layer
@@ -111,18 +112,6 @@ func (e *BackoffError) Unwrap() []error {
 		errs = append(errs, ErrInvalidGrant)
 	}
 	return errs
-}
-
-// jsonErrorText reduces a JSON decoding error to text that cannot carry
-// file content (and so no token fragments).
-func jsonErrorText(err error) string {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "cannot unmarshal"), strings.Contains(msg, "mismatch"):
-		return "unexpected value type"
-	default:
-		return "invalid JSON"
-	}
 }
 
 // errorf wraps a sentinel with a detail message: "sentinel: detail".

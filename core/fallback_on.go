@@ -1,8 +1,9 @@
 package core
 
 import (
-	"github.com/acctpool/acctpool/core/verdict"
 	"slices"
+
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 // effectFor is the row for a failure under the user's settings: a messages

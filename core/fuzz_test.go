@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/anthropic"
 	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 	"github.com/stretchr/testify/assert"
@@ -58,7 +59,7 @@ func FuzzParseUsage(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		q, err := ParseUsage(body, fuzzNow)
+		q, err := anthropic.ParseUsage(body, fuzzNow)
 		if err != nil {
 			return
 		}
@@ -86,7 +87,7 @@ func FuzzQuotaFromHeaders(f *testing.F) {
 				h.Add(name, value)
 			}
 		}
-		if q := QuotaFromHeaders(h, fuzzNow); q != nil {
+		if q := anthropic.QuotaFromHeaders(h, fuzzNow); q != nil {
 			checkSnapshot(t, q, true)
 		}
 	})

@@ -2,10 +2,11 @@ package core
 
 import (
 	"errors"
+	"time"
+
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
-	"time"
 )
 
 // This file is the one answer to "can this account serve this request, and

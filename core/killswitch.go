@@ -2,8 +2,9 @@ package core
 
 import (
 	"fmt"
-	"github.com/acctpool/acctpool/core/record"
 	"time"
+
+	"github.com/acctpool/acctpool/core/record"
 )
 
 // killswitchDefaultRetry is the killswitch retry-after when no window

@@ -2,14 +2,14 @@ package core
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"github.com/acctpool/acctpool/core/record"
-	"github.com/acctpool/acctpool/core/secret"
-	"net/url"
 	"strings"
 	"time"
+
+	"github.com/acctpool/acctpool/core/internal/anthropic"
+	"github.com/acctpool/acctpool/core/record"
+	"github.com/acctpool/acctpool/core/secret"
 )
 
 // loginTTL is how long a started login may be finished.
@@ -41,20 +41,9 @@ func (e *Engine) LoginStart(ctx context.Context, mode string) (LoginStart, error
 	if err != nil {
 		return LoginStart{}, err
 	}
-	sum := sha256.Sum256([]byte(verifier))
 	authorize := e.ep.Authorize
 	if mode == "console" && authorize == DefaultAuthorizeURL {
 		authorize = "https://platform.claude.com/oauth/authorize"
-	}
-	q := url.Values{
-		"code":                  {"true"},
-		"client_id":             {oauthClientID},
-		"response_type":         {"code"},
-		"redirect_uri":          {e.ep.Redirect},
-		"scope":                 {loginScope},
-		"code_challenge":        {base64.RawURLEncoding.EncodeToString(sum[:])},
-		"code_challenge_method": {"S256"},
-		"state":                 {state},
 	}
 	now := e.now()
 	e.loginMu.Lock()
@@ -65,7 +54,7 @@ func (e *Engine) LoginStart(ctx context.Context, mode string) (LoginStart, error
 	}
 	e.logins[state] = pendingLogin{verifier: verifier, expires: now.Add(loginTTL)}
 	e.loginMu.Unlock()
-	return LoginStart{URL: authorize + "?" + q.Encode(), State: state, RedirectURI: e.ep.Redirect, ExpiresAt: epochMs(now.Add(loginTTL))}, nil
+	return LoginStart{URL: anthropic.AuthorizeURL(authorize, e.ep.Redirect, verifier, state), State: state, RedirectURI: e.ep.Redirect, ExpiresAt: epochMs(now.Add(loginTTL))}, nil
 }
 
 // LoginFinish exchanges the authorization code of a started login and adds
@@ -119,14 +108,7 @@ func (e *Engine) exchangeLogin(ctx context.Context, code, state, label string) (
 	if !ok || e.now().After(p.expires) {
 		return MainCredentials{}, ErrLoginState
 	}
-	grant, failure, err := e.postToken(ctx, map[string]string{
-		"code":          code,
-		"state":         state,
-		"grant_type":    "authorization_code",
-		"client_id":     oauthClientID,
-		"redirect_uri":  e.ep.Redirect,
-		"code_verifier": p.verifier,
-	}, secret.Secret(code), secret.Secret(p.verifier))
+	grant, failure, err := e.api.Exchange(ctx, code, state, e.ep.Redirect, p.verifier)
 	if err != nil {
 		return MainCredentials{}, err
 	}

@@ -2,9 +2,10 @@ package core
 
 import (
 	"context"
+	"time"
+
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
-	"time"
 )
 
 // mainIdentity is the stable identity that binds the main account's
@@ -97,12 +98,7 @@ func (s hostSource) rotate(ctx context.Context, a oauthAccount, _, _ bool) (oaut
 	e := s.e
 	used, usedAccess := a.tokens.Refresh, a.tokens.Access
 	postCtx, cancelPost := context.WithTimeout(ctx, rotationTimeout)
-	grant, failure, err := e.postToken(postCtx, map[string]string{
-		"grant_type":    "refresh_token",
-		"refresh_token": used.Reveal(),
-		"client_id":     oauthClientID,
-		"scope":         refreshScope,
-	}, used, a.tokens.Access)
+	grant, failure, err := e.api.Refresh(postCtx, used, a.tokens.Access)
 	cancelPost()
 	if err != nil {
 		return oauthAccount{}, err

@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/anthropic"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
 	json "github.com/goccy/go-json"
-
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -72,7 +72,7 @@ func TestEngine_login(t *testing.T) {
 	q := u.Query()
 	assert.Equal(t, "S256", q.Get("code_challenge_method"))
 	assert.Equal(t, start.State, q.Get("state"))
-	assert.Equal(t, oauthClientID, q.Get("client_id"))
+	assert.Equal(t, anthropic.ClientID, q.Get("client_id"))
 	assert.Equal(t, DefaultRedirectURL, q.Get("redirect_uri"))
 
 	env.fake.script("token", scripted{status: 200, body: `{"access_token":"sk-ant-oat01-LOGIN","refresh_token":"sk-ant-ort01-LOGIN","expires_in":28800}`})

@@ -3,9 +3,10 @@ package core
 import (
 	"context"
 	"errors"
+	"time"
+
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
-	"time"
 )
 
 // tokenPair is the OAuth credential of one account, wherever it is kept.

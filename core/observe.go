@@ -3,9 +3,10 @@ package core
 import (
 	"context"
 	"fmt"
-	"github.com/acctpool/acctpool/core/record"
 	"slices"
 	"time"
+
+	"github.com/acctpool/acctpool/core/record"
 )
 
 // DefaultWriteBehind is how long an observation may stay in memory before

@@ -2,11 +2,12 @@ package core
 
 import (
 	"fmt"
-	"github.com/acctpool/acctpool/core/record"
-	"github.com/acctpool/acctpool/core/secret"
 	"math"
 	"strings"
 	"time"
+
+	"github.com/acctpool/acctpool/core/record"
+	"github.com/acctpool/acctpool/core/secret"
 )
 
 // stickyHoldWindow is how close a five-hour reset must be for sticky
@@ -310,3 +311,6 @@ func hasStandardWindows(q *record.QuotaSnapshot) bool {
 	return q != nil && q.FiveHour != nil && q.SevenDay != nil &&
 		finite(q.FiveHour.RemainingPercent) && finite(q.SevenDay.RemainingPercent)
 }
+
+// finite reports whether f is a number (not NaN, not an infinity).
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }

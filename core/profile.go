@@ -3,7 +3,6 @@ package core
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
@@ -62,45 +61,15 @@ func mainQuotaIdentity(snap *Snapshot, access secret.Secret, now time.Time) (id 
 	return p.ProviderAccountUUID, true
 }
 
-// profilePayload is the part of the profile endpoint's answer we read.
-type profilePayload struct {
-	Account *struct {
-		UUID string `json:"uuid"`
-	} `json:"account"`
-	Organization *struct {
-		RateLimitTier    string `json:"rate_limit_tier"`
-		OrganizationType string `json:"organization_type"`
-	} `json:"organization"`
-}
-
 // fetchProfile asks the profile endpoint which account access belongs to.
 func (e *Engine) fetchProfile(ctx context.Context, access secret.Secret) (*accountProfile, error) {
-	req, err := http.NewRequest(http.MethodGet, e.ep.Profile, nil)
+	p, err := e.api.Profile(ctx, access)
 	if err != nil {
-		return nil, fmt.Errorf("profile request: %w", err)
-	}
-	req.Header.Set("Authorization", "Bearer "+access.Reveal())
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("anthropic-beta", usageBeta)
-	req.Header.Set("User-Agent", usageUserAgent)
-	reply, err := e.send(ctx, req)
-	if err != nil {
-		return nil, fmt.Errorf("profile request: %s", secret.Redact(err.Error()))
-	}
-	if reply.status < 200 || reply.status > 299 {
-		return nil, fmt.Errorf("profile request: status %d", reply.status)
-	}
-	var p profilePayload
-	if err := record.DecodeLenient(reply.body, &p); err != nil {
-		return nil, fmt.Errorf("profile response: %s", jsonErrorText(err))
-	}
-	if p.Account == nil || p.Account.UUID == "" || p.Organization == nil ||
-		p.Organization.RateLimitTier == "" || p.Organization.OrganizationType == "" {
-		return nil, fmt.Errorf("profile response: missing account metadata")
+		return nil, err
 	}
 	return &accountProfile{
-		Tier: p.Organization.RateLimitTier, OrgType: p.Organization.OrganizationType,
-		ProviderAccountUUID: p.Account.UUID, TokenFingerprint: access.Fingerprint(),
+		Tier: p.Tier, OrgType: p.OrgType,
+		ProviderAccountUUID: p.AccountUUID, TokenFingerprint: access.Fingerprint(),
 	}, nil
 }
 

@@ -4,13 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/acctpool/acctpool/core/record"
-	"github.com/acctpool/acctpool/core/secret"
-	"github.com/acctpool/acctpool/core/verdict"
 	"net/http"
 	"regexp"
 	"sync"
 	"time"
+
+	"github.com/acctpool/acctpool/core/internal/anthropic"
+	"github.com/acctpool/acctpool/core/record"
+	"github.com/acctpool/acctpool/core/secret"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 // usageGap is the least time between the starts of two usage calls made by
@@ -24,7 +26,7 @@ type quotaGate struct {
 	last time.Time
 }
 
-func (e *Engine) gatedUsage(ctx context.Context, access secret.Secret) (*upstreamReply, error) {
+func (e *Engine) gatedUsage(ctx context.Context, access secret.Secret) (*anthropic.Reply, error) {
 	e.quotaGate.mu.Lock()
 	defer e.quotaGate.mu.Unlock()
 	if !e.quotaGate.last.IsZero() {
@@ -35,16 +37,7 @@ func (e *Engine) gatedUsage(ctx context.Context, access secret.Secret) (*upstrea
 		}
 	}
 	e.quotaGate.last = e.now()
-	req, err := http.NewRequest(http.MethodGet, e.ep.Usage, nil)
-	if err != nil {
-		return nil, fmt.Errorf("usage request: %w", err)
-	}
-	req.Header.Set("Authorization", "Bearer "+access.Reveal())
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("anthropic-beta", usageBeta)
-	req.Header.Set("User-Agent", usageUserAgent)
-	return e.send(ctx, req)
+	return e.api.Usage(ctx, access)
 }
 
 // Quota-poll locks (BEHAVIOUR.md §1.7): across processes one polls an
@@ -142,11 +135,11 @@ func (e *Engine) pollQuotaLocked(ctx context.Context, id string) (*record.QuotaS
 		if err != nil && ctx.Err() != nil {
 			return nil, false, ctx.Err()
 		}
-		if err == nil && reply.status >= 200 && reply.status < 300 {
-			q, err := e.storeQuota(ctx, a, access, reply.body)
+		if err == nil && reply.OK() {
+			q, err := e.storeQuota(ctx, a, access, reply.Body)
 			return q, err == nil, err
 		}
-		f := e.failureOf(verdict.SourceUsage, reply, err, access, a.tokens.Refresh)
+		f := e.api.Failure(verdict.SourceUsage, reply, err, access, a.tokens.Refresh)
 		v := e.Classify(ctx, f)
 		eff := verdict.EffectOf(verdict.SourceUsage, v)
 		if eff.RefreshAndRetry && attempt == 0 {
@@ -174,9 +167,9 @@ func quotaBackedOff(a oauthAccount, now time.Time) error {
 // snapshot and clears its quota error.
 func (e *Engine) storeQuota(ctx context.Context, a oauthAccount, access secret.Secret, body []byte) (*record.QuotaSnapshot, error) {
 	now := e.now()
-	q, err := ParseUsage(body, now)
+	q, err := anthropic.ParseUsage(body, now)
 	if err != nil {
-		return nil, err
+		return nil, errorf(ErrConfigInvalid, "%s", err)
 	}
 	var merged *record.QuotaSnapshot
 	if _, err := e.store.UpdateState(ctx, func(st *record.StateFile) error {
@@ -229,10 +222,10 @@ func (e *Engine) recordQuotaFailure(ctx context.Context, a oauthAccount, f verdi
 // one in-memory change, not two.
 func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header, limited, served, touch bool) (*record.QuotaSnapshot, error) {
 	now := e.now()
-	q := QuotaFromHeaders(h, now)
+	q := anthropic.QuotaFromHeaders(h, now)
 	var spent *record.SpentWindows
 	if limited {
-		spent = spentFromHeaders(h, now)
+		spent = anthropic.SpentFromHeaders(h, now)
 	}
 	touch = touch && id != MainAccountID
 	if q == nil && spent == nil && !touch {

@@ -132,7 +132,7 @@ func TestQuotaPollOneInFlightPerAccount(t *testing.T) {
 		_, _ = w.Write([]byte(usageOK))
 	}))
 	t.Cleanup(srv.Close)
-	env.engine.ep.Usage = srv.URL
+	env.engine.api.UsageURL = srv.URL
 	const callers = 3
 	var wg sync.WaitGroup
 	errs := make([]error, callers)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/anthropic"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/verdict"
 	"github.com/stretchr/testify/assert"
@@ -158,7 +159,7 @@ func TestParseUsage_shapes(t *testing.T) {
 			{"kind":"weekly_scoped","group":"weekly","percent":87,"resets_at":"2026-12-01T00:00:00Z","scope":{"model":{"id":"claude-fable-5","display_name":"Fable"}}},
 			{"kind":"weekly_scoped","group":"weekly","percent":50,"scope":{"model":{"id":null,"display_name":""}}}],
 			"five_hour":{"utilization":10},"seven_day":{"utilization":120}}`
-		q, err := ParseUsage([]byte(body), testStart)
+		q, err := anthropic.ParseUsage([]byte(body), testStart)
 		require.NoError(t, err)
 		require.Len(t, q.Scoped, 1)
 		assert.Equal(t, "claude-weekly-scoped-claude-fable-5", q.Scoped[0].ID)
@@ -169,18 +170,18 @@ func TestParseUsage_shapes(t *testing.T) {
 		assert.Equal(t, record.QuotaSourcePoll, q.Source)
 	})
 	t.Run("flat windows and no scoped keeps an empty list", func(t *testing.T) {
-		q, err := ParseUsage([]byte(`{"five_hour":{"utilization":1},"seven_day_opus":{"utilization":99}}`), testStart)
+		q, err := anthropic.ParseUsage([]byte(`{"five_hour":{"utilization":1},"seven_day_opus":{"utilization":99}}`), testStart)
 		require.NoError(t, err)
 		assert.NotNil(t, q.Scoped)
 		assert.Empty(t, q.Scoped)
 		assert.Nil(t, q.SevenDay)
 	})
 	t.Run("invalid JSON", func(t *testing.T) {
-		_, err := ParseUsage([]byte(`{"five_hour":`), testStart)
-		assert.ErrorIs(t, err, ErrConfigInvalid)
+		_, err := anthropic.ParseUsage([]byte(`{"five_hour":`), testStart)
+		assert.EqualError(t, err, "usage response: invalid JSON")
 	})
 	t.Run("fields of unexpected type are dropped, the rest stored", func(t *testing.T) {
-		q, err := ParseUsage([]byte(`{"five_hour":{"utilization":"12","resets_at":"2026-11-28T14:00:00Z"},"seven_day":{"utilization":40,"resets_at":7},
+		q, err := anthropic.ParseUsage([]byte(`{"five_hour":{"utilization":"12","resets_at":"2026-11-28T14:00:00Z"},"seven_day":{"utilization":40,"resets_at":7},
 			"limits":[{"kind":"weekly_scoped","group":"weekly","percent":"x","scope":{"model":{"display_name":"Fable"}}},
 			{"kind":"weekly_scoped","group":"weekly","percent":30,"scope":{"model":{"display_name":"Opus","id":5}}}, 17],
 			"extra_usage":"on"}`), testStart)
@@ -196,7 +197,7 @@ func TestParseUsage_shapes(t *testing.T) {
 }
 
 func TestMergeQuota_headersNeverOverwritePollFields(t *testing.T) {
-	poll, err := ParseUsage([]byte(`{"five_hour":{"utilization":10},"seven_day":{"utilization":20},
+	poll, err := anthropic.ParseUsage([]byte(`{"five_hour":{"utilization":10},"seven_day":{"utilization":20},
 		"limits":[{"kind":"weekly_all","group":"weekly","percent":20,"is_active":true},
 		{"kind":"weekly_scoped","group":"weekly","percent":30,"scope":{"model":{"display_name":"Fable"}}}]}`), testStart)
 	require.NoError(t, err)
@@ -205,7 +206,7 @@ func TestMergeQuota_headersNeverOverwritePollFields(t *testing.T) {
 	h.Set("anthropic-ratelimit-unified-5h-reset", "1796000000")
 	h.Set("anthropic-ratelimit-unified-fallback", "available")
 	h.Set("anthropic-ratelimit-unified-representative-claim", "five_hour")
-	hq := QuotaFromHeaders(h, testStart.Add(time.Minute))
+	hq := anthropic.QuotaFromHeaders(h, testStart.Add(time.Minute))
 	require.NotNil(t, hq)
 	merged := MergeQuota(poll, hq)
 	assert.Equal(t, 58.0, merged.FiveHour.RemainingPercent, "newer header window wins")
@@ -223,5 +224,5 @@ func TestMergeQuota_headersNeverOverwritePollFields(t *testing.T) {
 	back := MergeQuota(merged, &older)
 	assert.Equal(t, 58.0, back.FiveHour.RemainingPercent)
 
-	assert.Nil(t, QuotaFromHeaders(http.Header{"X": {"1"}}, testStart), "no quota headers, no snapshot")
+	assert.Nil(t, anthropic.QuotaFromHeaders(http.Header{"X": {"1"}}, testStart), "no quota headers, no snapshot")
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"time"
+
+	"github.com/acctpool/acctpool/core/internal/anthropic"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
-	"slices"
-	"time"
 )
 
 // Lock names and times of the refresh protocol (BEHAVIOUR.md §1.7, §2.4).
@@ -253,12 +255,7 @@ func (e *Engine) rotateFallback(ctx context.Context, id string, before tokenPair
 	defer res.abort()
 	used := a.State.Refresh
 	postCtx, cancelPost := context.WithTimeout(ctx, rotationTimeout)
-	grant, failure, err := e.postToken(postCtx, map[string]string{
-		"grant_type":    "refresh_token",
-		"refresh_token": used.Reveal(),
-		"client_id":     oauthClientID,
-		"scope":         refreshScope,
-	}, used, a.State.Access)
+	grant, failure, err := e.api.Refresh(postCtx, used, a.State.Access)
 	cancelPost()
 	if err != nil {
 		return nil, err
@@ -334,7 +331,7 @@ func adoptable(before, now tokenPair, t time.Time, window time.Duration, force b
 	return force || !needsRefresh(now.Access, now.Expires, window, t)
 }
 
-func applyGrant(s *record.AccountState, g *tokenGrant, used secret.Secret, now time.Time) {
+func applyGrant(s *record.AccountState, g *anthropic.Grant, used secret.Secret, now time.Time) {
 	s.Access = secret.Secret(g.AccessToken)
 	if g.RefreshToken != "" {
 		s.Refresh = secret.Secret(g.RefreshToken)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/anthropic"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
@@ -86,8 +87,8 @@ func TestEngine_refreshFallback_rotation(t *testing.T) {
 	req := env.fake.last("token")
 	assert.Equal(t, "refresh_token", req.body["grant_type"])
 	assert.Equal(t, plantedRefresh, req.body["refresh_token"])
-	assert.Equal(t, oauthClientID, req.body["client_id"])
-	assert.Equal(t, refreshScope, req.body["scope"])
+	assert.Equal(t, anthropic.ClientID, req.body["client_id"])
+	assert.Equal(t, anthropic.RefreshScope, req.body["scope"])
 	assert.Equal(t, "application/json", req.header.Get("Content-Type"))
 
 	s := env.accountState("fb")

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/acctpool/acctpool/core/internal/anthropic"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
-	"net/http"
-	"slices"
 )
 
 // Report takes the outcome of a routed request and decides what the host
@@ -40,7 +42,7 @@ func (e *Engine) Report(ctx context.Context, req ReportRequest) (*ReportResult, 
 	now := e.now()
 	served := !req.Network && req.Status >= 200 && req.Status < 300 && !req.StreamRateLimit
 	f := verdict.Failure{Source: verdict.SourceMessages, Status: req.Status, Network: req.Network, Header: h, Body: []byte(req.Body),
-		Message: secret.Redact(shorten(req.Body, maxBodyExcerpt), route.Credential.Token), StreamRateLimit: req.StreamRateLimit, At: now}
+		Message: secret.Redact(shorten(req.Body, anthropic.MaxBodyExcerpt), route.Credential.Token), StreamRateLimit: req.StreamRateLimit, At: now}
 	var v verdict.Verdict
 	if !served {
 		v = e.Classify(ctx, f)

@@ -3,6 +3,7 @@ package core
 import (
 	"errors"
 	"fmt"
+
 	"github.com/acctpool/acctpool/core/verdict"
 )
 

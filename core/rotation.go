@@ -3,14 +3,14 @@ package core
 import (
 	"context"
 	"fmt"
-
-	"github.com/acctpool/acctpool/core/internal/atomicfile"
-	"github.com/acctpool/acctpool/core/record"
-	"github.com/acctpool/acctpool/core/secret"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/acctpool/acctpool/core/internal/atomicfile"
+	"github.com/acctpool/acctpool/core/record"
+	"github.com/acctpool/acctpool/core/secret"
 )
 
 // Bounds of a detached rotation (see [Engine.detach]).

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/acctpool/acctpool/core/record"
-	"github.com/acctpool/acctpool/core/verdict"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/acctpool/acctpool/core/record"
+	"github.com/acctpool/acctpool/core/verdict"
 )
 
 // router is the routing state of one engine: the sticky assignments and

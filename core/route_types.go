@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
 )

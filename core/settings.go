@@ -218,7 +218,7 @@ func decodeSection(x record.Extra, key string, v any) error {
 		return nil
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("%w: %q: %s", ErrConfigInvalid, key, jsonErrorText(err))
+		return fmt.Errorf("%w: %q: %s", ErrConfigInvalid, key, record.JSONErrorText(err))
 	}
 	return nil
 }

@@ -1,10 +1,11 @@
 package core
 
 import (
-	"github.com/acctpool/acctpool/core/record"
-	"github.com/acctpool/acctpool/core/secret"
 	"net/url"
 	"strings"
+
+	"github.com/acctpool/acctpool/core/record"
+	"github.com/acctpool/acctpool/core/secret"
 )
 
 // MainAccountID is the id under which the host's own account appears in

@@ -4,9 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"github.com/acctpool/acctpool/core/secret"
 	"strconv"
 	"sync"
+
+	"github.com/acctpool/acctpool/core/secret"
 )
 
 // ticketCap bounds the route tickets an engine remembers; the oldest go

@@ -191,7 +191,7 @@ func (e *Engine) logWarnings(snap *Snapshot) {
 func jsonErrorAt(data []byte, err error) string {
 	var se *json.SyntaxError
 	if !errors.As(err, &se) {
-		return jsonErrorText(err)
+		return record.JSONErrorText(err)
 	}
 	off := int(se.Offset)
 	if off > len(data) {

@@ -182,3 +182,15 @@ func lenientInto(raw json.RawMessage, rv reflect.Value) bool {
 	}
 	return false
 }
+
+// JSONErrorText reduces a JSON decoding error to text that cannot carry
+// file content (and so no token fragments).
+func JSONErrorText(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "cannot unmarshal"), strings.Contains(msg, "mismatch"):
+		return "unexpected value type"
+	default:
+		return "invalid JSON"
+	}
+}

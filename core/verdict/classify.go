@@ -3,13 +3,14 @@ package verdict
 import (
 	"bytes"
 	"context"
-	"github.com/acctpool/acctpool/core/millis"
-	json "github.com/goccy/go-json"
 	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/acctpool/acctpool/core/millis"
+	json "github.com/goccy/go-json"
 )
 
 // Source says which upstream endpoint a failure came from. The same status

@@ -6,11 +6,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/acctpool/acctpool/conformance/junit"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+
+	"github.com/acctpool/acctpool/conformance/junit"
 )
 
 // Exit statuses of Main.

@@ -1,15 +1,19 @@
-package core
+package anthropic
 
 import (
-	"github.com/acctpool/acctpool/core/record"
+	"fmt"
 	"math"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/acctpool/acctpool/core/record"
 )
 
+// usageWindow, usageLimit and usagePayload are the parts of the usage
+// endpoint's answer we read.
 type usageWindow struct {
 	Utilization *float64 `json:"utilization"`
 	ResetsAt    *string  `json:"resets_at"`
@@ -61,9 +65,9 @@ var (
 func ParseUsage(body []byte, now time.Time) (*record.QuotaSnapshot, error) {
 	var p usagePayload
 	if err := record.DecodeLenient(body, &p); err != nil {
-		return nil, errorf(ErrConfigInvalid, "usage response: %s", jsonErrorText(err))
+		return nil, fmt.Errorf("usage response: %s", record.JSONErrorText(err))
 	}
-	at := epochMs(now)
+	at := now.UnixMilli()
 	q := &record.QuotaSnapshot{Source: record.QuotaSourcePoll, CheckedAt: at, Scoped: []record.ScopedWindow{}, FieldSources: map[string]string{}}
 	q.FiveHour = pollWindow(p.FiveHour, at)
 	q.SevenDay = pollWindow(p.SevenDay, at)
@@ -175,7 +179,7 @@ const maxResetUnix = 253402300799
 // into a snapshot (BEHAVIOUR.md §3.6). It returns nil when the response
 // carries no quota (neither 5h nor 7d utilization).
 func QuotaFromHeaders(h http.Header, now time.Time) *record.QuotaSnapshot {
-	at := epochMs(now)
+	at := now.UnixMilli()
 	q := &record.QuotaSnapshot{Source: record.QuotaSourceHeaders, CheckedAt: at, FieldSources: map[string]string{}}
 	for _, w := range []struct {
 		key, field string
@@ -208,12 +212,12 @@ func QuotaFromHeaders(h http.Header, now time.Time) *record.QuotaSnapshot {
 	return q
 }
 
-// spentFromHeaders reads which windows a 429's rate-limit headers say are
+// SpentFromHeaders reads which windows a 429's rate-limit headers say are
 // spent: a window whose status is "rejected", whose utilization is at
 // least 1 or whose remaining is 0, with a reset in the future. It returns
 // nil when none is (BEHAVIOUR.md §5.1).
-func spentFromHeaders(h http.Header, now time.Time) *record.SpentWindows {
-	sp := &record.SpentWindows{CheckedAt: epochMs(now)}
+func SpentFromHeaders(h http.Header, now time.Time) *record.SpentWindows {
+	sp := &record.SpentWindows{CheckedAt: now.UnixMilli()}
 	for _, w := range []struct {
 		key string
 		dst *int64
@@ -235,80 +239,6 @@ func spentFromHeaders(h http.Header, now time.Time) *record.SpentWindows {
 	return sp
 }
 
-// MergeQuota combines an existing snapshot with a newer observation. Header
-// observations may replace only the 5h/7d windows (newer wins; on a tie a
-// poll beats headers), fallbackAdvised, and a bindingWindow that did not
-// come from a poll; scoped windows and extra usage are poll-owned and kept.
-// A poll replaces everything except 5h/7d windows that headers observed
-// later. Neither input is modified.
-func MergeQuota(existing, next *record.QuotaSnapshot) *record.QuotaSnapshot {
-	if existing == nil {
-		return next
-	}
-	if next == nil {
-		return existing
-	}
-	if next.Source == record.QuotaSourcePoll {
-		out := *next
-		out.FieldSources = copySources(next.FieldSources)
-		out.FiveHour = newerWindow(existing.FiveHour, next.FiveHour, existing.FieldSources["five_hour"], record.QuotaSourcePoll, &out, "five_hour")
-		out.SevenDay = newerWindow(existing.SevenDay, next.SevenDay, existing.FieldSources["seven_day"], record.QuotaSourcePoll, &out, "seven_day")
-		return &out
-	}
-	out := *existing
-	out.FieldSources = copySources(existing.FieldSources)
-	out.FiveHour = newerWindow(existing.FiveHour, next.FiveHour, existing.FieldSources["five_hour"], record.QuotaSourceHeaders, &out, "five_hour")
-	out.SevenDay = newerWindow(existing.SevenDay, next.SevenDay, existing.FieldSources["seven_day"], record.QuotaSourceHeaders, &out, "seven_day")
-	if next.FallbackAdvised != nil {
-		out.FallbackAdvised = next.FallbackAdvised
-		out.FieldSources["fallbackAdvised"] = record.QuotaSourceHeaders
-	}
-	if next.BindingWindow != "" && existing.BindingWindowSource != record.QuotaSourcePoll {
-		out.BindingWindow, out.BindingWindowSource = next.BindingWindow, record.QuotaSourceHeaders
-		out.FieldSources["bindingWindow"] = record.QuotaSourceHeaders
-	}
-	out.Source = record.QuotaSourceHeaders
-	if next.CheckedAt > out.CheckedAt {
-		out.CheckedAt = next.CheckedAt
-	}
-	return &out
-}
-
-// newerWindow picks between an old window (from oldSource) and a new one
-// (from newSource) and records the winner's source in out.FieldSources.
-func newerWindow(old, nw *record.QuotaWindow, oldSource, newSource string, out *record.QuotaSnapshot, field string) *record.QuotaWindow {
-	switch {
-	case nw == nil && old == nil:
-		return nil
-	case nw == nil:
-		if oldSource != "" {
-			out.FieldSources[field] = oldSource
-		}
-		return old
-	case old == nil:
-		out.FieldSources[field] = newSource
-		return nw
-	}
-	if old.CheckedAt > nw.CheckedAt || (old.CheckedAt == nw.CheckedAt && sourceRank(oldSource) > sourceRank(newSource)) {
-		if oldSource != "" {
-			out.FieldSources[field] = oldSource
-		}
-		return old
-	}
-	out.FieldSources[field] = newSource
-	return nw
-}
-
-func copySources(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m)+2)
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
-func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
-
 func clampPercent(f float64) float64 {
 	if !finite(f) {
 		return 0
@@ -323,14 +253,5 @@ func deref(s *string) string {
 	return *s
 }
 
-// sourceRank orders quota sources for a tie on checkedAt: a poll beats
-// headers.
-func sourceRank(s string) int {
-	switch s {
-	case record.QuotaSourcePoll:
-		return 2
-	case record.QuotaSourceHeaders:
-		return 1
-	}
-	return 0
-}
+// finite reports whether f is a number (not NaN, not an infinity).
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }

@@ -16,9 +16,12 @@ import (
 // the upstream files: the PostgreSQL store (package core/pgstore) shared
 // by several machines. A [Store] given one in [StoreOptions] sends every
 // read and write of the accounts, settings, state and sticky routing to
-// it; what stays local is the host's own main-account refresh lock and the
-// in-memory rotated pairs whose save failed, which the Store writes along
-// with the next write that succeeds.
+// it; what stays local is the host's own main-account refresh lock, the
+// journal of each rotation from the token endpoint's answer to its commit
+// (in the state file's directory, replayed into the backend by the next
+// Store opened there after a crash), and the in-memory rotated pairs whose
+// save failed, which the Store writes along with the next write that
+// succeeds.
 //
 // Load, UpdateState and UpdateConfig behave as the Store's own (a backend
 // uses [SnapshotOf], [EditState] and [EditConfig] for that).

@@ -27,6 +27,8 @@ type tokenEndpoint struct {
 	valid      map[string]string // account → its one working refresh token
 	accountOf  map[string]string // refresh token → account
 	consumedBy map[string]string // refresh token → incarnation that consumed it
+	successor  map[string]string // refresh token → the one issued for it
+	posted     map[string]bool   // refresh tokens ever posted
 	killed     map[string]string // incarnation → how the run killed it: random, holder, journal
 	pids       map[string]int    // incarnation → pid
 	reuses     []reuse
@@ -59,12 +61,15 @@ type rotation struct {
 // reuse is one invalid_grant answer.
 type reuse struct {
 	account, token, consumer, poster string
-	consumerKilled                   string // how the consumer was killed, at the time of the post ("" alive)
+	// consumerKilled is how the first consumer was killed, if it was, at
+	// the time of the post and while the pair it got was not in use yet
+	// (the kill window); "" otherwise (a race).
+	consumerKilled string
 }
 
 func newTokenEndpoint() *tokenEndpoint {
 	return &tokenEndpoint{valid: map[string]string{}, accountOf: map[string]string{}, consumedBy: map[string]string{},
-		killed: map[string]string{}, pids: map[string]int{}, rotations: map[string][]rotation{}, answeredBy: map[string]time.Time{}}
+		successor: map[string]string{}, posted: map[string]bool{}, killed: map[string]string{}, pids: map[string]int{}, rotations: map[string][]rotation{}, answeredBy: map[string]time.Time{}}
 }
 
 // seed gives account its first refresh token.
@@ -146,9 +151,16 @@ func (f *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 	}
 	defer f.mu.Unlock()
+	f.posted[body.Refresh] = true
 	if account == "" || f.valid[account] != body.Refresh {
 		consumer := f.consumedBy[body.Refresh]
-		f.reuses = append(f.reuses, reuse{account: account, token: body.Refresh, consumer: consumer, poster: inc, consumerKilled: f.killed[consumer]})
+		how := f.killed[consumer]
+		if f.posted[f.successor[body.Refresh]] {
+			// The pair that replaced this token is in use: whoever posts
+			// the old one read a stale store, killed consumer or not.
+			how = ""
+		}
+		f.reuses = append(f.reuses, reuse{account: account, token: body.Refresh, consumer: consumer, poster: inc, consumerKilled: how})
 		w.WriteHeader(400)
 		_, _ = io.WriteString(w, `{"error":"invalid_grant","error_description":"Refresh token already used"}`)
 		return
@@ -156,6 +168,7 @@ func (f *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.issued++
 	next := fmt.Sprintf("rt-%s-%d", account, f.issued)
 	f.consumedBy[body.Refresh] = inc
+	f.successor[body.Refresh] = next
 	f.valid[account], f.accountOf[next] = next, account
 	now := time.Now()
 	f.rotations[account] = append(f.rotations[account], rotation{at: now, inc: inc})

@@ -325,7 +325,9 @@ func (r *run) live(s *slot) (*server, error) {
 	}
 	s.n++
 	inc := fmt.Sprintf("s%d.%d", s.idx, s.n)
-	args := []string{"--store", r.conn, "--store-key-file", r.keyFile, "--token-url", r.base + "/token/" + inc,
+	// Each slot is its own machine: its own home and its own host name in
+	// the pool (a restart keeps both, as a rebooted machine would).
+	args := []string{"--store", r.conn, "--store-key-file", r.keyFile, "--store-host", fmt.Sprintf("machine-%d", s.idx), "--token-url", r.base + "/token/" + inc,
 		"--usage-url", r.base + "/usage", "--profile-url", r.base + "/profile", "--log-level", "warn"}
 	p, err := start(r.bin, inc, s.home, args)
 	if err != nil {

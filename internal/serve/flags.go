@@ -54,6 +54,8 @@ Flags:
   --store-key-file PATH
                       key file encrypting the tokens in the postgres store; mode 0600,
                       required with it (ACCTPOOL_STORE_KEY_FILE)
+  --store-host NAME   this machine's name in the postgres store, under which its main
+                      account is kept (ACCTPOOL_STORE_HOST; default: the host name)
   --token-url URL     OAuth token endpoint (ACCTPOOL_TOKEN_URL)
   --usage-url URL     usage endpoint (ACCTPOOL_USAGE_URL)
   --profile-url URL   profile endpoint (ACCTPOOL_PROFILE_URL)
@@ -90,9 +92,10 @@ func parseFlags(name string, args []string) (*config, error) {
 	fs.StringVar(&c.profileURL, "profile-url", env("ACCTPOOL_PROFILE_URL"), "")
 	fs.StringVar(&clock, "clock", env("ACCTPOOL_CLOCK"), "")
 	fs.StringVar(&level, "log-level", envOr("ACCTPOOL_LOG_LEVEL", "info"), "")
-	var store, storeKeyFile string
+	var store, storeKeyFile, storeHost string
 	fs.StringVar(&store, "store", env("ACCTPOOL_STORE"), "")
 	fs.StringVar(&storeKeyFile, "store-key-file", env("ACCTPOOL_STORE_KEY_FILE"), "")
+	fs.StringVar(&storeHost, "store-host", env("ACCTPOOL_STORE_HOST"), "")
 	fs.BoolVar(&c.version, "version", false, "")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -117,7 +120,7 @@ func parseFlags(name string, args []string) (*config, error) {
 	if err := c.logLevel.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: unknown level %q (want debug, info, warn or error)", level)
 	}
-	if c.store, err = storeopen.Parse(store, storeKeyFile); err != nil {
+	if c.store, err = storeopen.Parse(store, storeKeyFile, storeHost); err != nil {
 		return nil, err
 	}
 	c.plugins = plugins

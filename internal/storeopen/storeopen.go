@@ -17,17 +17,22 @@ import (
 
 // Spec names a store: URL is "" for the files, else a postgres:// (or
 // postgresql://) connection string, which needs KeyFile, the key file
-// that encrypts its tokens.
+// that encrypts its tokens. Host names this machine in the shared pool
+// (its main account and main section are kept per host); "" means the
+// machine's host name. Two pools on one machine with different homes (two
+// users, or a test) give each its own Host, or their main accounts share
+// one row.
 type Spec struct {
 	URL     string
 	KeyFile string
+	Host    string
 }
 
-// Parse checks --store and --store-key-file: "" or "files" is the files, a
-// postgres:// or postgresql:// URL the PostgreSQL store, which needs a key
-// file. Errors never repeat the connection string, which may hold a
-// password.
-func Parse(store, keyFile string) (Spec, error) {
+// Parse checks --store, --store-key-file and --store-host: "" or "files"
+// is the files, a postgres:// or postgresql:// URL the PostgreSQL store,
+// which needs a key file. Errors never repeat the connection string, which
+// may hold a password.
+func Parse(store, keyFile, host string) (Spec, error) {
 	s := strings.TrimSpace(store)
 	switch {
 	case s == "" || s == "files":
@@ -36,7 +41,11 @@ func Parse(store, keyFile string) (Spec, error) {
 		if strings.TrimSpace(keyFile) == "" {
 			return Spec{}, fmt.Errorf("--store postgres://… needs --store-key-file (or ACCTPOOL_STORE_KEY_FILE): the key file that encrypts the tokens in the database (create one with: acctpool store keygen FILE)")
 		}
-		return Spec{URL: s, KeyFile: keyFile}, nil
+		host = strings.TrimSpace(host)
+		if len(host) > 255 || strings.ContainsFunc(host, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+			return Spec{}, fmt.Errorf("--store-host (or ACCTPOOL_STORE_HOST): want a name of at most 255 printable characters that names this machine in the shared pool")
+		}
+		return Spec{URL: s, KeyFile: keyFile, Host: host}, nil
 	default:
 		return Spec{}, fmt.Errorf("--store: want files or a postgres:// URL")
 	}
@@ -79,5 +88,5 @@ func OpenPostgres(ctx context.Context, spec Spec, log *slog.Logger, follow bool)
 	if err != nil {
 		return nil, err
 	}
-	return pgstore.Open(ctx, pgstore.Options{ConnString: spec.URL, Keys: keys, Logger: log, NoFollow: !follow})
+	return pgstore.Open(ctx, pgstore.Options{ConnString: spec.URL, Keys: keys, Host: spec.Host, Logger: log, NoFollow: !follow})
 }

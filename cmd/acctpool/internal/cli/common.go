@@ -31,9 +31,10 @@ type common struct {
 	redirectURL            string
 	now                    string
 	verbose                bool
-	// store and storeKeyFile name the store: the files (default) or a
-	// postgres:// database with the key file of its tokens.
-	store, storeKeyFile string
+	// store, storeKeyFile and storeHost name the store: the files
+	// (default) or a postgres:// database with the key file of its tokens
+	// and this machine's name in it.
+	store, storeKeyFile, storeHost string
 }
 
 // register adds the common flags to fs.
@@ -49,19 +50,24 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.verbose, "verbose", false, "log diagnostics to stderr")
 	fs.StringVar(&c.store, "store", "", "files (default) or postgres://…, the database a shared pool lives in (default $ACCTPOOL_STORE)")
 	fs.StringVar(&c.storeKeyFile, "store-key-file", "", "key file encrypting the tokens in the postgres store (default $ACCTPOOL_STORE_KEY_FILE)")
+	fs.StringVar(&c.storeHost, "store-host", "", "this machine's name in the postgres store, under which its main account is kept (default $ACCTPOOL_STORE_HOST, else the host name)")
 }
 
-// storeSpec is the store the flags, else ACCTPOOL_STORE and
-// ACCTPOOL_STORE_KEY_FILE, name (as for the server).
+// storeSpec is the store the flags, else ACCTPOOL_STORE,
+// ACCTPOOL_STORE_KEY_FILE and ACCTPOOL_STORE_HOST, name (as for the
+// server).
 func (c *common) storeSpec(env func(string) string) (storeopen.Spec, error) {
-	store, keyFile := c.store, c.storeKeyFile
+	store, keyFile, host := c.store, c.storeKeyFile, c.storeHost
+	if host == "" {
+		host = env("ACCTPOOL_STORE_HOST")
+	}
 	if store == "" {
 		store = env("ACCTPOOL_STORE")
 	}
 	if keyFile == "" {
 		keyFile = env("ACCTPOOL_STORE_KEY_FILE")
 	}
-	spec, err := storeopen.Parse(store, keyFile)
+	spec, err := storeopen.Parse(store, keyFile, host)
 	if err != nil {
 		return spec, usageErr("%s", err.Error())
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/filestore"
 	"github.com/acctpool/acctpool/core/record"
 )
 
@@ -234,15 +235,15 @@ func (s *Store) current(ctx context.Context) (snap *Snapshot, reloaded bool, err
 	if cur != nil && curGen == gen && recentlyChecked(checked, wall) {
 		return cur, false, nil
 	}
-	cfi, err := stampOf(s.paths.Config)
+	cfi, err := filestore.StampOf(s.paths.Config)
 	if err != nil {
 		return nil, false, err
 	}
-	sfi, err := stampOf(s.paths.State)
+	sfi, err := filestore.StampOf(s.paths.State)
 	if err != nil {
 		return nil, false, err
 	}
-	if cur != nil && curGen == gen && cs.same(cfi) && ss.same(sfi) {
+	if cur != nil && curGen == gen && cs.Same(cfi) && ss.Same(sfi) {
 		s.obsMu.Lock()
 		if s.cur == cur {
 			s.checked = wall
@@ -266,7 +267,7 @@ func (s *Store) current(ctx context.Context) (snap *Snapshot, reloaded bool, err
 // snapshot, with the observations queued since the write took the queue.
 // cfi and sfi are the files' stamps taken under the locks; gen is the
 // generation the write ended.
-func (s *Store) publish(snap *Snapshot, cfi, sfi fileStamp, gen uint64) {
+func (s *Store) publish(snap *Snapshot, cfi, sfi filestore.Stamp, gen uint64) {
 	s.obsMu.Lock()
 	defer s.obsMu.Unlock()
 	s.inflight = nil // on disk now

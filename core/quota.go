@@ -99,7 +99,7 @@ func (e *Engine) pollQuotaLocked(ctx context.Context, id string) (*record.QuotaS
 	if err := quotaBackedOff(a, e.now()); err != nil {
 		return nil, false, err
 	}
-	release, err := e.store.acquire(ctx, a.src.quotaLock(a.id), quotaPollLockTTL, 0)
+	release, err := e.store.files.Acquire(ctx, a.src.quotaLock(a.id), quotaPollLockTTL, 0)
 	if err != nil {
 		if errors.Is(err, ErrLockTimeout) {
 			if !QuotaStale(a.quota, snap.Settings, "", e.now()) {

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/acctpool/acctpool/core/internal/atomicfile"
+	"github.com/acctpool/acctpool/core/internal/filestore"
 	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 )
@@ -23,9 +23,6 @@ const (
 	stickyTTL        = 7 * 24 * time.Hour
 	stickyMax        = 4096
 	stickyTouchEvery = time.Hour
-	stickyLockTTL    = 10 * time.Second
-	stickyLockWait   = 5 * time.Second
-	stickyLockPoll   = 10 * time.Millisecond
 	stickyJitterMax  = 21 // seconds: jitter is 0..20 s
 )
 
@@ -251,9 +248,9 @@ func readStickyFile(path string) (*stickyFile, error) {
 // changes. file is changed in place, under mu only.
 type stickyCache struct {
 	mu      sync.Mutex
-	fi      fileStamp // the version file was read from or written as
-	checked time.Time // wall time fi was last confirmed
-	gen     uint64    // the backend's generation of file (with a backend)
+	fi      filestore.Stamp // the version file was read from or written as
+	checked time.Time       // wall time fi was last confirmed
+	gen     uint64          // the backend's generation of file (with a backend)
 	file    *stickyFile
 	ver     uint64     // counts replacements of file
 	ops     []stickyOp // changes not written yet, in order
@@ -297,11 +294,11 @@ func (e *Engine) stickyLoaded() error {
 	}
 	has, old, ver := c.file != nil, c.fi, c.ver
 	c.mu.Unlock()
-	fi, err := stampOf(path)
+	fi, err := filestore.StampOf(path)
 	if err != nil {
 		return err
 	}
-	if has && old.same(fi) {
+	if has && old.Same(fi) {
 		c.mu.Lock()
 		if c.ver == ver {
 			c.checked = wall
@@ -434,28 +431,26 @@ func (e *Engine) writeSticky(ctx context.Context, ops []stickyOp) error {
 		return e.backendWriteSticky(ctx, ops)
 	}
 	path := e.store.Paths().RoutingState
-	release, err := e.store.acquireAt(ctx, path+".write.lock", stickyLockTTL, stickyLockWait, stickyLockPoll)
-	if err != nil {
-		return fmt.Errorf("lock routing state: %w", err)
-	}
-	defer release()
-	f, err := readStickyFile(path)
+	var f *stickyFile
+	fi, err := e.store.files.UpdateRoutingState(ctx, func() ([]byte, error) {
+		var err error
+		if f, err = readStickyFile(path); err != nil {
+			return nil, err
+		}
+		now := e.now()
+		f.prune(now)
+		replaySticky(f, ops)
+		f.prune(now)
+		f.UpdatedAt = epochMs(now)
+		data, err := json.Marshal(f)
+		if err != nil {
+			return nil, fmt.Errorf("encode routing state: %w", err)
+		}
+		return append(data, '\n'), nil
+	})
 	if err != nil {
 		return err
 	}
-	now := e.now()
-	f.prune(now)
-	replaySticky(f, ops)
-	f.prune(now)
-	f.UpdatedAt = epochMs(now)
-	data, err := json.Marshal(f)
-	if err != nil {
-		return fmt.Errorf("encode routing state: %w", err)
-	}
-	if err := atomicfile.Write(path, append(data, '\n')); err != nil {
-		return fmt.Errorf("write routing state: %w", err)
-	}
-	fi, _ := stampOf(path) // under the lock: our version
 	c := &e.router().sticky
 	c.mu.Lock()
 	replaySticky(f, c.ops)

@@ -516,7 +516,7 @@ func (e *Engine) UpdateConfig(ctx context.Context, patch map[string]json.RawMess
 				cfg.Extra[k] = v
 			}
 		}
-		_, err := ParseSettings(cfg)
+		_, err := parseSettingsStrict(cfg)
 		return err
 	})
 	if err != nil {

@@ -209,7 +209,7 @@ func TestWrongTypedValuesFallBack(t *testing.T) {
 	require.NoError(t, err)
 	s := snap.Settings
 	assert.Equal(t, RoutingMainFirst, s.Routing)
-	assert.Equal(t, DefaultFallbackOn, s.FallbackOn)
+	assert.Equal(t, defaultFallbackOn, s.FallbackOn)
 	assert.True(t, s.QuotaEnabled)
 	assert.Equal(t, Thresholds{FiveHour: 0, SevenDay: 20}, s.MinimumRemaining, "the rest of the section is used")
 	assert.Equal(t, Thresholds{FiveHour: 5, SevenDay: 10, Scoped: 0}, s.Killswitch.Main, "null and wrong types mean the defaults, never 0")

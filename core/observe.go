@@ -10,9 +10,9 @@ import (
 	"github.com/acctpool/acctpool/core/record"
 )
 
-// DefaultWriteBehind is how long an observation may stay in memory before
+// defaultWriteBehind is how long an observation may stay in memory before
 // it is written (BEHAVIOUR.md §1.9).
-const DefaultWriteBehind = time.Second
+const defaultWriteBehind = time.Second
 
 // AfterFunc schedules f to run once after d and returns a function that
 // cancels it (true when f will not run). time.AfterFunc is one; tests

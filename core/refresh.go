@@ -91,7 +91,7 @@ func quotaRecord(prev *record.OpError, identity string, kind verdict.QuotaBackof
 }
 
 // refreshLatched returns the end of the active refresh backoff of a
-// record, if any (see RefreshBackoffActive for the binding rules).
+// record, if any (see refreshBackoffActive for the binding rules).
 func refreshLatched(rec *record.OpError, identity string, refresh secret.Secret, now time.Time) (time.Time, bool) {
 	return refreshBackoffUntil(rec, identity, now, refresh.Fingerprint())
 }

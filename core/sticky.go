@@ -754,7 +754,7 @@ func stickyAllocate(s Settings, routes []stickyRoute, f *stickyFile, old *sticky
 			continue
 		}
 		if j := judge(s, &r.sub, need{Purpose: forStickyNew, Model: req.Model}, now); !j.Usable {
-			if ModelScopeExhausted(r.sub.Quota, req.Model) {
+			if modelScopeExhausted(r.sub.Quota, req.Model) {
 				scopedFails++
 			}
 			res.reasons = append(res.reasons, reasonOf(r.id(), j))
@@ -804,7 +804,7 @@ func (e *Engine) stickyNoRoute(snap *Snapshot, routes []stickyRoute, reasons []A
 		r := &routes[i]
 		if !r.blocked() && !quotaAgeFresh(r.sub.Quota, s.QuotaCheckInterval, req.Model, now) {
 			incomplete = true
-			if QuotaBackoffActive(r.sub.QuotaError, now) {
+			if quotaBackoffActive(r.sub.QuotaError, now) {
 				if t := fromMs(r.sub.QuotaError.NextRetryAt); waitUntil.IsZero() || t.Before(waitUntil) {
 					waitUntil = t
 				}
@@ -829,9 +829,9 @@ func (e *Engine) stickyNoRoute(snap *Snapshot, routes []stickyRoute, reasons []A
 		quotas = append(quotas, routes[i].sub.Quota)
 	}
 	if res.scopedOnly {
-		retry := stickyRetryAfter(key, KillswitchRetryAfter(quotas, req.Model, now))
+		retry := stickyRetryAfter(key, killswitchRetryAfter(quotas, req.Model, now))
 		return rateNoRoute(fmt.Sprintf("%s weekly limit reached, no routable OAuth accounts. Retry in %s.", modelName(snap, req.Model), retryInText(retry)), retry, reasons)
 	}
-	retry := stickyRetryAfter(key, KillswitchRetryAfter(quotas, "", now))
+	retry := stickyRetryAfter(key, killswitchRetryAfter(quotas, "", now))
 	return rateNoRoute(fmt.Sprintf("No OAuth account currently satisfies sticky-balanced quota policy. Retry in %s.", retryInText(retry)), retry, reasons)
 }

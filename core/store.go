@@ -36,7 +36,7 @@ type StoreOptions struct {
 	// WriteBehind is how long observations (header quota, lastUsed,
 	// transient backoff records, the spent-window record) may stay in
 	// memory before they are written (BEHAVIOUR.md §1.9); zero means
-	// DefaultWriteBehind, a negative value writes each one at once.
+	// one second, a negative value writes each one at once.
 	WriteBehind time.Duration
 	// AfterFunc schedules the write-behind flush; nil means
 	// time.AfterFunc. Tests inject one they fire by hand.
@@ -130,7 +130,7 @@ func NewStore(opts StoreOptions) (*Store, error) {
 	s := &Store{paths: opts.Paths, logger: l, wall: opts.WallClock, interval: opts.WriteBehind, afterFunc: opts.AfterFunc, backend: opts.Backend,
 		files: &filestore.Files{Config: p.Config, State: p.State, RoutingState: p.RoutingState, Logger: l, Wall: opts.WallClock}}
 	if s.interval == 0 {
-		s.interval = DefaultWriteBehind
+		s.interval = defaultWriteBehind
 	}
 	if s.afterFunc == nil {
 		s.afterFunc = systemAfterFunc

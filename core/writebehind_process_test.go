@@ -110,7 +110,7 @@ func TestWriteBehind_killedInsideInterval(t *testing.T) {
 	}
 	onDisk := func() *Account {
 		t.Helper()
-		snap, err := (&Store{paths: paths, interval: DefaultWriteBehind, afterFunc: systemAfterFunc, files: &filestore.Files{Config: paths.Config, State: paths.State, RoutingState: paths.RoutingState}}).Load(context.Background())
+		snap, err := (&Store{paths: paths, interval: defaultWriteBehind, afterFunc: systemAfterFunc, files: &filestore.Files{Config: paths.Config, State: paths.State, RoutingState: paths.RoutingState}}).Load(context.Background())
 		require.NoError(t, err)
 		a, ok := snap.Account("fb")
 		require.True(t, ok)

@@ -491,6 +491,33 @@ func TestMainQuotaIdentityIsTheAccountUUID(t *testing.T) {
 		})
 	}
 
+	t.Run("a failing profile endpoint is asked once per 10 minutes, not on every poll", func(t *testing.T) {
+		env := newTestEnv(t, cfg, `{"version":1,"accounts":{}}`)
+		setMain(t, env, oldAccess)
+		// Two failures, then the endpoint recovers (the last entry repeats).
+		env.fake.script("profile", scripted{status: 500, body: "down"}, scripted{status: 500, body: "down"},
+			scripted{status: 200, body: profileBody("uuid-B")})
+		env.fake.script("usage", scripted{status: 200, body: usageOK})
+		for range 3 {
+			_, err := env.engine.RefreshQuota(env.ctx(), MainAccountID)
+			require.NoError(t, err)
+		}
+		require.Equal(t, 3, env.fake.count("usage"), "every explicit refresh polls")
+		assert.Equal(t, 1, env.fake.count("profile"), "the failure is remembered")
+
+		env.clock.Advance(profileRetryAfter)
+		_, err := env.engine.RefreshQuota(env.ctx(), MainAccountID)
+		require.NoError(t, err)
+		assert.Equal(t, 2, env.fake.count("profile"), "asked again after the backoff")
+
+		// A new access token is asked at once, whatever the last failure.
+		setMain(t, env, newAccess)
+		_, err = env.engine.RefreshQuota(env.ctx(), MainAccountID)
+		require.NoError(t, err)
+		assert.Equal(t, 3, env.fake.count("profile"))
+		assert.Equal(t, "uuid-B", mainState(env)["quota"].(map[string]any)["accountIdentity"])
+	})
+
 	t.Run("no profile: the snapshot stays bound to mainAccountId", func(t *testing.T) {
 		env := newTestEnv(t, cfg, `{"version":1,"accounts":{}}`)
 		setMain(t, env, oldAccess)

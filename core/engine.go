@@ -117,6 +117,9 @@ type Engine struct {
 
 	quotaGate quotaGate
 
+	// profileMiss is the last failed profile fetch (see bindMainQuota).
+	profileMiss profileMiss
+
 	loginMu sync.Mutex
 	logins  map[string]pendingLogin
 

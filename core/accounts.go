@@ -356,6 +356,21 @@ func (e *Engine) SetMain(ctx context.Context, c MainCredentials) (AccountView, e
 			return AccountView{}, err
 		}
 	}
+	if snap.Settings.QuotaRouting && c.Access != "" && (!hadPrev || prev.Access != c.Access) {
+		// A new access token may belong to another Claude account (the
+		// host switched main accounts): ask the profile now rather than at
+		// the next poll, so main's cached quota and quota backoff of the
+		// old account are dropped before they are used (BEHAVIOUR.md §3.7).
+		// Only when main's quota is polled at all; best effort: a failure
+		// is remembered (profileRetryAfter) and the poll asks again.
+		if _, settled := mainQuotaIdentity(snap, c.Access, e.now()); !settled {
+			if _, err := e.bindMainQuota(ctx, snap, mainAccount(snap, c, e)); err != nil {
+				e.log.Warn("main account profile not checked at accounts/setMain; the next quota poll checks it", "err", err)
+			} else if snap, err = e.store.Load(ctx); err != nil {
+				return AccountView{}, err
+			}
+		}
+	}
 	e.emit(Event{Kind: EventAccountsChanged, Accounts: []string{MainAccountID}})
 	return e.mainView(snap, e.now()), nil
 }
@@ -516,7 +531,7 @@ func (e *Engine) UpdateConfig(ctx context.Context, patch map[string]json.RawMess
 				cfg.Extra[k] = v
 			}
 		}
-		_, err := ParseSettings(cfg)
+		_, err := parseSettingsStrict(cfg)
 		return err
 	})
 	if err != nil {

@@ -29,11 +29,11 @@ type Alert struct {
 	Fix string `json:"fix"`
 }
 
-// ReloginAlerts compares the views before and after a change and returns an
+// reloginAlerts compares the views before and after a change and returns an
 // alert for every account that needs a re-login after it and did not
 // before (an account absent before counts as not needing one). It is the
 // one definition of "entered needs-re-login".
-func ReloginAlerts(before, after []AccountView) []Alert {
+func reloginAlerts(before, after []AccountView) []Alert {
 	was := map[string]bool{}
 	for _, v := range before {
 		was[v.ID] = v.NeedsRelogin
@@ -102,7 +102,7 @@ func (w *AlertWatch) Check(ctx context.Context) []Alert {
 		return nil
 	}
 	w.mu.Lock()
-	alerts := ReloginAlerts(w.last, views)
+	alerts := reloginAlerts(w.last, views)
 	w.last = views
 	w.mu.Unlock()
 	if len(alerts) == 0 {

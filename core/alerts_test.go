@@ -36,7 +36,7 @@ func TestReloginAlerts(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
-			for _, a := range ReloginAlerts(tc.before, tc.after) {
+			for _, a := range reloginAlerts(tc.before, tc.after) {
 				got = append(got, a.AccountID)
 				assert.Equal(t, reasonNeedsRelogin.String(), a.Reason)
 				assert.Equal(t, int64(42), a.Since)
@@ -46,7 +46,7 @@ func TestReloginAlerts(t *testing.T) {
 			assert.Equal(t, tc.want, got)
 		})
 	}
-	m := ReloginAlerts(nil, []AccountView{{ID: MainAccountID, Main: true, NeedsRelogin: true}})
+	m := reloginAlerts(nil, []AccountView{{ID: MainAccountID, Main: true, NeedsRelogin: true}})
 	require.Len(t, m, 1)
 	assert.Contains(t, m[0].Fix, "log in to the host again")
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/filestore"
 	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 )
@@ -147,7 +148,7 @@ func (s *Store) backendCycle(ctx context.Context, write func(context.Context, fu
 	}
 	normalizeState(st)
 	s.settlePending(applied, st)
-	s.publish(snap, fileStamp{}, fileStamp{}, gen)
+	s.publish(snap, filestore.Stamp{}, filestore.Stamp{}, gen)
 	s.obsMu.Lock()
 	s.curBackend = s.backend.Generation()
 	s.obsMu.Unlock()
@@ -164,7 +165,7 @@ type heldLockKey struct{}
 // the rotated pair commits with the lock's release.
 func (e *Engine) acquireRefresh(ctx context.Context, a oauthAccount, name string, ttl, wait time.Duration) (context.Context, func(), error) {
 	if e.store.backend == nil || a.fallback == nil {
-		release, err := e.store.acquire(ctx, name, ttl, wait)
+		release, err := e.store.files.Acquire(ctx, name, ttl, wait)
 		return ctx, release, err
 	}
 	l, err := e.store.backend.LockAccount(ctx, a.id, wait)
@@ -176,7 +177,7 @@ func (e *Engine) acquireRefresh(ctx context.Context, a oauthAccount, name string
 
 // saveRotation saves a rotated pair under the refresh lock: through the
 // reservation for the files, in the held lock's own commit for a backend.
-func (s *Store) saveRotation(ctx context.Context, res *stateReservation, fn func(st *record.StateFile) error) (*Snapshot, error) {
+func (s *Store) saveRotation(ctx context.Context, res *filestore.Reservation, fn func(st *record.StateFile) error) (*Snapshot, error) {
 	if l, ok := ctx.Value(heldLockKey{}).(AccountLock); ok && s.backend != nil {
 		return s.backendWrite(ctx, l.UpdateState, fn)
 	}

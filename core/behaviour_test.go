@@ -209,7 +209,7 @@ func TestWrongTypedValuesFallBack(t *testing.T) {
 	require.NoError(t, err)
 	s := snap.Settings
 	assert.Equal(t, RoutingMainFirst, s.Routing)
-	assert.Equal(t, DefaultFallbackOn, s.FallbackOn)
+	assert.Equal(t, defaultFallbackOn, s.FallbackOn)
 	assert.True(t, s.QuotaEnabled)
 	assert.Equal(t, Thresholds{FiveHour: 0, SevenDay: 20}, s.MinimumRemaining, "the rest of the section is used")
 	assert.Equal(t, Thresholds{FiveHour: 5, SevenDay: 10, Scoped: 0}, s.Killswitch.Main, "null and wrong types mean the defaults, never 0")
@@ -386,9 +386,9 @@ func TestMainQuotaIdentityIsTheAccountUUID(t *testing.T) {
 
 	t.Run("first poll fetches the profile and binds the snapshot to the UUID", func(t *testing.T) {
 		env := newTestEnv(t, cfg, `{"version":1,"accounts":{}}`)
-		setMain(t, env, oldAccess)
 		env.fake.script("profile", scripted{status: 200, body: profileBody("uuid-A")})
 		env.fake.script("usage", scripted{status: 200, body: usageOK})
+		setMain(t, env, oldAccess)
 		v, err := env.engine.RefreshQuota(env.ctx(), MainAccountID)
 		require.NoError(t, err)
 		require.NotNil(t, v.Quota)
@@ -416,9 +416,9 @@ func TestMainQuotaIdentityIsTheAccountUUID(t *testing.T) {
 
 	t.Run("a rotation by acctpool keeps the profile: same account, no new profile call", func(t *testing.T) {
 		env := newTestEnv(t, cfg, `{"version":1,"accounts":{}}`)
-		setMain(t, env, oldAccess)
 		env.fake.script("profile", scripted{status: 200, body: profileBody("uuid-A")})
 		env.fake.script("usage", scripted{status: 200, body: usageOK})
+		setMain(t, env, oldAccess)
 		_, err := env.engine.RefreshQuota(env.ctx(), MainAccountID)
 		require.NoError(t, err)
 		env.clock.Advance(9 * time.Hour) // main's token expired
@@ -468,9 +468,9 @@ func TestMainQuotaIdentityIsTheAccountUUID(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			env := newTestEnv(t, cfg, upstreamState(backoff))
-			setMain(t, env, newAccess)
 			env.fake.script("profile", scripted{status: 200, body: profileBody(tc.uuid)})
 			env.fake.script("usage", scripted{status: 200, body: usageOK})
+			setMain(t, env, newAccess)
 			v, err := env.engine.RefreshQuota(env.ctx(), MainAccountID)
 			require.NoError(t, err)
 			assert.Equal(t, 1, env.fake.count("profile"))
@@ -490,6 +490,55 @@ func TestMainQuotaIdentityIsTheAccountUUID(t *testing.T) {
 			assert.Equal(t, tc.uuid, m["profile"].(map[string]any)["providerAccountUuid"])
 		})
 	}
+
+	t.Run("accounts/setMain with another account's token drops main's quota at once, before any poll", func(t *testing.T) {
+		env := newTestEnv(t, cfg, upstreamState(backoff))
+		env.fake.script("profile", scripted{status: 200, body: profileBody("uuid-B")})
+		v := func() AccountView {
+			v, err := env.engine.SetMain(env.ctx(), MainCredentials{Access: newAccess, Refresh: "sk-ant-ort01-MAIN", Expires: epochMs(testStart.Add(8 * time.Hour))})
+			require.NoError(t, err)
+			return v
+		}()
+		assert.Equal(t, 1, env.fake.count("profile"), "the new token's account is asked at setMain")
+		assert.Equal(t, 0, env.fake.count("usage"), "no poll needed to notice the switch")
+		assert.Nil(t, v.Quota, "the old account's snapshot is not main's any more")
+		m := mainState(env)
+		assert.NotContains(t, m, "quota")
+		assert.NotContains(t, m, "lastQuotaApiError", "the old account's quota backoff is dropped")
+		assert.Equal(t, "uuid-B", m["profile"].(map[string]any)["providerAccountUuid"])
+
+		// The same token again asks nothing.
+		_, err := env.engine.SetMain(env.ctx(), MainCredentials{Access: newAccess, Refresh: "sk-ant-ort01-MAIN", Expires: epochMs(testStart.Add(8 * time.Hour))})
+		require.NoError(t, err)
+		assert.Equal(t, 1, env.fake.count("profile"))
+	})
+
+	t.Run("a failing profile endpoint is asked once per 10 minutes, not on every poll", func(t *testing.T) {
+		env := newTestEnv(t, cfg, `{"version":1,"accounts":{}}`)
+		// Two failures, then the endpoint recovers (the last entry repeats).
+		env.fake.script("profile", scripted{status: 500, body: "down"}, scripted{status: 500, body: "down"},
+			scripted{status: 200, body: profileBody("uuid-B")})
+		env.fake.script("usage", scripted{status: 200, body: usageOK})
+		setMain(t, env, oldAccess) // the first ask: a new token
+		for range 3 {
+			_, err := env.engine.RefreshQuota(env.ctx(), MainAccountID)
+			require.NoError(t, err)
+		}
+		require.Equal(t, 3, env.fake.count("usage"), "every explicit refresh polls")
+		assert.Equal(t, 1, env.fake.count("profile"), "the failure is remembered")
+
+		env.clock.Advance(profileRetryAfter)
+		_, err := env.engine.RefreshQuota(env.ctx(), MainAccountID)
+		require.NoError(t, err)
+		assert.Equal(t, 2, env.fake.count("profile"), "asked again after the backoff")
+
+		// A new access token is asked at once, whatever the last failure.
+		setMain(t, env, newAccess)
+		_, err = env.engine.RefreshQuota(env.ctx(), MainAccountID)
+		require.NoError(t, err)
+		assert.Equal(t, 3, env.fake.count("profile"))
+		assert.Equal(t, "uuid-B", mainState(env)["quota"].(map[string]any)["accountIdentity"])
+	})
 
 	t.Run("no profile: the snapshot stays bound to mainAccountId", func(t *testing.T) {
 		env := newTestEnv(t, cfg, `{"version":1,"accounts":{}}`)

@@ -1,8 +1,9 @@
 // Package core is the domain of acctpool: accounts, operation errors and
 // their backoff, thresholds, the killswitch, routing, the background passes
-// and the file store with its lock protocol. The classification vocabulary
-// and effects table are core/verdict, the documents in their upstream shapes
-// core/record, and the Anthropic HTTP client core/internal/anthropic.
+// and the store (its file I/O and lock protocol are core/internal/filestore).
+// The classification vocabulary and effects table are core/verdict, the
+// documents in their upstream shapes core/record, and the Anthropic HTTP
+// client core/internal/anthropic.
 //
 // core imports only the standard library, goccy/go-json and its own
 // packages. It never imports rpc, plugins, wazero or the PostgreSQL store

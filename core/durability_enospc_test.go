@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/filestore"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -78,7 +79,7 @@ func TestEngine_fullDiskNeverStrandsAnAccount(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		_, rerr := e.RefreshAccount(ctx, "fb")
 		cancel()
-		disked, _, err := readState(paths.State)
+		disked, _, err := filestore.ReadStateFile(paths.State)
 		require.NoError(t, err, "%d free pages: the state file is readable", pages)
 		stored := disked.Accounts["fb"].Refresh.Reveal()
 		assert.False(t, fake.isConsumed(stored), "%d free pages: the disk holds a consumed refresh token (refresh error: %v)", pages, rerr)

@@ -22,14 +22,14 @@ import (
 	"testing"
 	"time"
 
-	json "github.com/goccy/go-json"
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
 	"github.com/acctpool/acctpool/core/internal/atomicfile"
+	"github.com/acctpool/acctpool/core/internal/filestore"
 	"github.com/acctpool/acctpool/core/internal/procid"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
+	json "github.com/goccy/go-json"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // pidDoer tags every request with the client's pid, so the fake endpoint
@@ -216,7 +216,7 @@ func TestEngine_rotationHammer(t *testing.T) {
 		fake.plant(id, rt)
 	}
 	for path, v := range map[string]any{filepath.Join(dir, ConfigFileName): cfg, filepath.Join(dir, StateFileName): st} {
-		data, err := encodeFile(v)
+		data, err := filestore.Encode(v)
 		require.NoError(t, err)
 		writeFile(t, path, string(data))
 	}

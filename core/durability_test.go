@@ -16,12 +16,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
+	"github.com/acctpool/acctpool/core/internal/filestore"
 	"github.com/acctpool/acctpool/core/internal/lockfile"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // durableEnv is an engine over real files in dir whose token endpoint is a
@@ -76,7 +76,7 @@ func (env *durableEnv) open(t *testing.T, wall func() time.Time) {
 // storedRefresh is the refresh token of account fb in the state file.
 func (env *durableEnv) storedRefresh(t *testing.T) string {
 	t.Helper()
-	st, _, err := readState(env.paths.State)
+	st, _, err := filestore.ReadStateFile(env.paths.State)
 	require.NoError(t, err)
 	require.NotNil(t, st)
 	a := st.Accounts["fb"]
@@ -228,7 +228,7 @@ func TestStore_lostLockReapplies(t *testing.T) {
 		ok     bool
 	}{
 		{"lost once", 1, true},
-		{"lost every time", lostLockAttempts, false},
+		{"lost every time", filestore.LostLockAttempts, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -250,7 +250,7 @@ func TestStore_lostLockReapplies(t *testing.T) {
 			if !c.ok {
 				require.ErrorIs(t, err, lockfile.ErrLost)
 				assert.Contains(t, err.Error(), s.Paths().Config, "names the file")
-				assert.Equal(t, lostLockAttempts, runs)
+				assert.Equal(t, filestore.LostLockAttempts, runs)
 				return
 			}
 			require.NoError(t, err)
@@ -287,7 +287,7 @@ func TestStore_writesThroughSymlink(t *testing.T) {
 	fi, err := os.Lstat(paths.State)
 	require.NoError(t, err)
 	assert.NotZero(t, fi.Mode()&os.ModeSymlink, "still a symlink")
-	st, _, err := readState(target)
+	st, _, err := filestore.ReadStateFile(target)
 	require.NoError(t, err)
 	assert.Equal(t, secret.Secret("rt-2"), st.Accounts["a"].Refresh, "the target has the new token")
 	assertNames(t, real, "state.json")

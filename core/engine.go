@@ -26,11 +26,11 @@ type Endpoints struct {
 
 // Default upstream endpoints (BEHAVIOUR.md §2.1 and §3.1).
 const (
-	DefaultTokenURL     = "https://platform.claude.com/v1/oauth/token"
-	DefaultUsageURL     = "https://api.anthropic.com/api/oauth/usage"
-	DefaultProfileURL   = "https://api.anthropic.com/api/oauth/profile"
-	DefaultAuthorizeURL = "https://claude.com/cai/oauth/authorize"
-	DefaultRedirectURL  = "https://platform.claude.com/oauth/code/callback"
+	defaultTokenURL     = "https://platform.claude.com/v1/oauth/token"
+	defaultUsageURL     = "https://api.anthropic.com/api/oauth/usage"
+	defaultProfileURL   = "https://api.anthropic.com/api/oauth/profile"
+	defaultAuthorizeURL = "https://claude.com/cai/oauth/authorize"
+	defaultRedirectURL  = "https://platform.claude.com/oauth/code/callback"
 )
 
 func (e Endpoints) withDefaults() Endpoints {
@@ -41,11 +41,11 @@ func (e Endpoints) withDefaults() Endpoints {
 		return v
 	}
 	return Endpoints{
-		Token:     def(e.Token, DefaultTokenURL),
-		Usage:     def(e.Usage, DefaultUsageURL),
-		Profile:   def(e.Profile, DefaultProfileURL),
-		Authorize: def(e.Authorize, DefaultAuthorizeURL),
-		Redirect:  def(e.Redirect, DefaultRedirectURL),
+		Token:     def(e.Token, defaultTokenURL),
+		Usage:     def(e.Usage, defaultUsageURL),
+		Profile:   def(e.Profile, defaultProfileURL),
+		Authorize: def(e.Authorize, defaultAuthorizeURL),
+		Redirect:  def(e.Redirect, defaultRedirectURL),
 	}
 }
 
@@ -116,6 +116,9 @@ type Engine struct {
 	detached detached
 
 	quotaGate quotaGate
+
+	// profileMiss is the last failed profile fetch (see bindMainQuota).
+	profileMiss profileMiss
 
 	loginMu sync.Mutex
 	logins  map[string]pendingLogin

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/filestore"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/verdict"
 )
@@ -15,9 +16,9 @@ import (
 var (
 	// ErrCorruptFile means a file exists but cannot be parsed. It is never
 	// overwritten; the user must fix or remove it.
-	ErrCorruptFile = errors.New("corrupt file")
+	ErrCorruptFile = filestore.ErrCorruptFile
 	// ErrLockTimeout means a cross-process lock stayed busy too long.
-	ErrLockTimeout = errors.New("timed out waiting for lock")
+	ErrLockTimeout = filestore.ErrLockTimeout
 	// ErrNoAccount means no account has the given id or label.
 	ErrNoAccount = errors.New("no such account")
 	// ErrNoRoute means no account can serve the request now.

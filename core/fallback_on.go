@@ -18,6 +18,6 @@ func effectFor(s Settings, f verdict.Failure, v verdict.Verdict) verdict.Effect 
 		return eff
 	}
 	listed := slices.Contains(s.FallbackOn, f.Status)
-	eff.Fallback = (eff.Fallback && (listed || f.StreamRateLimit)) || (listed && !slices.Contains(DefaultFallbackOn, f.Status))
+	eff.Fallback = (eff.Fallback && (listed || f.StreamRateLimit)) || (listed && !slices.Contains(defaultFallbackOn, f.Status))
 	return eff
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/acctpool/acctpool/core/internal/anthropic"
+	"github.com/acctpool/acctpool/core/internal/filestore"
 	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 	"github.com/stretchr/testify/assert"
@@ -109,11 +110,11 @@ func loadStable[T any](t *testing.T, path string, data []byte, read func(string)
 	}
 	require.NotNil(t, v)
 	assert.Equal(t, data, raw)
-	enc1, err := encodeFile(v)
+	enc1, err := filestore.Encode(v)
 	require.NoError(t, err)
 	var again T
 	require.NoError(t, json.Unmarshal(enc1, &again), "our own encoding must decode: %s", enc1)
-	enc2, err := encodeFile(&again)
+	enc2, err := filestore.Encode(&again)
 	require.NoError(t, err)
 	require.Equal(t, string(enc1), string(enc2), "encode → decode → encode must be stable")
 	return v, enc1
@@ -134,7 +135,7 @@ func FuzzLoadConfig(f *testing.F) {
 	}
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, _ := loadStable(t, filepath.Join(dir, "anthropic-auth.json"), data, readConfig)
+		cfg, _ := loadStable(t, filepath.Join(dir, "anthropic-auth.json"), data, filestore.ReadConfigFile)
 		if cfg == nil {
 			return
 		}
@@ -156,7 +157,7 @@ func FuzzLoadState(f *testing.F) {
 	}
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		st, _ := loadStable(t, filepath.Join(dir, "anthropic-auth-state.json"), data, readState)
+		st, _ := loadStable(t, filepath.Join(dir, "anthropic-auth-state.json"), data, filestore.ReadStateFile)
 		if st == nil {
 			return
 		}

@@ -372,14 +372,14 @@ func needsRelogin(rec *record.OpError, identity, fp string) bool {
 func judgeMainQuota(s Settings, a *subject, n need, now time.Time) judgement {
 	q := a.Quota
 	var j judgement
-	if n.Purpose == forOrdered && a.Tried.Quota == nil && !QuotaBackoffActive(a.QuotaError, now) {
+	if n.Purpose == forOrdered && a.Tried.Quota == nil && !quotaBackoffActive(a.QuotaError, now) {
 		routing := s.QuotaRouting && n.Replayable
-		stale := QuotaStale(q, s, n.Model, now)
-		if (s.Killswitch.Enabled && stale) || (routing && (q == nil || (stale && (standardExhausted(q) || ModelScopeExhausted(q, n.Model))))) {
+		stale := quotaStale(q, s, n.Model, now)
+		if (s.Killswitch.Enabled && stale) || (routing && (q == nil || (stale && (standardExhausted(q) || modelScopeExhausted(q, n.Model))))) {
 			j.Settle |= settleQuota
 		}
 	}
-	if q == nil && s.FailClosedExplicit && QuotaBackoffActive(a.QuotaError, now) {
+	if q == nil && s.FailClosedExplicit && quotaBackoffActive(a.QuotaError, now) {
 		return refuse(reasonMainQuotaBackedOff, fromMs(a.QuotaError.NextRetryAt), "")
 	}
 	if k := killswitchJudgement(q, s, a.ID, n.Model, a.QuotaError, now); !k.Usable {
@@ -390,7 +390,7 @@ func judgeMainQuota(s Settings, a *subject, n need, now time.Time) judgement {
 	if s.QuotaRouting && (n.Purpose != forOrdered || n.Replayable) && hasStandardWindows(q) {
 		if p := policyJudgement(q, s, now); !p.Usable {
 			j.Reason, j.Until, j.LastResort, j.detail = p.Reason, p.Until, true, "main "+p.Text()
-		} else if sw := scopedWindowFor(q, n.Model); sw != nil && ModelScopeExhausted(q, n.Model) {
+		} else if sw := scopedWindowFor(q, n.Model); sw != nil && modelScopeExhausted(q, n.Model) {
 			until, _ := futureReset(sw.ResetsAt, now)
 			j.Reason, j.Until, j.LastResort, j.detail = reasonModelScope, until, true, "main "+sw.ModelName+" weekly limit reached"
 		}
@@ -408,7 +408,7 @@ func judgeFallbackQuota(s Settings, a *subject, n need, now time.Time) judgement
 		return judgeFallbackFailure(s, a, n, now)
 	}
 	var settle settleIO
-	if n.Purpose == forOrdered && (s.QuotaEnabled || s.Killswitch.Enabled) && QuotaStale(a.Quota, s, n.Model, now) && !QuotaBackoffActive(a.QuotaError, now) {
+	if n.Purpose == forOrdered && (s.QuotaEnabled || s.Killswitch.Enabled) && quotaStale(a.Quota, s, n.Model, now) && !quotaBackoffActive(a.QuotaError, now) {
 		settle = settleQuota
 	}
 	j := quotaJudgement(s, a.Quota, a.QuotaError, a.ID, n.Model, now, s.QuotaEnabled)
@@ -428,11 +428,11 @@ func judgeFallbackFailure(s Settings, a *subject, n need, now time.Time) judgeme
 	if err == nil {
 		err = a.Tried.Quota
 	}
-	if a.Tried.Refresh == nil && !expired(a.Access, a.Expires, now) && transientQuotaError(err) && QuotaPassesPolicy(q, s) && windowsCurrent(q, now) {
+	if a.Tried.Refresh == nil && !expired(a.Access, a.Expires, now) && transientQuotaError(err) && quotaPassesPolicy(q, s) && windowsCurrent(q, now) {
 		return quotaJudgement(s, q, nil, a.ID, n.Model, now, false)
 	}
 	fp := fingerprintFor(a.RefreshError, a.Refresh)
-	if !s.FailClosedOnUnknown && QuotaPassesPolicy(q, s) && !RefreshBackoffActive(a.RefreshError, a.ID, now, fp) && !ModelScopeExhausted(q, n.Model) {
+	if !s.FailClosedOnUnknown && quotaPassesPolicy(q, s) && !refreshBackoffActive(a.RefreshError, a.ID, now, fp) && !modelScopeExhausted(q, n.Model) {
 		return killswitchJudgement(q, s, a.ID, n.Model, nil, now)
 	}
 	r := reasonQuotaCheckFailed
@@ -451,7 +451,7 @@ func judgeFallbackFailure(s Settings, a *subject, n need, now time.Time) judgeme
 // keeps (BEHAVIOUR.md §5.4).
 func judgeStickyKeep(s Settings, a *subject, n need, now time.Time) judgement {
 	j := judgement{Usable: true}
-	if !QuotaBackoffActive(a.QuotaError, now) && !quotaAgeFresh(a.Quota, s.QuotaCheckInterval, n.Model, now) {
+	if !quotaBackoffActive(a.QuotaError, now) && !quotaAgeFresh(a.Quota, s.QuotaCheckInterval, n.Model, now) {
 		j.Settle = settleQuota
 	}
 	if quotaAgeFresh(a.Quota, s.QuotaCheckInterval, n.Model, now) {
@@ -482,7 +482,7 @@ func judgeStickyKeep(s Settings, a *subject, n need, now time.Time) judgement {
 // unusable.
 func judgeStickyNew(s Settings, a *subject, n need, now time.Time) judgement {
 	var settle settleIO
-	if !QuotaBackoffActive(a.QuotaError, now) && !quotaAgeFresh(a.Quota, s.QuotaCheckInterval, n.Model, now) {
+	if !quotaBackoffActive(a.QuotaError, now) && !quotaAgeFresh(a.Quota, s.QuotaCheckInterval, n.Model, now) {
 		settle = settleQuota
 	}
 	out := func(j judgement) judgement { j.Settle = settle; return j }
@@ -550,7 +550,7 @@ func quotaJudgement(s Settings, q *record.QuotaSnapshot, qerr *record.OpError, i
 }
 
 func untilBackoff(j judgement, qerr *record.OpError, now time.Time) judgement {
-	if j.Until.IsZero() && QuotaBackoffActive(qerr, now) {
+	if j.Until.IsZero() && quotaBackoffActive(qerr, now) {
 		j.Until = fromMs(qerr.NextRetryAt)
 	}
 	return j

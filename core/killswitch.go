@@ -15,7 +15,7 @@ const killswitchDefaultRetry = 300 * time.Second
 // after the reset time the usage endpoint reports.
 const killswitchResetSlack = 60 * time.Second
 
-// KillswitchPasses reports whether an account's quota passes the killswitch
+// killswitchPasses reports whether an account's quota passes the killswitch
 // (BEHAVIOUR.md §5.5). The killswitch is a hard floor that stops an
 // account before it hits its limit: with it off everything passes; a
 // present 5h or 7d window below its threshold fails even when the other is
@@ -23,7 +23,7 @@ const killswitchResetSlack = 60 * time.Second
 // (inclusive, so 0 blocks exhaustion); a missing window fails only under
 // failClosedOnUnknownQuota. The thresholds are killswitch.accounts[id],
 // else killswitch.main.
-func KillswitchPasses(q *record.QuotaSnapshot, s Settings, accountID, model string) bool {
+func killswitchPasses(q *record.QuotaSnapshot, s Settings, accountID, model string) bool {
 	_, _, ok := killswitchFailure(q, s, accountID, model, time.Time{})
 	return ok
 }
@@ -76,18 +76,18 @@ func killswitchScopedOnly(q *record.QuotaSnapshot, s Settings, accountID, model 
 	if !s.Killswitch.Enabled || model == "" {
 		return false
 	}
-	if KillswitchPasses(q, s, accountID, "") {
-		return !KillswitchPasses(q, s, accountID, model)
+	if killswitchPasses(q, s, accountID, "") {
+		return !killswitchPasses(q, s, accountID, model)
 	}
 	return false
 }
 
-// KillswitchRetryAfter is how long a host should wait when the killswitch
+// killswitchRetryAfter is how long a host should wait when the killswitch
 // (or sticky quota policy) leaves no account: the earliest future reset
 // among the given snapshots' 5h and 7d windows (only the scoped windows
 // matching scopedModel, when it is set), rounded up to whole seconds, plus
 // 60 s; 300 s when no reset is known.
-func KillswitchRetryAfter(quotas []*record.QuotaSnapshot, scopedModel string, now time.Time) time.Duration {
+func killswitchRetryAfter(quotas []*record.QuotaSnapshot, scopedModel string, now time.Time) time.Duration {
 	var earliest time.Time
 	consider := func(reset string) {
 		if t, ok := futureReset(reset, now); ok && (earliest.IsZero() || t.Before(earliest)) {

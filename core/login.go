@@ -42,7 +42,7 @@ func (e *Engine) LoginStart(ctx context.Context, mode string) (LoginStart, error
 		return LoginStart{}, err
 	}
 	authorize := e.ep.Authorize
-	if mode == "console" && authorize == DefaultAuthorizeURL {
+	if mode == "console" && authorize == defaultAuthorizeURL {
 		authorize = "https://platform.claude.com/oauth/authorize"
 	}
 	now := e.now()

@@ -73,7 +73,7 @@ func TestEngine_login(t *testing.T) {
 	assert.Equal(t, "S256", q.Get("code_challenge_method"))
 	assert.Equal(t, start.State, q.Get("state"))
 	assert.Equal(t, anthropic.ClientID, q.Get("client_id"))
-	assert.Equal(t, DefaultRedirectURL, q.Get("redirect_uri"))
+	assert.Equal(t, defaultRedirectURL, q.Get("redirect_uri"))
 
 	env.fake.script("token", scripted{status: 200, body: `{"access_token":"sk-ant-oat01-LOGIN","refresh_token":"sk-ant-ort01-LOGIN","expires_in":28800}`})
 	_, err = env.engine.LoginFinish(env.ctx(), "code-1", "wrong-state", "work")

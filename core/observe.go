@@ -6,12 +6,13 @@ import (
 	"slices"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/filestore"
 	"github.com/acctpool/acctpool/core/record"
 )
 
-// DefaultWriteBehind is how long an observation may stay in memory before
+// defaultWriteBehind is how long an observation may stay in memory before
 // it is written (BEHAVIOUR.md §1.9).
-const DefaultWriteBehind = time.Second
+const defaultWriteBehind = time.Second
 
 // AfterFunc schedules f to run once after d and returns a function that
 // cancels it (true when f will not run). time.AfterFunc is one; tests
@@ -237,15 +238,15 @@ func (s *Store) current(ctx context.Context) (snap *Snapshot, reloaded bool, err
 	if mustWait(ctx) {
 		return nil, false, ErrWouldWait
 	}
-	cfi, err := stampOf(s.paths.Config)
+	cfi, err := filestore.StampOf(s.paths.Config)
 	if err != nil {
 		return nil, false, err
 	}
-	sfi, err := stampOf(s.paths.State)
+	sfi, err := filestore.StampOf(s.paths.State)
 	if err != nil {
 		return nil, false, err
 	}
-	if cur != nil && curGen == gen && cs.same(cfi) && ss.same(sfi) {
+	if cur != nil && curGen == gen && cs.Same(cfi) && ss.Same(sfi) {
 		s.obsMu.Lock()
 		if s.cur == cur {
 			s.checked = wall
@@ -269,7 +270,7 @@ func (s *Store) current(ctx context.Context) (snap *Snapshot, reloaded bool, err
 // snapshot, with the observations queued since the write took the queue.
 // cfi and sfi are the files' stamps taken under the locks; gen is the
 // generation the write ended.
-func (s *Store) publish(snap *Snapshot, cfi, sfi fileStamp, gen uint64) {
+func (s *Store) publish(snap *Snapshot, cfi, sfi filestore.Stamp, gen uint64) {
 	s.obsMu.Lock()
 	defer s.obsMu.Unlock()
 	s.inflight = nil // on disk now

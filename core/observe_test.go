@@ -89,7 +89,7 @@ func TestObservations_writtenBehindInOneWrite(t *testing.T) {
 	assert.Equal(t, string(before), string(after), "nothing written on the request path")
 	assert.Equal(t, writes, atomicfile.Commits(env.paths.State))
 	require.Equal(t, 1, env.timers.scheduled(), "one flush scheduled for the three observations")
-	assert.Equal(t, []time.Duration{DefaultWriteBehind}, env.timers.asked)
+	assert.Equal(t, []time.Duration{defaultWriteBehind}, env.timers.asked)
 
 	assert.Equal(t, 1, env.timers.fire())
 	assert.Equal(t, writes+1, atomicfile.Commits(env.paths.State), "one write for all of them")

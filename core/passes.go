@@ -105,7 +105,7 @@ func (e *Engine) RefreshQuotaDue(ctx context.Context) (PassSummary, error) {
 			// Upstream polls main's usage in the background only when
 			// quota.enabled is explicitly true (BEHAVIOUR.md §3.4).
 			sum.add(MainAccountID, OutcomeSkipped, "main quota routing is off (quota.enabled is not true)", nil)
-		case !QuotaStale(snap.Main.Quota, snap.Settings, "", now):
+		case !quotaStale(snap.Main.Quota, snap.Settings, "", now):
 			sum.add(MainAccountID, OutcomeSkipped, "quota fresh", nil)
 		default:
 			_, err := e.fetchQuota(ctx, MainAccountID)
@@ -118,8 +118,8 @@ func (e *Engine) RefreshQuotaDue(ctx context.Context) (PassSummary, error) {
 			sum.add(a.ID, OutcomeSkipped, why, nil)
 			continue
 		}
-		if !QuotaStale(a.State.Quota, snap.Settings, "", now) {
-			if rec := a.State.LastQuotaRefreshError; rec != nil && !QuotaBackoffActive(rec, now) && rec.CheckedAt < a.State.Quota.LatestCheck() {
+		if !quotaStale(a.State.Quota, snap.Settings, "", now) {
+			if rec := a.State.LastQuotaRefreshError; rec != nil && !quotaBackoffActive(rec, now) && rec.CheckedAt < a.State.Quota.LatestCheck() {
 				superseded = append(superseded, a.ID)
 			}
 			if snap.Settings.RefreshEnabled && needsRefresh(a.State.Access, a.State.Expires, snap.Settings.RefreshBeforeExpiry, now) {

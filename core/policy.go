@@ -18,7 +18,7 @@ const stickyHoldWindow = 15 * time.Minute
 // which heals old 24 h latches written for network errors.
 const networkRefreshHeal = 5 * time.Minute
 
-// RefreshBackoffActive reports whether a persisted refresh error still
+// refreshBackoffActive reports whether a persisted refresh error still
 // latches the account's token refresh (upstream refreshBackoffActive). The
 // latch is bound to the account identity (the account id, or mainAccountId
 // for main) and to the fingerprint of the refresh token that failed: a
@@ -28,7 +28,7 @@ const networkRefreshHeal = 5 * time.Minute
 //
 // A record of a network failure (no HTTP status) latches at most 5 minutes
 // after it was written, whatever its nextRetryAt says.
-func RefreshBackoffActive(err *record.OpError, identity string, now time.Time, currentFingerprint string) bool {
+func refreshBackoffActive(err *record.OpError, identity string, now time.Time, currentFingerprint string) bool {
 	_, ok := refreshBackoffUntil(err, identity, now, currentFingerprint)
 	return ok
 }
@@ -74,20 +74,20 @@ func fingerprintFor(rec *record.OpError, refresh secret.Secret) string {
 	return refresh.Fingerprint()
 }
 
-// QuotaBackoffActive reports whether a persisted quota error still stops
+// quotaBackoffActive reports whether a persisted quota error still stops
 // quota checks of its account. Quota backoff never makes an account
 // unusable by itself: its cached quota is evaluated instead.
-func QuotaBackoffActive(err *record.OpError, now time.Time) bool {
+func quotaBackoffActive(err *record.OpError, now time.Time) bool {
 	return err != nil && fromMs(err.NextRetryAt).After(now)
 }
 
-// QuotaStale reports whether a snapshot must be fetched again before it is
+// quotaStale reports whether a snapshot must be fetched again before it is
 // trusted for routing (BEHAVIOUR.md §3.3): it is stale unless both
 // standard windows exist and are younger than the check interval, and the
 // model's scoped window (if any) is too. A window that blocks routing is
 // also stale one minute after its reset, so an account comes back soon
 // after its limit lifts rather than at the next interval.
-func QuotaStale(q *record.QuotaSnapshot, s Settings, model string, now time.Time) bool {
+func quotaStale(q *record.QuotaSnapshot, s Settings, model string, now time.Time) bool {
 	if !quotaAgeFresh(q, s.QuotaCheckInterval, model, now) {
 		return true
 	}
@@ -128,11 +128,11 @@ func quotaAgeFresh(q *record.QuotaSnapshot, interval time.Duration, model string
 	return true
 }
 
-// QuotaPassesPolicy reports whether a snapshot satisfies the minimumRemaining
+// quotaPassesPolicy reports whether a snapshot satisfies the minimumRemaining
 // thresholds (upstream quotaSnapshotPassesPolicy). With quota checks
 // disabled everything passes; a missing standard window passes only when
 // failClosedOnUnknownQuota is false.
-func QuotaPassesPolicy(q *record.QuotaSnapshot, s Settings) bool {
+func quotaPassesPolicy(q *record.QuotaSnapshot, s Settings) bool {
 	_, _, _, ok := policyFailure(q, s, time.Time{})
 	return ok
 }
@@ -167,10 +167,10 @@ func policyFailure(q *record.QuotaSnapshot, s Settings, now time.Time) (reason, 
 	return reasonUsable, "", time.Time{}, true
 }
 
-// ModelScopeExhausted reports whether the model's scoped weekly window (for
+// modelScopeExhausted reports whether the model's scoped weekly window (for
 // example "Fable only") is at or below 0 % remaining. An empty scoped list
 // and a model without a scoped window are not exhausted.
-func ModelScopeExhausted(q *record.QuotaSnapshot, model string) bool {
+func modelScopeExhausted(q *record.QuotaSnapshot, model string) bool {
 	sw := scopedWindowFor(q, model)
 	return sw != nil && finite(sw.RemainingPercent) && sw.RemainingPercent <= 0
 }

@@ -30,7 +30,7 @@ func snapQ(five, seven float64, checked time.Time, sc ...record.ScopedWindow) *r
 }
 
 func defaultSettings() Settings {
-	s, _ := ParseSettings(nil)
+	s, _ := parseSettingsStrict(nil)
 	return s
 }
 
@@ -61,7 +61,7 @@ func TestQuotaPassesPolicy(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, QuotaPassesPolicy(tc.q, tc.s))
+			assert.Equal(t, tc.want, quotaPassesPolicy(tc.q, tc.s))
 		})
 	}
 }
@@ -84,7 +84,7 @@ func TestModelScopeExhausted(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, ModelScopeExhausted(tc.q, tc.model))
+			assert.Equal(t, tc.want, modelScopeExhausted(tc.q, tc.model))
 		})
 	}
 }
@@ -111,7 +111,7 @@ func TestQuotaStale(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, QuotaStale(tc.q, s, tc.model, policyNow))
+			assert.Equal(t, tc.want, quotaStale(tc.q, s, tc.model, policyNow))
 		})
 	}
 }
@@ -148,15 +148,15 @@ func TestRefreshBackoffActive(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, RefreshBackoffActive(tc.err, tc.identity, policyNow, tc.fp))
+			assert.Equal(t, tc.want, refreshBackoffActive(tc.err, tc.identity, policyNow, tc.fp))
 		})
 	}
 }
 
 func TestQuotaBackoffActive(t *testing.T) {
-	assert.False(t, QuotaBackoffActive(nil, policyNow))
-	assert.True(t, QuotaBackoffActive(&record.OpError{NextRetryAt: epochMs(policyNow.Add(time.Second))}, policyNow))
-	assert.False(t, QuotaBackoffActive(&record.OpError{NextRetryAt: epochMs(policyNow)}, policyNow))
+	assert.False(t, quotaBackoffActive(nil, policyNow))
+	assert.True(t, quotaBackoffActive(&record.OpError{NextRetryAt: epochMs(policyNow.Add(time.Second))}, policyNow))
+	assert.False(t, quotaBackoffActive(&record.OpError{NextRetryAt: epochMs(policyNow)}, policyNow))
 }
 
 func TestKillswitchPasses(t *testing.T) {
@@ -188,7 +188,7 @@ func TestKillswitchPasses(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, KillswitchPasses(tc.q, tc.s, tc.id, tc.model))
+			assert.Equal(t, tc.want, killswitchPasses(tc.q, tc.s, tc.id, tc.model))
 		})
 	}
 }
@@ -198,10 +198,10 @@ func TestKillswitchRetryAfter(t *testing.T) {
 	b := &record.QuotaSnapshot{FiveHour: win(0, policyNow, 90*time.Minute+500*time.Millisecond), SevenDay: win(50, policyNow, 0),
 		Scoped: []record.ScopedWindow{scoped("Fable", 0, policyNow, 30*time.Hour)}}
 	b.FiveHour.ResetsAt = policyNow.Add(90*time.Minute + 500*time.Millisecond).Format(time.RFC3339Nano)
-	assert.Equal(t, 90*time.Minute+time.Second+60*time.Second, KillswitchRetryAfter([]*record.QuotaSnapshot{a, b}, "", policyNow), "earliest reset rounded up, plus 60 s")
-	assert.Equal(t, 30*time.Hour+60*time.Second, KillswitchRetryAfter([]*record.QuotaSnapshot{a, b}, "claude-fable-5", policyNow), "scoped-driven")
-	assert.Equal(t, 300*time.Second, KillswitchRetryAfter([]*record.QuotaSnapshot{nil, {FiveHour: win(0, policyNow, 0)}}, "", policyNow), "no reset known")
+	assert.Equal(t, 90*time.Minute+time.Second+60*time.Second, killswitchRetryAfter([]*record.QuotaSnapshot{a, b}, "", policyNow), "earliest reset rounded up, plus 60 s")
+	assert.Equal(t, 30*time.Hour+60*time.Second, killswitchRetryAfter([]*record.QuotaSnapshot{a, b}, "claude-fable-5", policyNow), "scoped-driven")
+	assert.Equal(t, 300*time.Second, killswitchRetryAfter([]*record.QuotaSnapshot{nil, {FiveHour: win(0, policyNow, 0)}}, "", policyNow), "no reset known")
 	past := &record.QuotaSnapshot{FiveHour: win(0, policyNow, -time.Minute)}
-	assert.Equal(t, 300*time.Second, KillswitchRetryAfter([]*record.QuotaSnapshot{past}, "", policyNow), "past resets do not count")
+	assert.Equal(t, 300*time.Second, killswitchRetryAfter([]*record.QuotaSnapshot{past}, "", policyNow), "past resets do not count")
 	assert.Equal(t, "1m 5s", retryInText(65*time.Second))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/acctpool/acctpool/core/record"
@@ -14,6 +15,42 @@ import (
 // profileTTL is how long a fetched profile is trusted (upstream's
 // PROFILE_TTL_MS).
 const profileTTL = 7 * 24 * time.Hour
+
+// profileRetryAfter is how long a failed profile fetch is remembered for
+// its access token: main's quota polls in that time stay bound to
+// mainAccountId without asking the profile endpoint again, so a failing
+// endpoint is hit at most once per 10 minutes per process, not on every
+// poll (BEHAVIOUR.md §3.7). A new access token (a rotation, a switch of
+// the host's main account) is asked at once.
+const profileRetryAfter = 10 * time.Minute
+
+// profileMiss remembers the last failed profile fetch: the fingerprint of
+// the access token it was for and until when it stands. It lives in memory
+// only; a restarted process asks again.
+type profileMiss struct {
+	mu          sync.Mutex
+	fingerprint string
+	until       time.Time
+}
+
+// backedOff reports whether a fetch for the token fingerprint fp failed
+// less than profileRetryAfter ago.
+func (m *profileMiss) backedOff(fp string, now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.fingerprint == fp && now.Before(m.until)
+}
+
+// record notes a failed fetch for fp at now; ok clears it.
+func (m *profileMiss) record(fp string, now time.Time, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ok {
+		m.fingerprint, m.until = "", time.Time{}
+		return
+	}
+	m.fingerprint, m.until = fp, now.Add(profileRetryAfter)
+}
 
 // accountProfile is the state file's main.profile in upstream's
 // OAuthAccountProfile shape (BEHAVIOUR.md §3.7): the Claude account the
@@ -78,10 +115,15 @@ func (e *Engine) fetchProfile(ctx context.Context, access secret.Secret) (*accou
 // When the profile names another account than the stored one, the host
 // switched main accounts: main's cached quota, its quota backoff and its
 // spent windows belonged to the old account and are dropped. A profile
-// that cannot be had leaves the identity at mainAccountId (logged).
+// that cannot be had leaves the identity at mainAccountId (logged), and
+// is not asked for again for the same token for profileRetryAfter.
 func (e *Engine) bindMainQuota(ctx context.Context, snap *Snapshot, a oauthAccount) (oauthAccount, error) {
 	now := e.now()
 	if _, ok := mainQuotaIdentity(snap, a.tokens.Access, now); ok {
+		return a, nil
+	}
+	fp := a.tokens.Access.Fingerprint()
+	if e.profileMiss.backedOff(fp, now) {
 		return a, nil
 	}
 	p, err := e.fetchProfile(ctx, a.tokens.Access)
@@ -89,9 +131,11 @@ func (e *Engine) bindMainQuota(ctx context.Context, snap *Snapshot, a oauthAccou
 		if ctx.Err() != nil {
 			return a, ctx.Err()
 		}
-		e.log.Warn("main account profile unavailable; main quota stays bound to mainAccountId", "err", err)
+		e.profileMiss.record(fp, now, false)
+		e.log.Warn("main account profile unavailable; main quota stays bound to mainAccountId", "err", err, "retryAfter", profileRetryAfter)
 		return a, nil
 	}
+	e.profileMiss.record(fp, now, true)
 	p.CheckedAt = epochMs(now)
 	p.AccountIdentity = mainIdentity(snap)
 	raw, err := json.Marshal(p)

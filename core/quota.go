@@ -102,10 +102,10 @@ func (e *Engine) pollQuotaLocked(ctx context.Context, id string) (*record.QuotaS
 	if err := quotaBackedOff(a, e.now()); err != nil {
 		return nil, false, err
 	}
-	release, err := e.store.acquire(ctx, a.src.quotaLock(a.id), quotaPollLockTTL, 0)
+	release, err := e.store.files.Acquire(ctx, a.src.quotaLock(a.id), quotaPollLockTTL, 0)
 	if err != nil {
 		if errors.Is(err, ErrLockTimeout) {
-			if !QuotaStale(a.quota, snap.Settings, "", e.now()) {
+			if !quotaStale(a.quota, snap.Settings, "", e.now()) {
 				return a.quota, false, nil
 			}
 			return nil, false, errorf(ErrInProgress, "Quota refresh is already in progress for %s%s", a.id, lockHolder(err))
@@ -174,7 +174,7 @@ func (e *Engine) storeQuota(ctx context.Context, a oauthAccount, access secret.S
 	var merged *record.QuotaSnapshot
 	if _, err := e.store.UpdateState(ctx, func(st *record.StateFile) error {
 		r := recordsIn(st, a.id, true)
-		*r.quota = MergeQuota(*r.quota, q)
+		*r.quota = mergeQuota(*r.quota, q)
 		(*r.quota).AccountIdentity = a.quotaIdentity
 		r.quotaStored(access, now)
 		merged = *r.quota
@@ -239,7 +239,7 @@ func (e *Engine) observeHeaders(ctx context.Context, id string, h http.Header, l
 		if r == nil {
 			return errorf(ErrNoAccount, "%s", id)
 		}
-		*r.quota = MergeQuota(*r.quota, q)
+		*r.quota = mergeQuota(*r.quota, q)
 		*r.rateLimited = nextSpent(*r.rateLimited, spent, served)
 		if s := st.Accounts[id]; touch && s != nil && s.LastUsed < used {
 			s.LastUsed = used

@@ -4,13 +4,13 @@ import (
 	"github.com/acctpool/acctpool/core/record"
 )
 
-// MergeQuota combines an existing snapshot with a newer observation. Header
+// mergeQuota combines an existing snapshot with a newer observation. Header
 // observations may replace only the 5h/7d windows (newer wins; on a tie a
 // poll beats headers), fallbackAdvised, and a bindingWindow that did not
 // come from a poll; scoped windows and extra usage are poll-owned and kept.
 // A poll replaces everything except 5h/7d windows that headers observed
 // later. Neither input is modified.
-func MergeQuota(existing, next *record.QuotaSnapshot) *record.QuotaSnapshot {
+func mergeQuota(existing, next *record.QuotaSnapshot) *record.QuotaSnapshot {
 	if existing == nil {
 		return next
 	}

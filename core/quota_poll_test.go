@@ -95,7 +95,7 @@ func TestQuotaPollLockAcrossProcesses(t *testing.T) {
 			env := newTestEnv(t, cfg, st)
 			other, err := NewStore(StoreOptions{Paths: env.paths})
 			require.NoError(t, err)
-			release, err := other.acquire(env.ctx(), "opencode-fallback-quota-refresh-fb", quotaPollLockTTL, 0)
+			release, err := other.files.Acquire(env.ctx(), "opencode-fallback-quota-refresh-fb", quotaPollLockTTL, 0)
 			require.NoError(t, err)
 			defer release()
 			v, err := env.engine.RefreshQuota(env.ctx(), "fb")

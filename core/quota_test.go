@@ -208,7 +208,7 @@ func TestMergeQuota_headersNeverOverwritePollFields(t *testing.T) {
 	h.Set("anthropic-ratelimit-unified-representative-claim", "five_hour")
 	hq := anthropic.QuotaFromHeaders(h, testStart.Add(time.Minute))
 	require.NotNil(t, hq)
-	merged := MergeQuota(poll, hq)
+	merged := mergeQuota(poll, hq)
 	assert.Equal(t, 58.0, merged.FiveHour.RemainingPercent, "newer header window wins")
 	assert.Equal(t, 80.0, merged.SevenDay.RemainingPercent, "poll window kept")
 	assert.Len(t, merged.Scoped, 1, "scoped is poll-owned")
@@ -221,7 +221,7 @@ func TestMergeQuota_headersNeverOverwritePollFields(t *testing.T) {
 	// A poll that completes later keeps newer header windows only.
 	older := *poll
 	older.FiveHour = &record.QuotaWindow{UsedPercent: 1, RemainingPercent: 99, CheckedAt: ms(testStart)}
-	back := MergeQuota(merged, &older)
+	back := mergeQuota(merged, &older)
 	assert.Equal(t, 58.0, back.FiveHour.RemainingPercent)
 
 	assert.Nil(t, anthropic.QuotaFromHeaders(http.Header{"X": {"1"}}, testStart), "no quota headers, no snapshot")

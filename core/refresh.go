@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/acctpool/acctpool/core/internal/anthropic"
+	"github.com/acctpool/acctpool/core/internal/filestore"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
@@ -90,7 +91,7 @@ func quotaRecord(prev *record.OpError, identity string, kind verdict.QuotaBackof
 }
 
 // refreshLatched returns the end of the active refresh backoff of a
-// record, if any (see RefreshBackoffActive for the binding rules).
+// record, if any (see refreshBackoffActive for the binding rules).
 func refreshLatched(rec *record.OpError, identity string, refresh secret.Secret, now time.Time) (time.Time, bool) {
 	return refreshBackoffUntil(rec, identity, now, refresh.Fingerprint())
 }
@@ -213,9 +214,9 @@ func (stateFileSource) latchesNetwork() bool { return true }
 // lockHolder is " (held by pid 12 on host h until <time>)" for a lock
 // timeout whose lock file names its holder, "" otherwise.
 func lockHolder(err error) string {
-	var te *lockTimeoutError
-	if errors.As(err, &te) && te.holder != "" {
-		return " (lock" + te.holder + ")"
+	var te *filestore.LockTimeoutError
+	if errors.As(err, &te) && te.Holder != "" {
+		return " (lock" + te.Holder + ")"
 	}
 	// A backend's lock names its holder its own way.
 	var named interface{ HolderName() string }
@@ -252,7 +253,7 @@ func (e *Engine) rotateFallback(ctx context.Context, id string, before tokenPair
 	if err != nil {
 		return nil, fmt.Errorf("refresh of %s not attempted: cannot prepare the save of its rotated tokens (%w); check the disk (space, permissions) and try again", a.ID, err)
 	}
-	defer res.abort()
+	defer res.Abort()
 	used := a.State.Refresh
 	postCtx, cancelPost := context.WithTimeout(ctx, rotationTimeout)
 	grant, failure, err := e.api.Refresh(postCtx, used, a.State.Access)
@@ -261,7 +262,7 @@ func (e *Engine) rotateFallback(ctx context.Context, id string, before tokenPair
 		return nil, err
 	}
 	if failure != nil {
-		res.abort()
+		res.Abort()
 		if failure.Status == 400 {
 			// The token may be consumed by a process killed before its
 			// save: its journal, if any, holds the rotated pair.
@@ -275,7 +276,7 @@ func (e *Engine) rotateFallback(ctx context.Context, id string, before tokenPair
 	now = e.now()
 	var pair record.AccountState
 	applyGrant(&pair, grant, used, now)
-	if err := res.writeJournal(a.ID, pair, used); err != nil {
+	if err := res.WriteJournal(a.ID, pair, used); err != nil {
 		e.log.Warn("rotated tokens not journaled; saving them directly", "account", a.ID, "err", err)
 	}
 	// From the answer to here a kill loses the account; afterwards the
@@ -294,7 +295,7 @@ func (e *Engine) rotateFallback(ctx context.Context, id string, before tokenPair
 		return nil
 	})
 	if err != nil {
-		return e.keepUnsaved(ctx, a.ID, used, pair, res.keepJournal(), err)
+		return e.keepUnsaved(ctx, a.ID, used, pair, res.KeepJournal(), err)
 	}
 	e.log.Info("refreshed fallback token", "account", a.ID,
 		"answerToJournalUs", journaled.Microseconds(), "answerToSaveUs", time.Since(answered).Microseconds())

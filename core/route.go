@@ -126,7 +126,7 @@ func (e *Engine) stickyApplies(snap *Snapshot, req SelectRequest) bool {
 // Only this, or a 429 confirmed by a fresh check, opens API-key routes.
 func mainFreshExhausted(snap *Snapshot, now time.Time) bool {
 	q := mainQuota(snap)
-	return q != nil && standardExhausted(q) && !QuotaStale(q, snap.Settings, "", now)
+	return q != nil && standardExhausted(q) && !quotaStale(q, snap.Settings, "", now)
 }
 
 func standardExhausted(q *record.QuotaSnapshot) bool {
@@ -489,10 +489,10 @@ func (e *Engine) orderedNoRoute(snap *Snapshot, req SelectRequest, reasons []Acc
 			all = append(all, q)
 		}
 		if killswitchScopedOnly(quotas[MainAccountID], s, MainAccountID, req.Model) {
-			retry := KillswitchRetryAfter(all, req.Model, now)
+			retry := killswitchRetryAfter(all, req.Model, now)
 			return rateNoRoute(fmt.Sprintf("%s weekly limit reached, no routable accounts. Retry in %s.", modelName(snap, req.Model), retryInText(retry)), retry, reasons)
 		}
-		retry := KillswitchRetryAfter(all, "", now)
+		retry := killswitchRetryAfter(all, "", now)
 		return rateNoRoute(fmt.Sprintf("Killswitch: no routable accounts. Retry in %s.", retryInText(retry)), retry, reasons)
 	case main.j.Reason == reasonMainQuotaBackedOff:
 		rec := snap.Main.LastQuotaAPIError

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/filestore"
 	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 	"github.com/stretchr/testify/require"
@@ -68,7 +69,7 @@ func stickyFixture(tb testing.TB) (*Engine, Paths, []SelectRequest, map[string]s
 // rewritten.
 func TestStickyFixture(t *testing.T) {
 	e, paths, reqs, want := stickyFixture(t)
-	before, err := stampOf(paths.RoutingState)
+	before, err := filestore.StampOf(paths.RoutingState)
 	require.NoError(t, err)
 	for _, req := range reqs {
 		r, err := e.Select(context.Background(), req)
@@ -76,9 +77,9 @@ func TestStickyFixture(t *testing.T) {
 		require.Equal(t, want[req.SessionID], r.AccountID)
 		require.Equal(t, &StickyInfo{}, r.Sticky)
 	}
-	after, err := stampOf(paths.RoutingState)
+	after, err := filestore.StampOf(paths.RoutingState)
 	require.NoError(t, err)
-	require.True(t, before.same(after))
+	require.True(t, before.Same(after))
 }
 
 func BenchmarkSelect(b *testing.B) {

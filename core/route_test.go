@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/filestore"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
@@ -518,15 +519,15 @@ func TestSticky_fileShapeAndPruning(t *testing.T) {
 	require.NotNil(t, a, "keyed by sha256 hex")
 	assert.Equal(t, map[string]any{"accountId": "main", "family": "opus", "affinityModelId": "claude-opus-4-7", "assignedAt": float64(ms(testStart)),
 		"lastSeenAt": float64(ms(testStart)), "initialInputBytes": float64(1), "quotaCheckedAt": float64(ms(freshAt))}, a)
-	fi, err := stampOf(env.paths.RoutingState)
+	fi, err := filestore.StampOf(env.paths.RoutingState)
 	require.NoError(t, err)
 
 	env.clock.Advance(time.Minute)
 	_, err = env.engine.Select(env.ctx(), SelectRequest{SessionID: "secret-session", Model: "claude-opus-4-7"})
 	require.NoError(t, err)
-	fi2, err := stampOf(env.paths.RoutingState)
+	fi2, err := filestore.StampOf(env.paths.RoutingState)
 	require.NoError(t, err)
-	assert.True(t, fi.same(fi2), "fast path writes nothing")
+	assert.True(t, fi.Same(fi2), "fast path writes nothing")
 
 	// A model change re-assigns; an unknown key survives rewrites.
 	require.NoError(t, os.WriteFile(env.paths.RoutingState, []byte(strings.Replace(string(raw), `"version":1`, `"version":1,"futureKey":{"x":1}`, 1)), 0o600))

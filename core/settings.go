@@ -69,9 +69,9 @@ func (k KillswitchSettings) For(accountID string) Thresholds {
 	return k.Main
 }
 
-// DefaultFallbackOn are the message statuses that move a request to the next
+// defaultFallbackOn are the message statuses that move a request to the next
 // account when fallbackOn is absent or empty.
-var DefaultFallbackOn = []int{401, 403, 429}
+var defaultFallbackOn = []int{401, 403, 429}
 
 var defaultKillswitch = Thresholds{FiveHour: 5, SevenDay: 10, Scoped: 0}
 
@@ -94,11 +94,11 @@ type rawKillswitch struct {
 	Accounts map[string]map[string]json.RawMessage `json:"accounts"`
 }
 
-// ParseSettings reads and defaults the settings of a config file. It is
+// parseSettingsStrict reads and defaults the settings of a config file. It is
 // strict, for settings a host is about to write: any value of the wrong
 // type is an error naming its key. Files on disk are read tolerantly
 // (see [parseSettings]).
-func ParseSettings(c *record.ConfigFile) (Settings, error) {
+func parseSettingsStrict(c *record.ConfigFile) (Settings, error) {
 	w := &warnings{file: warnConfig}
 	s := parseSettings(c, w)
 	if len(w.list) > 0 {
@@ -114,7 +114,7 @@ func ParseSettings(c *record.ConfigFile) (Settings, error) {
 func parseSettings(c *record.ConfigFile, w *warnings) Settings {
 	s := Settings{
 		Routing:             RoutingMainFirst,
-		FallbackOn:          DefaultFallbackOn,
+		FallbackOn:          defaultFallbackOn,
 		RefreshEnabled:      true,
 		RefreshBeforeExpiry: 240 * time.Minute,
 		QuotaEnabled:        true,

@@ -29,7 +29,7 @@ func TestParseSettings_minuteFieldsAreRangeChecked(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var x record.Extra
 			require.NoError(t, json.Unmarshal([]byte(tc.extra), &x))
-			s, err := ParseSettings(&record.ConfigFile{Extra: x})
+			s, err := parseSettingsStrict(&record.ConfigFile{Extra: x})
 			if tc.key != "" {
 				require.ErrorIs(t, err, ErrConfigInvalid)
 				assert.Contains(t, err.Error(), tc.key)

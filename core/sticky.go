@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/acctpool/acctpool/core/internal/atomicfile"
+	"github.com/acctpool/acctpool/core/internal/filestore"
 	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 )
@@ -23,9 +23,6 @@ const (
 	stickyTTL        = 7 * 24 * time.Hour
 	stickyMax        = 4096
 	stickyTouchEvery = time.Hour
-	stickyLockTTL    = 10 * time.Second
-	stickyLockWait   = 5 * time.Second
-	stickyLockPoll   = 10 * time.Millisecond
 	stickyJitterMax  = 21 // seconds: jitter is 0..20 s
 )
 
@@ -251,9 +248,9 @@ func readStickyFile(path string) (*stickyFile, error) {
 // changes. file is changed in place, under mu only.
 type stickyCache struct {
 	mu      sync.Mutex
-	fi      fileStamp // the version file was read from or written as
-	checked time.Time // wall time fi was last confirmed
-	gen     uint64    // the backend's generation of file (with a backend)
+	fi      filestore.Stamp // the version file was read from or written as
+	checked time.Time       // wall time fi was last confirmed
+	gen     uint64          // the backend's generation of file (with a backend)
 	file    *stickyFile
 	ver     uint64     // counts replacements of file
 	ops     []stickyOp // changes not written yet, in order
@@ -303,11 +300,11 @@ func (e *Engine) stickyLoaded(ctx context.Context) error {
 	if mustWait(ctx) {
 		return ErrWouldWait
 	}
-	fi, err := stampOf(path)
+	fi, err := filestore.StampOf(path)
 	if err != nil {
 		return err
 	}
-	if has && old.same(fi) {
+	if has && old.Same(fi) {
 		c.mu.Lock()
 		if c.ver == ver {
 			c.checked = wall
@@ -451,28 +448,26 @@ func (e *Engine) writeSticky(ctx context.Context, ops []stickyOp) error {
 		return e.backendWriteSticky(ctx, ops)
 	}
 	path := e.store.Paths().RoutingState
-	release, err := e.store.acquireAt(ctx, path+".write.lock", stickyLockTTL, stickyLockWait, stickyLockPoll)
-	if err != nil {
-		return fmt.Errorf("lock routing state: %w", err)
-	}
-	defer release()
-	f, err := readStickyFile(path)
+	var f *stickyFile
+	fi, err := e.store.files.UpdateRoutingState(ctx, func() ([]byte, error) {
+		var err error
+		if f, err = readStickyFile(path); err != nil {
+			return nil, err
+		}
+		now := e.now()
+		f.prune(now)
+		replaySticky(f, ops)
+		f.prune(now)
+		f.UpdatedAt = epochMs(now)
+		data, err := json.Marshal(f)
+		if err != nil {
+			return nil, fmt.Errorf("encode routing state: %w", err)
+		}
+		return append(data, '\n'), nil
+	})
 	if err != nil {
 		return err
 	}
-	now := e.now()
-	f.prune(now)
-	replaySticky(f, ops)
-	f.prune(now)
-	f.UpdatedAt = epochMs(now)
-	data, err := json.Marshal(f)
-	if err != nil {
-		return fmt.Errorf("encode routing state: %w", err)
-	}
-	if err := atomicfile.Write(path, append(data, '\n')); err != nil {
-		return fmt.Errorf("write routing state: %w", err)
-	}
-	fi, _ := stampOf(path) // under the lock: our version
 	c := &e.router().sticky
 	c.mu.Lock()
 	replaySticky(f, c.ops)
@@ -779,7 +774,7 @@ func stickyAllocate(s Settings, routes []stickyRoute, f *stickyFile, old *sticky
 			continue
 		}
 		if j := judge(s, &r.sub, need{Purpose: forStickyNew, Model: req.Model}, now); !j.Usable {
-			if ModelScopeExhausted(r.sub.Quota, req.Model) {
+			if modelScopeExhausted(r.sub.Quota, req.Model) {
 				scopedFails++
 			}
 			res.reasons = append(res.reasons, reasonOf(r.id(), j))
@@ -829,7 +824,7 @@ func (e *Engine) stickyNoRoute(snap *Snapshot, routes []stickyRoute, reasons []A
 		r := &routes[i]
 		if !r.blocked() && !quotaAgeFresh(r.sub.Quota, s.QuotaCheckInterval, req.Model, now) {
 			incomplete = true
-			if QuotaBackoffActive(r.sub.QuotaError, now) {
+			if quotaBackoffActive(r.sub.QuotaError, now) {
 				if t := fromMs(r.sub.QuotaError.NextRetryAt); waitUntil.IsZero() || t.Before(waitUntil) {
 					waitUntil = t
 				}
@@ -854,9 +849,9 @@ func (e *Engine) stickyNoRoute(snap *Snapshot, routes []stickyRoute, reasons []A
 		quotas = append(quotas, routes[i].sub.Quota)
 	}
 	if res.scopedOnly {
-		retry := stickyRetryAfter(key, KillswitchRetryAfter(quotas, req.Model, now))
+		retry := stickyRetryAfter(key, killswitchRetryAfter(quotas, req.Model, now))
 		return rateNoRoute(fmt.Sprintf("%s weekly limit reached, no routable OAuth accounts. Retry in %s.", modelName(snap, req.Model), retryInText(retry)), retry, reasons)
 	}
-	retry := stickyRetryAfter(key, KillswitchRetryAfter(quotas, "", now))
+	retry := stickyRetryAfter(key, killswitchRetryAfter(quotas, "", now))
 	return rateNoRoute(fmt.Sprintf("No OAuth account currently satisfies sticky-balanced quota policy. Retry in %s.", retryInText(retry)), retry, reasons)
 }

@@ -1,24 +1,17 @@
 package core
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	json "github.com/goccy/go-json"
-
-	"github.com/acctpool/acctpool/core/internal/atomicfile"
-	"github.com/acctpool/acctpool/core/internal/lockfile"
+	"github.com/acctpool/acctpool/core/internal/filestore"
 	"github.com/acctpool/acctpool/core/record"
+	json "github.com/goccy/go-json"
 )
 
 // StoreOptions configure a [Store]. Zero values mean the defaults.
@@ -43,7 +36,7 @@ type StoreOptions struct {
 	// WriteBehind is how long observations (header quota, lastUsed,
 	// transient backoff records, the spent-window record) may stay in
 	// memory before they are written (BEHAVIOUR.md §1.9); zero means
-	// DefaultWriteBehind, a negative value writes each one at once.
+	// one second, a negative value writes each one at once.
 	WriteBehind time.Duration
 	// AfterFunc schedules the write-behind flush; nil means
 	// time.AfterFunc. Tests inject one they fire by hand.
@@ -74,7 +67,8 @@ type Store struct {
 	pendMu  sync.Mutex
 	pending map[string]*pendingPair // rotated pairs not saved yet, by account
 
-	looseWarned sync.Map // path → true once a loose mode was reported
+	// files are the three files and their lock protocol.
+	files *filestore.Files
 
 	backend Backend // nil: the files
 
@@ -94,8 +88,8 @@ type Store struct {
 	curGen     uint64
 	// curBackend is the backend's generation cur was read at.
 	curBackend uint64
-	cfgStamp   fileStamp
-	stStamp    fileStamp
+	cfgStamp   filestore.Stamp
+	stStamp    filestore.Stamp
 	checked    time.Time
 }
 
@@ -133,9 +127,10 @@ func NewStore(opts StoreOptions) (*Store, error) {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{paths: opts.Paths, logger: l, wall: opts.WallClock, interval: opts.WriteBehind, afterFunc: opts.AfterFunc, backend: opts.Backend}
+	s := &Store{paths: opts.Paths, logger: l, wall: opts.WallClock, interval: opts.WriteBehind, afterFunc: opts.AfterFunc, backend: opts.Backend,
+		files: &filestore.Files{Config: p.Config, State: p.State, RoutingState: p.RoutingState, Logger: l, Wall: opts.WallClock}}
 	if s.interval == 0 {
-		s.interval = DefaultWriteBehind
+		s.interval = defaultWriteBehind
 	}
 	if s.afterFunc == nil {
 		s.afterFunc = systemAfterFunc
@@ -167,11 +162,11 @@ func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
 	if s.backend != nil {
 		return s.backendLoad(ctx)
 	}
-	cfg, _, err := s.readConfig()
+	cfg, _, err := s.files.ReadConfig()
 	if err != nil {
 		return nil, err
 	}
-	st, _, err := s.readState()
+	st, _, err := s.files.ReadState()
 	if err != nil {
 		return nil, err
 	}
@@ -220,16 +215,16 @@ func (s *Store) UpdateState(ctx context.Context, fn func(st *record.StateFile) e
 
 // updateState is UpdateState writing through res, space reserved before a
 // token call (nil: a plain write).
-func (s *Store) updateState(ctx context.Context, res *stateReservation, fn func(st *record.StateFile) error) (*Snapshot, error) {
+func (s *Store) updateState(ctx context.Context, res *filestore.Reservation, fn func(st *record.StateFile) error) (*Snapshot, error) {
 	if s.backend != nil {
 		return s.backendWrite(ctx, s.backend.UpdateState, fn)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if res != nil {
-		defer res.r.Abort()
+		defer res.AbortWrite()
 		// Give back the spare room, so the state lock file finds space.
-		res.r.Shrink(res.keep)
+		res.BeforeLock()
 	}
 	// Every state write carries the observations queued so far
 	// (BEHAVIOUR.md §1.9), replayed before fn: they happened first.
@@ -240,30 +235,30 @@ func (s *Store) updateState(ctx context.Context, res *stateReservation, fn func(
 		s.requeue(obs)
 		return nil, err
 	}
-	if res != nil && res.journal != nil {
-		res.journal.Abort() // saved: the journal has served
+	if res != nil {
+		res.Saved() // the journal has served
 	}
 	s.publish(snap, stamps[0], stamps[1], gen)
 	return snap, nil
 }
 
-func (s *Store) updateStateLocked(ctx context.Context, res *stateReservation, obs []observation, fn func(st *record.StateFile) error) (*Snapshot, [2]fileStamp, error) {
+func (s *Store) updateStateLocked(ctx context.Context, res *filestore.Reservation, obs []observation, fn func(st *record.StateFile) error) (*Snapshot, [2]filestore.Stamp, error) {
 	var snap *Snapshot
-	var stamps [2]fileStamp
-	err := s.retryLost(s.paths.State, func() error {
-		return s.withLock(ctx, lockStateWrite, func(owned func() error) error {
+	var stamps [2]filestore.Stamp
+	err := s.files.RetryLost(s.paths.State, func() error {
+		return s.files.WithLock(ctx, filestore.LockStateWrite, func(owned func() error) error {
 			// The config is read only now, under the state lock: a config
 			// writer writes the config before it takes the state lock, so
 			// an account it adds is visible here before its state entry
 			// is, and pruning can never remove a fresh account's tokens.
 			// Its stamp is taken first: a change after it only makes the
 			// cached snapshot look stale.
-			stamps[0], _ = stampOf(s.paths.Config)
-			cfg, _, err := s.readConfig()
+			stamps[0], _ = filestore.StampOf(s.paths.Config)
+			cfg, _, err := s.files.ReadConfig()
 			if err != nil {
 				return err
 			}
-			st, raw, err := s.readState()
+			st, raw, err := s.files.ReadState()
 			if err != nil {
 				return err
 			}
@@ -278,11 +273,11 @@ func (s *Store) updateStateLocked(ctx context.Context, res *stateReservation, ob
 			}
 			normalizeState(st)
 			pruneState(cfg, st)
-			if err := writeIfChanged(s.paths.State, raw, st, owned, res); err != nil {
+			if err := filestore.WriteIfChanged(s.paths.State, raw, st, owned, res); err != nil {
 				return err
 			}
 			// Still under the lock: this stamp is our version of the file.
-			stamps[1], _ = stampOf(s.paths.State)
+			stamps[1], _ = filestore.StampOf(s.paths.State)
 			s.settlePending(applied, st)
 			if cfg == nil {
 				cfg = emptyConfig()
@@ -292,24 +287,6 @@ func (s *Store) updateStateLocked(ctx context.Context, res *stateReservation, ob
 		})
 	})
 	return snap, stamps, err
-}
-
-// lostLockAttempts bounds how often one update re-runs after losing its
-// lock before the write.
-const lostLockAttempts = 3
-
-// retryLost runs cycle (take the lock, re-read, apply, write) again when it
-// fails because the lock was lost before the write, so that a change is
-// re-applied to what the evicting process wrote instead of being dropped.
-func (s *Store) retryLost(path string, cycle func() error) error {
-	var err error
-	for attempt := 1; attempt <= lostLockAttempts; attempt++ {
-		if err = cycle(); !errors.Is(err, lockfile.ErrLost) {
-			return err
-		}
-		s.logger.Warn("write lock lost before the write; re-reading and re-applying", "path", path, "attempt", attempt)
-	}
-	return fmt.Errorf("write %s: its lock was taken away %d times before the write (another process evicting it); nothing written, try again: %w", path, lostLockAttempts, err)
 }
 
 // UpdateConfig re-reads both files under the config lock and then the state
@@ -327,8 +304,8 @@ func (s *Store) UpdateConfig(ctx context.Context, fn func(cfg *record.ConfigFile
 	defer s.mu.Unlock()
 	obs := s.takeQueue()
 	var snap *Snapshot
-	var stamps [2]fileStamp
-	err := s.retryLost(s.paths.Config, func() error {
+	var stamps [2]filestore.Stamp
+	err := s.files.RetryLost(s.paths.Config, func() error {
 		return s.updateConfigOnce(ctx, obs, fn, &snap, &stamps)
 	})
 	gen := s.gen.Add(1)
@@ -340,14 +317,14 @@ func (s *Store) UpdateConfig(ctx context.Context, fn func(cfg *record.ConfigFile
 	return snap, nil
 }
 
-func (s *Store) updateConfigOnce(ctx context.Context, obs []observation, fn func(cfg *record.ConfigFile, st *record.StateFile) error, out **Snapshot, stamps *[2]fileStamp) error {
-	return s.withLock(ctx, lockConfigWrite, func(configOwned func() error) error {
-		cfg, cfgRaw, err := s.readConfig()
+func (s *Store) updateConfigOnce(ctx context.Context, obs []observation, fn func(cfg *record.ConfigFile, st *record.StateFile) error, out **Snapshot, stamps *[2]filestore.Stamp) error {
+	return s.files.WithLock(ctx, filestore.LockConfigWrite, func(configOwned func() error) error {
+		cfg, cfgRaw, err := s.files.ReadConfig()
 		if err != nil {
 			return err
 		}
-		return s.withLock(ctx, lockStateWrite, func(stateOwned func() error) error {
-			st, stRaw, err := s.readState()
+		return s.files.WithLock(ctx, filestore.LockStateWrite, func(stateOwned func() error) error {
+			st, stRaw, err := s.files.ReadState()
 			if err != nil {
 				return err
 			}
@@ -373,16 +350,16 @@ func (s *Store) updateConfigOnce(ctx context.Context, obs []observation, fn func
 			// State first: if the config write then fails, the accounts it
 			// would have added have state that the next save prunes, while
 			// the reverse order could list an account without its tokens.
-			if err := writeIfChanged(s.paths.State, stRaw, st, stateOwned, nil); err != nil {
+			if err := filestore.WriteIfChanged(s.paths.State, stRaw, st, stateOwned, nil); err != nil {
 				return err
 			}
 			s.settlePending(applied, st)
-			if err := writeIfChanged(s.paths.Config, cfgRaw, cfg, configOwned, nil); err != nil {
+			if err := filestore.WriteIfChanged(s.paths.Config, cfgRaw, cfg, configOwned, nil); err != nil {
 				return err
 			}
 			// Under both locks: these stamps are our versions.
-			stamps[0], _ = stampOf(s.paths.Config)
-			stamps[1], _ = stampOf(s.paths.State)
+			stamps[0], _ = filestore.StampOf(s.paths.Config)
+			stamps[1], _ = filestore.StampOf(s.paths.State)
 			*out, err = buildSnapshot(cfg, st)
 			return err
 		})
@@ -426,179 +403,4 @@ func pruneState(cfg *record.ConfigFile, st *record.StateFile) {
 			delete(st.Accounts, id)
 		}
 	}
-}
-
-// Lock names and timings of the upstream protocol (BEHAVIOUR.md §1.7).
-const (
-	lockConfigWrite = "config-write"
-	lockStateWrite  = "state-write"
-	writeLockTTL    = 10 * time.Second
-	writeLockWait   = 12 * time.Second
-	lockPoll        = 25 * time.Millisecond
-)
-
-// lockTimeouts are upstream's messages for the two write locks.
-var lockTimeouts = map[string]string{
-	lockConfigWrite: "Timed out waiting for the account configuration write lock",
-	lockStateWrite:  "Timed out waiting for the account state write lock",
-}
-
-// lockTimeoutError is a lock wait that ran out. Its message is upstream's
-// wording; it matches [ErrLockTimeout]. holder says who held the lock and
-// until when, as far as its file tells (" held by pid 12 on host h until
-// <time>").
-type lockTimeoutError struct{ msg, holder string }
-
-func (e *lockTimeoutError) Error() string { return e.msg }
-func (e *lockTimeoutError) Unwrap() error { return ErrLockTimeout }
-
-// withLock runs fn while holding the named write lock. fn receives owned,
-// which reports an error once the lock has been lost (evicted while we
-// stalled); writers call it right before they commit.
-func (s *Store) withLock(ctx context.Context, name string, fn func(owned func() error) error) error {
-	l, err := s.lockAt(ctx, s.lockPath(name), writeLockTTL, writeLockWait, lockPoll)
-	if err != nil {
-		return err
-	}
-	err = fn(l.AssertOwned)
-	if rerr := l.Release(); rerr != nil && err == nil {
-		s.logger.Warn("release lock", "lock", l.Path(), "err", rerr)
-	}
-	return err
-}
-
-func (s *Store) lockPath(name string) string { return s.paths.Config + "." + name + ".lock" }
-
-// acquire takes the named cross-process lock (<config>.<name>.lock) with the
-// given time to live, waiting up to wait for it and polling every 25 ms.
-// The lock is renewed while held. The returned release function is safe to
-// call more than once. The error wraps ErrLockTimeout when the wait runs
-// out.
-func (s *Store) acquire(ctx context.Context, name string, ttl, wait time.Duration) (release func(), err error) {
-	return s.acquireAt(ctx, s.lockPath(name), ttl, wait, lockPoll)
-}
-
-// acquireAt is acquire for an arbitrary lock file path, for locks that do
-// not sit beside the config (the sticky routing file's
-// "<routing-state>.write.lock").
-func (s *Store) acquireAt(ctx context.Context, lockPath string, ttl, wait, poll time.Duration) (func(), error) {
-	l, err := s.lockAt(ctx, lockPath, ttl, wait, poll)
-	if err != nil {
-		return nil, err
-	}
-	return func() {
-		if err := l.Release(); err != nil {
-			s.logger.Warn("release lock", "lock", lockPath, "err", err)
-		}
-	}, nil
-}
-
-func (s *Store) lockAt(ctx context.Context, lockPath string, ttl, wait, poll time.Duration) (*lockfile.Lock, error) {
-	// Locks are taken only to write: a first write into a config
-	// directory that does not exist yet creates it (mode 0700).
-	if err := os.MkdirAll(filepath.Dir(lockPath), 0o700); err != nil {
-		return nil, fmt.Errorf("create directory %s: %w", filepath.Dir(lockPath), err)
-	}
-	l, err := lockfile.Acquire(ctx, lockPath, lockfile.Options{TTL: ttl, Now: s.wall}, wait, poll)
-	if errors.Is(err, lockfile.ErrTimeout) {
-		name := strings.TrimSuffix(strings.TrimPrefix(lockPath, s.paths.Config+"."), ".lock")
-		msg, ok := lockTimeouts[name]
-		if !ok {
-			msg = "Timed out waiting for lock " + filepath.Base(lockPath)
-		}
-		holder := ""
-		var te *lockfile.TimeoutError
-		if errors.As(err, &te) {
-			holder = " held by " + te.Holder.String() + te.UntilText()
-		}
-		return nil, &lockTimeoutError{msg: msg, holder: holder}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", filepath.Base(lockPath), err)
-	}
-	return l, nil
-}
-
-// readConfig returns the config file, its raw bytes, or nil for a missing
-// file.
-func readConfig(path string) (*record.ConfigFile, []byte, error) {
-	var c record.ConfigFile
-	raw, err := readJSON(path, &c)
-	if err != nil || raw == nil {
-		return nil, nil, err
-	}
-	return &c, raw, nil
-}
-
-// readState returns the state file, its raw bytes, or nil for a missing
-// file.
-func readState(path string) (*record.StateFile, []byte, error) {
-	var st record.StateFile
-	raw, err := readJSON(path, &st)
-	if err != nil || raw == nil {
-		return nil, nil, err
-	}
-	return &st, raw, nil
-}
-
-// readJSON decodes the JSON object in path into v and returns the file's
-// bytes, or nil bytes for a missing file. Anything else that cannot be
-// read as a JSON object is an error wrapping ErrCorruptFile in upstream's
-// wording; it names the path and never quotes the content, which may hold
-// tokens.
-func readJSON(path string, v any) ([]byte, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		cause := err
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			cause = pe.Err
-		}
-		return nil, corrupt(path, cause.Error())
-	}
-	if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '{' {
-		return nil, corrupt(path, "not a JSON object")
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return nil, corrupt(path, jsonErrorAt(data, err))
-	}
-	return data, nil
-}
-
-func corrupt(path, cause string) error {
-	return fmt.Errorf("%w: account store at %s is corrupt or unreadable (%s) — fix or remove it", ErrCorruptFile, path, cause)
-}
-
-// encodeFile is the upstream file format: 2-space indented JSON and a
-// trailing newline.
-func encodeFile(v any) ([]byte, error) {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return append(data, '\n'), nil
-}
-
-// writeIfChanged writes v to path atomically (mode 0600) unless its
-// encoding equals old, the bytes read under the same lock. owned is checked
-// right before the write. res, when not nil and unused, is the reserved
-// temporary file to write through.
-func writeIfChanged(path string, old []byte, v any, owned func() error, res *stateReservation) error {
-	data, err := encodeFile(v)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
-	}
-	if old != nil && bytes.Equal(data, old) {
-		return nil
-	}
-	if err := owned(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if res != nil && !res.r.Done() {
-		return res.r.Commit(data)
-	}
-	return atomicfile.Write(path, data)
 }

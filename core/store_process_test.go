@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/filestore"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	json "github.com/goccy/go-json"
@@ -284,7 +285,7 @@ func TestStore_killDuringWrites(t *testing.T) {
 
 		// The next writer, with a wall clock past the TTL, takes over at
 		// once instead of waiting for the dead child.
-		s, err := NewStore(StoreOptions{Paths: paths, WallClock: func() time.Time { return time.Now().Add(writeLockTTL + time.Second) }})
+		s, err := NewStore(StoreOptions{Paths: paths, WallClock: func() time.Time { return time.Now().Add(filestore.WriteLockTTL + time.Second) }})
 		require.NoError(t, err)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a deadlock guard
 		_, err = s.UpdateState(ctx, func(st *record.StateFile) error {

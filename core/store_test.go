@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/filestore"
 	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 	"github.com/stretchr/testify/assert"
@@ -386,9 +387,9 @@ func TestStore_staleLockEvicted(t *testing.T) {
 	clock := func() time.Time { return base.Add(time.Duration(offset.Load())) }
 	s := tempStore(t, StoreOptions{WallClock: clock})
 	lock := s.Paths().Config + ".state-write.lock"
-	writeFile(t, lock, `{"ownerId":"crashed","expiresAt":`+itoa(base.Add(writeLockTTL).UnixMilli())+"}\n")
+	writeFile(t, lock, `{"ownerId":"crashed","expiresAt":`+itoa(base.Add(filestore.WriteLockTTL).UnixMilli())+"}\n")
 
-	offset.Store(int64(writeLockTTL + time.Millisecond))
+	offset.Store(int64(filestore.WriteLockTTL + time.Millisecond))
 	_, err := s.UpdateState(context.Background(), func(st *record.StateFile) error {
 		st.Extra = record.Extra{"ok": json.RawMessage(`1`)}
 		return nil
@@ -401,7 +402,7 @@ func TestStore_staleLockEvicted(t *testing.T) {
 func TestStore_acquireAt(t *testing.T) {
 	s := tempStore(t, StoreOptions{})
 	lock := filepath.Join(filepath.Dir(s.Paths().Config), "anthropic-auth-routing-state.json.write.lock")
-	release, err := s.acquireAt(context.Background(), lock, 10*time.Second, 5*time.Second, 10*time.Millisecond)
+	release, err := s.files.AcquireAt(context.Background(), lock, 10*time.Second, 5*time.Second, 10*time.Millisecond)
 	require.NoError(t, err)
 	data, err := os.ReadFile(lock)
 	require.NoError(t, err)
@@ -410,7 +411,7 @@ func TestStore_acquireAt(t *testing.T) {
 	release() // safe twice
 	assert.NoFileExists(t, lock)
 
-	release, err = s.acquire(context.Background(), "fallback-oauth-refresh-0123456789abcdef", time.Minute, time.Second)
+	release, err = s.files.Acquire(context.Background(), "fallback-oauth-refresh-0123456789abcdef", time.Minute, time.Second)
 	require.NoError(t, err)
 	assert.FileExists(t, s.Paths().Config+".fallback-oauth-refresh-0123456789abcdef.lock")
 	release()

@@ -3,7 +3,6 @@ package core
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -184,22 +183,6 @@ func (e *Engine) logWarnings(snap *Snapshot) {
 			e.log.Warn("config value ignored", "file", w.File, "path", w.Path, "type", w.Type, "default", w.Default)
 		}
 	}
-}
-
-// jsonErrorAt describes a JSON parse error by line and column, never
-// quoting the content (it may hold tokens).
-func jsonErrorAt(data []byte, err error) string {
-	var se *json.SyntaxError
-	if !errors.As(err, &se) {
-		return record.JSONErrorText(err)
-	}
-	off := int(se.Offset)
-	if off > len(data) {
-		off = len(data)
-	}
-	line := 1 + bytes.Count(data[:off], []byte("\n"))
-	col := off - bytes.LastIndexByte(data[:off], '\n')
-	return fmt.Sprintf("invalid JSON at line %d, column %d", line, col)
 }
 
 // sectionReader reads the settings sections of a config tolerantly.

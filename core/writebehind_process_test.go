@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/filestore"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/stretchr/testify/assert"
@@ -109,7 +110,7 @@ func TestWriteBehind_killedInsideInterval(t *testing.T) {
 	}
 	onDisk := func() *Account {
 		t.Helper()
-		snap, err := (&Store{paths: paths, interval: DefaultWriteBehind, afterFunc: systemAfterFunc}).Load(context.Background())
+		snap, err := (&Store{paths: paths, interval: defaultWriteBehind, afterFunc: systemAfterFunc, files: &filestore.Files{Config: paths.Config, State: paths.State, RoutingState: paths.RoutingState}}).Load(context.Background())
 		require.NoError(t, err)
 		a, ok := snap.Account("fb")
 		require.True(t, ok)

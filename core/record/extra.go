@@ -1,6 +1,9 @@
 package record
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
 	"reflect"
 	"sort"
 	"strings"
@@ -193,4 +196,20 @@ func JSONErrorText(err error) string {
 	default:
 		return "invalid JSON"
 	}
+}
+
+// JSONErrorAt describes a JSON parse error by line and column, never
+// quoting the content (it may hold tokens).
+func JSONErrorAt(data []byte, err error) string {
+	var se *json.SyntaxError
+	if !errors.As(err, &se) {
+		return JSONErrorText(err)
+	}
+	off := int(se.Offset)
+	if off > len(data) {
+		off = len(data)
+	}
+	line := 1 + bytes.Count(data[:off], []byte("\n"))
+	col := off - bytes.LastIndexByte(data[:off], '\n')
+	return fmt.Sprintf("invalid JSON at line %d, column %d", line, col)
 }

@@ -44,12 +44,12 @@ const (
 	ClassClientError  Class = "client_error"
 )
 
-// Classes lists every class in a stable order, for validation and docs.
-var Classes = []Class{ClassAuthExpired, ClassOrgPolicy, ClassInvalidGrant, ClassRateLimited, ClassTransient, ClassClientError}
+// classes lists every class in a stable order, for validation and docs.
+var classes = []Class{ClassAuthExpired, ClassOrgPolicy, ClassInvalidGrant, ClassRateLimited, ClassTransient, ClassClientError}
 
 // Valid reports whether c is one of the known classes.
 func (c Class) Valid() bool {
-	for _, k := range Classes {
+	for _, k := range classes {
 		if c == k {
 			return true
 		}
@@ -101,17 +101,17 @@ type Classifier interface {
 	Classify(ctx context.Context, f Failure) Verdict
 }
 
-// ClassifierFunc adapts a function to [Classifier].
-type ClassifierFunc func(ctx context.Context, f Failure) Verdict
+// classifierFunc adapts a function to [Classifier].
+type classifierFunc func(ctx context.Context, f Failure) Verdict
 
 // Classify implements Classifier.
-func (fn ClassifierFunc) Classify(ctx context.Context, f Failure) Verdict { return fn(ctx, f) }
+func (fn classifierFunc) Classify(ctx context.Context, f Failure) Verdict { return fn(ctx, f) }
 
 // Builtin is the built-in [Classifier]; it wraps [ClassifyBuiltin].
-var Builtin Classifier = ClassifierFunc(func(_ context.Context, f Failure) Verdict { return ClassifyBuiltin(f) })
+var Builtin Classifier = classifierFunc(func(_ context.Context, f Failure) Verdict { return ClassifyBuiltin(f) })
 
-// DecidedByBuiltin is the DecidedBy value of built-in verdicts.
-const DecidedByBuiltin = "builtin"
+// decidedByBuiltin is the DecidedBy value of built-in verdicts.
+const decidedByBuiltin = "builtin"
 
 var invalidGrant = []byte("invalid_grant")
 
@@ -125,7 +125,7 @@ var invalidGrant = []byte("invalid_grant")
 //	5xx, or a network failure                              transient
 //	anything else                                          client_error
 func ClassifyBuiltin(f Failure) Verdict {
-	v := Verdict{DecidedBy: DecidedByBuiltin}
+	v := Verdict{DecidedBy: decidedByBuiltin}
 	switch {
 	case f.StreamRateLimit:
 		v.Class, v.Reason = ClassRateLimited, "stream opened with rate_limit_error"
@@ -148,7 +148,7 @@ func ClassifyBuiltin(f Failure) Verdict {
 		v.Class, v.Reason = ClassClientError, strconv.Itoa(f.Status)+" client error"
 	}
 	if f.Header != nil {
-		v.RetryAfter = ParseRetryAfter(f.Header.Get("Retry-After"), f.At)
+		v.RetryAfter = parseRetryAfter(f.Header.Get("Retry-After"), f.At)
 	}
 	return v
 }
@@ -157,9 +157,9 @@ func ClassifyBuiltin(f Failure) Verdict {
 // ones are ignored.
 const maxRetryAfter = 1e9 * time.Second
 
-// ParseRetryAfter reads a Retry-After value: positive seconds, or an HTTP
+// parseRetryAfter reads a Retry-After value: positive seconds, or an HTTP
 // date after now. Anything else, including a past date, gives 0.
-func ParseRetryAfter(value string, now time.Time) time.Duration {
+func parseRetryAfter(value string, now time.Time) time.Duration {
 	value = strings.TrimSpace(value)
 	if value == "" {
 		return 0

@@ -67,7 +67,7 @@ func TestClassifyBuiltin_table(t *testing.T) {
 			tc.f.At = now
 			v := ClassifyBuiltin(tc.f)
 			assert.Equal(t, tc.class, v.Class)
-			assert.Equal(t, DecidedByBuiltin, v.DecidedBy)
+			assert.Equal(t, decidedByBuiltin, v.DecidedBy)
 			assert.NotEmpty(t, v.Reason)
 			assert.Equal(t, tc.effect, EffectOf(tc.f.Source, v))
 		})
@@ -92,7 +92,7 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, ParseRetryAfter(tc.value, now))
+			assert.Equal(t, tc.want, parseRetryAfter(tc.value, now))
 		})
 	}
 }

@@ -20,7 +20,7 @@ func FuzzParseRetryAfter(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, value string) {
-		d := ParseRetryAfter(value, fuzzNow)
+		d := parseRetryAfter(value, fuzzNow)
 		assert.True(t, d >= 0 && d <= maxRetryAfter, "Retry-After %q gave %v", value, d)
 		assert.Zero(t, d%time.Second, "Retry-After %q gave %v, not whole seconds", value, d)
 	})

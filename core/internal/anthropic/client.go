@@ -30,8 +30,8 @@ const (
 	ClientID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
 	// RefreshScope is the scope a token refresh asks for.
 	RefreshScope = "user:profile user:inference user:sessions:claude_code user:mcp_servers user:file_upload"
-	// LoginScope is the scope a login asks for.
-	LoginScope = "org:create_api_key " + RefreshScope
+	// loginScope is the scope a login asks for.
+	loginScope = "org:create_api_key " + RefreshScope
 	// MaxBodyExcerpt is the most of a failed response's body kept in a
 	// Failure (and so in a classifier's input and an error message).
 	MaxBodyExcerpt = 4 << 10
@@ -156,7 +156,7 @@ func AuthorizeURL(authorize, redirect, verifier, state string) string {
 		"client_id":             {ClientID},
 		"response_type":         {"code"},
 		"redirect_uri":          {redirect},
-		"scope":                 {LoginScope},
+		"scope":                 {loginScope},
 		"code_challenge":        {base64.RawURLEncoding.EncodeToString(sum[:])},
 		"code_challenge_method": {"S256"},
 		"state":                 {state},

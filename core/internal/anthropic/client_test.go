@@ -114,7 +114,7 @@ func TestAuthorizeURL_pkce(t *testing.T) {
 	assert.Equal(t, "S256", q.Get("code_challenge_method"))
 	assert.Equal(t, "state-1", q.Get("state"))
 	assert.Equal(t, ClientID, q.Get("client_id"))
-	assert.Equal(t, LoginScope, q.Get("scope"))
+	assert.Equal(t, loginScope, q.Get("scope"))
 	assert.Empty(t, q.Get("code_verifier"), "the verifier itself never leaves")
 }
 

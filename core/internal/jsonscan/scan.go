@@ -129,6 +129,22 @@ func (s *Scanner) Pos() int {
 	return s.pos
 }
 
+// Mark is a position to come back to with [Scanner.Rewind].
+type Mark struct{ pos, depth int }
+
+// Mark returns the position of the next value (whitespace skipped).
+func (s *Scanner) Mark() Mark {
+	s.skipSpace()
+	return Mark{s.pos, s.depth}
+}
+
+// Rewind goes back to m, so that a value a decoder gave up on (a type
+// error) can be read again, raw.
+func (s *Scanner) Rewind(m Mark) { s.pos, s.depth = m.pos, m.depth }
+
+// Offset returns m's byte offset, for [Scanner.Since].
+func (m Mark) Offset() int { return m.pos }
+
 // Since returns the input from start (a [Scanner.Pos]) to where the
 // scanner is: the raw text of the value read since.
 func (s *Scanner) Since(start int) []byte { return s.data[start:s.pos:s.pos] }

@@ -3,6 +3,7 @@ package core
 import (
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/jsonscan"
 	json "github.com/goccy/go-json"
 )
 
@@ -38,18 +39,14 @@ type OpError struct {
 	Extra Extra `json:"-"`
 }
 
-// UnmarshalJSON keeps unknown keys in Extra.
+// UnmarshalJSON decodes the object in one pass, keeping unknown keys in
+// Extra (docs_decode.go).
 func (e *OpError) UnmarshalJSON(b []byte) error {
-	type alias OpError
-	return decodeExtraInto(b, (*alias)(e), &e.Extra)
+	return decodeDoc(b, func(s *jsonscan.Scanner) error { return decodeOpError(s, e) })
 }
 
-// MarshalJSON writes unknown keys back.
-func (e OpError) MarshalJSON() ([]byte, error) {
-	type alias OpError
-	x := alias(e)
-	return encodeWithExtra(&x, e.Extra)
-}
+// MarshalJSON writes the object once, unknown keys after the known ones (docs_encode.go).
+func (e OpError) MarshalJSON() ([]byte, error) { return encodeDoc("", e.encodeJSON) }
 
 // withoutExtra is the record for views: the schema's keys only.
 func (e *OpError) withoutExtra() *OpError {
@@ -152,18 +149,14 @@ type QuotaSnapshot struct {
 	Extra Extra `json:"-"`
 }
 
-// UnmarshalJSON keeps unknown keys in Extra.
+// UnmarshalJSON decodes the object in one pass, keeping unknown keys in
+// Extra (docs_decode.go).
 func (q *QuotaSnapshot) UnmarshalJSON(b []byte) error {
-	type alias QuotaSnapshot
-	return decodeExtraInto(b, (*alias)(q), &q.Extra)
+	return decodeDoc(b, func(s *jsonscan.Scanner) error { return decodeQuotaSnapshot(s, q) })
 }
 
-// MarshalJSON writes unknown keys back.
-func (q QuotaSnapshot) MarshalJSON() ([]byte, error) {
-	type alias QuotaSnapshot
-	x := alias(q)
-	return encodeWithExtra(&x, q.Extra)
-}
+// MarshalJSON writes the object once, unknown keys after the known ones (docs_encode.go).
+func (q QuotaSnapshot) MarshalJSON() ([]byte, error) { return encodeDoc("", q.encodeJSON) }
 
 // withoutExtra is the snapshot for views: the schema's keys only.
 func (q *QuotaSnapshot) withoutExtra() *QuotaSnapshot {
@@ -223,28 +216,15 @@ type AccountConfig struct {
 // inline. They are read once as a fallback and never written back to config.
 var legacyCredentialKeys = []string{"access", "refresh", "expires", "apiKey", "lastRefreshedAt"}
 
-// UnmarshalJSON keeps unknown keys in Extra.
+// UnmarshalJSON decodes the object in one pass, keeping unknown keys in
+// Extra (docs_decode.go).
 func (a *AccountConfig) UnmarshalJSON(b []byte) error {
-	type alias AccountConfig
-	return decodeExtraInto(b, (*alias)(a), &a.Extra)
+	return decodeDoc(b, func(s *jsonscan.Scanner) error { return decodeAccountConfig(s, a) })
 }
 
-// MarshalJSON writes unknown keys back, but never legacy credentials.
-func (a AccountConfig) MarshalJSON() ([]byte, error) {
-	type alias AccountConfig
-	x := alias(a)
-	extra := a.Extra
-	if len(extra) > 0 {
-		extra = make(Extra, len(a.Extra))
-		for k, v := range a.Extra {
-			extra[k] = v
-		}
-		for _, k := range legacyCredentialKeys {
-			delete(extra, k)
-		}
-	}
-	return encodeWithExtra(&x, extra)
-}
+// MarshalJSON writes the object once, unknown keys after the known ones,
+// never legacy credentials (docs_encode.go).
+func (a AccountConfig) MarshalJSON() ([]byte, error) { return encodeDoc("", a.encodeJSON) }
 
 // IsEnabled reports whether the account is enabled (absent means enabled).
 func (a AccountConfig) IsEnabled() bool { return a.Enabled == nil || *a.Enabled }
@@ -262,21 +242,14 @@ type ConfigFile struct {
 	Extra Extra `json:"-"`
 }
 
-// UnmarshalJSON keeps unknown keys in Extra.
+// UnmarshalJSON decodes the object in one pass, keeping unknown keys in
+// Extra (docs_decode.go).
 func (c *ConfigFile) UnmarshalJSON(b []byte) error {
-	type alias ConfigFile
-	return decodeExtraInto(b, (*alias)(c), &c.Extra)
+	return decodeDoc(b, func(s *jsonscan.Scanner) error { return decodeConfigFile(s, c) })
 }
 
-// MarshalJSON writes unknown keys back.
-func (c ConfigFile) MarshalJSON() ([]byte, error) {
-	type alias ConfigFile
-	x := alias(c)
-	if x.Accounts == nil {
-		x.Accounts = []AccountConfig{}
-	}
-	return encodeWithExtra(&x, c.Extra)
-}
+// MarshalJSON writes the object once, unknown keys after the known ones (docs_encode.go).
+func (c ConfigFile) MarshalJSON() ([]byte, error) { return encodeDoc("", c.encodeJSON) }
 
 // AccountState is one entry of the accounts map of
 // anthropic-auth-state.json: credentials, quota and errors.
@@ -298,18 +271,14 @@ type AccountState struct {
 	Extra       Extra         `json:"-"`
 }
 
-// UnmarshalJSON keeps unknown keys in Extra.
+// UnmarshalJSON decodes the object in one pass, keeping unknown keys in
+// Extra (docs_decode.go).
 func (a *AccountState) UnmarshalJSON(b []byte) error {
-	type alias AccountState
-	return decodeExtraInto(b, (*alias)(a), &a.Extra)
+	return decodeDoc(b, func(s *jsonscan.Scanner) error { return decodeAccountState(s, a) })
 }
 
-// MarshalJSON writes unknown keys back.
-func (a AccountState) MarshalJSON() ([]byte, error) {
-	type alias AccountState
-	x := alias(a)
-	return encodeWithExtra(&x, a.Extra)
-}
+// MarshalJSON writes the object once, unknown keys after the known ones (docs_encode.go).
+func (a AccountState) MarshalJSON() ([]byte, error) { return encodeDoc("", a.encodeJSON) }
 
 // SpentWindows is an acctpool addition to an account's state: the resets
 // (epoch ms) of the windows a messages 429 said are spent, so the account
@@ -322,18 +291,14 @@ type SpentWindows struct {
 	Extra     Extra `json:"-"`
 }
 
-// UnmarshalJSON keeps unknown keys in Extra.
+// UnmarshalJSON decodes the object in one pass, keeping unknown keys in
+// Extra (docs_decode.go).
 func (w *SpentWindows) UnmarshalJSON(b []byte) error {
-	type alias SpentWindows
-	return decodeExtraInto(b, (*alias)(w), &w.Extra)
+	return decodeDoc(b, func(s *jsonscan.Scanner) error { return decodeSpentWindows(s, w) })
 }
 
-// MarshalJSON writes unknown keys back.
-func (w SpentWindows) MarshalJSON() ([]byte, error) {
-	type alias SpentWindows
-	x := alias(w)
-	return encodeWithExtra(&x, w.Extra)
-}
+// MarshalJSON writes the object once, unknown keys after the known ones (docs_encode.go).
+func (w SpentWindows) MarshalJSON() ([]byte, error) { return encodeDoc("", w.encodeJSON) }
 
 // MainState is the "main" section of the state file: what acctpool knows of
 // the host's own OAuth account. Its tokens live with the host, not here.
@@ -355,18 +320,14 @@ type MainState struct {
 	Extra       Extra         `json:"-"`
 }
 
-// UnmarshalJSON keeps unknown keys in Extra.
+// UnmarshalJSON decodes the object in one pass, keeping unknown keys in
+// Extra (docs_decode.go).
 func (m *MainState) UnmarshalJSON(b []byte) error {
-	type alias MainState
-	return decodeExtraInto(b, (*alias)(m), &m.Extra)
+	return decodeDoc(b, func(s *jsonscan.Scanner) error { return decodeMainState(s, m) })
 }
 
-// MarshalJSON writes unknown keys back.
-func (m MainState) MarshalJSON() ([]byte, error) {
-	type alias MainState
-	x := alias(m)
-	return encodeWithExtra(&x, m.Extra)
-}
+// MarshalJSON writes the object once, unknown keys after the known ones (docs_encode.go).
+func (m MainState) MarshalJSON() ([]byte, error) { return encodeDoc("", m.encodeJSON) }
 
 // StateFile is anthropic-auth-state.json, written by background work.
 type StateFile struct {
@@ -376,18 +337,11 @@ type StateFile struct {
 	Extra    Extra                    `json:"-"`
 }
 
-// UnmarshalJSON keeps unknown keys in Extra.
+// UnmarshalJSON decodes the object in one pass, keeping unknown keys in
+// Extra (docs_decode.go).
 func (s *StateFile) UnmarshalJSON(b []byte) error {
-	type alias StateFile
-	return decodeExtraInto(b, (*alias)(s), &s.Extra)
+	return decodeDoc(b, func(sc *jsonscan.Scanner) error { return decodeStateFile(sc, s) })
 }
 
-// MarshalJSON writes unknown keys back.
-func (s StateFile) MarshalJSON() ([]byte, error) {
-	type alias StateFile
-	x := alias(s)
-	if x.Accounts == nil {
-		x.Accounts = map[string]*AccountState{}
-	}
-	return encodeWithExtra(&x, s.Extra)
-}
+// MarshalJSON writes the object once, unknown keys after the known ones (docs_encode.go).
+func (s StateFile) MarshalJSON() ([]byte, error) { return encodeDoc("", s.encodeJSON) }

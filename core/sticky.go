@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/acctpool/acctpool/core/internal/atomicfile"
-	json "github.com/goccy/go-json"
+	"github.com/acctpool/acctpool/core/internal/jsonscan"
 )
 
 // Sticky-balanced constants (BEHAVIOUR.md §5.4).
@@ -47,22 +47,15 @@ type stickyAssignment struct {
 	Extra             Extra  `json:"-"`
 }
 
-// UnmarshalJSON keeps unknown keys in Extra.
+// UnmarshalJSON decodes the object in one pass, keeping unknown keys in
+// Extra (docs_decode.go).
 func (a *stickyAssignment) UnmarshalJSON(b []byte) error {
-	type alias stickyAssignment
-	var x alias
-	extra, err := decodeWithExtra(b, &x)
-	*a = stickyAssignment(x)
-	a.Extra = extra
-	return err
+	return decodeDoc(b, func(s *jsonscan.Scanner) error { return decodeStickyAssignment(s, a) })
 }
 
-// MarshalJSON writes unknown keys back.
-func (a stickyAssignment) MarshalJSON() ([]byte, error) {
-	type alias stickyAssignment
-	x := alias(a)
-	return encodeWithExtra(&x, a.Extra)
-}
+// MarshalJSON writes the object once, unknown keys after the known ones
+// (docs_encode.go).
+func (a stickyAssignment) MarshalJSON() ([]byte, error) { return encodeDoc("", a.encodeJSON) }
 
 // stickyFile is anthropic-auth-routing-state.json.
 type stickyFile struct {
@@ -80,26 +73,15 @@ type stickyFile struct {
 	loads map[loadKey]int64
 }
 
-// UnmarshalJSON keeps unknown keys in Extra.
+// UnmarshalJSON decodes the file in one pass, keeping unknown keys in
+// Extra (docs_decode.go).
 func (f *stickyFile) UnmarshalJSON(b []byte) error {
-	type alias stickyFile
-	var x alias
-	extra, err := decodeWithExtra(b, &x)
-	*f = stickyFile(x)
-	f.Extra = extra
-	return err
+	return decodeDoc(b, func(s *jsonscan.Scanner) error { return decodeStickyFile(s, f) })
 }
 
-// MarshalJSON writes unknown keys back.
-func (f stickyFile) MarshalJSON() ([]byte, error) {
-	type alias stickyFile
-	x := alias(f)
-	x.index = nil
-	if x.Assignments == nil {
-		x.Assignments = map[string]*stickyAssignment{}
-	}
-	return encodeWithExtra(&x, f.Extra)
-}
+// MarshalJSON writes the file once, unknown keys after the known ones
+// (docs_encode.go).
+func (f stickyFile) MarshalJSON() ([]byte, error) { return encodeDoc("", f.encodeJSON) }
 
 func (f *stickyFile) reindex() {
 	f.index = make(map[[32]byte]*stickyAssignment, len(f.Assignments))
@@ -233,7 +215,7 @@ func readStickyFile(path string) (*stickyFile, error) {
 	case err != nil:
 		return nil, fmt.Errorf("%w: Invalid sticky routing state at %s", ErrCorruptFile, path)
 	default:
-		if err := json.Unmarshal(data, f); err != nil || f.Version != 1 {
+		if err := f.UnmarshalJSON(data); err != nil || f.Version != 1 {
 			return nil, fmt.Errorf("%w: Invalid sticky routing state at %s", ErrCorruptFile, path)
 		}
 	}
@@ -464,7 +446,7 @@ func (e *Engine) writeSticky(ctx context.Context, ops []stickyOp) error {
 	replaySticky(f, ops)
 	f.prune(now)
 	f.UpdatedAt = epochMs(now)
-	data, err := json.Marshal(f)
+	data, err := f.MarshalJSON()
 	if err != nil {
 		return fmt.Errorf("encode routing state: %w", err)
 	}

@@ -563,10 +563,20 @@ func readJSON(path string, v any) ([]byte, error) {
 	if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '{' {
 		return nil, corrupt(path, "not a JSON object")
 	}
-	if err := json.Unmarshal(data, v); err != nil {
+	if err := decodeFile(data, v); err != nil {
 		return nil, corrupt(path, jsonErrorAt(data, err))
 	}
 	return data, nil
+}
+
+// decodeFile decodes a whole file into v: one pass for the document
+// types (their UnmarshalJSON checks the whole text), goccy/go-json for
+// anything else.
+func decodeFile(data []byte, v any) error {
+	if u, ok := v.(json.Unmarshaler); ok {
+		return u.UnmarshalJSON(data)
+	}
+	return json.Unmarshal(data, v)
 }
 
 func corrupt(path, cause string) error {
@@ -576,6 +586,13 @@ func corrupt(path, cause string) error {
 // encodeFile is the upstream file format: 2-space indented JSON and a
 // trailing newline.
 func encodeFile(v any) ([]byte, error) {
+	if d, ok := v.(docEncoder); ok {
+		data, err := encodeDoc("  ", d.encodeJSON)
+		if err != nil {
+			return nil, err
+		}
+		return append(data, '\n'), nil
+	}
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/acctpool/acctpool/core/internal/jsonscan"
 	json "github.com/goccy/go-json"
 )
 
@@ -81,7 +82,7 @@ var fieldDefaults = map[reflect.Type]map[string]string{
 	reflect.TypeOf(StateFile{}):     {"version": "1", "accounts": "no account state"},
 }
 
-// structWarnings reports the known keys that decodeWithExtra kept raw in
+// structWarnings reports the known keys that the decoders kept raw in
 // extra because their value had the wrong type.
 func structWarnings(w *warnings, path string, v any, extra Extra) {
 	if len(extra) == 0 {
@@ -182,11 +183,17 @@ func (e *Engine) logWarnings(snap *Snapshot) {
 // jsonErrorAt describes a JSON parse error by line and column, never
 // quoting the content (it may hold tokens).
 func jsonErrorAt(data []byte, err error) string {
+	var off int
 	var se *json.SyntaxError
-	if !errors.As(err, &se) {
+	var ss *jsonscan.SyntaxError
+	switch {
+	case errors.As(err, &ss):
+		off = int(ss.Offset)
+	case errors.As(err, &se):
+		off = int(se.Offset)
+	default:
 		return jsonErrorText(err)
 	}
-	off := int(se.Offset)
 	if off > len(data) {
 		off = len(data)
 	}

@@ -112,14 +112,11 @@ func quoteChar(c byte) string {
 }
 
 func (s *Scanner) skipSpace() {
-	for s.pos < len(s.data) {
-		switch s.data[s.pos] {
-		case ' ', '\t', '\n', '\r':
-			s.pos++
-		default:
-			return
-		}
+	d, i := s.data, s.pos
+	for i < len(d) && d[i] <= ' ' && (d[i] == ' ' || d[i] == '\n' || d[i] == '\t' || d[i] == '\r') {
+		i++
 	}
+	s.pos = i
 }
 
 // Pos returns the offset of the next value (whitespace skipped): where a

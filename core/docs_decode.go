@@ -39,12 +39,11 @@ func isSyntax(err error) bool {
 	return errors.As(err, &se)
 }
 
-// known decodes the value of a known key of an Extra type with decode,
-// which sets the field (zeroing it first). A value decode refuses is kept
-// raw in extra under name, the field left at zero.
-func known(s *jsonscan.Scanner, extra *Extra, name string, decode func() error) error {
-	m := s.Mark()
-	err := decode()
+// kept finishes the decode of a known key of an Extra type, begun at m:
+// the field was set from the value (zero when err is not nil). A value
+// the decode refused (a type error) is kept raw in extra under name, the
+// field left at zero; a syntax error ends the decode.
+func kept(s *jsonscan.Scanner, extra *Extra, name string, m jsonscan.Mark, err error) error {
 	if err == nil {
 		if *extra != nil {
 			delete(*extra, name) // an earlier duplicate's wrong value
@@ -83,31 +82,16 @@ func putExtra(extra *Extra, k string, raw []byte) {
 
 // The scalar readers: null leaves the zero value, as a JSON decode does.
 
-func readString(s *jsonscan.Scanner) (string, error) {
-	if null, err := s.Null(); null || err != nil {
-		return "", err
-	}
-	return s.String()
-}
+func readString(s *jsonscan.Scanner) (string, error) { return s.NullableString() }
 
-func readInt64(s *jsonscan.Scanner) (int64, error) {
-	if null, err := s.Null(); null || err != nil {
-		return 0, err
-	}
-	return s.Int64()
-}
+func readInt64(s *jsonscan.Scanner) (int64, error) { return s.NullableInt64() }
 
 func readInt(s *jsonscan.Scanner) (int, error) {
 	n, err := readInt64(s)
 	return int(n), err
 }
 
-func readFloat(s *jsonscan.Scanner) (float64, error) {
-	if null, err := s.Null(); null || err != nil {
-		return 0, err
-	}
-	return s.Float64()
-}
+func readFloat(s *jsonscan.Scanner) (float64, error) { return s.NullableFloat64() }
 
 func readBool(s *jsonscan.Scanner) (bool, error) {
 	if null, err := s.Null(); null || err != nil {
@@ -152,7 +136,7 @@ func readPtr[T any](s *jsonscan.Scanner, decode func(*jsonscan.Scanner, *T) erro
 // case-insensitive one; -1 for none.
 func fieldOf(key []byte, names []string) int {
 	for i, n := range names {
-		if string(key) == n {
+		if len(key) == len(n) && string(key) == n {
 			return i
 		}
 	}
@@ -180,27 +164,51 @@ func decodeOpError(s *jsonscan.Scanner, e *OpError) error {
 		var err error
 		switch string(key) {
 		case "message":
-			return known(s, x, "message", func() error { e.Message, err = readString(s); return err })
+			at := s.Mark()
+			e.Message, err = readString(s)
+			return kept(s, x, "message", at, err)
 		case "checkedAt":
-			return known(s, x, "checkedAt", func() error { e.CheckedAt, err = readInt64(s); return err })
+			at := s.Mark()
+			e.CheckedAt, err = readInt64(s)
+			return kept(s, x, "checkedAt", at, err)
 		case "nextRetryAt":
-			return known(s, x, "nextRetryAt", func() error { e.NextRetryAt, err = readInt64(s); return err })
+			at := s.Mark()
+			e.NextRetryAt, err = readInt64(s)
+			return kept(s, x, "nextRetryAt", at, err)
 		case "retryCount":
-			return known(s, x, "retryCount", func() error { e.RetryCount, err = readInt(s); return err })
+			at := s.Mark()
+			e.RetryCount, err = readInt(s)
+			return kept(s, x, "retryCount", at, err)
 		case "accountIdentity":
-			return known(s, x, "accountIdentity", func() error { e.AccountIdentity, err = readString(s); return err })
+			at := s.Mark()
+			e.AccountIdentity, err = readString(s)
+			return kept(s, x, "accountIdentity", at, err)
 		case "tokenHash":
-			return known(s, x, "tokenHash", func() error { e.TokenHash, err = readString(s); return err })
+			at := s.Mark()
+			e.TokenHash, err = readString(s)
+			return kept(s, x, "tokenHash", at, err)
 		case "refreshTokenFingerprint":
-			return known(s, x, "refreshTokenFingerprint", func() error { e.RefreshTokenFingerprint, err = readString(s); return err })
+			at := s.Mark()
+			e.RefreshTokenFingerprint, err = readString(s)
+			return kept(s, x, "refreshTokenFingerprint", at, err)
 		case "status":
-			return known(s, x, "status", func() error { e.Status, err = readInt(s); return err })
+			at := s.Mark()
+			e.Status, err = readInt(s)
+			return kept(s, x, "status", at, err)
 		case "permanent":
-			return known(s, x, "permanent", func() error { e.Permanent, err = readBoolPtr(s); return err })
+			at := s.Mark()
+			e.Permanent, err = readBoolPtr(s)
+			return kept(s, x, "permanent", at, err)
 		case "class":
-			return known(s, x, "class", func() error { var c string; c, err = readString(s); e.Class = Class(c); return err })
+			at := s.Mark()
+			var c string
+			c, err = readString(s)
+			e.Class = Class(c)
+			return kept(s, x, "class", at, err)
 		case "decidedBy":
-			return known(s, x, "decidedBy", func() error { e.DecidedBy, err = readString(s); return err })
+			at := s.Mark()
+			e.DecidedBy, err = readString(s)
+			return kept(s, x, "decidedBy", at, err)
 		}
 		return unknown(s, x, key)
 	})
@@ -368,27 +376,49 @@ func decodeQuotaSnapshot(s *jsonscan.Scanner, q *QuotaSnapshot) error {
 		var err error
 		switch string(key) {
 		case "five_hour":
-			return known(s, x, "five_hour", func() error { q.FiveHour, err = readPtr(s, decodeQuotaWindow); return err })
+			at := s.Mark()
+			q.FiveHour, err = readPtr(s, decodeQuotaWindow)
+			return kept(s, x, "five_hour", at, err)
 		case "seven_day":
-			return known(s, x, "seven_day", func() error { q.SevenDay, err = readPtr(s, decodeQuotaWindow); return err })
+			at := s.Mark()
+			q.SevenDay, err = readPtr(s, decodeQuotaWindow)
+			return kept(s, x, "seven_day", at, err)
 		case "scoped":
-			return known(s, x, "scoped", func() error { q.Scoped, err = readScoped(s); return err })
+			at := s.Mark()
+			q.Scoped, err = readScoped(s)
+			return kept(s, x, "scoped", at, err)
 		case "extraUsage":
-			return known(s, x, "extraUsage", func() error { q.ExtraUsage, err = readPtr(s, decodeExtraUsage); return err })
+			at := s.Mark()
+			q.ExtraUsage, err = readPtr(s, decodeExtraUsage)
+			return kept(s, x, "extraUsage", at, err)
 		case "bindingWindow":
-			return known(s, x, "bindingWindow", func() error { q.BindingWindow, err = readString(s); return err })
+			at := s.Mark()
+			q.BindingWindow, err = readString(s)
+			return kept(s, x, "bindingWindow", at, err)
 		case "bindingWindowSource":
-			return known(s, x, "bindingWindowSource", func() error { q.BindingWindowSource, err = readString(s); return err })
+			at := s.Mark()
+			q.BindingWindowSource, err = readString(s)
+			return kept(s, x, "bindingWindowSource", at, err)
 		case "fieldSources":
-			return known(s, x, "fieldSources", func() error { q.FieldSources, err = readStringMap(s); return err })
+			at := s.Mark()
+			q.FieldSources, err = readStringMap(s)
+			return kept(s, x, "fieldSources", at, err)
 		case "fallbackAdvised":
-			return known(s, x, "fallbackAdvised", func() error { q.FallbackAdvised, err = readBoolPtr(s); return err })
+			at := s.Mark()
+			q.FallbackAdvised, err = readBoolPtr(s)
+			return kept(s, x, "fallbackAdvised", at, err)
 		case "source":
-			return known(s, x, "source", func() error { q.Source, err = readString(s); return err })
+			at := s.Mark()
+			q.Source, err = readString(s)
+			return kept(s, x, "source", at, err)
 		case "accountIdentity":
-			return known(s, x, "accountIdentity", func() error { q.AccountIdentity, err = readString(s); return err })
+			at := s.Mark()
+			q.AccountIdentity, err = readString(s)
+			return kept(s, x, "accountIdentity", at, err)
 		case "checkedAt":
-			return known(s, x, "checkedAt", func() error { q.CheckedAt, err = readInt64(s); return err })
+			at := s.Mark()
+			q.CheckedAt, err = readInt64(s)
+			return kept(s, x, "checkedAt", at, err)
 		}
 		return unknown(s, x, key)
 	})
@@ -401,11 +431,17 @@ func decodeSpentWindows(s *jsonscan.Scanner, w *SpentWindows) error {
 		var err error
 		switch string(key) {
 		case "five_hour":
-			return known(s, x, "five_hour", func() error { w.FiveHour, err = readInt64(s); return err })
+			at := s.Mark()
+			w.FiveHour, err = readInt64(s)
+			return kept(s, x, "five_hour", at, err)
 		case "seven_day":
-			return known(s, x, "seven_day", func() error { w.SevenDay, err = readInt64(s); return err })
+			at := s.Mark()
+			w.SevenDay, err = readInt64(s)
+			return kept(s, x, "seven_day", at, err)
 		case "checkedAt":
-			return known(s, x, "checkedAt", func() error { w.CheckedAt, err = readInt64(s); return err })
+			at := s.Mark()
+			w.CheckedAt, err = readInt64(s)
+			return kept(s, x, "checkedAt", at, err)
 		}
 		return unknown(s, x, key)
 	})
@@ -423,31 +459,57 @@ func decodeAccountState(s *jsonscan.Scanner, a *AccountState) error {
 		var err error
 		switch string(key) {
 		case "authLineageId":
-			return known(s, x, "authLineageId", func() error { a.AuthLineageID, err = readString(s); return err })
+			at := s.Mark()
+			a.AuthLineageID, err = readString(s)
+			return kept(s, x, "authLineageId", at, err)
 		case "anthropicAccountUuid":
-			return known(s, x, "anthropicAccountUuid", func() error { a.AnthropicAccountUUID, err = readString(s); return err })
+			at := s.Mark()
+			a.AnthropicAccountUUID, err = readString(s)
+			return kept(s, x, "anthropicAccountUuid", at, err)
 		case "access":
-			return known(s, x, "access", func() error { a.Access, err = readSecret(s); return err })
+			at := s.Mark()
+			a.Access, err = readSecret(s)
+			return kept(s, x, "access", at, err)
 		case "refresh":
-			return known(s, x, "refresh", func() error { a.Refresh, err = readSecret(s); return err })
+			at := s.Mark()
+			a.Refresh, err = readSecret(s)
+			return kept(s, x, "refresh", at, err)
 		case "expires":
-			return known(s, x, "expires", func() error { a.Expires, err = readInt64(s); return err })
+			at := s.Mark()
+			a.Expires, err = readInt64(s)
+			return kept(s, x, "expires", at, err)
 		case "apiKey":
-			return known(s, x, "apiKey", func() error { a.APIKey, err = readSecret(s); return err })
+			at := s.Mark()
+			a.APIKey, err = readSecret(s)
+			return kept(s, x, "apiKey", at, err)
 		case "lastUsed":
-			return known(s, x, "lastUsed", func() error { a.LastUsed, err = readInt64(s); return err })
+			at := s.Mark()
+			a.LastUsed, err = readInt64(s)
+			return kept(s, x, "lastUsed", at, err)
 		case "lastRefreshedAt":
-			return known(s, x, "lastRefreshedAt", func() error { a.LastRefreshedAt, err = readInt64(s); return err })
+			at := s.Mark()
+			a.LastRefreshedAt, err = readInt64(s)
+			return kept(s, x, "lastRefreshedAt", at, err)
 		case "lastRefreshError":
-			return known(s, x, "lastRefreshError", func() error { a.LastRefreshError, err = readPtr(s, decodeOpError); return err })
+			at := s.Mark()
+			a.LastRefreshError, err = readPtr(s, decodeOpError)
+			return kept(s, x, "lastRefreshError", at, err)
 		case "lastQuotaRefreshError":
-			return known(s, x, "lastQuotaRefreshError", func() error { a.LastQuotaRefreshError, err = readPtr(s, decodeOpError); return err })
+			at := s.Mark()
+			a.LastQuotaRefreshError, err = readPtr(s, decodeOpError)
+			return kept(s, x, "lastQuotaRefreshError", at, err)
 		case "quota":
-			return known(s, x, "quota", func() error { a.Quota, err = readPtr(s, decodeQuotaSnapshot); return err })
+			at := s.Mark()
+			a.Quota, err = readPtr(s, decodeQuotaSnapshot)
+			return kept(s, x, "quota", at, err)
 		case "profile":
-			return known(s, x, "profile", func() error { a.Profile, err = readRaw(s); return err })
+			at := s.Mark()
+			a.Profile, err = readRaw(s)
+			return kept(s, x, "profile", at, err)
 		case "rateLimited":
-			return known(s, x, "rateLimited", func() error { a.RateLimited, err = readPtr(s, decodeSpentWindows); return err })
+			at := s.Mark()
+			a.RateLimited, err = readPtr(s, decodeSpentWindows)
+			return kept(s, x, "rateLimited", at, err)
 		}
 		return unknown(s, x, key)
 	})
@@ -460,31 +522,57 @@ func decodeMainState(s *jsonscan.Scanner, m *MainState) error {
 		var err error
 		switch string(key) {
 		case "quota":
-			return known(s, x, "quota", func() error { m.Quota, err = readPtr(s, decodeQuotaSnapshot); return err })
+			at := s.Mark()
+			m.Quota, err = readPtr(s, decodeQuotaSnapshot)
+			return kept(s, x, "quota", at, err)
 		case "quotaCheckedAt":
-			return known(s, x, "quotaCheckedAt", func() error { m.QuotaCheckedAt, err = readInt64(s); return err })
+			at := s.Mark()
+			m.QuotaCheckedAt, err = readInt64(s)
+			return kept(s, x, "quotaCheckedAt", at, err)
 		case "quotaToken":
-			return known(s, x, "quotaToken", func() error { m.QuotaToken, err = readString(s); return err })
+			at := s.Mark()
+			m.QuotaToken, err = readString(s)
+			return kept(s, x, "quotaToken", at, err)
 		case "lastQuotaApiError":
-			return known(s, x, "lastQuotaApiError", func() error { m.LastQuotaAPIError, err = readPtr(s, decodeOpError); return err })
+			at := s.Mark()
+			m.LastQuotaAPIError, err = readPtr(s, decodeOpError)
+			return kept(s, x, "lastQuotaApiError", at, err)
 		case "quotaErrorGeneration":
-			return known(s, x, "quotaErrorGeneration", func() error { m.QuotaErrorGeneration, err = readInt64(s); return err })
+			at := s.Mark()
+			m.QuotaErrorGeneration, err = readInt64(s)
+			return kept(s, x, "quotaErrorGeneration", at, err)
 		case "quotaErrorClearedAt":
-			return known(s, x, "quotaErrorClearedAt", func() error { m.QuotaErrorClearedAt, err = readInt64(s); return err })
+			at := s.Mark()
+			m.QuotaErrorClearedAt, err = readInt64(s)
+			return kept(s, x, "quotaErrorClearedAt", at, err)
 		case "lastRefreshError":
-			return known(s, x, "lastRefreshError", func() error { m.LastRefreshError, err = readPtr(s, decodeOpError); return err })
+			at := s.Mark()
+			m.LastRefreshError, err = readPtr(s, decodeOpError)
+			return kept(s, x, "lastRefreshError", at, err)
 		case "refreshErrorClearedAt":
-			return known(s, x, "refreshErrorClearedAt", func() error { m.RefreshErrorClearedAt, err = readInt64(s); return err })
+			at := s.Mark()
+			m.RefreshErrorClearedAt, err = readInt64(s)
+			return kept(s, x, "refreshErrorClearedAt", at, err)
 		case "refreshLeaseId":
-			return known(s, x, "refreshLeaseId", func() error { m.RefreshLeaseID, err = readString(s); return err })
+			at := s.Mark()
+			m.RefreshLeaseID, err = readString(s)
+			return kept(s, x, "refreshLeaseId", at, err)
 		case "refreshLeaseUntil":
-			return known(s, x, "refreshLeaseUntil", func() error { m.RefreshLeaseUntil, err = readInt64(s); return err })
+			at := s.Mark()
+			m.RefreshLeaseUntil, err = readInt64(s)
+			return kept(s, x, "refreshLeaseUntil", at, err)
 		case "refreshLeaseTokenHash":
-			return known(s, x, "refreshLeaseTokenHash", func() error { m.RefreshLeaseTokenHash, err = readString(s); return err })
+			at := s.Mark()
+			m.RefreshLeaseTokenHash, err = readString(s)
+			return kept(s, x, "refreshLeaseTokenHash", at, err)
 		case "profile":
-			return known(s, x, "profile", func() error { m.Profile, err = readRaw(s); return err })
+			at := s.Mark()
+			m.Profile, err = readRaw(s)
+			return kept(s, x, "profile", at, err)
 		case "rateLimited":
-			return known(s, x, "rateLimited", func() error { m.RateLimited, err = readPtr(s, decodeSpentWindows); return err })
+			at := s.Mark()
+			m.RateLimited, err = readPtr(s, decodeSpentWindows)
+			return kept(s, x, "rateLimited", at, err)
 		}
 		return unknown(s, x, key)
 	})
@@ -515,14 +603,17 @@ func decodeStateFile(s *jsonscan.Scanner, st *StateFile) error {
 		var err error
 		switch string(key) {
 		case "version":
-			return known(s, x, "version", func() error { st.Version, err = readInt(s); return err })
+			at := s.Mark()
+			st.Version, err = readInt(s)
+			return kept(s, x, "version", at, err)
 		case "main":
-			return known(s, x, "main", func() error { st.Main, err = readPtr(s, decodeMainState); return err })
+			at := s.Mark()
+			st.Main, err = readPtr(s, decodeMainState)
+			return kept(s, x, "main", at, err)
 		case "accounts":
-			return known(s, x, "accounts", func() error {
-				st.Accounts, err = readPtrMap(s, "an object of account states", decodeAccountState)
-				return err
-			})
+			at := s.Mark()
+			st.Accounts, err = readPtrMap(s, "an object of account states", decodeAccountState)
+			return kept(s, x, "accounts", at, err)
 		}
 		return unknown(s, x, key)
 	})
@@ -535,19 +626,35 @@ func decodeAccountConfig(s *jsonscan.Scanner, a *AccountConfig) error {
 		var err error
 		switch string(key) {
 		case "id":
-			return known(s, x, "id", func() error { a.ID, err = readString(s); return err })
+			at := s.Mark()
+			a.ID, err = readString(s)
+			return kept(s, x, "id", at, err)
 		case "label":
-			return known(s, x, "label", func() error { a.Label, err = readString(s); return err })
+			at := s.Mark()
+			a.Label, err = readString(s)
+			return kept(s, x, "label", at, err)
 		case "type":
-			return known(s, x, "type", func() error { var t string; t, err = readString(s); a.Type = AccountType(t); return err })
+			at := s.Mark()
+			var t string
+			t, err = readString(s)
+			a.Type = AccountType(t)
+			return kept(s, x, "type", at, err)
 		case "enabled":
-			return known(s, x, "enabled", func() error { a.Enabled, err = readBoolPtr(s); return err })
+			at := s.Mark()
+			a.Enabled, err = readBoolPtr(s)
+			return kept(s, x, "enabled", at, err)
 		case "addedAt":
-			return known(s, x, "addedAt", func() error { a.AddedAt, err = readInt64(s); return err })
+			at := s.Mark()
+			a.AddedAt, err = readInt64(s)
+			return kept(s, x, "addedAt", at, err)
 		case "baseURL":
-			return known(s, x, "baseURL", func() error { a.BaseURL, err = readString(s); return err })
+			at := s.Mark()
+			a.BaseURL, err = readString(s)
+			return kept(s, x, "baseURL", at, err)
 		case "authHeader":
-			return known(s, x, "authHeader", func() error { a.AuthHeader, err = readString(s); return err })
+			at := s.Mark()
+			a.AuthHeader, err = readString(s)
+			return kept(s, x, "authHeader", at, err)
 		}
 		return unknown(s, x, key)
 	})
@@ -579,13 +686,21 @@ func decodeConfigFile(s *jsonscan.Scanner, c *ConfigFile) error {
 		var err error
 		switch string(key) {
 		case "version":
-			return known(s, x, "version", func() error { c.Version, err = readInt(s); return err })
+			at := s.Mark()
+			c.Version, err = readInt(s)
+			return kept(s, x, "version", at, err)
 		case "mainAccountId":
-			return known(s, x, "mainAccountId", func() error { c.MainAccountID, err = readString(s); return err })
+			at := s.Mark()
+			c.MainAccountID, err = readString(s)
+			return kept(s, x, "mainAccountId", at, err)
 		case "main":
-			return known(s, x, "main", func() error { c.Main, err = readRaw(s); return err })
+			at := s.Mark()
+			c.Main, err = readRaw(s)
+			return kept(s, x, "main", at, err)
 		case "accounts":
-			return known(s, x, "accounts", func() error { c.Accounts, err = readAccountConfigs(s); return err })
+			at := s.Mark()
+			c.Accounts, err = readAccountConfigs(s)
+			return kept(s, x, "accounts", at, err)
 		}
 		return unknown(s, x, key)
 	})
@@ -598,19 +713,33 @@ func decodeStickyAssignment(s *jsonscan.Scanner, a *stickyAssignment) error {
 		var err error
 		switch string(key) {
 		case "accountId":
-			return known(s, x, "accountId", func() error { a.AccountID, err = readString(s); return err })
+			at := s.Mark()
+			a.AccountID, err = readString(s)
+			return kept(s, x, "accountId", at, err)
 		case "family":
-			return known(s, x, "family", func() error { a.Family, err = readString(s); return err })
+			at := s.Mark()
+			a.Family, err = readString(s)
+			return kept(s, x, "family", at, err)
 		case "affinityModelId":
-			return known(s, x, "affinityModelId", func() error { a.AffinityModelID, err = readString(s); return err })
+			at := s.Mark()
+			a.AffinityModelID, err = readString(s)
+			return kept(s, x, "affinityModelId", at, err)
 		case "assignedAt":
-			return known(s, x, "assignedAt", func() error { a.AssignedAt, err = readInt64(s); return err })
+			at := s.Mark()
+			a.AssignedAt, err = readInt64(s)
+			return kept(s, x, "assignedAt", at, err)
 		case "lastSeenAt":
-			return known(s, x, "lastSeenAt", func() error { a.LastSeenAt, err = readInt64(s); return err })
+			at := s.Mark()
+			a.LastSeenAt, err = readInt64(s)
+			return kept(s, x, "lastSeenAt", at, err)
 		case "initialInputBytes":
-			return known(s, x, "initialInputBytes", func() error { a.InitialInputBytes, err = readInt64(s); return err })
+			at := s.Mark()
+			a.InitialInputBytes, err = readInt64(s)
+			return kept(s, x, "initialInputBytes", at, err)
 		case "quotaCheckedAt":
-			return known(s, x, "quotaCheckedAt", func() error { a.QuotaCheckedAt, err = readInt64(s); return err })
+			at := s.Mark()
+			a.QuotaCheckedAt, err = readInt64(s)
+			return kept(s, x, "quotaCheckedAt", at, err)
 		}
 		return unknown(s, x, key)
 	})
@@ -623,14 +752,17 @@ func decodeStickyFile(s *jsonscan.Scanner, f *stickyFile) error {
 		var err error
 		switch string(key) {
 		case "version":
-			return known(s, x, "version", func() error { f.Version, err = readInt(s); return err })
+			at := s.Mark()
+			f.Version, err = readInt(s)
+			return kept(s, x, "version", at, err)
 		case "updatedAt":
-			return known(s, x, "updatedAt", func() error { f.UpdatedAt, err = readInt64(s); return err })
+			at := s.Mark()
+			f.UpdatedAt, err = readInt64(s)
+			return kept(s, x, "updatedAt", at, err)
 		case "assignments":
-			return known(s, x, "assignments", func() error {
-				f.Assignments, err = readPtrMap(s, "an object of assignments", decodeStickyAssignment)
-				return err
-			})
+			at := s.Mark()
+			f.Assignments, err = readPtrMap(s, "an object of assignments", decodeStickyAssignment)
+			return kept(s, x, "assignments", at, err)
 		}
 		return unknown(s, x, key)
 	})

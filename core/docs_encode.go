@@ -2,6 +2,7 @@ package core
 
 import (
 	"slices"
+	"sync/atomic"
 
 	"github.com/acctpool/acctpool/core/internal/jsonscan"
 )
@@ -15,12 +16,23 @@ import (
 // encodeDoc runs encode on a writer of the given indent and returns the
 // bytes.
 func encodeDoc(indent string, encode func(w *jsonscan.Writer) error) ([]byte, error) {
-	w := jsonscan.NewWriter(indent)
+	hint := &compactSize
+	if indent != "" {
+		hint = &indentedSize
+	}
+	w := jsonscan.NewWriterSize(indent, int(hint.Load())+512)
 	if err := encode(w); err != nil {
 		return nil, err
 	}
-	return w.Bytes(), nil
+	out := w.Bytes()
+	hint.Store(int64(len(out)))
+	return out, nil
 }
+
+// compactSize and indentedSize are the sizes of the last documents
+// encoded, the guess for the next one's buffer: the files of one process
+// stay about the same size from write to write.
+var compactSize, indentedSize atomic.Int64
 
 // docEncoder is implemented by the document types, so that a file is
 // written in one pass (encodeFile) rather than marshalled and indented.

@@ -171,3 +171,22 @@ func TestDocs_golden(t *testing.T) {
 		assert.Equal(t, wantSec[i], gotSec[i])
 	}
 }
+
+// TestDocs_corruptNamesLineAndColumn: bad JSON in a file is reported with
+// the line and column where the syntax breaks, never with the content.
+func TestDocs_corruptNamesLineAndColumn(t *testing.T) {
+	tests := []struct{ data, where string }{
+		{"{\n  \"version\": 1,\n  x\n}\n", "line 3, column 3"},
+		{"{\"version\": 1,\n \"accounts\": {\"a\": {\"access\": \"sk-secret\n\"}}}", "line 2, column 41"},
+		{"{\"version\": 1}\ngarbage", "line 2, column 1"},
+		{"{\"version\": 1,", "line 1, column 15"},
+	}
+	for _, tc := range tests {
+		path := filepath.Join(t.TempDir(), "anthropic-auth-state.json")
+		require.NoError(t, os.WriteFile(path, []byte(tc.data), 0o600))
+		_, _, err := readState(path)
+		require.ErrorIs(t, err, ErrCorruptFile)
+		assert.Contains(t, err.Error(), "invalid JSON at "+tc.where)
+		assert.NotContains(t, err.Error(), "sk-secret")
+	}
+}

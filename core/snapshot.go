@@ -74,6 +74,7 @@ func buildSnapshot(cfg *ConfigFile, st *StateFile) (*Snapshot, error) {
 	if cfg == nil {
 		return snap, nil
 	}
+	snap.Accounts = make([]Account, 0, len(cfg.Accounts))
 	for i, ac := range cfg.Accounts {
 		a := Account{AccountConfig: ac, Order: i}
 		a.ID = strings.TrimSpace(a.ID)

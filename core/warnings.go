@@ -121,9 +121,11 @@ func fileWarnings(cfg *ConfigFile, st *StateFile) []Warning {
 		if st.Main != nil {
 			structWarnings(s, "main.", *st.Main, st.Main.Extra)
 		}
-		ids := make([]string, 0, len(st.Accounts))
-		for id := range st.Accounts {
-			ids = append(ids, id)
+		var ids []string // only the entries with unknown or wrong-typed keys
+		for id, a := range st.Accounts {
+			if a != nil && len(a.Extra) > 0 {
+				ids = append(ids, id)
+			}
 		}
 		sort.Strings(ids)
 		for _, id := range ids {

@@ -16,23 +16,32 @@ import (
 // encodeDoc runs encode on a writer of the given indent and returns the
 // bytes.
 func encodeDoc(indent string, encode func(w *jsonscan.Writer) error) ([]byte, error) {
-	hint := &compactSize
-	if indent != "" {
-		hint = &indentedSize
+	return encodeSized(indent, nil, encode)
+}
+
+// encodeSized is encodeDoc for the files: hint holds the size of the
+// last one encoded, the guess for the next one's buffer (a file stays
+// about the same size from write to write), so the buffer is not grown
+// and copied a dozen times on the way.
+func encodeSized(indent string, hint *atomic.Int64, encode func(w *jsonscan.Writer) error) ([]byte, error) {
+	size := 512
+	if hint != nil {
+		size += int(hint.Load())
 	}
-	w := jsonscan.NewWriterSize(indent, int(hint.Load())+512)
+	w := jsonscan.NewWriterSize(indent, size)
 	if err := encode(w); err != nil {
 		return nil, err
 	}
 	out := w.Bytes()
-	hint.Store(int64(len(out)))
+	if hint != nil {
+		hint.Store(int64(len(out)))
+	}
 	return out, nil
 }
 
-// compactSize and indentedSize are the sizes of the last documents
-// encoded, the guess for the next one's buffer: the files of one process
-// stay about the same size from write to write.
-var compactSize, indentedSize atomic.Int64
+// fileSize and routingSize are the size hints of the indented files and
+// of the routing state.
+var fileSize, routingSize atomic.Int64
 
 // docEncoder is implemented by the document types, so that a file is
 // written in one pass (encodeFile) rather than marshalled and indented.

@@ -81,7 +81,7 @@ func (f *stickyFile) UnmarshalJSON(b []byte) error {
 
 // MarshalJSON writes the file once, unknown keys after the known ones
 // (docs_encode.go).
-func (f stickyFile) MarshalJSON() ([]byte, error) { return encodeDoc("", f.encodeJSON) }
+func (f stickyFile) MarshalJSON() ([]byte, error) { return encodeSized("", &routingSize, f.encodeJSON) }
 
 func (f *stickyFile) reindex() {
 	f.index = make(map[[32]byte]*stickyAssignment, len(f.Assignments))
@@ -339,6 +339,12 @@ func (e *Engine) updateSticky(ctx context.Context, key [32]byte, fn func(f *stic
 	c := &e.router().sticky
 	c.mu.Lock()
 	now := e.now()
+	if stickyScanDue(c, now) && mustWait(ctx) {
+		// A scan of every assignment is due: not on a caller that must
+		// not wait (see TrySelect).
+		c.mu.Unlock()
+		return ErrWouldWait
+	}
 	// Expired assignments go at most once a minute in memory (each flush
 	// prunes the file): a scan of every key per new session would be most
 	// of its cost at the cap, and the paths that read an assignment judge

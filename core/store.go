@@ -587,7 +587,7 @@ func corrupt(path, cause string) error {
 // trailing newline.
 func encodeFile(v any) ([]byte, error) {
 	if d, ok := v.(docEncoder); ok {
-		data, err := encodeDoc("  ", d.encodeJSON)
+		data, err := encodeSized("  ", &fileSize, d.encodeJSON)
 		if err != nil {
 			return nil, err
 		}

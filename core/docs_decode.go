@@ -13,17 +13,18 @@ import (
 // unknown keys raw in Extra; nested documents are decoded by recursion on
 // the same scanner, so no byte is parsed twice on the way.
 //
-// Leniency (BEHAVIOUR.md §1.2): a known key of a type that keeps Extra
-// whose value has the wrong type leaves its field at the zero value (the
-// default) and is kept raw in Extra under its own name, so the warnings
-// (warnings.go) can name it and one odd value never costs a whole file.
-// The types without Extra (windows, money) are all or nothing, as they
-// were when goccy/go-json decoded them: a wrong value inside makes the
-// enclosing field wrong. Only bad syntax is an error, with its offset.
+// Leniency (BEHAVIOUR.md §1.2): a known key of a document whose value has
+// the wrong type leaves its field at the zero value (the default) and is
+// kept raw in Extra under its own name, so the warnings (warnings.go) can
+// name it and one odd value never costs a whole file. The small records
+// inside a quota snapshot (windows, extra usage, money) are all or
+// nothing, as they were when goccy/go-json decoded them: a wrong value
+// inside makes the enclosing field wrong; their unknown keys are kept.
+// Only bad syntax is an error, with its offset.
 //
 // A duplicate key counts once, the last time (as a decode into a map
-// would). Keys match exactly in the Extra types and case-insensitively in
-// the others, as encoding/json matches struct fields.
+// would). Keys match exactly in the documents and case-insensitively in
+// the small records, as encoding/json matches struct fields.
 
 // decodeDoc runs decode over data, a whole JSON text.
 func decodeDoc(data []byte, decode func(s *jsonscan.Scanner) error) error {
@@ -233,7 +234,7 @@ func decodeQuotaWindow(s *jsonscan.Scanner, w *QuotaWindow) error {
 		case 3:
 			err = inPlace(s, &w.CheckedAt, readInt64)
 		default:
-			err = s.Skip()
+			err = unknown(s, &w.Extra, key)
 		}
 		return err
 	})
@@ -277,7 +278,7 @@ func decodeScopedWindow(s *jsonscan.Scanner, w *ScopedWindow) error {
 		case 7:
 			return inPlace(s, &w.CheckedAt, readInt64)
 		}
-		return s.Skip()
+		return unknown(s, &w.Extra, key)
 	})
 }
 
@@ -296,7 +297,7 @@ func decodeMoney(s *jsonscan.Scanner, m *Money) error {
 		case 2:
 			return inPlace(s, &m.Exponent, readInt)
 		}
-		return s.Skip()
+		return unknown(s, &m.Extra, key)
 	})
 }
 
@@ -327,7 +328,7 @@ func decodeExtraUsage(s *jsonscan.Scanner, u *ExtraUsage) error {
 		case 4:
 			return inPlace(s, &u.Exhausted, readBool)
 		}
-		return s.Skip()
+		return unknown(s, &u.Extra, key)
 	})
 }
 

@@ -128,7 +128,7 @@ func isOneOf(names []string) func(string) bool {
 	return func(k string) bool { return slices.Contains(names, k) }
 }
 
-func encodeQuotaWindow(w *jsonscan.Writer, q *QuotaWindow) {
+func encodeQuotaWindow(w *jsonscan.Writer, q *QuotaWindow) error {
 	w.Open('{')
 	w.Key("usedPercent")
 	w.Float(q.UsedPercent)
@@ -137,10 +137,19 @@ func encodeQuotaWindow(w *jsonscan.Writer, q *QuotaWindow) {
 	strField(w, "resetsAt", q.ResetsAt)
 	w.Key("checkedAt")
 	w.Int(q.CheckedAt)
-	w.Close('}')
+	return closeWithExtra(w, q.Extra, quotaWindowFields)
 }
 
-func encodeScopedWindow(w *jsonscan.Writer, q *ScopedWindow) {
+// closeWithExtra writes the unknown keys of a small record and closes it.
+func closeWithExtra(w *jsonscan.Writer, x Extra, known []string) error {
+	if err := writeExtra(w, x, isOneOf(known)); err != nil {
+		return err
+	}
+	w.Close('}')
+	return nil
+}
+
+func encodeScopedWindow(w *jsonscan.Writer, q *ScopedWindow) error {
 	w.Open('{')
 	w.Key("id")
 	w.String(q.ID)
@@ -156,10 +165,10 @@ func encodeScopedWindow(w *jsonscan.Writer, q *ScopedWindow) {
 	strField(w, "resetsAt", q.ResetsAt)
 	w.Key("checkedAt")
 	w.Int(q.CheckedAt)
-	w.Close('}')
+	return closeWithExtra(w, q.Extra, scopedWindowFields)
 }
 
-func encodeMoney(w *jsonscan.Writer, m *Money) {
+func encodeMoney(w *jsonscan.Writer, m *Money) error {
 	w.Open('{')
 	w.Key("amountMinor")
 	w.Float(m.AmountMinor)
@@ -167,15 +176,19 @@ func encodeMoney(w *jsonscan.Writer, m *Money) {
 	w.String(m.Currency)
 	w.Key("exponent")
 	w.Int(int64(m.Exponent))
-	w.Close('}')
+	return closeWithExtra(w, m.Extra, moneyFields)
 }
 
-func encodeExtraUsage(w *jsonscan.Writer, u *ExtraUsage) {
+func encodeExtraUsage(w *jsonscan.Writer, u *ExtraUsage) error {
 	w.Open('{')
 	w.Key("used")
-	encodeMoney(w, &u.Used)
+	if err := encodeMoney(w, &u.Used); err != nil {
+		return err
+	}
 	w.Key("limit")
-	encodeMoney(w, &u.Limit)
+	if err := encodeMoney(w, &u.Limit); err != nil {
+		return err
+	}
 	if u.UtilizationPercent != nil {
 		w.Key("utilizationPercent")
 		w.Float(*u.UtilizationPercent)
@@ -183,7 +196,7 @@ func encodeExtraUsage(w *jsonscan.Writer, u *ExtraUsage) {
 	strField(w, "severity", u.Severity)
 	w.Key("exhausted")
 	w.Bool(u.Exhausted)
-	w.Close('}')
+	return closeWithExtra(w, u.Extra, extraUsageFields)
 }
 
 var quotaSnapshotKeys = []string{"five_hour", "seven_day", "scoped", "extraUsage", "bindingWindow", "bindingWindowSource", "fieldSources", "fallbackAdvised", "source", "accountIdentity", "checkedAt"}
@@ -192,23 +205,31 @@ func (q *QuotaSnapshot) encodeJSON(w *jsonscan.Writer) error {
 	w.Open('{')
 	if q.FiveHour != nil {
 		w.Key("five_hour")
-		encodeQuotaWindow(w, q.FiveHour)
+		if err := encodeQuotaWindow(w, q.FiveHour); err != nil {
+			return err
+		}
 	}
 	if q.SevenDay != nil {
 		w.Key("seven_day")
-		encodeQuotaWindow(w, q.SevenDay)
+		if err := encodeQuotaWindow(w, q.SevenDay); err != nil {
+			return err
+		}
 	}
 	if q.Scoped != nil {
 		w.Key("scoped")
 		w.Open('[')
 		for i := range q.Scoped {
-			encodeScopedWindow(w, &q.Scoped[i])
+			if err := encodeScopedWindow(w, &q.Scoped[i]); err != nil {
+				return err
+			}
 		}
 		w.Close(']')
 	}
 	if q.ExtraUsage != nil {
 		w.Key("extraUsage")
-		encodeExtraUsage(w, q.ExtraUsage)
+		if err := encodeExtraUsage(w, q.ExtraUsage); err != nil {
+			return err
+		}
 	}
 	strField(w, "bindingWindow", q.BindingWindow)
 	strField(w, "bindingWindowSource", q.BindingWindowSource)

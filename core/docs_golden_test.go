@@ -18,7 +18,9 @@ import (
 
 // docsGolden is what the files' decoding and encoding produced for a set
 // of inputs before the one-pass codec replaced Marshal-then-splice; the
-// codec must produce the same. ACCTPOOL_UPDATE_GOLDEN=1 rewrites it.
+// codec must produce the same, with one deliberate change: unknown keys
+// inside quota windows, scoped windows and extra usage are kept (the old
+// codec dropped them). ACCTPOOL_UPDATE_GOLDEN=1 rewrites it.
 const docsGolden = "testdata/docs-golden.txt"
 
 // docInput is one file's bytes and its kind: config, state or routing.

@@ -21,7 +21,7 @@ import (
 //     unknown-key handling (plainState and friends), the honest floor;
 //   - any: goccy/go-json into an any.
 //
-// Run: go test ./core -run '^$' -bench 'Load/' -benchtime 200x -count 5 | benchstat -
+// Run: go test ./core -run '^$' -bench '^BenchmarkLoad$' -benchtime 200x -count 5 | benchstat -
 func BenchmarkLoad(b *testing.B) {
 	for _, n := range []int{4, 16, 64, 256} {
 		s := benchStoreN(b, n)

@@ -88,6 +88,8 @@ type QuotaWindow struct {
 	RemainingPercent float64 `json:"remainingPercent"`
 	ResetsAt         string  `json:"resetsAt,omitempty"`
 	CheckedAt        int64   `json:"checkedAt"`
+	// Extra keeps keys acctpool does not model (a newer upstream's).
+	Extra Extra `json:"-"`
 }
 
 // ScopedWindow is a model-scoped weekly window (for example "Fable only").
@@ -100,6 +102,8 @@ type ScopedWindow struct {
 	RemainingPercent float64 `json:"remainingPercent"`
 	ResetsAt         string  `json:"resetsAt,omitempty"`
 	CheckedAt        int64   `json:"checkedAt"`
+	// Extra keeps keys acctpool does not model (a newer upstream's).
+	Extra Extra `json:"-"`
 }
 
 // Window returns the scoped window as a plain window.
@@ -112,6 +116,8 @@ type Money struct {
 	AmountMinor float64 `json:"amountMinor"`
 	Currency    string  `json:"currency"`
 	Exponent    int     `json:"exponent"`
+	// Extra keeps keys acctpool does not model (a newer upstream's).
+	Extra Extra `json:"-"`
 }
 
 // ExtraUsage is paid usage beyond the plan, when enabled.
@@ -121,6 +127,8 @@ type ExtraUsage struct {
 	UtilizationPercent *float64 `json:"utilizationPercent,omitempty"`
 	Severity           string   `json:"severity,omitempty"`
 	Exhausted          bool     `json:"exhausted"`
+	// Extra keeps keys acctpool does not model (a newer upstream's).
+	Extra Extra `json:"-"`
 }
 
 // Quota data sources, in precedence order poll > headers.
@@ -158,12 +166,49 @@ func (q *QuotaSnapshot) UnmarshalJSON(b []byte) error {
 // MarshalJSON writes the object once, unknown keys after the known ones (docs_encode.go).
 func (q QuotaSnapshot) MarshalJSON() ([]byte, error) { return encodeDoc("", q.encodeJSON) }
 
-// withoutExtra is the snapshot for views: the schema's keys only.
+// withoutExtra is the snapshot for views: the schema's keys only, at
+// every level.
 func (q *QuotaSnapshot) withoutExtra() *QuotaSnapshot {
-	if q == nil || q.Extra == nil {
+	if q == nil || !q.hasExtra() {
 		return q
 	}
 	c := *q
+	c.Extra = nil
+	c.FiveHour, c.SevenDay = q.FiveHour.withoutExtra(), q.SevenDay.withoutExtra()
+	if q.Scoped != nil {
+		c.Scoped = make([]ScopedWindow, len(q.Scoped))
+		for i, w := range q.Scoped {
+			w.Extra = nil
+			c.Scoped[i] = w
+		}
+	}
+	if q.ExtraUsage != nil {
+		u := *q.ExtraUsage
+		u.Extra, u.Used.Extra, u.Limit.Extra = nil, nil, nil
+		c.ExtraUsage = &u
+	}
+	return &c
+}
+
+// hasExtra reports whether q or anything in it keeps unknown keys.
+func (q *QuotaSnapshot) hasExtra() bool {
+	if q.Extra != nil || (q.FiveHour != nil && q.FiveHour.Extra != nil) || (q.SevenDay != nil && q.SevenDay.Extra != nil) {
+		return true
+	}
+	for _, w := range q.Scoped {
+		if w.Extra != nil {
+			return true
+		}
+	}
+	u := q.ExtraUsage
+	return u != nil && (u.Extra != nil || u.Used.Extra != nil || u.Limit.Extra != nil)
+}
+
+func (w *QuotaWindow) withoutExtra() *QuotaWindow {
+	if w == nil || w.Extra == nil {
+		return w
+	}
+	c := *w
 	c.Extra = nil
 	return &c
 }

@@ -277,7 +277,7 @@ func (e *Engine) backendWriteSticky(ctx context.Context, ops []stickyOp) error {
 
 // parseStickyDoc reads a routing state document (nil: none yet).
 func parseStickyDoc(doc []byte) (*stickyFile, error) {
-	f := &stickyFile{Version: 1}
+	f := &stickyFile{RoutingStateFile: record.RoutingStateFile{Version: 1}}
 	if doc != nil {
 		if err := json.Unmarshal(doc, f); err != nil || f.Version != 1 {
 			return nil, fmt.Errorf("%w: invalid sticky routing state in the store", ErrCorruptFile)

@@ -256,19 +256,23 @@ func mustJSON(t *testing.T, v any) string {
 func TestNestedUnknownKeysSurvive(t *testing.T) {
 	cfg := `{"version":1,"accounts":[{"id":"fb","label":"fb","type":"oauth"}]}`
 	st := `{"version":1,"accounts":{"fb":{"access":"a","refresh":"r","expires":` + itoa(epochMs(testStart.Add(8*time.Hour))) + `,
-		"quota":{"five_hour":{"usedPercent":10,"remainingPercent":90,"checkedAt":1},"futureQuotaKey":{"x":1}},
+		"quota":{"five_hour":{"usedPercent":10,"remainingPercent":90,"checkedAt":1},"seven_day":{"usedPercent":5,"remainingPercent":95,"checkedAt":1,"futureWindowKey":[2]},"futureQuotaKey":{"x":1}},
 		"lastQuotaRefreshError":{"message":"m","checkedAt":1,"futureErrorKey":"y"}}}}`
 	env := mainEnv(t, cfg, st)
 	label := "renamed"
 	v, err := env.engine.UpdateAccount(env.ctx(), AccountPatch{ID: "fb", Label: &label})
 	require.NoError(t, err)
 	assert.Nil(t, v.Quota.Extra, "views carry the schema's keys only")
+	require.NotNil(t, v.Quota.SevenDay)
+	assert.Nil(t, v.Quota.SevenDay.Extra, "at every level")
 	assert.Nil(t, v.LastQuotaError.Extra)
 	_, err = env.engine.ObserveHeaders(env.ctx(), "fb", map[string][]string{"Anthropic-Ratelimit-Unified-5h-Utilization": {"0.3"}})
 	require.NoError(t, err)
 	a := env.accountState("fb")
 	q, _ := a["quota"].(map[string]any)
 	assert.Equal(t, map[string]any{"x": 1.0}, q["futureQuotaKey"])
+	w, _ := q["seven_day"].(map[string]any)
+	assert.Equal(t, []any{2.0}, w["futureWindowKey"], "unknown keys inside a window survive")
 	e, _ := a["lastQuotaRefreshError"].(map[string]any)
 	assert.Equal(t, "y", e["futureErrorKey"])
 }

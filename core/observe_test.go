@@ -276,7 +276,7 @@ func TestSticky_newSessionWrittenBehind(t *testing.T) {
 func TestStickyFile_evictOverCap(t *testing.T) {
 	for _, over := range []int{1, 16, 17, 100} {
 		t.Run(fmt.Sprint(over), func(t *testing.T) {
-			f := &stickyFile{Version: 1, Assignments: map[string]*stickyAssignment{}}
+			f := &stickyFile{RoutingStateFile: record.RoutingStateFile{Version: 1, Assignments: map[string]*stickyAssignment{}}}
 			f.reindex()
 			for i := 0; i < stickyMax+over; i++ {
 				// Seen times shuffled against the insertion order.

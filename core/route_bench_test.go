@@ -46,7 +46,7 @@ func stickyFixture(tb testing.TB) (*Engine, Paths, []SelectRequest, map[string]s
 	for _, f := range fbs {
 		ids = append(ids, f.id)
 	}
-	file := stickyFile{Version: 1, UpdatedAt: ms(testStart), Assignments: map[string]*stickyAssignment{}}
+	file := stickyFile{RoutingStateFile: record.RoutingStateFile{Version: 1, UpdatedAt: ms(testStart), Assignments: map[string]*stickyAssignment{}}}
 	reqs := make([]SelectRequest, stickyMax)
 	want := map[string]string{}
 	for i := range reqs {

@@ -546,7 +546,7 @@ func TestSticky_fileShapeAndPruning(t *testing.T) {
 }
 
 func TestStickyFile_pruneLRU(t *testing.T) {
-	f := &stickyFile{Version: 1, Assignments: map[string]*stickyAssignment{}}
+	f := &stickyFile{RoutingStateFile: record.RoutingStateFile{Version: 1, Assignments: map[string]*stickyAssignment{}}}
 	f.reindex()
 	now := policyNow
 	for i := 0; i < stickyMax+10; i++ {

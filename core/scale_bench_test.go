@@ -93,7 +93,7 @@ func stickySessions(b *testing.B, n int) (*Engine, *manualTimers) {
 	var err error
 	e.store, err = NewStore(StoreOptions{Paths: paths, AfterFunc: timers.AfterFunc})
 	require.NoError(b, err)
-	file := stickyFile{Version: 1, UpdatedAt: ms(testStart), Assignments: map[string]*stickyAssignment{}}
+	file := stickyFile{RoutingStateFile: record.RoutingStateFile{Version: 1, UpdatedAt: ms(testStart), Assignments: map[string]*stickyAssignment{}}}
 	ids := []string{MainAccountID, "fb-0", "fb-1", "fb-2", "fb-3", "fb-4", "fb-5", "fb-6"}
 	for i := range n {
 		key := sessionKey(fmt.Sprintf("old-%05d", i))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync/atomic"
+	"time"
 )
 
 // ErrWouldWait is TrySelect's answer when the selection cannot be made
@@ -63,4 +64,16 @@ func stickyWouldRefresh(ctx context.Context, routes []stickyRoute) bool {
 		}
 	}
 	return false
+}
+
+// stickyScanDue reports whether the next change of the routing state
+// walks every assignment: the minutely prune of expired ones, or the cut
+// back to the cap (evictInMemory) one more session would start. Either
+// takes milliseconds at the cap, too long for the RPC read goroutine.
+// c.mu is held.
+func stickyScanDue(c *stickyCache, now time.Time) bool {
+	if d := now.Sub(c.prunedAt); d >= time.Minute || d < 0 {
+		return true
+	}
+	return len(c.file.Assignments) >= stickyMax+stickySlack
 }

@@ -21,6 +21,7 @@ func inlineEnv(t *testing.T, settings string, main *record.MainState, fbs ...fb)
 	_, _, err := env.engine.store.current(env.ctx())
 	require.NoError(t, err)
 	require.NoError(t, env.engine.stickyLoaded(env.ctx()))
+	env.engine.router().sticky.prunedAt = testStart // as after a first session
 	return env, &wall
 }
 
@@ -169,4 +170,20 @@ func TestTrySelect_writeThroughWaits(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, first.AccountID, again.AccountID)
 	assert.Equal(t, "sticky: session affinity", again.Reason)
+}
+
+// TestTrySelect_scanDueWaits: a new session whose change would walk every
+// assignment (the minutely prune of expired ones) is handed to Select;
+// the next new session is answered from memory again.
+func TestTrySelect_scanDueWaits(t *testing.T) {
+	env, _ := inlineEnv(t, `"routing":{"mode":"sticky-balanced"}`, &record.MainState{Quota: fq(70, 70)}, fb{id: "a", quota: fq(80, 80)})
+	env.clock.Advance(time.Minute)
+	req := SelectRequest{SessionID: "s1", Model: "claude-sonnet-4", PromptBytes: 100}
+	_, err := env.engine.TrySelect(req)
+	require.ErrorIs(t, err, ErrWouldWait)
+	_, err = env.engine.Select(env.ctx(), req)
+	require.NoError(t, err)
+	r, err := env.engine.TrySelect(SelectRequest{SessionID: "s2", Model: "claude-sonnet-4", PromptBytes: 100})
+	require.NoError(t, err)
+	assert.Equal(t, "sticky: new session (weighted allocation)", r.Reason)
 }

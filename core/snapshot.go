@@ -77,6 +77,7 @@ func buildSnapshot(cfg *record.ConfigFile, st *record.StateFile) (*Snapshot, err
 	if cfg == nil {
 		return snap, nil
 	}
+	snap.Accounts = make([]Account, 0, len(cfg.Accounts))
 	for i, ac := range cfg.Accounts {
 		a := Account{AccountConfig: ac, Order: i}
 		a.ID = strings.TrimSpace(a.ID)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/acctpool/acctpool/core/internal/filestore"
 	"github.com/acctpool/acctpool/core/record"
-	json "github.com/goccy/go-json"
 )
 
 // Sticky-balanced constants (BEHAVIOUR.md §5.4).
@@ -32,42 +31,14 @@ const (
 	stickyWaitingMessage = "Sticky-balanced routing is waiting for current OAuth quota snapshots"
 )
 
-// stickyAssignment is one session's account, keyed in the file by the
-// sha256 hex of the session id (never the id itself).
-type stickyAssignment struct {
-	AccountID         string       `json:"accountId"`
-	Family            string       `json:"family"`
-	AffinityModelID   string       `json:"affinityModelId,omitempty"`
-	AssignedAt        int64        `json:"assignedAt"`
-	LastSeenAt        int64        `json:"lastSeenAt"`
-	InitialInputBytes int64        `json:"initialInputBytes"`
-	QuotaCheckedAt    int64        `json:"quotaCheckedAt"`
-	Extra             record.Extra `json:"-"`
-}
+// stickyAssignment is one session's account (the routing-state file's
+// document, record.RoutingAssignment).
+type stickyAssignment = record.RoutingAssignment
 
-// UnmarshalJSON keeps unknown keys in Extra.
-func (a *stickyAssignment) UnmarshalJSON(b []byte) error {
-	type alias stickyAssignment
-	var x alias
-	extra, err := record.DecodeWithExtra(b, &x)
-	*a = stickyAssignment(x)
-	a.Extra = extra
-	return err
-}
-
-// MarshalJSON writes unknown keys back.
-func (a stickyAssignment) MarshalJSON() ([]byte, error) {
-	type alias stickyAssignment
-	x := alias(a)
-	return record.EncodeWithExtra(&x, a.Extra)
-}
-
-// stickyFile is anthropic-auth-routing-state.json.
+// stickyFile is anthropic-auth-routing-state.json as routing holds it: the
+// document (whose JSON methods it has) and two indexes built from it.
 type stickyFile struct {
-	Version     int                          `json:"version"`
-	UpdatedAt   int64                        `json:"updatedAt"`
-	Assignments map[string]*stickyAssignment `json:"assignments"`
-	Extra       record.Extra                 `json:"-"`
+	record.RoutingStateFile
 
 	// index maps the raw session hash to its assignment, for lookups
 	// without hex encoding.
@@ -76,27 +47,6 @@ type stickyFile struct {
 	// kept up to date by set and drop, so a new session's allocation does
 	// not walk every assignment.
 	loads map[loadKey]int64
-}
-
-// UnmarshalJSON keeps unknown keys in Extra.
-func (f *stickyFile) UnmarshalJSON(b []byte) error {
-	type alias stickyFile
-	var x alias
-	extra, err := record.DecodeWithExtra(b, &x)
-	*f = stickyFile(x)
-	f.Extra = extra
-	return err
-}
-
-// MarshalJSON writes unknown keys back.
-func (f stickyFile) MarshalJSON() ([]byte, error) {
-	type alias stickyFile
-	x := alias(f)
-	x.index = nil
-	if x.Assignments == nil {
-		x.Assignments = map[string]*stickyAssignment{}
-	}
-	return record.EncodeWithExtra(&x, f.Extra)
 }
 
 func (f *stickyFile) reindex() {
@@ -224,14 +174,14 @@ func (f *stickyFile) evictOverCap() bool {
 }
 
 func readStickyFile(path string) (*stickyFile, error) {
-	f := &stickyFile{Version: 1}
+	f := &stickyFile{RoutingStateFile: record.RoutingStateFile{Version: 1}}
 	data, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
 		return nil, fmt.Errorf("%w: Invalid sticky routing state at %s", ErrCorruptFile, path)
 	default:
-		if err := json.Unmarshal(data, f); err != nil || f.Version != 1 {
+		if err := f.UnmarshalJSON(data); err != nil || f.Version != 1 {
 			return nil, fmt.Errorf("%w: Invalid sticky routing state at %s", ErrCorruptFile, path)
 		}
 	}
@@ -355,6 +305,12 @@ func (e *Engine) updateSticky(ctx context.Context, key [32]byte, fn func(f *stic
 	c := &e.router().sticky
 	c.mu.Lock()
 	now := e.now()
+	if stickyScanDue(c, now) && mustWait(ctx) {
+		// A scan of every assignment is due: not on a caller that must
+		// not wait (see TrySelect).
+		c.mu.Unlock()
+		return ErrWouldWait
+	}
 	// Expired assignments go at most once a minute in memory (each flush
 	// prunes the file): a scan of every key per new session would be most
 	// of its cost at the cap, and the paths that read an assignment judge
@@ -459,7 +415,7 @@ func (e *Engine) writeSticky(ctx context.Context, ops []stickyOp) error {
 		replaySticky(f, ops)
 		f.prune(now)
 		f.UpdatedAt = epochMs(now)
-		data, err := json.Marshal(f)
+		data, err := f.MarshalJSON()
 		if err != nil {
 			return nil, fmt.Errorf("encode routing state: %w", err)
 		}

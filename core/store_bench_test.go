@@ -16,7 +16,10 @@ const benchAccounts = 16
 // benchStore writes a realistic pair of files: 16 OAuth accounts with
 // tokens, a polled quota snapshot (5h, 7d, two scoped windows, extra
 // usage), refresh and quota errors, and a main section.
-func benchStore(tb testing.TB) *Store {
+func benchStore(tb testing.TB) *Store { return benchStoreN(tb, benchAccounts) }
+
+// benchStoreN is benchStore with n accounts.
+func benchStoreN(tb testing.TB, n int) *Store {
 	tb.Helper()
 	s := tempStore(tb, StoreOptions{})
 	const at = int64(1_764_331_200_000)
@@ -27,7 +30,7 @@ func benchStore(tb testing.TB) *Store {
 			QuotaCheckedAt: at, QuotaToken: "0123456789abcdef",
 			LastQuotaAPIError: &record.OpError{Message: "Quota API request failed: 429", CheckedAt: at, NextRetryAt: at + 60_000, RetryCount: 1, Status: 429},
 		}
-		for i := 0; i < benchAccounts; i++ {
+		for i := 0; i < n; i++ {
 			id := fmt.Sprintf("acct-%02d-6f1c2e0a-5b7d-4c1e-9a3b", i)
 			cfg.Accounts = append(cfg.Accounts, record.AccountConfig{ID: id, Label: fmt.Sprintf("work %d", i), Type: record.AccountOAuth, AddedAt: at})
 			st.Accounts[id] = &record.AccountState{

@@ -81,7 +81,7 @@ var fieldDefaults = map[reflect.Type]map[string]string{
 	reflect.TypeOf(record.StateFile{}):     {"version": "1", "accounts": "no account state"},
 }
 
-// structWarnings reports the known keys that record.DecodeWithExtra kept raw in
+// structWarnings reports the known keys that the decoders kept raw in
 // extra because their value had the wrong type.
 func structWarnings(w *warnings, path string, v any, extra record.Extra) {
 	if len(extra) == 0 {
@@ -120,9 +120,11 @@ func fileWarnings(cfg *record.ConfigFile, st *record.StateFile) []Warning {
 		if st.Main != nil {
 			structWarnings(s, "main.", *st.Main, st.Main.Extra)
 		}
-		ids := make([]string, 0, len(st.Accounts))
-		for id := range st.Accounts {
-			ids = append(ids, id)
+		var ids []string // only the entries with unknown or wrong-typed keys
+		for id, a := range st.Accounts {
+			if a != nil && len(a.Extra) > 0 {
+				ids = append(ids, id)
+			}
 		}
 		sort.Strings(ids)
 		for _, id := range ids {

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/acctpool/acctpool/core/internal/jsonscan"
 	"reflect"
-	"sort"
 	"strings"
 	"sync"
 
@@ -40,87 +40,6 @@ func JSONFields(t reflect.Type) map[string]int {
 	}
 	fieldTables.Store(t, ft)
 	return ft
-}
-
-// DecodeWithExtra decodes data, a JSON object, into v (a pointer to an
-// alias struct without custom methods) and returns the keys v does not
-// know. The object is scanned once: each known value is decoded straight
-// into its field, each unknown one is kept raw. A known key whose value
-// has the wrong type leaves its field at the zero value (the default)
-// and is kept raw in Extra under its own name, so one wrong value never
-// makes a whole file unreadable; core's fileWarnings reports it, and writing
-// the struct back writes the field, not the raw value (BEHAVIOUR.md §1.2).
-func DecodeWithExtra(data []byte, v any) (Extra, error) {
-	var all map[string]json.RawMessage
-	if err := json.Unmarshal(data, &all); err != nil {
-		return nil, err
-	}
-	if all == nil {
-		// JSON null: leave v at its zero value, as encoding/json does.
-		return nil, nil
-	}
-	rv := reflect.ValueOf(v).Elem()
-	fields := JSONFields(rv.Type())
-	var extra Extra
-	for k, raw := range all {
-		i, ok := fields[k]
-		if !ok {
-			if extra == nil {
-				extra = Extra{}
-			}
-			extra[k] = raw
-			continue
-		}
-		f := rv.Field(i)
-		if err := json.Unmarshal(raw, f.Addr().Interface()); err != nil {
-			f.SetZero()
-			if extra == nil {
-				extra = Extra{}
-			}
-			extra[k] = raw
-		}
-	}
-	return extra, nil
-}
-
-// decodeExtraInto is the body of every UnmarshalJSON that keeps unknown
-// keys: it decodes b into x, a pointer to an alias of the struct (a type
-// without the struct's JSON methods, so the decode does not recurse),
-// and stores the keys the struct does not model in *extra.
-func decodeExtraInto[A any](b []byte, x *A, extra *Extra) error {
-	var v A
-	kept, err := DecodeWithExtra(b, &v)
-	*x = v
-	*extra = kept
-	return err
-}
-
-// EncodeWithExtra encodes v (an alias struct without custom methods) and
-// adds the unknown keys after the known ones, in sorted order.
-func EncodeWithExtra(v any, extra Extra) ([]byte, error) {
-	data, err := json.Marshal(v)
-	if err != nil || len(extra) == 0 {
-		return data, err
-	}
-	known := JSONFields(reflect.TypeOf(v).Elem())
-	keys := make([]string, 0, len(extra))
-	for k := range extra {
-		if _, ok := known[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	buf := data[:len(data)-1] // drop the closing brace
-	for _, k := range keys {
-		if len(buf) > 1 {
-			buf = append(buf, ',')
-		}
-		kb, _ := json.Marshal(k)
-		buf = append(buf, kb...)
-		buf = append(buf, ':')
-		buf = append(buf, extra[k]...)
-	}
-	return append(buf, '}'), nil
 }
 
 // DecodeLenient decodes data into v (a pointer) keeping what fits: a value
@@ -201,11 +120,17 @@ func JSONErrorText(err error) string {
 // JSONErrorAt describes a JSON parse error by line and column, never
 // quoting the content (it may hold tokens).
 func JSONErrorAt(data []byte, err error) string {
+	var off int
 	var se *json.SyntaxError
-	if !errors.As(err, &se) {
+	var ss *jsonscan.SyntaxError
+	switch {
+	case errors.As(err, &ss):
+		off = int(ss.Offset)
+	case errors.As(err, &se):
+		off = int(se.Offset)
+	default:
 		return JSONErrorText(err)
 	}
-	off := int(se.Offset)
 	if off > len(data) {
 		off = len(data)
 	}

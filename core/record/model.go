@@ -6,6 +6,7 @@ import (
 
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
+	"github.com/acctpool/acctpool/core/internal/jsonscan"
 	json "github.com/goccy/go-json"
 )
 
@@ -41,18 +42,14 @@ type OpError struct {
 	Extra Extra `json:"-"`
 }
 
-// UnmarshalJSON keeps unknown keys in Extra.
+// UnmarshalJSON decodes the object in one pass, keeping unknown keys in
+// Extra (decode.go).
 func (e *OpError) UnmarshalJSON(b []byte) error {
-	type alias OpError
-	return decodeExtraInto(b, (*alias)(e), &e.Extra)
+	return decodeDoc(b, func(s *jsonscan.Scanner) error { return decodeOpError(s, e) })
 }
 
-// MarshalJSON writes unknown keys back.
-func (e OpError) MarshalJSON() ([]byte, error) {
-	type alias OpError
-	x := alias(e)
-	return EncodeWithExtra(&x, e.Extra)
-}
+// MarshalJSON writes the object once, unknown keys after the known ones (encode.go).
+func (e OpError) MarshalJSON() ([]byte, error) { return encodeDoc("", e.encodeJSON) }
 
 // WithoutExtra is the record for views: the schema's keys only.
 func (e *OpError) WithoutExtra() *OpError {
@@ -113,6 +110,8 @@ type QuotaWindow struct {
 	RemainingPercent float64 `json:"remainingPercent"`
 	ResetsAt         string  `json:"resetsAt,omitempty"`
 	CheckedAt        int64   `json:"checkedAt"`
+	// Extra keeps keys acctpool does not model (a newer upstream's).
+	Extra Extra `json:"-"`
 }
 
 // ScopedWindow is a model-scoped weekly window (for example "Fable only").
@@ -125,6 +124,8 @@ type ScopedWindow struct {
 	RemainingPercent float64 `json:"remainingPercent"`
 	ResetsAt         string  `json:"resetsAt,omitempty"`
 	CheckedAt        int64   `json:"checkedAt"`
+	// Extra keeps keys acctpool does not model (a newer upstream's).
+	Extra Extra `json:"-"`
 }
 
 // Window returns the scoped window as a plain window.
@@ -137,6 +138,8 @@ type Money struct {
 	AmountMinor float64 `json:"amountMinor"`
 	Currency    string  `json:"currency"`
 	Exponent    int     `json:"exponent"`
+	// Extra keeps keys acctpool does not model (a newer upstream's).
+	Extra Extra `json:"-"`
 }
 
 // ExtraUsage is paid usage beyond the plan, when enabled.
@@ -146,6 +149,8 @@ type ExtraUsage struct {
 	UtilizationPercent *float64 `json:"utilizationPercent,omitempty"`
 	Severity           string   `json:"severity,omitempty"`
 	Exhausted          bool     `json:"exhausted"`
+	// Extra keeps keys acctpool does not model (a newer upstream's).
+	Extra Extra `json:"-"`
 }
 
 // Quota data sources, in precedence order poll > headers.
@@ -174,25 +179,58 @@ type QuotaSnapshot struct {
 	Extra Extra `json:"-"`
 }
 
-// UnmarshalJSON keeps unknown keys in Extra.
+// UnmarshalJSON decodes the object in one pass, keeping unknown keys in
+// Extra (decode.go).
 func (q *QuotaSnapshot) UnmarshalJSON(b []byte) error {
-	type alias QuotaSnapshot
-	return decodeExtraInto(b, (*alias)(q), &q.Extra)
+	return decodeDoc(b, func(s *jsonscan.Scanner) error { return decodeQuotaSnapshot(s, q) })
 }
 
-// MarshalJSON writes unknown keys back.
-func (q QuotaSnapshot) MarshalJSON() ([]byte, error) {
-	type alias QuotaSnapshot
-	x := alias(q)
-	return EncodeWithExtra(&x, q.Extra)
-}
+// MarshalJSON writes the object once, unknown keys after the known ones (encode.go).
+func (q QuotaSnapshot) MarshalJSON() ([]byte, error) { return encodeDoc("", q.encodeJSON) }
 
-// WithoutExtra is the snapshot for views: the schema's keys only.
+// WithoutExtra is the snapshot for views: the schema's keys only, at
+// every level.
 func (q *QuotaSnapshot) WithoutExtra() *QuotaSnapshot {
-	if q == nil || q.Extra == nil {
+	if q == nil || !q.hasExtra() {
 		return q
 	}
 	c := *q
+	c.Extra = nil
+	c.FiveHour, c.SevenDay = q.FiveHour.withoutExtra(), q.SevenDay.withoutExtra()
+	if q.Scoped != nil {
+		c.Scoped = make([]ScopedWindow, len(q.Scoped))
+		for i, w := range q.Scoped {
+			w.Extra = nil
+			c.Scoped[i] = w
+		}
+	}
+	if q.ExtraUsage != nil {
+		u := *q.ExtraUsage
+		u.Extra, u.Used.Extra, u.Limit.Extra = nil, nil, nil
+		c.ExtraUsage = &u
+	}
+	return &c
+}
+
+// hasExtra reports whether q or anything in it keeps unknown keys.
+func (q *QuotaSnapshot) hasExtra() bool {
+	if q.Extra != nil || (q.FiveHour != nil && q.FiveHour.Extra != nil) || (q.SevenDay != nil && q.SevenDay.Extra != nil) {
+		return true
+	}
+	for _, w := range q.Scoped {
+		if w.Extra != nil {
+			return true
+		}
+	}
+	u := q.ExtraUsage
+	return u != nil && (u.Extra != nil || u.Used.Extra != nil || u.Limit.Extra != nil)
+}
+
+func (w *QuotaWindow) withoutExtra() *QuotaWindow {
+	if w == nil || w.Extra == nil {
+		return w
+	}
+	c := *w
 	c.Extra = nil
 	return &c
 }
@@ -235,28 +273,15 @@ type AccountConfig struct {
 // inline. They are read once as a fallback and never written back to config.
 var LegacyCredentialKeys = []string{"access", "refresh", "expires", "apiKey", "lastRefreshedAt"}
 
-// UnmarshalJSON keeps unknown keys in Extra.
+// UnmarshalJSON decodes the object in one pass, keeping unknown keys in
+// Extra (decode.go).
 func (a *AccountConfig) UnmarshalJSON(b []byte) error {
-	type alias AccountConfig
-	return decodeExtraInto(b, (*alias)(a), &a.Extra)
+	return decodeDoc(b, func(s *jsonscan.Scanner) error { return decodeAccountConfig(s, a) })
 }
 
-// MarshalJSON writes unknown keys back, but never legacy credentials.
-func (a AccountConfig) MarshalJSON() ([]byte, error) {
-	type alias AccountConfig
-	x := alias(a)
-	extra := a.Extra
-	if len(extra) > 0 {
-		extra = make(Extra, len(a.Extra))
-		for k, v := range a.Extra {
-			extra[k] = v
-		}
-		for _, k := range LegacyCredentialKeys {
-			delete(extra, k)
-		}
-	}
-	return EncodeWithExtra(&x, extra)
-}
+// MarshalJSON writes the object once, unknown keys after the known ones,
+// never legacy credentials (encode.go).
+func (a AccountConfig) MarshalJSON() ([]byte, error) { return encodeDoc("", a.encodeJSON) }
 
 // IsEnabled reports whether the account is enabled (absent means enabled).
 func (a AccountConfig) IsEnabled() bool { return a.Enabled == nil || *a.Enabled }
@@ -274,21 +299,14 @@ type ConfigFile struct {
 	Extra Extra `json:"-"`
 }
 
-// UnmarshalJSON keeps unknown keys in Extra.
+// UnmarshalJSON decodes the object in one pass, keeping unknown keys in
+// Extra (decode.go).
 func (c *ConfigFile) UnmarshalJSON(b []byte) error {
-	type alias ConfigFile
-	return decodeExtraInto(b, (*alias)(c), &c.Extra)
+	return decodeDoc(b, func(s *jsonscan.Scanner) error { return decodeConfigFile(s, c) })
 }
 
-// MarshalJSON writes unknown keys back.
-func (c ConfigFile) MarshalJSON() ([]byte, error) {
-	type alias ConfigFile
-	x := alias(c)
-	if x.Accounts == nil {
-		x.Accounts = []AccountConfig{}
-	}
-	return EncodeWithExtra(&x, c.Extra)
-}
+// MarshalJSON writes the object once, unknown keys after the known ones (encode.go).
+func (c ConfigFile) MarshalJSON() ([]byte, error) { return encodeDoc("", c.encodeJSON) }
 
 // AccountState is one entry of the accounts map of
 // anthropic-auth-state.json: credentials, quota and errors.
@@ -310,18 +328,14 @@ type AccountState struct {
 	Extra       Extra         `json:"-"`
 }
 
-// UnmarshalJSON keeps unknown keys in Extra.
+// UnmarshalJSON decodes the object in one pass, keeping unknown keys in
+// Extra (decode.go).
 func (a *AccountState) UnmarshalJSON(b []byte) error {
-	type alias AccountState
-	return decodeExtraInto(b, (*alias)(a), &a.Extra)
+	return decodeDoc(b, func(s *jsonscan.Scanner) error { return decodeAccountState(s, a) })
 }
 
-// MarshalJSON writes unknown keys back.
-func (a AccountState) MarshalJSON() ([]byte, error) {
-	type alias AccountState
-	x := alias(a)
-	return EncodeWithExtra(&x, a.Extra)
-}
+// MarshalJSON writes the object once, unknown keys after the known ones (encode.go).
+func (a AccountState) MarshalJSON() ([]byte, error) { return encodeDoc("", a.encodeJSON) }
 
 // SpentWindows is an acctpool addition to an account's state: the resets
 // (epoch ms) of the windows a messages 429 said are spent, so the account
@@ -334,18 +348,14 @@ type SpentWindows struct {
 	Extra     Extra `json:"-"`
 }
 
-// UnmarshalJSON keeps unknown keys in Extra.
+// UnmarshalJSON decodes the object in one pass, keeping unknown keys in
+// Extra (decode.go).
 func (w *SpentWindows) UnmarshalJSON(b []byte) error {
-	type alias SpentWindows
-	return decodeExtraInto(b, (*alias)(w), &w.Extra)
+	return decodeDoc(b, func(s *jsonscan.Scanner) error { return decodeSpentWindows(s, w) })
 }
 
-// MarshalJSON writes unknown keys back.
-func (w SpentWindows) MarshalJSON() ([]byte, error) {
-	type alias SpentWindows
-	x := alias(w)
-	return EncodeWithExtra(&x, w.Extra)
-}
+// MarshalJSON writes the object once, unknown keys after the known ones (encode.go).
+func (w SpentWindows) MarshalJSON() ([]byte, error) { return encodeDoc("", w.encodeJSON) }
 
 // MainState is the "main" section of the state file: what acctpool knows of
 // the host's own OAuth account. Its tokens live with the host, not here.
@@ -367,18 +377,14 @@ type MainState struct {
 	Extra       Extra         `json:"-"`
 }
 
-// UnmarshalJSON keeps unknown keys in Extra.
+// UnmarshalJSON decodes the object in one pass, keeping unknown keys in
+// Extra (decode.go).
 func (m *MainState) UnmarshalJSON(b []byte) error {
-	type alias MainState
-	return decodeExtraInto(b, (*alias)(m), &m.Extra)
+	return decodeDoc(b, func(s *jsonscan.Scanner) error { return decodeMainState(s, m) })
 }
 
-// MarshalJSON writes unknown keys back.
-func (m MainState) MarshalJSON() ([]byte, error) {
-	type alias MainState
-	x := alias(m)
-	return EncodeWithExtra(&x, m.Extra)
-}
+// MarshalJSON writes the object once, unknown keys after the known ones (encode.go).
+func (m MainState) MarshalJSON() ([]byte, error) { return encodeDoc("", m.encodeJSON) }
 
 // StateFile is anthropic-auth-state.json, written by background work.
 type StateFile struct {
@@ -388,18 +394,11 @@ type StateFile struct {
 	Extra    Extra                    `json:"-"`
 }
 
-// UnmarshalJSON keeps unknown keys in Extra.
+// UnmarshalJSON decodes the object in one pass, keeping unknown keys in
+// Extra (decode.go).
 func (s *StateFile) UnmarshalJSON(b []byte) error {
-	type alias StateFile
-	return decodeExtraInto(b, (*alias)(s), &s.Extra)
+	return decodeDoc(b, func(sc *jsonscan.Scanner) error { return decodeStateFile(sc, s) })
 }
 
-// MarshalJSON writes unknown keys back.
-func (s StateFile) MarshalJSON() ([]byte, error) {
-	type alias StateFile
-	x := alias(s)
-	if x.Accounts == nil {
-		x.Accounts = map[string]*AccountState{}
-	}
-	return EncodeWithExtra(&x, s.Extra)
-}
+// MarshalJSON writes the object once, unknown keys after the known ones (encode.go).
+func (s StateFile) MarshalJSON() ([]byte, error) { return encodeDoc("", s.encodeJSON) }

@@ -133,7 +133,7 @@ func readJSON(path string, v any) ([]byte, error) {
 	if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '{' {
 		return nil, corrupt(path, "not a JSON object")
 	}
-	if err := json.Unmarshal(data, v); err != nil {
+	if err := decodeFile(data, v); err != nil {
 		return nil, corrupt(path, record.JSONErrorAt(data, err))
 	}
 	return data, nil
@@ -144,13 +144,28 @@ func corrupt(path, cause string) error {
 }
 
 // Encode is the upstream file format: 2-space indented JSON and a
-// trailing newline.
+// trailing newline. The documents of package record are written in one
+// pass (record.EncodeFile); anything else through goccy/go-json.
 func Encode(v any) ([]byte, error) {
-	data, err := json.MarshalIndent(v, "", "  ")
+	data, ok, err := record.EncodeFile(v)
+	if !ok {
+		data, err = json.MarshalIndent(v, "", "  ")
+	}
 	if err != nil {
 		return nil, err
 	}
 	return append(data, '\n'), nil
+}
+
+// decodeFile decodes a whole file into v: a type with its own decoder
+// (the documents of package record, which decode and check the whole text
+// in one pass) is handed the bytes directly, so they are not scanned a
+// second time first; anything else goes through goccy/go-json.
+func decodeFile(data []byte, v any) error {
+	if u, ok := v.(json.Unmarshaler); ok {
+		return u.UnmarshalJSON(data)
+	}
+	return json.Unmarshal(data, v)
 }
 
 // WriteIfChanged writes v to path atomically (mode 0600) unless its

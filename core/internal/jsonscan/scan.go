@@ -20,7 +20,9 @@
 package jsonscan
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -49,9 +51,9 @@ func (k Kind) String() string {
 	return "invalid"
 }
 
-// SyntaxError is input that is not JSON. Offset counts the bytes read
-// before the error was found, the offending byte included (as
-// encoding/json's SyntaxError.Offset).
+// SyntaxError is input that is not JSON. Offset is the index of the
+// offending byte (the length of the input when it ended too soon), so a
+// caller can name its line and column.
 type SyntaxError struct {
 	Offset int64
 	msg    string
@@ -80,6 +82,8 @@ type Scanner struct {
 	pos   int
 	depth int
 	buf   []byte // scratch for unescaping
+	// keyStart and keyEnd delimit the text of the key last read.
+	keyStart, keyEnd int
 }
 
 // New returns a scanner at the start of data.
@@ -89,7 +93,7 @@ func New(data []byte) *Scanner { return &Scanner{data: data} }
 func (s *Scanner) Reset(data []byte) { s.data, s.pos, s.depth = data, 0, 0 }
 
 func (s *Scanner) syntax(at int, format string, args ...any) *SyntaxError {
-	return &SyntaxError{Offset: int64(at) + 1, msg: "invalid JSON: " + fmt.Sprintf(format, args...)}
+	return &SyntaxError{Offset: int64(at), msg: "invalid JSON: " + fmt.Sprintf(format, args...)}
 }
 
 func (s *Scanner) unexpected(what string) *SyntaxError {
@@ -112,15 +116,29 @@ func quoteChar(c byte) string {
 }
 
 func (s *Scanner) skipSpace() {
-	for s.pos < len(s.data) {
-		switch s.data[s.pos] {
-		case ' ', '\t', '\n', '\r':
-			s.pos++
-		default:
-			return
+	d, i := s.data, s.pos
+	for i < len(d) && isSpace[d[i]] {
+		i++
+		if d[i-1] == '\n' {
+			// Indentation: eight bytes at a time up to the first one
+			// that is not a space.
+			for i+8 <= len(d) {
+				y := binary.LittleEndian.Uint64(d[i:]) ^ (lsb * ' ')
+				if y == 0 {
+					i += 8
+					continue
+				}
+				// The high bit of each byte of y that is not zero.
+				m := ((y&low7 + low7) | y) & msb
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
 		}
 	}
+	s.pos = i
 }
+
+var isSpace = [256]bool{' ': true, '\n': true, '\t': true, '\r': true}
 
 // Pos returns the offset of the next value (whitespace skipped): where a
 // value read next starts, for [Scanner.Since].
@@ -128,6 +146,26 @@ func (s *Scanner) Pos() int {
 	s.skipSpace()
 	return s.pos
 }
+
+// rawKey returns the text of the key last read by Object, quotes and
+// escapes as written; valid in Object's callback until its value is read.
+func (s *Scanner) rawKey() []byte { return s.data[s.keyStart:s.keyEnd] }
+
+// Mark is a position to come back to with [Scanner.Rewind].
+type Mark struct{ pos, depth int }
+
+// Mark returns the position of the next value (whitespace skipped).
+func (s *Scanner) Mark() Mark {
+	s.skipSpace()
+	return Mark{s.pos, s.depth}
+}
+
+// Rewind goes back to m, so that a value a decoder gave up on (a type
+// error) can be read again, raw.
+func (s *Scanner) Rewind(m Mark) { s.pos, s.depth = m.pos, m.depth }
+
+// Offset returns m's byte offset, for [Scanner.Since].
+func (m Mark) Offset() int { return m.pos }
 
 // Since returns the input from start (a [Scanner.Pos]) to where the
 // scanner is: the raw text of the value read since.
@@ -139,22 +177,17 @@ func (s *Scanner) Peek() Kind {
 	if s.pos >= len(s.data) {
 		return Invalid
 	}
-	switch c := s.data[s.pos]; {
-	case c == '{':
-		return Object
-	case c == '[':
-		return Array
-	case c == '"':
-		return String
-	case c == 't' || c == 'f':
-		return Bool
-	case c == 'n':
-		return Null
-	case c == '-' || (c >= '0' && c <= '9'):
-		return Number
-	}
-	return Invalid
+	return kindOf[s.data[s.pos]]
 }
+
+// kindOf is the kind of value each first byte starts.
+var kindOf = func() (t [256]Kind) {
+	t['{'], t['['], t['"'], t['t'], t['f'], t['n'], t['-'] = Object, Array, String, Bool, Bool, Null, Number
+	for c := '0'; c <= '9'; c++ {
+		t[c] = Number
+	}
+	return t
+}()
 
 // End checks that only whitespace is left.
 func (s *Scanner) End() error {
@@ -238,11 +271,6 @@ func (s *Scanner) Raw() ([]byte, error) {
 // fn returns) with the scanner at the key's value, which fn must read
 // (or skip). An error from fn ends the object and is returned.
 func (s *Scanner) Object(fn func(key []byte) error) error {
-	return s.object(func(key, _ []byte) error { return fn(key) })
-}
-
-// object is Object, also handing fn the key's text as written.
-func (s *Scanner) object(fn func(key, rawKey []byte) error) error {
 	s.skipSpace()
 	if s.pos >= len(s.data) || s.data[s.pos] != '{' {
 		return s.unexpected("looking for beginning of object")
@@ -267,13 +295,13 @@ func (s *Scanner) object(fn func(key, rawKey []byte) error) error {
 		if err != nil {
 			return err
 		}
-		rawKey := s.data[keyStart:s.pos]
+		s.keyStart, s.keyEnd = keyStart, s.pos
 		s.skipSpace()
 		if s.pos >= len(s.data) || s.data[s.pos] != ':' {
 			return s.unexpected("after object key")
 		}
 		s.pos++
-		if err := fn(key, rawKey); err != nil {
+		if err := fn(key); err != nil {
 			return err
 		}
 		s.skipSpace()
@@ -357,6 +385,48 @@ func (s *Scanner) String() (string, error) {
 	return string(b), err
 }
 
+// NullableString reads a string, or null as "".
+func (s *Scanner) NullableString() (string, error) {
+	switch s.Peek() {
+	case String:
+		b, err := s.stringBytes()
+		return string(b), err
+	case Null:
+		return "", s.literal("null")
+	}
+	return "", s.mismatch("string")
+}
+
+// NullableInt64 reads an integer, or null as 0.
+func (s *Scanner) NullableInt64() (int64, error) {
+	switch s.Peek() {
+	case Number:
+		if n, ok := s.quickInt(); ok {
+			return n, nil
+		}
+		start := s.pos
+		lit, err := s.number()
+		if err != nil {
+			return 0, err
+		}
+		if n, ok := parseInt(lit); ok {
+			return n, nil
+		}
+		return 0, &TypeError{Offset: int64(start), Want: "integer", Got: "number " + string(lit)}
+	case Null:
+		return 0, s.literal("null")
+	}
+	return 0, s.mismatch("integer")
+}
+
+// NullableFloat64 reads a number, or null as 0.
+func (s *Scanner) NullableFloat64() (float64, error) {
+	if s.Peek() == Null {
+		return 0, s.literal("null")
+	}
+	return s.Float64()
+}
+
 // Bool reads a boolean value.
 func (s *Scanner) Bool() (bool, error) {
 	if s.Peek() != Bool {
@@ -402,6 +472,35 @@ func (s *Scanner) Float64() (float64, error) {
 		return 0, &TypeError{Offset: int64(start), Want: "number", Got: "number " + string(lit)}
 	}
 	return f, nil
+}
+
+// quickInt reads a plain integer of up to 18 digits (no fraction, no
+// exponent, no leading zero) in one loop, the common case; otherwise it
+// reads nothing and reports false.
+func (s *Scanner) quickInt() (int64, bool) {
+	d, i := s.data, s.pos
+	neg := d[i] == '-'
+	if neg {
+		i++
+	}
+	start := i
+	var n int64
+	for i < len(d) && d[i] >= '0' && d[i] <= '9' {
+		n = n*10 + int64(d[i]-'0')
+		i++
+	}
+	digits := i - start
+	if digits == 0 || digits > 18 || (digits > 1 && d[start] == '0') {
+		return 0, false
+	}
+	if i < len(d) && (d[i] == '.' || d[i] == 'e' || d[i] == 'E') {
+		return 0, false
+	}
+	s.pos = i
+	if neg {
+		n = -n
+	}
+	return n, true
 }
 
 // parseInt is strconv.ParseInt(lit, 10, 64) for a number literal.
@@ -520,6 +619,17 @@ func (s *Scanner) stringBytes() ([]byte, error) {
 		start++
 	}
 	i := start
+	// Eight bytes at a time while none is a quote, a backslash, a control
+	// character or non-ASCII; the byte loop below finds which one it was.
+	for i+8 <= len(d) {
+		x := binary.LittleEndian.Uint64(d[i:])
+		if m := (x | hasLess(x, 0x20) | hasZero(x^(lsb*'"')) | hasZero(x^(lsb*'\\'))) & msb; m != 0 {
+			// The lowest flagged byte is exact (borrows only run upward).
+			i += bits.TrailingZeros64(m) >> 3
+			break
+		}
+		i += 8
+	}
 	for i < len(d) {
 		c := d[i]
 		if c == '"' {
@@ -611,6 +721,19 @@ func (s *Scanner) stringBytes() ([]byte, error) {
 	s.buf = buf
 	return nil, s.unexpected("in string literal")
 }
+
+const (
+	lsb  = 0x0101010101010101
+	msb  = 0x8080808080808080
+	low7 = 0x7f7f7f7f7f7f7f7f
+)
+
+// hasZero has the high bit set in (at least) the lowest zero byte of x.
+func hasZero(x uint64) uint64 { return (x - lsb) &^ x & msb }
+
+// hasLess has a high bit set when some byte of x (all below 0x80) is
+// below n.
+func hasLess(x uint64, n uint64) uint64 { return (x - lsb*n) &^ x & msb }
 
 func isHex(c byte) bool {
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')

@@ -114,12 +114,12 @@ func TestScanner_syntaxErrorOffsets(t *testing.T) {
 		in     string
 		offset int64
 	}{
-		{"{\n  \"a\": 1,\n  x\n}", 15},
-		{`{"a":1,}`, 8},
+		{"{\n  \"a\": 1,\n  x\n}", 14},
+		{`{"a":1,}`, 7},
 		{`[1,2`, 4},
-		{`{"a":tru}`, 9},
+		{`{"a":tru}`, 8},
 		{`{"a":"b`, 7},
-		{`{"a":01}`, 7},
+		{`{"a":01}`, 6},
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {

@@ -22,20 +22,32 @@ type Writer struct {
 	first  bool // nothing written yet in the innermost open container
 	// afterKey is set between a Key and its value.
 	afterKey bool
+	// pad is a newline and indentation for the deepest level so far.
+	pad []byte
 }
 
 // NewWriter returns a writer; indent is the unit of indentation ("" for
 // compact output).
 func NewWriter(indent string) *Writer { return &Writer{indent: indent} }
 
+// NewWriterSize is NewWriter with room for size bytes, so that a document
+// of about that size is written without growing the buffer.
+func NewWriterSize(indent string, size int) *Writer {
+	return &Writer{indent: indent, buf: make([]byte, 0, size)}
+}
+
 // Bytes returns what was written.
 func (w *Writer) Bytes() []byte { return w.buf }
 
 func (w *Writer) newline() {
-	w.buf = append(w.buf, '\n')
-	for range w.depth {
-		w.buf = append(w.buf, w.indent...)
+	n := 1 + w.depth*len(w.indent)
+	for len(w.pad) < n {
+		if len(w.pad) == 0 {
+			w.pad = append(w.pad, '\n')
+		}
+		w.pad = append(w.pad, w.indent...)
 	}
+	w.buf = append(w.buf, w.pad[:n]...)
 }
 
 // beforeValue writes the separator a value (or key) needs.
@@ -143,7 +155,7 @@ func (w *Writer) copyValue(s *Scanner) error {
 		w.buf = append(w.buf, '{')
 		w.depth++
 		n := 0
-		err := s.object(func(_, rawKey []byte) error {
+		err := s.Object(func([]byte) error {
 			if n > 0 {
 				w.buf = append(w.buf, ',')
 			}
@@ -151,7 +163,7 @@ func (w *Writer) copyValue(s *Scanner) error {
 			if w.indent != "" {
 				w.newline()
 			}
-			w.buf = appendHTMLSafe(w.buf, rawKey)
+			w.buf = appendHTMLSafe(w.buf, s.rawKey())
 			w.buf = append(w.buf, ':')
 			if w.indent != "" {
 				w.buf = append(w.buf, ' ')
@@ -242,7 +254,19 @@ var safe = func() (t [utf8.RuneSelf]bool) {
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
-	for i := 0; i < len(s); {
+	i := 0
+	// Eight bytes at a time while all are printable ASCII needing no
+	// escape (the common case: ids, tokens, timestamps).
+	for i+8 <= len(s) {
+		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if (x|hasLess(x, 0x20)|hasZero(x^(lsb*'"'))|hasZero(x^(lsb*'\\'))|
+			hasZero(x^(lsb*'<'))|hasZero(x^(lsb*'>'))|hasZero(x^(lsb*'&')))&msb != 0 {
+			break
+		}
+		i += 8
+	}
+	for i < len(s) {
 		if c := s[i]; c < utf8.RuneSelf {
 			if safe[c] {
 				i++

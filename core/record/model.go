@@ -4,9 +4,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/jsonscan"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
-	"github.com/acctpool/acctpool/core/internal/jsonscan"
 	json "github.com/goccy/go-json"
 )
 

@@ -38,6 +38,9 @@ var (
 	ErrNoMain = errors.New("main account credentials not set")
 	// ErrLoginState means a login finish did not match a started login.
 	ErrLoginState = errors.New("unknown or expired login state")
+	// ErrReadOnly is the answer of every write to a store opened with
+	// StoreOptions.ReadOnly.
+	ErrReadOnly = errors.New("the store was opened read-only")
 )
 
 // OpError kinds are also errors: UpstreamError is a failed upstream call with

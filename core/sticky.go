@@ -400,6 +400,9 @@ func (e *Engine) flushSticky(ctx context.Context) error {
 }
 
 func (e *Engine) writeSticky(ctx context.Context, ops []stickyOp) error {
+	if e.store.readOnly {
+		return ErrReadOnly
+	}
 	if e.store.backend != nil {
 		return e.backendWriteSticky(ctx, ops)
 	}

@@ -41,6 +41,11 @@ type StoreOptions struct {
 	// AfterFunc schedules the write-behind flush; nil means
 	// time.AfterFunc. Tests inject one they fire by hand.
 	AfterFunc AfterFunc
+	// ReadOnly opens the files only to read them: no adoption of killed
+	// writers' leftovers at open, no mode changes, and every write fails
+	// with ErrReadOnly. `acctpool check` opens its store so, because a
+	// check must leave the files exactly as it found them.
+	ReadOnly bool
 }
 
 // Store reads and writes anthropic-auth.json and anthropic-auth-state.json
@@ -71,6 +76,8 @@ type Store struct {
 	files *filestore.Files
 
 	backend Backend // nil: the files
+	// readOnly refuses every write (StoreOptions.ReadOnly).
+	readOnly bool
 
 	// Write-behind of observations (BEHAVIOUR.md §1.9) and the current
 	// snapshot, guarded by obsMu: cur is what our last write produced
@@ -128,7 +135,8 @@ func NewStore(opts StoreOptions) (*Store, error) {
 		l = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{paths: opts.Paths, logger: l, wall: opts.WallClock, interval: opts.WriteBehind, afterFunc: opts.AfterFunc, backend: opts.Backend,
-		files: &filestore.Files{Config: p.Config, State: p.State, RoutingState: p.RoutingState, Logger: l, Wall: opts.WallClock}}
+		readOnly: opts.ReadOnly,
+		files:    &filestore.Files{Config: p.Config, State: p.State, RoutingState: p.RoutingState, Logger: l, Wall: opts.WallClock, ReadOnly: opts.ReadOnly}}
 	if s.interval == 0 {
 		s.interval = defaultWriteBehind
 	}
@@ -138,7 +146,10 @@ func NewStore(opts StoreOptions) (*Store, error) {
 	// Temporary files our writers left when they were killed mid-save are
 	// full copies of the tokens, or the journal of a rotation that was not
 	// saved yet: adopt what is newer than the disk (or the backend), then
-	// remove them.
+	// remove them. A read-only store leaves them for the next writer.
+	if s.readOnly {
+		return s, nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
 	defer cancel()
 	if _, err := s.salvageTemps(ctx); err != nil {
@@ -216,6 +227,9 @@ func (s *Store) UpdateState(ctx context.Context, fn func(st *record.StateFile) e
 // updateState is UpdateState writing through res, space reserved before a
 // token call (nil: a plain write).
 func (s *Store) updateState(ctx context.Context, res *filestore.Reservation, fn func(st *record.StateFile) error) (*Snapshot, error) {
+	if s.readOnly {
+		return nil, ErrReadOnly
+	}
 	if s.backend != nil {
 		return s.backendWrite(ctx, s.backend.UpdateState, fn)
 	}
@@ -297,6 +311,9 @@ func (s *Store) updateStateLocked(ctx context.Context, res *filestore.Reservatio
 // the config are pruned. Queued observations are written along, and the
 // returned snapshot, shared, becomes the cached view (see UpdateState).
 func (s *Store) UpdateConfig(ctx context.Context, fn func(cfg *record.ConfigFile, st *record.StateFile) error) (*Snapshot, error) {
+	if s.readOnly {
+		return nil, ErrReadOnly
+	}
 	if s.backend != nil {
 		return s.backendUpdateConfig(ctx, fn)
 	}

@@ -440,3 +440,42 @@ func TestNewStore_paths(t *testing.T) {
 		})
 	}
 }
+
+// TestStore_readOnly: a read-only store (acctpool check) reads the files
+// as the server does and changes nothing: a loose mode stays as found, and
+// every write is refused with ErrReadOnly, the files byte for byte as
+// they were.
+func TestStore_readOnly(t *testing.T) {
+	dir := t.TempDir()
+	paths := Paths{Config: filepath.Join(dir, ConfigFileName), State: filepath.Join(dir, StateFileName)}
+	cfg := `{"version":1,"accounts":[{"id":"fb","type":"oauth"}]}`
+	st := `{"version":1,"accounts":{"fb":{"refresh":"rt-planted","access":"at-planted","expires":1}}}`
+	require.NoError(t, os.WriteFile(paths.Config, []byte(cfg), 0o644))
+	require.NoError(t, os.WriteFile(paths.State, []byte(st), 0o644))
+	require.NoError(t, os.Chmod(paths.Config, 0o644))
+	require.NoError(t, os.Chmod(paths.State, 0o644))
+
+	s, err := NewStore(StoreOptions{Paths: paths, ReadOnly: true})
+	require.NoError(t, err)
+	snap, err := s.Load(context.Background())
+	require.NoError(t, err)
+	require.Len(t, snap.Accounts, 1)
+	assert.Equal(t, "rt-planted", snap.Accounts[0].State.Refresh.Reveal())
+
+	_, err = s.UpdateState(context.Background(), func(st *record.StateFile) error { st.Version = 1; return nil })
+	assert.ErrorIs(t, err, ErrReadOnly)
+	_, err = s.UpdateConfig(context.Background(), func(*record.ConfigFile, *record.StateFile) error { return nil })
+	assert.ErrorIs(t, err, ErrReadOnly)
+
+	for path, want := range map[string]string{paths.Config: cfg, paths.State: st} {
+		got, err := os.ReadFile(path)
+		require.NoError(t, err)
+		assert.Equal(t, want, string(got), "%s is unchanged", path)
+		fi, err := os.Stat(path)
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o644), fi.Mode().Perm(), "%s keeps the mode it was found with", path)
+	}
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, entries, 2, "no lock, temporary or routing file was created")
+}

@@ -612,7 +612,7 @@ func checkModes(paths core.Paths, cfg any, out *[]Finding) {
 // files; a refusal the table did not predict is an error Finding, so check
 // never passes files the server would reject.
 func loadWithCore(ctx context.Context, paths core.Paths) []Finding {
-	store, err := core.NewStore(core.StoreOptions{Paths: paths, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	store, err := core.NewStore(core.StoreOptions{Paths: paths, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ReadOnly: true})
 	if err == nil {
 		_, err = store.Load(ctx)
 	}

@@ -47,6 +47,8 @@ type Files struct {
 	// Wall is the clock lock-file expiry is judged on; nil is the system
 	// wall clock (see core.StoreOptions.WallClock).
 	Wall func() time.Time
+	// ReadOnly leaves the files' modes alone (see core.StoreOptions).
+	ReadOnly bool
 
 	looseWarned sync.Map // path → true once a loose mode was reported
 }
@@ -97,6 +99,9 @@ func ReadStateFile(path string) (*record.StateFile, []byte, error) {
 // 0600, warning once per path. Both files may hold tokens (the config of an
 // old plugin version carries them inline).
 func (f *Files) tightenMode(path string) {
+	if f.ReadOnly {
+		return
+	}
 	fi, err := os.Stat(path)
 	if err != nil || fi.Mode().Perm()&0o077 == 0 {
 		return

@@ -307,6 +307,56 @@ func TestQuotaPassRefreshesDueTokenWithFreshQuota(t *testing.T) {
 	assert.Equal(t, "fb-refresh-2", env.accountState("fb")["refresh"])
 }
 
+// The quota pass decides for main as for every OAuth account (one path):
+// a due token is refreshed even when the quota is fresh, an account that
+// needs a re-login is left alone, and an expired quota error older than a
+// fresh snapshot is cleared. Main is never claimed across machines.
+func TestQuotaPassTreatsMainAsAnAccount(t *testing.T) {
+	yes := true
+	relogin := &record.OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, CheckedAt: epochMs(testStart.Add(-25 * time.Hour)),
+		NextRetryAt: epochMs(testStart.Add(-time.Hour)), AccountIdentity: "main-uuid", RefreshTokenFingerprint: secret.Secret("main-refresh").Fingerprint()}
+	expiredQuotaErr := &record.OpError{Message: "Claude quota check failed: 429", Status: 429, CheckedAt: epochMs(testStart.Add(-10 * time.Minute)),
+		NextRetryAt: epochMs(testStart.Add(-5 * time.Minute)), AccountIdentity: "main-uuid"}
+	fresh := func() *record.QuotaSnapshot { q := fq(80, 80); q.AccountIdentity = "main-uuid"; return q }
+	cases := []struct {
+		name     string
+		main     *record.MainState
+		expires  time.Duration
+		outcome  string
+		reason   string
+		token    int
+		usage    int
+		quotaErr bool // main's lastQuotaApiError still there after the pass
+	}{
+		{"a due token is refreshed though the quota is fresh", &record.MainState{Quota: fresh()}, time.Hour, OutcomeRefreshed, "quota fresh; token due", 1, 0, false},
+		{"a fresh quota and a fresh token: nothing to do", &record.MainState{Quota: fresh()}, 8 * time.Hour, OutcomeSkipped, "quota fresh", 0, 0, false},
+		{"needing a re-login, main is not polled", &record.MainState{LastRefreshError: relogin}, 8 * time.Hour, OutcomeSkipped, "needs re-login", 0, 0, false},
+		{"an expired quota error older than the fresh snapshot is cleared", &record.MainState{Quota: fresh(), LastQuotaAPIError: expiredQuotaErr}, 8 * time.Hour, OutcomeSkipped, "quota fresh", 0, 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := routeEnv(t, `"quota":{"enabled":true}`, tc.main)
+			env.engine.setMainCredentials(MainCredentials{Access: "main-access", Refresh: "main-refresh", Expires: epochMs(testStart.Add(tc.expires))})
+			env.fake.script("token", scripted{status: 200, body: `{"access_token":"main-access-2","refresh_token":"main-refresh-2","expires_in":28800}`})
+			env.fake.script("usage", scripted{status: 200, body: usageOK})
+			sum, err := env.engine.RefreshQuotaDue(env.ctx())
+			require.NoError(t, err)
+			var got PassResult
+			for _, r := range sum.Results {
+				if r.Account == MainAccountID {
+					got = r
+				}
+			}
+			assert.Equal(t, tc.outcome, got.Outcome)
+			assert.Equal(t, tc.reason, got.Reason)
+			assert.Equal(t, tc.token, env.fake.count("token"))
+			assert.Equal(t, tc.usage, env.fake.count("usage"))
+			m, _ := env.state()["main"].(map[string]any)
+			assert.Equal(t, tc.quotaErr, m["lastQuotaApiError"] != nil)
+		})
+	}
+}
+
 // A refresh token rejected for good is not posted again by the background
 // passes once its 24-hour backoff ends: the account needs a re-login, and
 // the passes give the same answer as the views.

@@ -4,6 +4,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 )
 
@@ -26,8 +27,8 @@ const minResetHours = 1.0 / 60
 // stickyReserve is the share of a window the allocator never spends: the
 // minimumRemaining threshold, raised to the killswitch threshold when the
 // killswitch is on.
-func stickyReserve(s Settings, id string) Thresholds {
-	r := Thresholds{FiveHour: s.MinimumRemaining.FiveHour, SevenDay: s.MinimumRemaining.SevenDay}
+func stickyReserve(s policy.Settings, id string) policy.Thresholds {
+	r := policy.Thresholds{FiveHour: s.MinimumRemaining.FiveHour, SevenDay: s.MinimumRemaining.SevenDay}
 	if s.Killswitch.Enabled {
 		k := s.Killswitch.For(id)
 		r.FiveHour = math.Max(r.FiveHour, k.FiveHour)
@@ -41,14 +42,14 @@ func stickyReserve(s Settings, id string) Thresholds {
 // smallest, over its 5h and 7d windows (and, for Fable-family requests, the
 // matching scoped window), of the spendable percentage above the reserve
 // per hour until that window resets. Unknown or stale quota weighs 0.
-func stickyWeight(q *record.QuotaSnapshot, s Settings, id, family, model string, now time.Time) float64 {
-	if !hasStandardWindows(q) || !quotaAgeFresh(q, s.QuotaCheckInterval, model, now) {
+func stickyWeight(q *record.QuotaSnapshot, s policy.Settings, id, family, model string, now time.Time) float64 {
+	if !policy.HasStandardWindows(q) || !policy.QuotaAgeFresh(q, s.QuotaCheckInterval, model, now) {
 		return 0
 	}
 	reserve := stickyReserve(s, id)
 	rate := func(remaining, reserve float64, resetsAt string) float64 {
 		spend := math.Max(0, remaining-reserve)
-		if t, ok := futureReset(resetsAt, now); ok {
+		if t, ok := policy.FutureReset(resetsAt, now); ok {
 			return spend / math.Max(t.Sub(now).Hours(), minResetHours)
 		}
 		return spend
@@ -57,7 +58,7 @@ func stickyWeight(q *record.QuotaSnapshot, s Settings, id, family, model string,
 		rate(q.FiveHour.RemainingPercent, reserve.FiveHour, q.FiveHour.ResetsAt),
 		rate(q.SevenDay.RemainingPercent, reserve.SevenDay, q.SevenDay.ResetsAt))
 	if family == "fable" {
-		if sw := scopedWindowFor(q, model); sw != nil && finite(sw.RemainingPercent) {
+		if sw := policy.ScopedWindowFor(q, model); sw != nil && policy.Finite(sw.RemainingPercent) {
 			w = math.Min(w, rate(sw.RemainingPercent, reserve.Scoped, sw.ResetsAt))
 		}
 	}
@@ -67,8 +68,8 @@ func stickyWeight(q *record.QuotaSnapshot, s Settings, id, family, model string,
 // fableDead reports whether q has a fresh Fable scoped window at 0 %: Opus
 // requests go there first, to spend quota Fable can no longer use.
 func fableDead(q *record.QuotaSnapshot, interval time.Duration, now time.Time) bool {
-	sw := scopedWindowFor(q, "fable")
-	if sw == nil || !finite(sw.RemainingPercent) || sw.RemainingPercent > 0 {
+	sw := policy.ScopedWindowFor(q, "fable")
+	if sw == nil || !policy.Finite(sw.RemainingPercent) || sw.RemainingPercent > 0 {
 		return false
 	}
 	return sw.CheckedAt > epochMs(now)-interval.Milliseconds()
@@ -80,7 +81,7 @@ func fableDead(q *record.QuotaSnapshot, interval time.Duration, now time.Time) b
 // request's, divided by its weight; the lowest score wins, ties by order
 // then id. It returns false when no candidate has weight and some quota
 // is known; when no quota is known at all, the first candidate wins.
-func allocate(cands []allocCandidate, assignments map[string]*stickyAssignment, s Settings, requestBytes int64, family, model string, now time.Time) (string, bool) {
+func allocate(cands []allocCandidate, assignments map[string]*stickyAssignment, s policy.Settings, requestBytes int64, family, model string, now time.Time) (string, bool) {
 	loads := map[loadKey]int64{}
 	for _, a := range assignments {
 		if a != nil {
@@ -99,7 +100,7 @@ type loadKey struct {
 
 // allocateBy is allocate over the assigned input bytes already summed by
 // account and snapshot (stickyFile keeps them as it changes).
-func allocateBy(cands []allocCandidate, loads map[loadKey]int64, s Settings, requestBytes int64, family, model string, now time.Time) (string, bool) {
+func allocateBy(cands []allocCandidate, loads map[loadKey]int64, s policy.Settings, requestBytes int64, family, model string, now time.Time) (string, bool) {
 	if len(cands) == 0 {
 		return "", false
 	}

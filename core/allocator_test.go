@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -47,7 +48,7 @@ func TestAllocate_rules(t *testing.T) {
 	now := policyNow
 	checked := now.Add(-time.Minute)
 	s := defaultSettings()
-	s.MinimumRemaining = Thresholds{FiveHour: 20}
+	s.MinimumRemaining = policy.Thresholds{FiveHour: 20}
 	known := func(five, seven float64) *record.QuotaSnapshot { return snapQ(five, seven, checked) }
 	t.Run("unknown everywhere picks the lowest order", func(t *testing.T) {
 		id, ok := allocate([]allocCandidate{{ID: "b", Order: 2}, {ID: "a", Order: 1}}, nil, s, 10, "general", "", now)
@@ -88,7 +89,7 @@ func TestAllocate_rules(t *testing.T) {
 	})
 	t.Run("killswitch raises the reserve", func(t *testing.T) {
 		ks := s
-		ks.MinimumRemaining = Thresholds{}
+		ks.MinimumRemaining = policy.Thresholds{}
 		ks.Killswitch.Enabled = true
 		assert.Equal(t, 0.0, stickyWeight(snapQ(5, 90, checked), ks, "a", "general", "", now))
 	})
@@ -105,16 +106,16 @@ func TestStickyDecision(t *testing.T) {
 		q     *record.QuotaSnapshot
 		model string
 		want  string // retain, hold or migrate
-		why   reason
+		why   policy.Reason
 	}{
-		{"unknown retains", nil, "", "retain", reasonUsable},
-		{"not exhausted retains", snapQ(10, 10, at), "", "retain", reasonUsable},
-		{"model scope exhausted migrates", snapQ(50, 50, at, scoped("Fable", 0, at, time.Hour)), "claude-fable-5", "migrate", reasonModelScope},
-		{"seven-day exhausted migrates", snapQ(50, 0, at), "", "migrate", reasonWindowSpent},
-		{"five-hour resetting within 15 min holds", five(0, 14*time.Minute), "", "hold", reasonResetsShortly},
-		{"five-hour resetting exactly at 15 min holds", five(0, 15*time.Minute), "", "hold", reasonResetsShortly},
-		{"five-hour resetting later migrates", five(0, 16*time.Minute), "", "migrate", reasonWindowSpent},
-		{"five-hour with a past reset migrates", five(0, -time.Minute), "", "migrate", reasonWindowSpent},
+		{"unknown retains", nil, "", "retain", policy.ReasonUsable},
+		{"not exhausted retains", snapQ(10, 10, at), "", "retain", policy.ReasonUsable},
+		{"model scope exhausted migrates", snapQ(50, 50, at, scoped("Fable", 0, at, time.Hour)), "claude-fable-5", "migrate", policy.ReasonModelScope},
+		{"seven-day exhausted migrates", snapQ(50, 0, at), "", "migrate", policy.ReasonWindowSpent},
+		{"five-hour resetting within 15 min holds", five(0, 14*time.Minute), "", "hold", policy.ReasonResetsShortly},
+		{"five-hour resetting exactly at 15 min holds", five(0, 15*time.Minute), "", "hold", policy.ReasonResetsShortly},
+		{"five-hour resetting later migrates", five(0, 16*time.Minute), "", "migrate", policy.ReasonWindowSpent},
+		{"five-hour with a past reset migrates", five(0, -time.Minute), "", "migrate", policy.ReasonWindowSpent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/acctpool/acctpool/core/internal/anthropic"
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	json "github.com/goccy/go-json"
@@ -87,7 +88,7 @@ func TestReloginOneAnswer(t *testing.T) {
 			assert.Equal(t, tc.relogin, v.NeedsRelogin)
 			assert.Equal(t, !tc.relogin, v.Usable, v.Reason)
 			if tc.relogin {
-				assert.Equal(t, reasonNeedsRelogin.String(), v.Reason)
+				assert.Equal(t, policy.ReasonNeedsRelogin.String(), v.Reason)
 			}
 		})
 	}
@@ -208,11 +209,11 @@ func TestWrongTypedValuesFallBack(t *testing.T) {
 	snap, err := env.engine.store.Load(env.ctx())
 	require.NoError(t, err)
 	s := snap.Settings
-	assert.Equal(t, RoutingMainFirst, s.Routing)
-	assert.Equal(t, defaultFallbackOn, s.FallbackOn)
+	assert.Equal(t, policy.RoutingMainFirst, s.Routing)
+	assert.Equal(t, policy.DefaultFallbackOn, s.FallbackOn)
 	assert.True(t, s.QuotaEnabled)
-	assert.Equal(t, Thresholds{FiveHour: 0, SevenDay: 20}, s.MinimumRemaining, "the rest of the section is used")
-	assert.Equal(t, Thresholds{FiveHour: 5, SevenDay: 10, Scoped: 0}, s.Killswitch.Main, "null and wrong types mean the defaults, never 0")
+	assert.Equal(t, policy.Thresholds{FiveHour: 0, SevenDay: 20}, s.MinimumRemaining, "the rest of the section is used")
+	assert.Equal(t, policy.Thresholds{FiveHour: 5, SevenDay: 10, Scoped: 0}, s.Killswitch.Main, "null and wrong types mean the defaults, never 0")
 	assert.True(t, s.Killswitch.Enabled)
 
 	views, err := env.engine.ListAccounts(env.ctx())
@@ -228,8 +229,8 @@ func TestKillswitchNullAndTrimmedMainID(t *testing.T) {
 	env := mainEnv(t, cfg, `{"version":1,"accounts":{}}`)
 	snap, err := env.engine.store.Load(env.ctx())
 	require.NoError(t, err)
-	assert.Equal(t, defaultKillswitch, snap.Settings.Killswitch.Main)
-	assert.Equal(t, defaultKillswitch, snap.Settings.Killswitch.For(MainAccountID))
+	assert.Equal(t, policy.DefaultKillswitch, snap.Settings.Killswitch.Main)
+	assert.Equal(t, policy.DefaultKillswitch, snap.Settings.Killswitch.For(MainAccountID))
 	assert.Equal(t, "uuid-1", mainIdentity(snap))
 	ws, err := env.engine.Warnings(env.ctx())
 	require.NoError(t, err)

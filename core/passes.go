@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 )
@@ -63,8 +64,8 @@ func (e *Engine) passAccounts(snap *Snapshot) []passAccount {
 	out := make([]passAccount, 0, len(snap.Accounts)+1)
 	if c, ok := e.mainCredentials(); ok {
 		m := passAccount{oauthAccount: mainAccount(snap, c, e)}
-		if needsRelogin(m.refreshErr, m.identity, fingerprintFor(m.refreshErr, m.tokens.Refresh)) {
-			m.skip = reasonNeedsRelogin.String()
+		if needsRelogin(m.refreshErr, m.identity, policy.FingerprintFor(m.refreshErr, m.tokens.Refresh)) {
+			m.skip = policy.ReasonNeedsRelogin.String()
 		}
 		out = append(out, m)
 	}
@@ -112,8 +113,8 @@ func (e *Engine) RefreshQuotaDue(ctx context.Context) (PassSummary, error) {
 			sum.add(a.id, OutcomeSkipped, skip, nil)
 			continue
 		}
-		if !quotaStale(a.quota, snap.Settings, "", now) {
-			if rec := a.quotaErr; rec != nil && !quotaBackoffActive(rec, now) && rec.CheckedAt < a.quota.LatestCheck() {
+		if !policy.QuotaStale(a.quota, snap.Settings, "", now) {
+			if rec := a.quotaErr; rec != nil && !policy.QuotaBackoffActive(rec, now) && rec.CheckedAt < a.quota.LatestCheck() {
 				superseded = append(superseded, a.id)
 			}
 			if snap.Settings.RefreshEnabled && needsRefresh(a.tokens.Access, a.tokens.Expires, snap.Settings.RefreshBeforeExpiry, now) {
@@ -155,8 +156,8 @@ func passSkip(a *Account) (bool, string) {
 		return true, "disabled"
 	case a.Problem != "":
 		return true, a.Problem
-	case needsRelogin(a.State.LastRefreshError, a.ID, fingerprintFor(a.State.LastRefreshError, a.State.Refresh)):
-		return true, reasonNeedsRelogin.String()
+	case needsRelogin(a.State.LastRefreshError, a.ID, policy.FingerprintFor(a.State.LastRefreshError, a.State.Refresh)):
+		return true, policy.ReasonNeedsRelogin.String()
 	}
 	return false, ""
 }

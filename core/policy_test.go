@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/stretchr/testify/assert"
@@ -21,7 +22,7 @@ func win(remaining float64, checked time.Time, reset time.Duration) *record.Quot
 
 func scoped(name string, remaining float64, checked time.Time, reset time.Duration) record.ScopedWindow {
 	w := win(remaining, checked, reset)
-	return record.ScopedWindow{ID: "claude-weekly-scoped-" + normalizeModel(name), Title: name + " only", ModelName: name,
+	return record.ScopedWindow{ID: "claude-weekly-scoped-" + policy.NormalizeModel(name), Title: name + " only", ModelName: name,
 		UsedPercent: w.UsedPercent, RemainingPercent: w.RemainingPercent, ResetsAt: w.ResetsAt, CheckedAt: w.CheckedAt}
 }
 
@@ -29,7 +30,7 @@ func snapQ(five, seven float64, checked time.Time, sc ...record.ScopedWindow) *r
 	return &record.QuotaSnapshot{FiveHour: win(five, checked, 2*time.Hour), SevenDay: win(seven, checked, 72*time.Hour), Scoped: sc, CheckedAt: epochMs(checked)}
 }
 
-func defaultSettings() Settings {
+func defaultSettings() policy.Settings {
 	s, _ := parseSettingsStrict(nil)
 	return s
 }
@@ -37,7 +38,7 @@ func defaultSettings() Settings {
 func TestQuotaPassesPolicy(t *testing.T) {
 	base := defaultSettings()
 	withMin := base
-	withMin.MinimumRemaining = Thresholds{FiveHour: 10, SevenDay: 20}
+	withMin.MinimumRemaining = policy.Thresholds{FiveHour: 10, SevenDay: 20}
 	open := withMin
 	open.FailClosedOnUnknown = false
 	off := withMin
@@ -45,7 +46,7 @@ func TestQuotaPassesPolicy(t *testing.T) {
 	tests := []struct {
 		name string
 		q    *record.QuotaSnapshot
-		s    Settings
+		s    policy.Settings
 		want bool
 	}{
 		{"no snapshot fails closed by default", nil, base, false},
@@ -61,7 +62,7 @@ func TestQuotaPassesPolicy(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, quotaPassesPolicy(tc.q, tc.s))
+			assert.Equal(t, tc.want, policy.QuotaPassesPolicy(tc.q, tc.s))
 		})
 	}
 }
@@ -84,14 +85,14 @@ func TestModelScopeExhausted(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, modelScopeExhausted(tc.q, tc.model))
+			assert.Equal(t, tc.want, policy.ModelScopeExhausted(tc.q, tc.model))
 		})
 	}
 }
 
 func TestQuotaStale(t *testing.T) {
 	s := defaultSettings() // 5 min interval
-	s.MinimumRemaining = Thresholds{FiveHour: 10}
+	s.MinimumRemaining = policy.Thresholds{FiveHour: 10}
 	old := policyNow.Add(-5 * time.Minute)
 	recent := policyNow.Add(-4 * time.Minute)
 	blocked := &record.QuotaSnapshot{FiveHour: win(3, recent, 3*time.Minute), SevenDay: win(50, recent, 0)}
@@ -111,7 +112,7 @@ func TestQuotaStale(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, quotaStale(tc.q, s, tc.model, policyNow))
+			assert.Equal(t, tc.want, policy.QuotaStale(tc.q, s, tc.model, policyNow))
 		})
 	}
 }
@@ -148,28 +149,28 @@ func TestRefreshBackoffActive(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, refreshBackoffActive(tc.err, tc.identity, policyNow, tc.fp))
+			assert.Equal(t, tc.want, policy.RefreshBackoffActive(tc.err, tc.identity, policyNow, tc.fp))
 		})
 	}
 }
 
 func TestQuotaBackoffActive(t *testing.T) {
-	assert.False(t, quotaBackoffActive(nil, policyNow))
-	assert.True(t, quotaBackoffActive(&record.OpError{NextRetryAt: epochMs(policyNow.Add(time.Second))}, policyNow))
-	assert.False(t, quotaBackoffActive(&record.OpError{NextRetryAt: epochMs(policyNow)}, policyNow))
+	assert.False(t, policy.QuotaBackoffActive(nil, policyNow))
+	assert.True(t, policy.QuotaBackoffActive(&record.OpError{NextRetryAt: epochMs(policyNow.Add(time.Second))}, policyNow))
+	assert.False(t, policy.QuotaBackoffActive(&record.OpError{NextRetryAt: epochMs(policyNow)}, policyNow))
 }
 
 func TestKillswitchPasses(t *testing.T) {
 	on := defaultSettings()
 	on.Killswitch.Enabled = true
 	perAccount := on
-	perAccount.Killswitch.Accounts = map[string]Thresholds{"fb": {FiveHour: 50, SevenDay: 10}}
+	perAccount.Killswitch.Accounts = map[string]policy.Thresholds{"fb": {FiveHour: 50, SevenDay: 10}}
 	open := on
 	open.FailClosedOnUnknown = false
 	tests := []struct {
 		name  string
 		q     *record.QuotaSnapshot
-		s     Settings
+		s     policy.Settings
 		id    string
 		model string
 		want  bool
@@ -188,7 +189,7 @@ func TestKillswitchPasses(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, killswitchPasses(tc.q, tc.s, tc.id, tc.model))
+			assert.Equal(t, tc.want, policy.KillswitchPasses(tc.q, tc.s, tc.id, tc.model))
 		})
 	}
 }
@@ -198,10 +199,10 @@ func TestKillswitchRetryAfter(t *testing.T) {
 	b := &record.QuotaSnapshot{FiveHour: win(0, policyNow, 90*time.Minute+500*time.Millisecond), SevenDay: win(50, policyNow, 0),
 		Scoped: []record.ScopedWindow{scoped("Fable", 0, policyNow, 30*time.Hour)}}
 	b.FiveHour.ResetsAt = policyNow.Add(90*time.Minute + 500*time.Millisecond).Format(time.RFC3339Nano)
-	assert.Equal(t, 90*time.Minute+time.Second+60*time.Second, killswitchRetryAfter([]*record.QuotaSnapshot{a, b}, "", policyNow), "earliest reset rounded up, plus 60 s")
-	assert.Equal(t, 30*time.Hour+60*time.Second, killswitchRetryAfter([]*record.QuotaSnapshot{a, b}, "claude-fable-5", policyNow), "scoped-driven")
-	assert.Equal(t, 300*time.Second, killswitchRetryAfter([]*record.QuotaSnapshot{nil, {FiveHour: win(0, policyNow, 0)}}, "", policyNow), "no reset known")
+	assert.Equal(t, 90*time.Minute+time.Second+60*time.Second, policy.KillswitchRetryAfter([]*record.QuotaSnapshot{a, b}, "", policyNow), "earliest reset rounded up, plus 60 s")
+	assert.Equal(t, 30*time.Hour+60*time.Second, policy.KillswitchRetryAfter([]*record.QuotaSnapshot{a, b}, "claude-fable-5", policyNow), "scoped-driven")
+	assert.Equal(t, 300*time.Second, policy.KillswitchRetryAfter([]*record.QuotaSnapshot{nil, {FiveHour: win(0, policyNow, 0)}}, "", policyNow), "no reset known")
 	past := &record.QuotaSnapshot{FiveHour: win(0, policyNow, -time.Minute)}
-	assert.Equal(t, 300*time.Second, killswitchRetryAfter([]*record.QuotaSnapshot{past}, "", policyNow), "past resets do not count")
-	assert.Equal(t, "1m 5s", retryInText(65*time.Second))
+	assert.Equal(t, 300*time.Second, policy.KillswitchRetryAfter([]*record.QuotaSnapshot{past}, "", policyNow), "past resets do not count")
+	assert.Equal(t, "1m 5s", policy.RetryInText(65*time.Second))
 }

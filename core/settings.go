@@ -49,16 +49,7 @@ func parseSettingsStrict(c *record.ConfigFile) (policy.Settings, error) {
 // tolerantly (BEHAVIOUR.md §1.2): a value of the wrong type falls back to
 // its default, is reported in w, and the rest is used.
 func parseSettings(c *record.ConfigFile, w *warnings) policy.Settings {
-	s := policy.Settings{
-		Routing:             policy.RoutingMainFirst,
-		FallbackOn:          policy.DefaultFallbackOn,
-		RefreshEnabled:      true,
-		RefreshBeforeExpiry: 240 * time.Minute,
-		QuotaEnabled:        true,
-		QuotaCheckInterval:  5 * time.Minute,
-		FailClosedOnUnknown: true,
-		Killswitch:          policy.KillswitchSettings{Main: policy.DefaultKillswitch},
-	}
+	s := policy.Defaults()
 	if c == nil {
 		return s
 	}

@@ -67,3 +67,20 @@ var DefaultFallbackOn = []int{401, 403, 429}
 // DefaultKillswitch are the killswitch thresholds when the config sets
 // none (BEHAVIOUR.md §5.5).
 var DefaultKillswitch = Thresholds{FiveHour: 5, SevenDay: 10, Scoped: 0}
+
+// Defaults are the settings of a config file that sets none (BEHAVIOUR.md
+// §1.2): main-first routing, refresh 4 h before expiry, quota checks every
+// 5 minutes failing closed on unknown quota, the default fallbackOn and
+// killswitch thresholds (the killswitch itself off).
+func Defaults() Settings {
+	return Settings{
+		Routing:             RoutingMainFirst,
+		FallbackOn:          DefaultFallbackOn,
+		RefreshEnabled:      true,
+		RefreshBeforeExpiry: 240 * time.Minute,
+		QuotaEnabled:        true,
+		QuotaCheckInterval:  5 * time.Minute,
+		FailClosedOnUnknown: true,
+		Killswitch:          KillswitchSettings{Main: DefaultKillswitch},
+	}
+}

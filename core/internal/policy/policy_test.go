@@ -1,10 +1,9 @@
-package core
+package policy
 
 import (
 	"testing"
 	"time"
 
-	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/stretchr/testify/assert"
@@ -12,8 +11,10 @@ import (
 
 var policyNow = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 
+func msOf(t time.Time) int64 { return t.UnixMilli() }
+
 func win(remaining float64, checked time.Time, reset time.Duration) *record.QuotaWindow {
-	w := &record.QuotaWindow{UsedPercent: 100 - remaining, RemainingPercent: remaining, CheckedAt: epochMs(checked)}
+	w := &record.QuotaWindow{UsedPercent: 100 - remaining, RemainingPercent: remaining, CheckedAt: msOf(checked)}
 	if reset != 0 {
 		w.ResetsAt = checked.Add(reset).UTC().Format(time.RFC3339)
 	}
@@ -22,23 +23,18 @@ func win(remaining float64, checked time.Time, reset time.Duration) *record.Quot
 
 func scoped(name string, remaining float64, checked time.Time, reset time.Duration) record.ScopedWindow {
 	w := win(remaining, checked, reset)
-	return record.ScopedWindow{ID: "claude-weekly-scoped-" + policy.NormalizeModel(name), Title: name + " only", ModelName: name,
+	return record.ScopedWindow{ID: "claude-weekly-scoped-" + NormalizeModel(name), Title: name + " only", ModelName: name,
 		UsedPercent: w.UsedPercent, RemainingPercent: w.RemainingPercent, ResetsAt: w.ResetsAt, CheckedAt: w.CheckedAt}
 }
 
 func snapQ(five, seven float64, checked time.Time, sc ...record.ScopedWindow) *record.QuotaSnapshot {
-	return &record.QuotaSnapshot{FiveHour: win(five, checked, 2*time.Hour), SevenDay: win(seven, checked, 72*time.Hour), Scoped: sc, CheckedAt: epochMs(checked)}
-}
-
-func defaultSettings() policy.Settings {
-	s, _ := parseSettingsStrict(nil)
-	return s
+	return &record.QuotaSnapshot{FiveHour: win(five, checked, 2*time.Hour), SevenDay: win(seven, checked, 72*time.Hour), Scoped: sc, CheckedAt: msOf(checked)}
 }
 
 func TestQuotaPassesPolicy(t *testing.T) {
-	base := defaultSettings()
+	base := Defaults()
 	withMin := base
-	withMin.MinimumRemaining = policy.Thresholds{FiveHour: 10, SevenDay: 20}
+	withMin.MinimumRemaining = Thresholds{FiveHour: 10, SevenDay: 20}
 	open := withMin
 	open.FailClosedOnUnknown = false
 	off := withMin
@@ -46,7 +42,7 @@ func TestQuotaPassesPolicy(t *testing.T) {
 	tests := []struct {
 		name string
 		q    *record.QuotaSnapshot
-		s    policy.Settings
+		s    Settings
 		want bool
 	}{
 		{"no snapshot fails closed by default", nil, base, false},
@@ -62,7 +58,7 @@ func TestQuotaPassesPolicy(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, policy.QuotaPassesPolicy(tc.q, tc.s))
+			assert.Equal(t, tc.want, QuotaPassesPolicy(tc.q, tc.s))
 		})
 	}
 }
@@ -85,14 +81,14 @@ func TestModelScopeExhausted(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, policy.ModelScopeExhausted(tc.q, tc.model))
+			assert.Equal(t, tc.want, ModelScopeExhausted(tc.q, tc.model))
 		})
 	}
 }
 
 func TestQuotaStale(t *testing.T) {
-	s := defaultSettings() // 5 min interval
-	s.MinimumRemaining = policy.Thresholds{FiveHour: 10}
+	s := Defaults() // 5 min interval
+	s.MinimumRemaining = Thresholds{FiveHour: 10}
 	old := policyNow.Add(-5 * time.Minute)
 	recent := policyNow.Add(-4 * time.Minute)
 	blocked := &record.QuotaSnapshot{FiveHour: win(3, recent, 3*time.Minute), SevenDay: win(50, recent, 0)}
@@ -112,7 +108,7 @@ func TestQuotaStale(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, policy.QuotaStale(tc.q, s, tc.model, policyNow))
+			assert.Equal(t, tc.want, QuotaStale(tc.q, s, tc.model, policyNow))
 		})
 	}
 }
@@ -120,8 +116,8 @@ func TestQuotaStale(t *testing.T) {
 func TestRefreshBackoffActive(t *testing.T) {
 	fp := secret.Secret("refresh-1").Fingerprint()
 	rec := func(mut func(*record.OpError)) *record.OpError {
-		e := &record.OpError{Message: "Claude OAuth refresh failed: 429", Status: 429, CheckedAt: epochMs(policyNow.Add(-time.Minute)),
-			NextRetryAt: epochMs(policyNow.Add(10 * time.Minute)), AccountIdentity: "fb", RefreshTokenFingerprint: fp}
+		e := &record.OpError{Message: "Claude OAuth refresh failed: 429", Status: 429, CheckedAt: msOf(policyNow.Add(-time.Minute)),
+			NextRetryAt: msOf(policyNow.Add(10 * time.Minute)), AccountIdentity: "fb", RefreshTokenFingerprint: fp}
 		if mut != nil {
 			mut(e)
 		}
@@ -136,46 +132,46 @@ func TestRefreshBackoffActive(t *testing.T) {
 	}{
 		{"no error", nil, "fb", fp, false},
 		{"active and bound", rec(nil), "fb", fp, true},
-		{"expired", rec(func(e *record.OpError) { e.NextRetryAt = epochMs(policyNow) }), "fb", fp, false},
+		{"expired", rec(func(e *record.OpError) { e.NextRetryAt = msOf(policyNow) }), "fb", fp, false},
 		{"new refresh token releases the latch", rec(nil), "fb", secret.Secret("refresh-2").Fingerprint(), false},
 		{"other identity", rec(nil), "other", fp, false},
 		{"record without identity binds everyone", rec(func(e *record.OpError) { e.AccountIdentity = "" }), "other", fp, true},
 		{"unknown fingerprint still binds", rec(nil), "fb", "", true},
 		{"legacy 24 h network latch heals after 5 min", rec(func(e *record.OpError) {
 			e.Status, e.Message = 0, "fetch failed"
-			e.CheckedAt = epochMs(policyNow.Add(-6 * time.Minute))
-			e.NextRetryAt = epochMs(policyNow.Add(20 * time.Hour))
+			e.CheckedAt = msOf(policyNow.Add(-6 * time.Minute))
+			e.NextRetryAt = msOf(policyNow.Add(20 * time.Hour))
 		}), "fb", fp, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, policy.RefreshBackoffActive(tc.err, tc.identity, policyNow, tc.fp))
+			assert.Equal(t, tc.want, RefreshBackoffActive(tc.err, tc.identity, policyNow, tc.fp))
 		})
 	}
 }
 
 func TestQuotaBackoffActive(t *testing.T) {
-	assert.False(t, policy.QuotaBackoffActive(nil, policyNow))
-	assert.True(t, policy.QuotaBackoffActive(&record.OpError{NextRetryAt: epochMs(policyNow.Add(time.Second))}, policyNow))
-	assert.False(t, policy.QuotaBackoffActive(&record.OpError{NextRetryAt: epochMs(policyNow)}, policyNow))
+	assert.False(t, QuotaBackoffActive(nil, policyNow))
+	assert.True(t, QuotaBackoffActive(&record.OpError{NextRetryAt: msOf(policyNow.Add(time.Second))}, policyNow))
+	assert.False(t, QuotaBackoffActive(&record.OpError{NextRetryAt: msOf(policyNow)}, policyNow))
 }
 
 func TestKillswitchPasses(t *testing.T) {
-	on := defaultSettings()
+	on := Defaults()
 	on.Killswitch.Enabled = true
 	perAccount := on
-	perAccount.Killswitch.Accounts = map[string]policy.Thresholds{"fb": {FiveHour: 50, SevenDay: 10}}
+	perAccount.Killswitch.Accounts = map[string]Thresholds{"fb": {FiveHour: 50, SevenDay: 10}}
 	open := on
 	open.FailClosedOnUnknown = false
 	tests := []struct {
 		name  string
 		q     *record.QuotaSnapshot
-		s     policy.Settings
+		s     Settings
 		id    string
 		model string
 		want  bool
 	}{
-		{"off passes everything", snapQ(0, 0, policyNow), defaultSettings(), "main", "", true},
+		{"off passes everything", snapQ(0, 0, policyNow), Defaults(), "main", "", true},
 		{"default thresholds 5/10 pass", snapQ(5, 10, policyNow), on, "main", "", true},
 		{"5h below default", snapQ(4, 50, policyNow), on, "main", "", false},
 		{"7d below default", snapQ(50, 9, policyNow), on, "main", "", false},
@@ -189,7 +185,7 @@ func TestKillswitchPasses(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, policy.KillswitchPasses(tc.q, tc.s, tc.id, tc.model))
+			assert.Equal(t, tc.want, KillswitchPasses(tc.q, tc.s, tc.id, tc.model))
 		})
 	}
 }
@@ -199,10 +195,10 @@ func TestKillswitchRetryAfter(t *testing.T) {
 	b := &record.QuotaSnapshot{FiveHour: win(0, policyNow, 90*time.Minute+500*time.Millisecond), SevenDay: win(50, policyNow, 0),
 		Scoped: []record.ScopedWindow{scoped("Fable", 0, policyNow, 30*time.Hour)}}
 	b.FiveHour.ResetsAt = policyNow.Add(90*time.Minute + 500*time.Millisecond).Format(time.RFC3339Nano)
-	assert.Equal(t, 90*time.Minute+time.Second+60*time.Second, policy.KillswitchRetryAfter([]*record.QuotaSnapshot{a, b}, "", policyNow), "earliest reset rounded up, plus 60 s")
-	assert.Equal(t, 30*time.Hour+60*time.Second, policy.KillswitchRetryAfter([]*record.QuotaSnapshot{a, b}, "claude-fable-5", policyNow), "scoped-driven")
-	assert.Equal(t, 300*time.Second, policy.KillswitchRetryAfter([]*record.QuotaSnapshot{nil, {FiveHour: win(0, policyNow, 0)}}, "", policyNow), "no reset known")
+	assert.Equal(t, 90*time.Minute+time.Second+60*time.Second, KillswitchRetryAfter([]*record.QuotaSnapshot{a, b}, "", policyNow), "earliest reset rounded up, plus 60 s")
+	assert.Equal(t, 30*time.Hour+60*time.Second, KillswitchRetryAfter([]*record.QuotaSnapshot{a, b}, "claude-fable-5", policyNow), "scoped-driven")
+	assert.Equal(t, 300*time.Second, KillswitchRetryAfter([]*record.QuotaSnapshot{nil, {FiveHour: win(0, policyNow, 0)}}, "", policyNow), "no reset known")
 	past := &record.QuotaSnapshot{FiveHour: win(0, policyNow, -time.Minute)}
-	assert.Equal(t, 300*time.Second, policy.KillswitchRetryAfter([]*record.QuotaSnapshot{past}, "", policyNow), "past resets do not count")
-	assert.Equal(t, "1m 5s", policy.RetryInText(65*time.Second))
+	assert.Equal(t, 300*time.Second, KillswitchRetryAfter([]*record.QuotaSnapshot{past}, "", policyNow), "past resets do not count")
+	assert.Equal(t, "1m 5s", RetryInText(65*time.Second))
 }

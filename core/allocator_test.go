@@ -29,7 +29,7 @@ func TestAllocate_workedExample(t *testing.T) {
 		Scoped:   []record.ScopedWindow{scoped("Fable", 98, checked, 91*time.Hour)},
 	}
 	s := defaultSettings()
-	cands := []allocCandidate{
+	cands := []policy.AllocCandidate{
 		{ID: "main", Order: 0, Quota: scarce, Known: true},
 		{ID: "abundant", Order: 1, Quota: abundant, Known: true},
 	}
@@ -51,31 +51,31 @@ func TestAllocate_rules(t *testing.T) {
 	s.MinimumRemaining = policy.Thresholds{FiveHour: 20}
 	known := func(five, seven float64) *record.QuotaSnapshot { return snapQ(five, seven, checked) }
 	t.Run("unknown everywhere picks the lowest order", func(t *testing.T) {
-		id, ok := allocate([]allocCandidate{{ID: "b", Order: 2}, {ID: "a", Order: 1}}, nil, s, 10, "general", "", now)
+		id, ok := allocate([]policy.AllocCandidate{{ID: "b", Order: 2}, {ID: "a", Order: 1}}, nil, s, 10, "general", "", now)
 		require.True(t, ok)
 		assert.Equal(t, "a", id)
 	})
 	t.Run("unknown quota weighs nothing next to known quota", func(t *testing.T) {
-		id, ok := allocate([]allocCandidate{{ID: "u", Order: 0}, {ID: "k", Order: 1, Quota: known(50, 50), Known: true}}, nil, s, 10, "general", "", now)
+		id, ok := allocate([]policy.AllocCandidate{{ID: "u", Order: 0}, {ID: "k", Order: 1, Quota: known(50, 50), Known: true}}, nil, s, 10, "general", "", now)
 		require.True(t, ok)
 		assert.Equal(t, "k", id)
 	})
 	t.Run("nothing above the reserve allocates nothing", func(t *testing.T) {
-		_, ok := allocate([]allocCandidate{{ID: "k", Quota: known(20, 50), Known: true}}, nil, s, 10, "general", "", now)
+		_, ok := allocate([]policy.AllocCandidate{{ID: "k", Quota: known(20, 50), Known: true}}, nil, s, 10, "general", "", now)
 		assert.False(t, ok)
 	})
 	t.Run("stale quota weighs nothing", func(t *testing.T) {
-		_, ok := allocate([]allocCandidate{{ID: "k", Quota: snapQ(90, 90, now.Add(-10*time.Minute)), Known: true}}, nil, s, 10, "general", "", now)
+		_, ok := allocate([]policy.AllocCandidate{{ID: "k", Quota: snapQ(90, 90, now.Add(-10*time.Minute)), Known: true}}, nil, s, 10, "general", "", now)
 		assert.False(t, ok)
 	})
 	t.Run("opus goes to Fable-dead accounts first", func(t *testing.T) {
 		dead := snapQ(30, 30, checked, scoped("Fable", 0, checked, 0))
-		id, ok := allocate([]allocCandidate{{ID: "rich", Quota: known(100, 100), Known: true}, {ID: "dead", Order: 1, Quota: dead, Known: true}}, nil, s, 10, "opus", "claude-opus-4-7", now)
+		id, ok := allocate([]policy.AllocCandidate{{ID: "rich", Quota: known(100, 100), Known: true}, {ID: "dead", Order: 1, Quota: dead, Known: true}}, nil, s, 10, "opus", "claude-opus-4-7", now)
 		require.True(t, ok)
 		assert.Equal(t, "dead", id)
 	})
 	t.Run("ties go by order then id", func(t *testing.T) {
-		id, _ := allocate([]allocCandidate{{ID: "z", Order: 1, Quota: known(50, 50), Known: true}, {ID: "y", Order: 1, Quota: known(50, 50), Known: true}}, nil, s, 10, "general", "", now)
+		id, _ := allocate([]policy.AllocCandidate{{ID: "z", Order: 1, Quota: known(50, 50), Known: true}, {ID: "y", Order: 1, Quota: known(50, 50), Known: true}}, nil, s, 10, "general", "", now)
 		assert.Equal(t, "y", id)
 	})
 	t.Run("pending bytes count only since the current observation", func(t *testing.T) {
@@ -84,14 +84,14 @@ func TestAllocate_rules(t *testing.T) {
 			"old": {AccountID: "a", InitialInputBytes: 1 << 30, QuotaCheckedAt: 1},
 			"new": {AccountID: "b", InitialInputBytes: 100, QuotaCheckedAt: b.LatestCheck()},
 		}
-		id, _ := allocate([]allocCandidate{{ID: "a", Quota: a, Known: true}, {ID: "b", Order: 1, Quota: b, Known: true}}, as, s, 10, "general", "", now)
+		id, _ := allocate([]policy.AllocCandidate{{ID: "a", Quota: a, Known: true}, {ID: "b", Order: 1, Quota: b, Known: true}}, as, s, 10, "general", "", now)
 		assert.Equal(t, "a", id)
 	})
 	t.Run("killswitch raises the reserve", func(t *testing.T) {
 		ks := s
 		ks.MinimumRemaining = policy.Thresholds{}
 		ks.Killswitch.Enabled = true
-		assert.Equal(t, 0.0, stickyWeight(snapQ(5, 90, checked), ks, "a", "general", "", now))
+		assert.Equal(t, 0.0, policy.StickyWeight(snapQ(5, 90, checked), ks, "a", "general", "", now))
 	})
 }
 

@@ -76,7 +76,7 @@ type stickyFile struct {
 	// loads sums the assigned input bytes by account and quota snapshot,
 	// kept up to date by set and drop, so a new session's allocation does
 	// not walk every assignment.
-	loads map[loadKey]int64
+	loads map[policy.LoadKey]int64
 }
 
 // UnmarshalJSON keeps unknown keys in Extra.
@@ -102,7 +102,7 @@ func (f stickyFile) MarshalJSON() ([]byte, error) {
 
 func (f *stickyFile) reindex() {
 	f.index = make(map[[32]byte]*stickyAssignment, len(f.Assignments))
-	f.loads = map[loadKey]int64{}
+	f.loads = map[policy.LoadKey]int64{}
 	for k, a := range f.Assignments {
 		var key [32]byte
 		if n, err := hex.Decode(key[:], []byte(k)); err == nil && n == 32 && a != nil {
@@ -118,7 +118,7 @@ func (f *stickyFile) count(a *stickyAssignment, sign int64) {
 	if a == nil {
 		return
 	}
-	k := loadKey{a.AccountID, a.QuotaCheckedAt}
+	k := policy.LoadKey{Account: a.AccountID, Checked: a.QuotaCheckedAt}
 	if f.loads[k] += sign * a.InitialInputBytes; f.loads[k] == 0 {
 		delete(f.loads, k)
 	}
@@ -746,7 +746,7 @@ func stickyKeepOld(s policy.Settings, routes []stickyRoute, old *stickyAssignmen
 // new-session judgement is usable, by the weighted deficit allocator. It
 // reports whether the file changed.
 func stickyAllocate(s policy.Settings, routes []stickyRoute, f *stickyFile, old *stickyAssignment, key [32]byte, req SelectRequest, o routeOpts, now time.Time, res *stickyResolution) bool {
-	cands := make([]allocCandidate, 0, len(routes))
+	cands := make([]policy.AllocCandidate, 0, len(routes))
 	scopedFails := 0
 	for i := range routes {
 		r := &routes[i]
@@ -761,11 +761,11 @@ func stickyAllocate(s policy.Settings, routes []stickyRoute, f *stickyFile, old 
 			res.reasons = append(res.reasons, reasonOf(r.id(), j))
 			continue
 		}
-		cands = append(cands, allocCandidate{ID: r.id(), Order: r.sub.Order, Quota: r.sub.Quota, Known: policy.HasStandardWindows(r.sub.Quota)})
+		cands = append(cands, policy.AllocCandidate{ID: r.id(), Order: r.sub.Order, Quota: r.sub.Quota, Known: policy.HasStandardWindows(r.sub.Quota)})
 	}
 	res.scopedOnly = len(routes) > 0 && scopedFails == len(routes)
 	family := policy.ModelFamily(req.Model)
-	id, ok := allocateBy(cands, f.loads, s, req.PromptBytes, family, req.Model, now)
+	id, ok := policy.AllocateBy(cands, f.loads, s, req.PromptBytes, family, req.Model, now)
 	if !ok {
 		for _, c := range cands {
 			res.reasons = append(res.reasons, AccountReason{AccountID: c.ID, Reason: "no spendable quota above the reserve"})

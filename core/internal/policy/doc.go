@@ -3,14 +3,15 @@
 // ([Settings], [Thresholds], [KillswitchSettings]), the typed reasons an
 // account cannot serve ([Reason]), whether a snapshot is stale
 // ([QuotaStale]) or passes quota.minimumRemaining ([QuotaPassesPolicy],
-// [PolicyFailure]), the killswitch ([KillswitchPasses], [KillswitchFailure],
+// [PolicyFailure]), the killswitch ([killswitchPasses], [KillswitchFailure],
 // [KillswitchRetryAfter]), model scopes ([ScopedWindowFor],
 // [ModelScopeExhausted]) and the refresh and quota backoff latches
-// ([RefreshBackoffActive], [QuotaBackoffActive]). Every function is a pure
+// ([RefreshBackoffActive], [QuotaBackoffActive]), and the sticky-balanced
+// allocator ([AllocateBy], [StickyWeight]). Every function is a pure
 // function of its arguments and the time it is given.
 //
 // It may import the standard library and core's leaf and document
 // packages (core/record, core/secret, core/verdict); only core imports it.
-// The one judgement (core/judgement.go), the allocator, the sticky
-// decisions and the report plan still live in core (issue 13, item 4).
+// The one judgement (core/judgement.go), the sticky decisions and the
+// report plan still live in core (issue 13, item 4).
 package policy

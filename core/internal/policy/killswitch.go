@@ -15,7 +15,7 @@ const KillswitchDefaultRetry = 300 * time.Second
 // after the reset time the usage endpoint reports.
 const killswitchResetSlack = 60 * time.Second
 
-// KillswitchPasses reports whether an account's quota passes the killswitch
+// killswitchPasses reports whether an account's quota passes the killswitch
 // (BEHAVIOUR.md §5.5). The killswitch is a hard floor that stops an
 // account before it hits its limit: with it off everything passes; a
 // present 5h or 7d window below its threshold fails even when the other is
@@ -23,7 +23,7 @@ const killswitchResetSlack = 60 * time.Second
 // (inclusive, so 0 blocks exhaustion); a missing window fails only under
 // failClosedOnUnknownQuota. The thresholds are killswitch.accounts[id],
 // else killswitch.main.
-func KillswitchPasses(q *record.QuotaSnapshot, s Settings, accountID, model string) bool {
+func killswitchPasses(q *record.QuotaSnapshot, s Settings, accountID, model string) bool {
 	_, _, ok := KillswitchFailure(q, s, accountID, model, time.Time{})
 	return ok
 }
@@ -76,8 +76,8 @@ func KillswitchScopedOnly(q *record.QuotaSnapshot, s Settings, accountID, model 
 	if !s.Killswitch.Enabled || model == "" {
 		return false
 	}
-	if KillswitchPasses(q, s, accountID, "") {
-		return !KillswitchPasses(q, s, accountID, model)
+	if killswitchPasses(q, s, accountID, "") {
+		return !killswitchPasses(q, s, accountID, model)
 	}
 	return false
 }

@@ -185,7 +185,7 @@ func TestKillswitchPasses(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, KillswitchPasses(tc.q, tc.s, tc.id, tc.model))
+			assert.Equal(t, tc.want, killswitchPasses(tc.q, tc.s, tc.id, tc.model))
 		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	json "github.com/goccy/go-json"
@@ -72,10 +73,10 @@ func mainViewOf(snap *Snapshot, c MainCredentials, ok bool, now time.Time) Accou
 
 // fillView sets a view's judgement and backoffs. needsRelogin, usable and
 // reason come from the one judgement, so they never disagree.
-func fillView(v *AccountView, s Settings, sub *subject, now time.Time) {
+func fillView(v *AccountView, s policy.Settings, sub *subject, now time.Time) {
 	if sub.Kind == KindMain || sub.Kind == KindOAuth {
-		fp := fingerprintFor(sub.RefreshError, sub.Refresh)
-		if until, ok := refreshBackoffUntil(sub.RefreshError, sub.Identity, now, fp); ok {
+		fp := policy.FingerprintFor(sub.RefreshError, sub.Refresh)
+		if until, ok := policy.RefreshBackoffUntil(sub.RefreshError, sub.Identity, now, fp); ok {
 			v.RefreshBackoffUntil = epochMs(until)
 		}
 		v.NeedsRelogin = needsRelogin(sub.RefreshError, sub.Identity, fp)
@@ -85,7 +86,7 @@ func fillView(v *AccountView, s Settings, sub *subject, now time.Time) {
 	}
 	j := judge(s, sub, need{Purpose: forView}, now)
 	v.Usable, v.Reason = j.Usable, j.Text()
-	if j.Usable && j.Reason == reasonUsable && j.detail == "" {
+	if j.Usable && j.Reason == policy.ReasonUsable && j.detail == "" {
 		v.Reason = ""
 	}
 	if !j.Until.IsZero() {

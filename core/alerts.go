@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	json "github.com/goccy/go-json"
 )
 
@@ -21,7 +22,7 @@ import (
 type Alert struct {
 	AccountID string `json:"accountId"`
 	Label     string `json:"label,omitempty"`
-	// Reason is reasonNeedsRelogin.
+	// Reason is policy.ReasonNeedsRelogin.
 	Reason string `json:"reason"`
 	// Since is when the rejection was recorded, epoch ms; 0 if unknown.
 	Since int64 `json:"since,omitempty"`
@@ -43,7 +44,7 @@ func reloginAlerts(before, after []AccountView) []Alert {
 		if !v.NeedsRelogin || was[v.ID] {
 			continue
 		}
-		a := Alert{AccountID: v.ID, Label: v.Label, Reason: reasonNeedsRelogin.String(), Fix: "acctpool login --replace " + v.ID}
+		a := Alert{AccountID: v.ID, Label: v.Label, Reason: policy.ReasonNeedsRelogin.String(), Fix: "acctpool login --replace " + v.ID}
 		if v.Main {
 			a.Fix = "log in to the host again (opencode: opencode auth login)"
 		}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 	"github.com/stretchr/testify/assert"
@@ -38,7 +39,7 @@ func TestReloginAlerts(t *testing.T) {
 			var got []string
 			for _, a := range reloginAlerts(tc.before, tc.after) {
 				got = append(got, a.AccountID)
-				assert.Equal(t, reasonNeedsRelogin.String(), a.Reason)
+				assert.Equal(t, policy.ReasonNeedsRelogin.String(), a.Reason)
 				assert.Equal(t, int64(42), a.Since)
 				assert.Equal(t, "acctpool login --replace "+a.AccountID, a.Fix)
 				assert.Equal(t, "L"+a.AccountID, a.Label)
@@ -101,7 +102,7 @@ func TestAlertWatch_invalidGrantAlertsOnceWithWebhook(t *testing.T) {
 
 	alerts := watch.Check(env.ctx())
 	require.Len(t, alerts, 1)
-	assert.Equal(t, Alert{AccountID: "fb", Label: "work", Reason: reasonNeedsRelogin.String(), Since: ms(testStart), Fix: "acctpool login --replace fb"}, alerts[0])
+	assert.Equal(t, Alert{AccountID: "fb", Label: "work", Reason: policy.ReasonNeedsRelogin.String(), Since: ms(testStart), Fix: "acctpool login --replace fb"}, alerts[0])
 	watch.Wait()
 	bodies := sink.received()
 	require.Len(t, bodies, 2, "a 503 is retried once, then the 200 ends it")
@@ -132,7 +133,7 @@ func TestAlertWatch_webhookRetryIsBounded(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			sink := newWebhookSink(t, tc.status)
 			clock := NewManualClock(testStart)
-			err := postAlert(t.Context(), http.DefaultClient, clock, sink.srv.URL, Alert{AccountID: "a", Reason: reasonNeedsRelogin.String(), Fix: "f"})
+			err := postAlert(t.Context(), http.DefaultClient, clock, sink.srv.URL, Alert{AccountID: "a", Reason: policy.ReasonNeedsRelogin.String(), Fix: "f"})
 			require.Error(t, err)
 			assert.NotContains(t, err.Error(), sink.srv.URL, "the URL may hold a secret")
 			assert.Len(t, sink.received(), tc.attempts)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -28,7 +29,7 @@ func TestAllocate_workedExample(t *testing.T) {
 		Scoped:   []record.ScopedWindow{scoped("Fable", 98, checked, 91*time.Hour)},
 	}
 	s := defaultSettings()
-	cands := []allocCandidate{
+	cands := []policy.AllocCandidate{
 		{ID: "main", Order: 0, Quota: scarce, Known: true},
 		{ID: "abundant", Order: 1, Quota: abundant, Known: true},
 	}
@@ -47,34 +48,34 @@ func TestAllocate_rules(t *testing.T) {
 	now := policyNow
 	checked := now.Add(-time.Minute)
 	s := defaultSettings()
-	s.MinimumRemaining = Thresholds{FiveHour: 20}
+	s.MinimumRemaining = policy.Thresholds{FiveHour: 20}
 	known := func(five, seven float64) *record.QuotaSnapshot { return snapQ(five, seven, checked) }
 	t.Run("unknown everywhere picks the lowest order", func(t *testing.T) {
-		id, ok := allocate([]allocCandidate{{ID: "b", Order: 2}, {ID: "a", Order: 1}}, nil, s, 10, "general", "", now)
+		id, ok := allocate([]policy.AllocCandidate{{ID: "b", Order: 2}, {ID: "a", Order: 1}}, nil, s, 10, "general", "", now)
 		require.True(t, ok)
 		assert.Equal(t, "a", id)
 	})
 	t.Run("unknown quota weighs nothing next to known quota", func(t *testing.T) {
-		id, ok := allocate([]allocCandidate{{ID: "u", Order: 0}, {ID: "k", Order: 1, Quota: known(50, 50), Known: true}}, nil, s, 10, "general", "", now)
+		id, ok := allocate([]policy.AllocCandidate{{ID: "u", Order: 0}, {ID: "k", Order: 1, Quota: known(50, 50), Known: true}}, nil, s, 10, "general", "", now)
 		require.True(t, ok)
 		assert.Equal(t, "k", id)
 	})
 	t.Run("nothing above the reserve allocates nothing", func(t *testing.T) {
-		_, ok := allocate([]allocCandidate{{ID: "k", Quota: known(20, 50), Known: true}}, nil, s, 10, "general", "", now)
+		_, ok := allocate([]policy.AllocCandidate{{ID: "k", Quota: known(20, 50), Known: true}}, nil, s, 10, "general", "", now)
 		assert.False(t, ok)
 	})
 	t.Run("stale quota weighs nothing", func(t *testing.T) {
-		_, ok := allocate([]allocCandidate{{ID: "k", Quota: snapQ(90, 90, now.Add(-10*time.Minute)), Known: true}}, nil, s, 10, "general", "", now)
+		_, ok := allocate([]policy.AllocCandidate{{ID: "k", Quota: snapQ(90, 90, now.Add(-10*time.Minute)), Known: true}}, nil, s, 10, "general", "", now)
 		assert.False(t, ok)
 	})
 	t.Run("opus goes to Fable-dead accounts first", func(t *testing.T) {
 		dead := snapQ(30, 30, checked, scoped("Fable", 0, checked, 0))
-		id, ok := allocate([]allocCandidate{{ID: "rich", Quota: known(100, 100), Known: true}, {ID: "dead", Order: 1, Quota: dead, Known: true}}, nil, s, 10, "opus", "claude-opus-4-7", now)
+		id, ok := allocate([]policy.AllocCandidate{{ID: "rich", Quota: known(100, 100), Known: true}, {ID: "dead", Order: 1, Quota: dead, Known: true}}, nil, s, 10, "opus", "claude-opus-4-7", now)
 		require.True(t, ok)
 		assert.Equal(t, "dead", id)
 	})
 	t.Run("ties go by order then id", func(t *testing.T) {
-		id, _ := allocate([]allocCandidate{{ID: "z", Order: 1, Quota: known(50, 50), Known: true}, {ID: "y", Order: 1, Quota: known(50, 50), Known: true}}, nil, s, 10, "general", "", now)
+		id, _ := allocate([]policy.AllocCandidate{{ID: "z", Order: 1, Quota: known(50, 50), Known: true}, {ID: "y", Order: 1, Quota: known(50, 50), Known: true}}, nil, s, 10, "general", "", now)
 		assert.Equal(t, "y", id)
 	})
 	t.Run("pending bytes count only since the current observation", func(t *testing.T) {
@@ -83,14 +84,14 @@ func TestAllocate_rules(t *testing.T) {
 			"old": {AccountID: "a", InitialInputBytes: 1 << 30, QuotaCheckedAt: 1},
 			"new": {AccountID: "b", InitialInputBytes: 100, QuotaCheckedAt: b.LatestCheck()},
 		}
-		id, _ := allocate([]allocCandidate{{ID: "a", Quota: a, Known: true}, {ID: "b", Order: 1, Quota: b, Known: true}}, as, s, 10, "general", "", now)
+		id, _ := allocate([]policy.AllocCandidate{{ID: "a", Quota: a, Known: true}, {ID: "b", Order: 1, Quota: b, Known: true}}, as, s, 10, "general", "", now)
 		assert.Equal(t, "a", id)
 	})
 	t.Run("killswitch raises the reserve", func(t *testing.T) {
 		ks := s
-		ks.MinimumRemaining = Thresholds{}
+		ks.MinimumRemaining = policy.Thresholds{}
 		ks.Killswitch.Enabled = true
-		assert.Equal(t, 0.0, stickyWeight(snapQ(5, 90, checked), ks, "a", "general", "", now))
+		assert.Equal(t, 0.0, policy.StickyWeight(snapQ(5, 90, checked), ks, "a", "general", "", now))
 	})
 }
 
@@ -105,16 +106,16 @@ func TestStickyDecision(t *testing.T) {
 		q     *record.QuotaSnapshot
 		model string
 		want  string // retain, hold or migrate
-		why   reason
+		why   policy.Reason
 	}{
-		{"unknown retains", nil, "", "retain", reasonUsable},
-		{"not exhausted retains", snapQ(10, 10, at), "", "retain", reasonUsable},
-		{"model scope exhausted migrates", snapQ(50, 50, at, scoped("Fable", 0, at, time.Hour)), "claude-fable-5", "migrate", reasonModelScope},
-		{"seven-day exhausted migrates", snapQ(50, 0, at), "", "migrate", reasonWindowSpent},
-		{"five-hour resetting within 15 min holds", five(0, 14*time.Minute), "", "hold", reasonResetsShortly},
-		{"five-hour resetting exactly at 15 min holds", five(0, 15*time.Minute), "", "hold", reasonResetsShortly},
-		{"five-hour resetting later migrates", five(0, 16*time.Minute), "", "migrate", reasonWindowSpent},
-		{"five-hour with a past reset migrates", five(0, -time.Minute), "", "migrate", reasonWindowSpent},
+		{"unknown retains", nil, "", "retain", policy.ReasonUsable},
+		{"not exhausted retains", snapQ(10, 10, at), "", "retain", policy.ReasonUsable},
+		{"model scope exhausted migrates", snapQ(50, 50, at, scoped("Fable", 0, at, time.Hour)), "claude-fable-5", "migrate", policy.ReasonModelScope},
+		{"seven-day exhausted migrates", snapQ(50, 0, at), "", "migrate", policy.ReasonWindowSpent},
+		{"five-hour resetting within 15 min holds", five(0, 14*time.Minute), "", "hold", policy.ReasonResetsShortly},
+		{"five-hour resetting exactly at 15 min holds", five(0, 15*time.Minute), "", "hold", policy.ReasonResetsShortly},
+		{"five-hour resetting later migrates", five(0, 16*time.Minute), "", "migrate", policy.ReasonWindowSpent},
+		{"five-hour with a past reset migrates", five(0, -time.Minute), "", "migrate", policy.ReasonWindowSpent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

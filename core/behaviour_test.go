@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/acctpool/acctpool/core/internal/anthropic"
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	json "github.com/goccy/go-json"
@@ -87,7 +88,7 @@ func TestReloginOneAnswer(t *testing.T) {
 			assert.Equal(t, tc.relogin, v.NeedsRelogin)
 			assert.Equal(t, !tc.relogin, v.Usable, v.Reason)
 			if tc.relogin {
-				assert.Equal(t, reasonNeedsRelogin.String(), v.Reason)
+				assert.Equal(t, policy.ReasonNeedsRelogin.String(), v.Reason)
 			}
 		})
 	}
@@ -208,11 +209,11 @@ func TestWrongTypedValuesFallBack(t *testing.T) {
 	snap, err := env.engine.store.Load(env.ctx())
 	require.NoError(t, err)
 	s := snap.Settings
-	assert.Equal(t, RoutingMainFirst, s.Routing)
-	assert.Equal(t, defaultFallbackOn, s.FallbackOn)
+	assert.Equal(t, policy.RoutingMainFirst, s.Routing)
+	assert.Equal(t, policy.DefaultFallbackOn, s.FallbackOn)
 	assert.True(t, s.QuotaEnabled)
-	assert.Equal(t, Thresholds{FiveHour: 0, SevenDay: 20}, s.MinimumRemaining, "the rest of the section is used")
-	assert.Equal(t, Thresholds{FiveHour: 5, SevenDay: 10, Scoped: 0}, s.Killswitch.Main, "null and wrong types mean the defaults, never 0")
+	assert.Equal(t, policy.Thresholds{FiveHour: 0, SevenDay: 20}, s.MinimumRemaining, "the rest of the section is used")
+	assert.Equal(t, policy.Thresholds{FiveHour: 5, SevenDay: 10, Scoped: 0}, s.Killswitch.Main, "null and wrong types mean the defaults, never 0")
 	assert.True(t, s.Killswitch.Enabled)
 
 	views, err := env.engine.ListAccounts(env.ctx())
@@ -228,8 +229,8 @@ func TestKillswitchNullAndTrimmedMainID(t *testing.T) {
 	env := mainEnv(t, cfg, `{"version":1,"accounts":{}}`)
 	snap, err := env.engine.store.Load(env.ctx())
 	require.NoError(t, err)
-	assert.Equal(t, defaultKillswitch, snap.Settings.Killswitch.Main)
-	assert.Equal(t, defaultKillswitch, snap.Settings.Killswitch.For(MainAccountID))
+	assert.Equal(t, policy.DefaultKillswitch, snap.Settings.Killswitch.Main)
+	assert.Equal(t, policy.DefaultKillswitch, snap.Settings.Killswitch.For(MainAccountID))
 	assert.Equal(t, "uuid-1", mainIdentity(snap))
 	ws, err := env.engine.Warnings(env.ctx())
 	require.NoError(t, err)
@@ -309,6 +310,56 @@ func TestQuotaPassRefreshesDueTokenWithFreshQuota(t *testing.T) {
 	}
 	assert.Equal(t, OutcomeRefreshed, fbResult.Outcome)
 	assert.Equal(t, "fb-refresh-2", env.accountState("fb")["refresh"])
+}
+
+// The quota pass decides for main as for every OAuth account (one path):
+// a due token is refreshed even when the quota is fresh, an account that
+// needs a re-login is left alone, and an expired quota error older than a
+// fresh snapshot is cleared. Main is never claimed across machines.
+func TestQuotaPassTreatsMainAsAnAccount(t *testing.T) {
+	yes := true
+	relogin := &record.OpError{Message: "invalid_grant", Status: 400, Permanent: &yes, CheckedAt: epochMs(testStart.Add(-25 * time.Hour)),
+		NextRetryAt: epochMs(testStart.Add(-time.Hour)), AccountIdentity: "main-uuid", RefreshTokenFingerprint: secret.Secret("main-refresh").Fingerprint()}
+	expiredQuotaErr := &record.OpError{Message: "Claude quota check failed: 429", Status: 429, CheckedAt: epochMs(testStart.Add(-10 * time.Minute)),
+		NextRetryAt: epochMs(testStart.Add(-5 * time.Minute)), AccountIdentity: "main-uuid"}
+	fresh := func() *record.QuotaSnapshot { q := fq(80, 80); q.AccountIdentity = "main-uuid"; return q }
+	cases := []struct {
+		name     string
+		main     *record.MainState
+		expires  time.Duration
+		outcome  string
+		reason   string
+		token    int
+		usage    int
+		quotaErr bool // main's lastQuotaApiError still there after the pass
+	}{
+		{"a due token is refreshed though the quota is fresh", &record.MainState{Quota: fresh()}, time.Hour, OutcomeRefreshed, "quota fresh; token due", 1, 0, false},
+		{"a fresh quota and a fresh token: nothing to do", &record.MainState{Quota: fresh()}, 8 * time.Hour, OutcomeSkipped, "quota fresh", 0, 0, false},
+		{"needing a re-login, main is not polled", &record.MainState{LastRefreshError: relogin}, 8 * time.Hour, OutcomeSkipped, "needs re-login", 0, 0, false},
+		{"an expired quota error older than the fresh snapshot is cleared", &record.MainState{Quota: fresh(), LastQuotaAPIError: expiredQuotaErr}, 8 * time.Hour, OutcomeSkipped, "quota fresh", 0, 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := routeEnv(t, `"quota":{"enabled":true}`, tc.main)
+			env.engine.setMainCredentials(MainCredentials{Access: "main-access", Refresh: "main-refresh", Expires: epochMs(testStart.Add(tc.expires))})
+			env.fake.script("token", scripted{status: 200, body: `{"access_token":"main-access-2","refresh_token":"main-refresh-2","expires_in":28800}`})
+			env.fake.script("usage", scripted{status: 200, body: usageOK})
+			sum, err := env.engine.RefreshQuotaDue(env.ctx())
+			require.NoError(t, err)
+			var got PassResult
+			for _, r := range sum.Results {
+				if r.Account == MainAccountID {
+					got = r
+				}
+			}
+			assert.Equal(t, tc.outcome, got.Outcome)
+			assert.Equal(t, tc.reason, got.Reason)
+			assert.Equal(t, tc.token, env.fake.count("token"))
+			assert.Equal(t, tc.usage, env.fake.count("usage"))
+			m, _ := env.state()["main"].(map[string]any)
+			assert.Equal(t, tc.quotaErr, m["lastQuotaApiError"] != nil)
+		})
+	}
 }
 
 // A refresh token rejected for good is not posted again by the background

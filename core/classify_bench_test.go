@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/acctpool/acctpool/core/internal/anthropic"
 	"github.com/acctpool/acctpool/core/verdict"
 	"github.com/stretchr/testify/assert"
 )
@@ -33,24 +32,6 @@ func BenchmarkClassify(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				v := verdict.ClassifyBuiltin(f)
 				_ = verdict.EffectOf(f.Source, v)
-			}
-		})
-	}
-}
-
-func BenchmarkParseUsage(b *testing.B) {
-	flat := []byte(usageOK)
-	limits := []byte(`{"five_hour":{"utilization":10,"resets_at":"2026-11-28T15:00:00Z"},"seven_day":{"utilization":49,"resets_at":"2026-12-01T00:00:00Z"},
-	"limits":[{"kind":"session","group":"session","percent":10,"is_active":true},{"kind":"weekly_all","group":"weekly","percent":49},
-	{"kind":"weekly_scoped","group":"weekly","percent":87,"resets_at":"2026-12-01T00:00:00Z","scope":{"model":{"id":"claude-fable-5","display_name":"Fable"}}}],
-	"extra_usage":{"is_enabled":true,"monthly_limit":5000,"used_credits":120,"utilization":2.4},"spend":{"severity":"low","limit":{"currency":"USD","exponent":2}}}`)
-	for name, body := range map[string][]byte{"flat": flat, "limits": limits} {
-		b.Run(name, func(b *testing.B) {
-			b.ReportAllocs()
-			for i := 0; i < b.N; i++ {
-				if _, err := anthropic.ParseUsage(body, testStart); err != nil {
-					b.Fatal(err)
-				}
 			}
 		})
 	}

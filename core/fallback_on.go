@@ -3,6 +3,7 @@ package core
 import (
 	"slices"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/verdict"
 )
 
@@ -12,12 +13,12 @@ import (
 // user added beyond the defaults always moves, since that is what they
 // asked for (upstream moves on any listed status). This is the one place
 // where a status code meets the effects (BEHAVIOUR.md §4.2).
-func effectFor(s Settings, f verdict.Failure, v verdict.Verdict) verdict.Effect {
+func effectFor(s policy.Settings, f verdict.Failure, v verdict.Verdict) verdict.Effect {
 	eff := verdict.EffectOf(f.Source, v)
 	if f.Source != verdict.SourceMessages {
 		return eff
 	}
 	listed := slices.Contains(s.FallbackOn, f.Status)
-	eff.Fallback = (eff.Fallback && (listed || f.StreamRateLimit)) || (listed && !slices.Contains(defaultFallbackOn, f.Status))
+	eff.Fallback = (eff.Fallback && (listed || f.StreamRateLimit)) || (listed && !slices.Contains(policy.DefaultFallbackOn, f.Status))
 	return eff
 }

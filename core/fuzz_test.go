@@ -2,16 +2,12 @@ package core
 
 import (
 	"bytes"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/acctpool/acctpool/core/internal/anthropic"
 	"github.com/acctpool/acctpool/core/internal/filestore"
-	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -21,78 +17,6 @@ import (
 // (testdata/fuzz and the f.Add calls); scripts/fuzz runs each for a while.
 
 var fuzzNow = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
-
-// checkSnapshot holds what every parsed quota snapshot must satisfy: it
-// encodes (no NaN or infinity) and percentages are within 0..100. With
-// ownResets, reset times were written by us and must be RFC 3339 (a poll's
-// resets_at is kept as the API sent it).
-func checkSnapshot(t *testing.T, q *record.QuotaSnapshot, ownResets bool) {
-	t.Helper()
-	_, err := json.Marshal(q)
-	require.NoError(t, err, "a parsed snapshot must encode")
-	windows := []*record.QuotaWindow{q.FiveHour, q.SevenDay}
-	for i := range q.Scoped {
-		w := q.Scoped[i].Window()
-		windows = append(windows, &w)
-	}
-	for _, w := range windows {
-		if w == nil {
-			continue
-		}
-		assert.True(t, w.UsedPercent >= 0 && w.UsedPercent <= 100, "used %v", w.UsedPercent)
-		assert.True(t, w.RemainingPercent >= 0 && w.RemainingPercent <= 100, "remaining %v", w.RemainingPercent)
-		if ownResets && w.ResetsAt != "" {
-			_, err := time.Parse(time.RFC3339, w.ResetsAt)
-			assert.NoError(t, err, "resetsAt %q", w.ResetsAt)
-		}
-	}
-}
-
-// FuzzParseUsage: the usage payload parser never panics and what it
-// accepts is a sound snapshot.
-func FuzzParseUsage(f *testing.F) {
-	for _, s := range []string{
-		usageOK, usagePermissionErr, `{"five_hour":`, `{}`, `null`, `[]`,
-		`{"five_hour":{"utilization":1e308},"seven_day":{"utilization":-5,"resets_at":"not a time"}}`,
-		`{"limits":[{"kind":"weekly_scoped","group":"opus","percent":50,"resets_at":"2026-12-01T00:00:00Z","is_active":true,"scope":{"model":{"id":"claude-opus-4","display_name":"Opus"}}}]}`,
-		`{"extra_usage":{"is_enabled":true,"monthly_limit":100,"used_credits":250,"utilization":null},"spend":{"severity":"high","limit":{"currency":"usd","exponent":2}}}`,
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		q, err := anthropic.ParseUsage(body, fuzzNow)
-		if err != nil {
-			return
-		}
-		require.NotNil(t, q)
-		checkSnapshot(t, q, false)
-	})
-}
-
-// FuzzQuotaFromHeaders: header harvesting never panics and what it
-// harvests is a sound snapshot. The input is header lines, "name: value".
-func FuzzQuotaFromHeaders(f *testing.F) {
-	for _, s := range []string{
-		"anthropic-ratelimit-unified-5h-utilization: 0.42\nanthropic-ratelimit-unified-5h-reset: 1764342000\nanthropic-ratelimit-unified-7d-utilization: 0.9",
-		"anthropic-ratelimit-unified-7d-utilization: 1.5\nanthropic-ratelimit-unified-fallback: available\nanthropic-ratelimit-unified-representative-claim: seven_day",
-		"anthropic-ratelimit-unified-5h-utilization: NaN",
-		"anthropic-ratelimit-unified-5h-utilization: 1e308\nanthropic-ratelimit-unified-5h-reset: 9223372036854775807",
-		"anthropic-ratelimit-unified-5h-utilization: -0.1\nanthropic-ratelimit-unified-5h-reset: -1",
-	} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, lines string) {
-		h := http.Header{}
-		for _, line := range strings.Split(lines, "\n") {
-			if name, value, ok := strings.Cut(line, ":"); ok {
-				h.Add(name, value)
-			}
-		}
-		if q := anthropic.QuotaFromHeaders(h, fuzzNow); q != nil {
-			checkSnapshot(t, q, true)
-		}
-	})
-}
 
 // loadStable writes data as the file at path, loads it with read, and, if
 // it loads, checks that encoding is stable: encode → decode → encode gives

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
@@ -62,95 +63,6 @@ func (k *RouteKind) UnmarshalText(b []byte) error {
 		*k = KindUnknown
 	}
 	return nil
-}
-
-// reason is why an account can or cannot serve a request. Decisions switch
-// on the constant; its String (and the judgement's Text) is for people.
-type reason uint8
-
-// The judgement's reasons.
-const (
-	// reasonUsable: nothing stands in the way.
-	reasonUsable reason = iota
-	// reasonEntryProblem: the stored entry cannot be used at all (no
-	// refresh token, an unknown account type, a bad baseURL).
-	reasonEntryProblem
-	// reasonDisabled: the config says enabled: false.
-	reasonDisabled
-	// reasonNoCredentials: main's credentials were not handed over, or a
-	// fallback has no access token where one is required.
-	reasonNoCredentials
-	// reasonAPIReserved: an API-key route spends paid credits and is used
-	// only on evidence that main's OAuth quota is spent (BEHAVIOUR.md §5.1).
-	reasonAPIReserved
-	// reasonNotSticky: API-key routes take no part in sticky-balanced
-	// assignment.
-	reasonNotSticky
-	// reasonNeedsRelogin: the refresh token was rejected for good.
-	reasonNeedsRelogin
-	// reasonRefreshBackoff: the token is due and its refresh is backed off.
-	reasonRefreshBackoff
-	// reasonRefreshFailed: the token refresh this request made failed.
-	reasonRefreshFailed
-	// reasonQuotaCheckFailed: the usage poll this request made failed and
-	// nothing cached lets the account through.
-	reasonQuotaCheckFailed
-	// reasonQuotaUnknown: a standard window is unknown and
-	// failClosedOnUnknownQuota is on.
-	reasonQuotaUnknown
-	// reasonBelowMinimum: a window is below quota.minimumRemaining.
-	reasonBelowMinimum
-	// reasonModelScope: the model's scoped weekly window is spent.
-	reasonModelScope
-	// reasonWindowSpent: the 5-hour or 7-day window is spent (0 %
-	// remaining) until its reset, as a poll or a 429's headers said.
-	reasonWindowSpent
-	// reasonKillswitch: a window is below the killswitch threshold.
-	reasonKillswitch
-	// reasonMainQuotaBackedOff: no main quota is known, the main usage API
-	// is backed off, and failClosedOnUnknownQuota is explicitly true.
-	reasonMainQuotaBackedOff
-	// reasonResetsShortly: a sticky session's 5-hour window is spent but
-	// resets within 15 minutes; the session holds instead of migrating.
-	reasonResetsShortly
-)
-
-var reasonText = [...]string{
-	reasonUsable:             "usable",
-	reasonEntryProblem:       "entry cannot be used",
-	reasonDisabled:           "disabled",
-	reasonNoCredentials:      "no credentials",
-	reasonAPIReserved:        "API-key route: main quota not confirmed exhausted",
-	reasonNotSticky:          "API-key routes are not part of sticky-balanced assignment",
-	reasonNeedsRelogin:       "needs re-login",
-	reasonRefreshBackoff:     "refresh backoff",
-	reasonRefreshFailed:      "token refresh failed",
-	reasonQuotaCheckFailed:   "quota check failed",
-	reasonQuotaUnknown:       "quota unknown",
-	reasonBelowMinimum:       "quota below minimum",
-	reasonModelScope:         "weekly limit reached",
-	reasonWindowSpent:        "quota window spent",
-	reasonKillswitch:         "killswitch",
-	reasonMainQuotaBackedOff: "main quota API backed off and no quota known",
-	reasonResetsShortly:      "five-hour quota resets shortly",
-}
-
-// String names the reason for display.
-func (r reason) String() string {
-	if int(r) < len(reasonText) {
-		return reasonText[r]
-	}
-	return "unknown reason"
-}
-
-// lasting reports whether the reason is about the account itself rather
-// than this moment: such an account is not a route at all.
-func (r reason) lasting() bool {
-	switch r {
-	case reasonEntryProblem, reasonDisabled, reasonNoCredentials, reasonNotSticky, reasonNeedsRelogin:
-		return true
-	}
-	return false
 }
 
 // settleIO is the I/O that would settle a judgement.
@@ -231,7 +143,7 @@ type tried struct {
 // I/O would settle it.
 type judgement struct {
 	Usable bool
-	Reason reason
+	Reason policy.Reason
 	// Until is when the reason ends; zero when unknown or never.
 	Until time.Time
 	// Settle is the I/O to do before the account is used or judged again.
@@ -240,7 +152,7 @@ type judgement struct {
 	// modes fallbacks go first and main serves only when none can.
 	LastResort bool
 	// Hold marks a sticky session that keeps its account but waits until
-	// Until (reasonResetsShortly).
+	// Until (policy.ReasonResetsShortly).
 	Hold bool
 	// detail is the display text when it says more than the reason.
 	detail string
@@ -255,7 +167,7 @@ func (j judgement) Text() string {
 	return j.Reason.String()
 }
 
-func refuse(r reason, until time.Time, detail string) judgement {
+func refuse(r policy.Reason, until time.Time, detail string) judgement {
 	return judgement{Reason: r, Until: until, detail: detail}
 }
 
@@ -264,7 +176,7 @@ func refuse(r reason, until time.Time, detail string) judgement {
 // refresh or a usage poll would change the answer it returns the current
 // answer with Settle set, and the engine asks again after the I/O with
 // a.Tried filled in.
-func judge(s Settings, a *subject, n need, now time.Time) judgement {
+func judge(s policy.Settings, a *subject, n need, now time.Time) judgement {
 	if j, done := judgeEntry(a, n); done {
 		return j
 	}
@@ -302,15 +214,15 @@ func judgeEntry(a *subject, n need) (judgement, bool) {
 	sticky := n.Purpose == forStickyKeep || n.Purpose == forStickyNew
 	switch {
 	case a.Kind == KindUnknown || a.Problem != "":
-		return refuse(reasonEntryProblem, time.Time{}, a.Problem), true
+		return refuse(policy.ReasonEntryProblem, time.Time{}, a.Problem), true
 	case !a.Enabled:
-		return refuse(reasonDisabled, time.Time{}, ""), true
+		return refuse(policy.ReasonDisabled, time.Time{}, ""), true
 	case a.Kind == KindAPI && sticky:
-		return refuse(reasonNotSticky, time.Time{}, ""), true
+		return refuse(policy.ReasonNotSticky, time.Time{}, ""), true
 	case a.Kind == KindMain && !a.HasCredential:
-		return refuse(reasonNoCredentials, time.Time{}, "main credentials not set"), true
+		return refuse(policy.ReasonNoCredentials, time.Time{}, "main credentials not set"), true
 	case a.Kind == KindOAuth && sticky && a.Access == "":
-		return refuse(reasonNoCredentials, time.Time{}, "no access token"), true
+		return refuse(policy.ReasonNoCredentials, time.Time{}, "no access token"), true
 	}
 	return judgement{}, false
 }
@@ -319,7 +231,7 @@ func judgeEntry(a *subject, n need) (judgement, bool) {
 // routed only when main's OAuth quota is confirmed spent.
 func judgeAPI(n need) judgement {
 	if n.Purpose == forOrdered && !n.IncludeAPI {
-		return refuse(reasonAPIReserved, time.Time{}, "")
+		return refuse(policy.ReasonAPIReserved, time.Time{}, "")
 	}
 	return judgement{Usable: true, detail: "API-key route (used only when main quota is confirmed exhausted)"}
 }
@@ -327,7 +239,7 @@ func judgeAPI(n need) judgement {
 // tokenDue reports whether the account's access token must be refreshed
 // before use: main when it is expired (the host refreshes it early),
 // fallbacks within the refresh window (BEHAVIOUR.md §2.3).
-func tokenDue(s Settings, a *subject, now time.Time) bool {
+func tokenDue(s policy.Settings, a *subject, now time.Time) bool {
 	if a.Kind == KindMain {
 		return expired(a.Access, a.Expires, now)
 	}
@@ -337,21 +249,21 @@ func tokenDue(s Settings, a *subject, now time.Time) bool {
 // judgeToken refuses an account whose token cannot be had: a refresh token
 // rejected for good, an active refresh backoff while the token is due (for
 // sticky main, whenever it is active), or a refresh that just failed.
-func judgeToken(s Settings, a *subject, n need, now time.Time) (judgement, bool) {
+func judgeToken(s policy.Settings, a *subject, n need, now time.Time) (judgement, bool) {
 	rec := a.RefreshError
-	fp := fingerprintFor(rec, a.Refresh)
+	fp := policy.FingerprintFor(rec, a.Refresh)
 	if needsRelogin(rec, a.Identity, fp) {
-		return refuse(reasonNeedsRelogin, time.Time{}, ""), true
+		return refuse(policy.ReasonNeedsRelogin, time.Time{}, ""), true
 	}
 	due := tokenDue(s, a, now)
 	sticky := n.Purpose == forStickyKeep || n.Purpose == forStickyNew
 	if due || (sticky && a.Kind == KindMain) {
-		if until, ok := refreshBackoffUntil(rec, a.Identity, now, fp); ok {
-			return refuse(reasonRefreshBackoff, until, ""), true
+		if until, ok := policy.RefreshBackoffUntil(rec, a.Identity, now, fp); ok {
+			return refuse(policy.ReasonRefreshBackoff, until, ""), true
 		}
 	}
 	if err := a.Tried.Refresh; err != nil && a.Kind == KindMain {
-		return refuse(reasonRefreshFailed, errUntil(err), shorten(err.Error(), 240)), true
+		return refuse(policy.ReasonRefreshFailed, errUntil(err), shorten(err.Error(), 240)), true
 	}
 	return judgement{}, false
 }
@@ -361,7 +273,7 @@ func judgeToken(s Settings, a *subject, n need, now time.Time) (judgement, bool)
 // identity and refresh token. Time does not heal it; a new refresh token
 // does. Views, routing and NoRoute messages all ask this one question.
 func needsRelogin(rec *record.OpError, identity, fp string) bool {
-	return rec != nil && rec.IsPermanent() && refreshRecordBinds(rec, identity, fp)
+	return rec != nil && rec.IsPermanent() && policy.RefreshRecordBinds(rec, identity, fp)
 }
 
 // judgeMainQuota is main in views and ordered routing. Main's quota counts
@@ -369,30 +281,30 @@ func needsRelogin(rec *record.OpError, identity, fp string) bool {
 // snapshot below policy makes main the last resort, not unusable; unknown
 // quota refuses main only when failClosedOnUnknownQuota is explicitly true
 // and the usage API is backed off (BEHAVIOUR.md §3.2, §5.2).
-func judgeMainQuota(s Settings, a *subject, n need, now time.Time) judgement {
+func judgeMainQuota(s policy.Settings, a *subject, n need, now time.Time) judgement {
 	q := a.Quota
 	var j judgement
-	if n.Purpose == forOrdered && a.Tried.Quota == nil && !quotaBackoffActive(a.QuotaError, now) {
+	if n.Purpose == forOrdered && a.Tried.Quota == nil && !policy.QuotaBackoffActive(a.QuotaError, now) {
 		routing := s.QuotaRouting && n.Replayable
-		stale := quotaStale(q, s, n.Model, now)
-		if (s.Killswitch.Enabled && stale) || (routing && (q == nil || (stale && (standardExhausted(q) || modelScopeExhausted(q, n.Model))))) {
+		stale := policy.QuotaStale(q, s, n.Model, now)
+		if (s.Killswitch.Enabled && stale) || (routing && (q == nil || (stale && (standardExhausted(q) || policy.ModelScopeExhausted(q, n.Model))))) {
 			j.Settle |= settleQuota
 		}
 	}
-	if q == nil && s.FailClosedExplicit && quotaBackoffActive(a.QuotaError, now) {
-		return refuse(reasonMainQuotaBackedOff, fromMs(a.QuotaError.NextRetryAt), "")
+	if q == nil && s.FailClosedExplicit && policy.QuotaBackoffActive(a.QuotaError, now) {
+		return refuse(policy.ReasonMainQuotaBackedOff, fromMs(a.QuotaError.NextRetryAt), "")
 	}
 	if k := killswitchJudgement(q, s, a.ID, n.Model, a.QuotaError, now); !k.Usable {
 		k.Settle = j.Settle
 		return k
 	}
 	j.Usable = true
-	if s.QuotaRouting && (n.Purpose != forOrdered || n.Replayable) && hasStandardWindows(q) {
+	if s.QuotaRouting && (n.Purpose != forOrdered || n.Replayable) && policy.HasStandardWindows(q) {
 		if p := policyJudgement(q, s, now); !p.Usable {
 			j.Reason, j.Until, j.LastResort, j.detail = p.Reason, p.Until, true, "main "+p.Text()
-		} else if sw := scopedWindowFor(q, n.Model); sw != nil && modelScopeExhausted(q, n.Model) {
-			until, _ := futureReset(sw.ResetsAt, now)
-			j.Reason, j.Until, j.LastResort, j.detail = reasonModelScope, until, true, "main "+sw.ModelName+" weekly limit reached"
+		} else if sw := policy.ScopedWindowFor(q, n.Model); sw != nil && policy.ModelScopeExhausted(q, n.Model) {
+			until, _ := policy.FutureReset(sw.ResetsAt, now)
+			j.Reason, j.Until, j.LastResort, j.detail = policy.ReasonModelScope, until, true, "main "+sw.ModelName+" weekly limit reached"
 		}
 	}
 	return j
@@ -403,12 +315,12 @@ func judgeMainQuota(s Settings, a *subject, n need, now time.Time) judgement {
 // failClosedOnUnknownQuota), the model scope and the killswitch. After a
 // refresh or poll failure, upstream's failure path decides (BEHAVIOUR.md
 // §5.1).
-func judgeFallbackQuota(s Settings, a *subject, n need, now time.Time) judgement {
+func judgeFallbackQuota(s policy.Settings, a *subject, n need, now time.Time) judgement {
 	if a.Tried.Refresh != nil || a.Tried.Quota != nil {
 		return judgeFallbackFailure(s, a, n, now)
 	}
 	var settle settleIO
-	if n.Purpose == forOrdered && (s.QuotaEnabled || s.Killswitch.Enabled) && quotaStale(a.Quota, s, n.Model, now) && !quotaBackoffActive(a.QuotaError, now) {
+	if n.Purpose == forOrdered && (s.QuotaEnabled || s.Killswitch.Enabled) && policy.QuotaStale(a.Quota, s, n.Model, now) && !policy.QuotaBackoffActive(a.QuotaError, now) {
 		settle = settleQuota
 	}
 	j := quotaJudgement(s, a.Quota, a.QuotaError, a.ID, n.Model, now, s.QuotaEnabled)
@@ -422,22 +334,22 @@ func judgeFallbackQuota(s Settings, a *subject, n need, now time.Time) judgement
 // windows have not reset; with failClosedOnUnknownQuota off it serves
 // unless refresh backoff or the model scope says otherwise. A cached
 // snapshot known to fail the thresholds still excludes it.
-func judgeFallbackFailure(s Settings, a *subject, n need, now time.Time) judgement {
+func judgeFallbackFailure(s policy.Settings, a *subject, n need, now time.Time) judgement {
 	q := a.Quota
 	err := a.Tried.Refresh
 	if err == nil {
 		err = a.Tried.Quota
 	}
-	if a.Tried.Refresh == nil && !expired(a.Access, a.Expires, now) && transientQuotaError(err) && quotaPassesPolicy(q, s) && windowsCurrent(q, now) {
+	if a.Tried.Refresh == nil && !expired(a.Access, a.Expires, now) && transientQuotaError(err) && policy.QuotaPassesPolicy(q, s) && windowsCurrent(q, now) {
 		return quotaJudgement(s, q, nil, a.ID, n.Model, now, false)
 	}
-	fp := fingerprintFor(a.RefreshError, a.Refresh)
-	if !s.FailClosedOnUnknown && quotaPassesPolicy(q, s) && !refreshBackoffActive(a.RefreshError, a.ID, now, fp) && !modelScopeExhausted(q, n.Model) {
+	fp := policy.FingerprintFor(a.RefreshError, a.Refresh)
+	if !s.FailClosedOnUnknown && policy.QuotaPassesPolicy(q, s) && !policy.RefreshBackoffActive(a.RefreshError, a.ID, now, fp) && !policy.ModelScopeExhausted(q, n.Model) {
 		return killswitchJudgement(q, s, a.ID, n.Model, nil, now)
 	}
-	r := reasonQuotaCheckFailed
+	r := policy.ReasonQuotaCheckFailed
 	if a.Tried.Refresh != nil {
-		r = reasonRefreshFailed
+		r = policy.ReasonRefreshFailed
 	}
 	return refuse(r, errUntil(err), shorten(err.Error(), 240))
 }
@@ -449,12 +361,12 @@ func judgeFallbackFailure(s Settings, a *subject, n need, now time.Time) judgeme
 // minimumRemaining (our addition: a session never drains an account below
 // the user's reserve) and the killswitch move it. Stale or unknown quota
 // keeps (BEHAVIOUR.md §5.4).
-func judgeStickyKeep(s Settings, a *subject, n need, now time.Time) judgement {
+func judgeStickyKeep(s policy.Settings, a *subject, n need, now time.Time) judgement {
 	j := judgement{Usable: true}
-	if !quotaBackoffActive(a.QuotaError, now) && !quotaAgeFresh(a.Quota, s.QuotaCheckInterval, n.Model, now) {
+	if !policy.QuotaBackoffActive(a.QuotaError, now) && !policy.QuotaAgeFresh(a.Quota, s.QuotaCheckInterval, n.Model, now) {
 		j.Settle = settleQuota
 	}
-	if quotaAgeFresh(a.Quota, s.QuotaCheckInterval, n.Model, now) {
+	if policy.QuotaAgeFresh(a.Quota, s.QuotaCheckInterval, n.Model, now) {
 		d := stickyDecision(a.Quota, n.Model, now)
 		switch {
 		case d.Hold:
@@ -463,7 +375,7 @@ func judgeStickyKeep(s Settings, a *subject, n need, now time.Time) judgement {
 		case !d.Usable:
 			return d
 		}
-		if hasStandardWindows(a.Quota) {
+		if policy.HasStandardWindows(a.Quota) {
 			if p := policyJudgement(a.Quota, s, now); !p.Usable {
 				return p
 			}
@@ -480,9 +392,9 @@ func judgeStickyKeep(s Settings, a *subject, n need, now time.Time) judgement {
 // only when quota checks are off or failClosedOnUnknownQuota is off), and
 // with known quota it is neither spent for the model nor otherwise
 // unusable.
-func judgeStickyNew(s Settings, a *subject, n need, now time.Time) judgement {
+func judgeStickyNew(s policy.Settings, a *subject, n need, now time.Time) judgement {
 	var settle settleIO
-	if !quotaBackoffActive(a.QuotaError, now) && !quotaAgeFresh(a.Quota, s.QuotaCheckInterval, n.Model, now) {
+	if !policy.QuotaBackoffActive(a.QuotaError, now) && !policy.QuotaAgeFresh(a.Quota, s.QuotaCheckInterval, n.Model, now) {
 		settle = settleQuota
 	}
 	out := func(j judgement) judgement { j.Settle = settle; return j }
@@ -492,7 +404,7 @@ func judgeStickyNew(s Settings, a *subject, n need, now time.Time) judgement {
 	if p := policyJudgement(a.Quota, s, now); !p.Usable {
 		return out(p)
 	}
-	if hasStandardWindows(a.Quota) {
+	if policy.HasStandardWindows(a.Quota) {
 		if d := stickyDecision(a.Quota, n.Model, now); !d.Usable || d.Hold {
 			d.Usable, d.Hold = false, false
 			return out(d)
@@ -511,23 +423,23 @@ func judgeStickyNew(s Settings, a *subject, n need, now time.Time) judgement {
 // resets within 15 minutes (until the reset), migrate on a later
 // five-hour reset, otherwise retain. Unknown quota retains.
 func stickyDecision(q *record.QuotaSnapshot, model string, now time.Time) judgement {
-	if !hasStandardWindows(q) {
+	if !policy.HasStandardWindows(q) {
 		return judgement{Usable: true}
 	}
-	if sw := scopedWindowFor(q, model); sw != nil && finite(sw.RemainingPercent) && sw.RemainingPercent <= 0 {
-		until, _ := futureReset(sw.ResetsAt, now)
-		return refuse(reasonModelScope, until, sw.ModelName+" weekly limit reached")
+	if sw := policy.ScopedWindowFor(q, model); sw != nil && policy.Finite(sw.RemainingPercent) && sw.RemainingPercent <= 0 {
+		until, _ := policy.FutureReset(sw.ResetsAt, now)
+		return refuse(policy.ReasonModelScope, until, sw.ModelName+" weekly limit reached")
 	}
 	if q.SevenDay.RemainingPercent <= 0 {
-		until, _ := futureReset(q.SevenDay.ResetsAt, now)
-		return refuse(reasonWindowSpent, until, "seven-day quota exhausted")
+		until, _ := policy.FutureReset(q.SevenDay.ResetsAt, now)
+		return refuse(policy.ReasonWindowSpent, until, "seven-day quota exhausted")
 	}
 	if q.FiveHour.RemainingPercent <= 0 {
-		until, ok := futureReset(q.FiveHour.ResetsAt, now)
-		if ok && until.Sub(now) <= stickyHoldWindow {
-			return judgement{Usable: true, Hold: true, Reason: reasonResetsShortly, Until: until}
+		until, ok := policy.FutureReset(q.FiveHour.ResetsAt, now)
+		if ok && until.Sub(now) <= policy.StickyHoldWindow {
+			return judgement{Usable: true, Hold: true, Reason: policy.ReasonResetsShortly, Until: until}
 		}
-		return refuse(reasonWindowSpent, until, "five-hour quota exhausted")
+		return refuse(policy.ReasonWindowSpent, until, "five-hour quota exhausted")
 	}
 	return judgement{Usable: true}
 }
@@ -536,21 +448,21 @@ func stickyDecision(q *record.QuotaSnapshot, model string, now time.Time) judgem
 // true), model scope, a spent window, then the killswitch. A refusal
 // without a known end lasts until the quota backoff ends, when one is
 // active.
-func quotaJudgement(s Settings, q *record.QuotaSnapshot, qerr *record.OpError, id, model string, now time.Time, policy bool) judgement {
-	if policy {
+func quotaJudgement(s policy.Settings, q *record.QuotaSnapshot, qerr *record.OpError, id, model string, now time.Time, checkPolicy bool) judgement {
+	if checkPolicy {
 		if j := policyJudgement(q, s, now); !j.Usable {
 			return untilBackoff(j, qerr, now)
 		}
 	}
-	if sw := scopedWindowFor(q, model); sw != nil && finite(sw.RemainingPercent) && sw.RemainingPercent <= 0 {
-		until, _ := futureReset(sw.ResetsAt, now)
-		return refuse(reasonModelScope, until, sw.ModelName+" weekly limit reached")
+	if sw := policy.ScopedWindowFor(q, model); sw != nil && policy.Finite(sw.RemainingPercent) && sw.RemainingPercent <= 0 {
+		until, _ := policy.FutureReset(sw.ResetsAt, now)
+		return refuse(policy.ReasonModelScope, until, sw.ModelName+" weekly limit reached")
 	}
 	return killswitchJudgement(q, s, id, model, qerr, now)
 }
 
 func untilBackoff(j judgement, qerr *record.OpError, now time.Time) judgement {
-	if j.Until.IsZero() && quotaBackoffActive(qerr, now) {
+	if j.Until.IsZero() && policy.QuotaBackoffActive(qerr, now) {
 		j.Until = fromMs(qerr.NextRetryAt)
 	}
 	return j
@@ -568,18 +480,18 @@ func judgeSpent(sp *record.SpentWindows, n need, now time.Time) (judgement, bool
 	fiveOut, sevenOut := sp.FiveHour > 0 && five.After(now), sp.SevenDay > 0 && seven.After(now)
 	switch {
 	case sevenOut && (!fiveOut || seven.After(five)):
-		return refuse(reasonWindowSpent, seven, "7d quota window spent (429) until its reset"), true
-	case fiveOut && n.Purpose == forStickyKeep && five.Sub(now) <= stickyHoldWindow:
-		return judgement{Usable: true, Hold: true, Reason: reasonResetsShortly, Until: five}, true
+		return refuse(policy.ReasonWindowSpent, seven, "7d quota window spent (429) until its reset"), true
+	case fiveOut && n.Purpose == forStickyKeep && five.Sub(now) <= policy.StickyHoldWindow:
+		return judgement{Usable: true, Hold: true, Reason: policy.ReasonResetsShortly, Until: five}, true
 	case fiveOut:
-		return refuse(reasonWindowSpent, five, "5h quota window spent (429) until its reset"), true
+		return refuse(policy.ReasonWindowSpent, five, "5h quota window spent (429) until its reset"), true
 	}
 	return judgement{}, false
 }
 
 // policyJudgement applies quota.minimumRemaining (BEHAVIOUR.md §3.2).
-func policyJudgement(q *record.QuotaSnapshot, s Settings, now time.Time) judgement {
-	r, detail, until, ok := policyFailure(q, s, now)
+func policyJudgement(q *record.QuotaSnapshot, s policy.Settings, now time.Time) judgement {
+	r, detail, until, ok := policy.PolicyFailure(q, s, now)
 	if ok {
 		return judgement{Usable: true}
 	}
@@ -587,12 +499,12 @@ func policyJudgement(q *record.QuotaSnapshot, s Settings, now time.Time) judgeme
 }
 
 // killswitchJudgement applies the killswitch (BEHAVIOUR.md §5.5).
-func killswitchJudgement(q *record.QuotaSnapshot, s Settings, id, model string, qerr *record.OpError, now time.Time) judgement {
-	detail, until, ok := killswitchFailure(q, s, id, model, now)
+func killswitchJudgement(q *record.QuotaSnapshot, s policy.Settings, id, model string, qerr *record.OpError, now time.Time) judgement {
+	detail, until, ok := policy.KillswitchFailure(q, s, id, model, now)
 	if ok {
 		return judgement{Usable: true}
 	}
-	return untilBackoff(refuse(reasonKillswitch, until, detail), qerr, now)
+	return untilBackoff(refuse(policy.ReasonKillswitch, until, detail), qerr, now)
 }
 
 // transientQuotaError reports whether err is a usage-endpoint failure

@@ -207,6 +207,16 @@ func recordsIn(st *record.StateFile, id string, create bool) *records {
 	return &records{quota: &s.Quota, refreshErr: &s.LastRefreshError, quotaErr: &s.LastQuotaRefreshError, rateLimited: &s.RateLimited, refresh: &s.Refresh}
 }
 
+// quotaErrCleared drops the quota error, keeping main's tombstone (when it
+// was cleared, and the error generation) that upstream reads.
+func (r *records) quotaErrCleared(now time.Time) {
+	if m := r.main; m != nil && m.LastQuotaAPIError != nil {
+		m.QuotaErrorClearedAt = epochMs(now)
+		m.QuotaErrorGeneration++
+	}
+	*r.quotaErr = nil
+}
+
 // quotaStored clears the quota error after a successful poll with access,
 // keeping main's bookkeeping (the token the snapshot came from, the
 // error generation and its tombstone) that upstream reads.
@@ -214,12 +224,8 @@ func (r *records) quotaStored(access secret.Secret, now time.Time) {
 	if m := r.main; m != nil {
 		m.QuotaCheckedAt = epochMs(now)
 		m.QuotaToken = access.Fingerprint()
-		if m.LastQuotaAPIError != nil {
-			m.QuotaErrorClearedAt = epochMs(now)
-			m.QuotaErrorGeneration++
-		}
 	}
-	*r.quotaErr = nil
+	r.quotaErrCleared(now)
 }
 
 // quotaFailed records a quota error, counting main's error generation.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 )
@@ -63,8 +64,8 @@ func (e *Engine) passAccounts(snap *Snapshot) []passAccount {
 	out := make([]passAccount, 0, len(snap.Accounts)+1)
 	if c, ok := e.mainCredentials(); ok {
 		m := passAccount{oauthAccount: mainAccount(snap, c, e)}
-		if needsRelogin(m.refreshErr, m.identity, fingerprintFor(m.refreshErr, m.tokens.Refresh)) {
-			m.skip = reasonNeedsRelogin.String()
+		if needsRelogin(m.refreshErr, m.identity, policy.FingerprintFor(m.refreshErr, m.tokens.Refresh)) {
+			m.skip = policy.ReasonNeedsRelogin.String()
 		}
 		out = append(out, m)
 	}
@@ -81,7 +82,9 @@ func (e *Engine) passAccounts(snap *Snapshot) []passAccount {
 
 // RefreshQuotaDue runs one background quota pass over every account whose
 // snapshot is stale. It refreshes a due token first, as upstream does, so a
-// token-endpoint failure can happen (and is recorded) inside it.
+// token-endpoint failure can happen (and is recorded) inside it. Main and
+// the fallbacks go through one path (passAccounts): main is visited only
+// when quota.enabled is true, and is never claimed across machines.
 func (e *Engine) RefreshQuotaDue(ctx context.Context) (PassSummary, error) {
 	snap, err := e.store.Load(ctx)
 	if err != nil {
@@ -99,48 +102,42 @@ func (e *Engine) RefreshQuotaDue(ctx context.Context) (PassSummary, error) {
 			e.clearQuotaErrors(ctx, superseded)
 		}
 	}()
-	if _, ok := e.mainCredentials(); ok {
-		switch {
-		case !snap.Settings.QuotaRouting:
+	for _, a := range e.passAccounts(snap) {
+		skip := a.skip
+		if skip == "" && a.id == MainAccountID && !snap.Settings.QuotaRouting {
 			// Upstream polls main's usage in the background only when
 			// quota.enabled is explicitly true (BEHAVIOUR.md §3.4).
-			sum.add(MainAccountID, OutcomeSkipped, "main quota routing is off (quota.enabled is not true)", nil)
-		case !quotaStale(snap.Main.Quota, snap.Settings, "", now):
-			sum.add(MainAccountID, OutcomeSkipped, "quota fresh", nil)
-		default:
-			_, err := e.fetchQuota(ctx, MainAccountID)
-			sum.add(MainAccountID, OutcomeFetched, "", err)
+			skip = "main quota routing is off (quota.enabled is not true)"
 		}
-	}
-	for i := range snap.Accounts {
-		a := &snap.Accounts[i]
-		if skip, why := passSkip(a); skip {
-			sum.add(a.ID, OutcomeSkipped, why, nil)
+		if skip != "" {
+			sum.add(a.id, OutcomeSkipped, skip, nil)
 			continue
 		}
-		if !quotaStale(a.State.Quota, snap.Settings, "", now) {
-			if rec := a.State.LastQuotaRefreshError; rec != nil && !quotaBackoffActive(rec, now) && rec.CheckedAt < a.State.Quota.LatestCheck() {
-				superseded = append(superseded, a.ID)
+		if !policy.QuotaStale(a.quota, snap.Settings, "", now) {
+			if rec := a.quotaErr; rec != nil && !policy.QuotaBackoffActive(rec, now) && rec.CheckedAt < a.quota.LatestCheck() {
+				superseded = append(superseded, a.id)
 			}
-			if snap.Settings.RefreshEnabled && needsRefresh(a.State.Access, a.State.Expires, snap.Settings.RefreshBeforeExpiry, now) {
+			if snap.Settings.RefreshEnabled && needsRefresh(a.tokens.Access, a.tokens.Expires, snap.Settings.RefreshBeforeExpiry, now) {
 				// Upstream's quota pass refreshes a due token even when the
 				// quota is fresh (BEHAVIOUR.md §3.4).
-				_, err := e.refreshFallbackIn(ctx, a.ID, false, true)
-				sum.add(a.ID, OutcomeRefreshed, "quota fresh; token due", err)
+				_, err := e.refresh(ctx, a.id, false, true)
+				sum.add(a.id, OutcomeRefreshed, "quota fresh; token due", err)
 				if isCanceled(err) {
 					return sum, err
 				}
 				continue
 			}
-			sum.add(a.ID, OutcomeSkipped, "quota fresh", nil)
+			sum.add(a.id, OutcomeSkipped, "quota fresh", nil)
 			continue
 		}
-		if !e.claimPoll(ctx, a.ID, snap.Settings.QuotaCheckInterval, now) {
-			sum.add(a.ID, OutcomeSkipped, "another machine sharing the store polls it this interval", nil)
+		// Main is this machine's own account; a fallback on a shared store
+		// is polled by one machine per interval.
+		if a.id != MainAccountID && !e.claimPoll(ctx, a.id, snap.Settings.QuotaCheckInterval, now) {
+			sum.add(a.id, OutcomeSkipped, "another machine sharing the store polls it this interval", nil)
 			continue
 		}
-		_, err := e.fetchQuota(ctx, a.ID)
-		sum.add(a.ID, OutcomeFetched, "", err)
+		_, err := e.fetchQuota(ctx, a.id)
+		sum.add(a.id, OutcomeFetched, "", err)
 		if isCanceled(err) {
 			return sum, err
 		}
@@ -159,8 +156,8 @@ func passSkip(a *Account) (bool, string) {
 		return true, "disabled"
 	case a.Problem != "":
 		return true, a.Problem
-	case needsRelogin(a.State.LastRefreshError, a.ID, fingerprintFor(a.State.LastRefreshError, a.State.Refresh)):
-		return true, reasonNeedsRelogin.String()
+	case needsRelogin(a.State.LastRefreshError, a.ID, policy.FingerprintFor(a.State.LastRefreshError, a.State.Refresh)):
+		return true, policy.ReasonNeedsRelogin.String()
 	}
 	return false, ""
 }
@@ -192,11 +189,15 @@ func (s *PassSummary) add(account, outcome, reason string, err error) {
 // clearQuotaErrors removes quota errors that a fresher snapshot superseded,
 // re-checking each under the state lock.
 func (e *Engine) clearQuotaErrors(ctx context.Context, ids []string) {
+	now := e.now()
 	_, err := e.store.UpdateState(ctx, func(st *record.StateFile) error {
 		for _, id := range ids {
-			s := st.Accounts[id]
-			if s != nil && s.LastQuotaRefreshError != nil && s.LastQuotaRefreshError.CheckedAt < s.Quota.LatestCheck() {
-				s.LastQuotaRefreshError = nil
+			if id == MainAccountID && st.Main == nil {
+				continue
+			}
+			r := recordsIn(st, id, false)
+			if r != nil && *r.quotaErr != nil && (*r.quotaErr).CheckedAt < (*r.quota).LatestCheck() {
+				r.quotaErrCleared(now)
 			}
 		}
 		return nil

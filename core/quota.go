@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/acctpool/acctpool/core/internal/anthropic"
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
@@ -105,7 +106,7 @@ func (e *Engine) pollQuotaLocked(ctx context.Context, id string) (*record.QuotaS
 	release, err := e.store.files.Acquire(ctx, a.src.quotaLock(a.id), quotaPollLockTTL, 0)
 	if err != nil {
 		if errors.Is(err, ErrLockTimeout) {
-			if !quotaStale(a.quota, snap.Settings, "", e.now()) {
+			if !policy.QuotaStale(a.quota, snap.Settings, "", e.now()) {
 				return a.quota, false, nil
 			}
 			return nil, false, errorf(ErrInProgress, "Quota refresh is already in progress for %s%s", a.id, lockHolder(err))

@@ -152,50 +152,6 @@ func TestEngine_usageGap(t *testing.T) {
 	assert.Equal(t, time.Second, env.clock.Now().Sub(before), "the second call waited out the 1 s gap on the clock")
 }
 
-func TestParseUsage_shapes(t *testing.T) {
-	t.Run("limits with weekly_scoped", func(t *testing.T) {
-		body := `{"limits":[
-			{"kind":"session","group":"session","percent":10,"is_active":true},
-			{"kind":"weekly_scoped","group":"weekly","percent":87,"resets_at":"2026-12-01T00:00:00Z","scope":{"model":{"id":"claude-fable-5","display_name":"Fable"}}},
-			{"kind":"weekly_scoped","group":"weekly","percent":50,"scope":{"model":{"id":null,"display_name":""}}}],
-			"five_hour":{"utilization":10},"seven_day":{"utilization":120}}`
-		q, err := anthropic.ParseUsage([]byte(body), testStart)
-		require.NoError(t, err)
-		require.Len(t, q.Scoped, 1)
-		assert.Equal(t, "claude-weekly-scoped-claude-fable-5", q.Scoped[0].ID)
-		assert.Equal(t, "Fable only", q.Scoped[0].Title)
-		assert.Equal(t, 13.0, q.Scoped[0].RemainingPercent)
-		assert.Equal(t, "five_hour", q.BindingWindow)
-		assert.Equal(t, 0.0, q.SevenDay.RemainingPercent, "utilization is clamped to 100")
-		assert.Equal(t, record.QuotaSourcePoll, q.Source)
-	})
-	t.Run("flat windows and no scoped keeps an empty list", func(t *testing.T) {
-		q, err := anthropic.ParseUsage([]byte(`{"five_hour":{"utilization":1},"seven_day_opus":{"utilization":99}}`), testStart)
-		require.NoError(t, err)
-		assert.NotNil(t, q.Scoped)
-		assert.Empty(t, q.Scoped)
-		assert.Nil(t, q.SevenDay)
-	})
-	t.Run("invalid JSON", func(t *testing.T) {
-		_, err := anthropic.ParseUsage([]byte(`{"five_hour":`), testStart)
-		assert.EqualError(t, err, "usage response: invalid JSON")
-	})
-	t.Run("fields of unexpected type are dropped, the rest stored", func(t *testing.T) {
-		q, err := anthropic.ParseUsage([]byte(`{"five_hour":{"utilization":"12","resets_at":"2026-11-28T14:00:00Z"},"seven_day":{"utilization":40,"resets_at":7},
-			"limits":[{"kind":"weekly_scoped","group":"weekly","percent":"x","scope":{"model":{"display_name":"Fable"}}},
-			{"kind":"weekly_scoped","group":"weekly","percent":30,"scope":{"model":{"display_name":"Opus","id":5}}}, 17],
-			"extra_usage":"on"}`), testStart)
-		require.NoError(t, err)
-		assert.Nil(t, q.FiveHour, "a window without a numeric utilization is unknown")
-		require.NotNil(t, q.SevenDay)
-		assert.Equal(t, 60.0, q.SevenDay.RemainingPercent)
-		assert.Empty(t, q.SevenDay.ResetsAt)
-		require.Len(t, q.Scoped, 1)
-		assert.Equal(t, "Opus", q.Scoped[0].ModelName)
-		assert.Nil(t, q.ExtraUsage)
-	})
-}
-
 func TestMergeQuota_headersNeverOverwritePollFields(t *testing.T) {
 	poll, err := anthropic.ParseUsage([]byte(`{"five_hour":{"utilization":10},"seven_day":{"utilization":20},
 		"limits":[{"kind":"weekly_all","group":"weekly","percent":20,"is_active":true},

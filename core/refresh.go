@@ -9,6 +9,7 @@ import (
 
 	"github.com/acctpool/acctpool/core/internal/anthropic"
 	"github.com/acctpool/acctpool/core/internal/filestore"
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
@@ -91,9 +92,9 @@ func quotaRecord(prev *record.OpError, identity string, kind verdict.QuotaBackof
 }
 
 // refreshLatched returns the end of the active refresh backoff of a
-// record, if any (see refreshBackoffActive for the binding rules).
+// record, if any (see policy.RefreshBackoffActive for the binding rules).
 func refreshLatched(rec *record.OpError, identity string, refresh secret.Secret, now time.Time) (time.Time, bool) {
-	return refreshBackoffUntil(rec, identity, now, refresh.Fingerprint())
+	return policy.RefreshBackoffUntil(rec, identity, now, refresh.Fingerprint())
 }
 
 // flight is one in-process refresh that concurrent callers share.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/verdict"
 	"github.com/stretchr/testify/assert"
 )
@@ -36,8 +37,8 @@ func TestPlanReport(t *testing.T) {
 	streamed.replayable = false
 	refreshErr := errors.New("token endpoint 503")
 	relogin := fmt.Errorf("refresh: %w", ErrInvalidGrant)
-	hold := judgement{Usable: true, Hold: true, Reason: reasonResetsShortly, Until: policyNow.Add(10 * time.Minute)}
-	migrate := judgement{Reason: reasonWindowSpent, detail: "seven-day quota exhausted"}
+	hold := judgement{Usable: true, Hold: true, Reason: policy.ReasonResetsShortly, Until: policyNow.Add(10 * time.Minute)}
+	migrate := judgement{Reason: policy.ReasonWindowSpent, detail: "seven-day quota exhausted"}
 
 	tests := []struct {
 		name    string

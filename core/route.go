@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/verdict"
 )
@@ -114,7 +115,7 @@ func (e *Engine) selectRoute(ctx context.Context, req SelectRequest) (*Route, er
 // on, the request has a session id and a replayable body, and main has an
 // access token (BEHAVIOUR.md §5.4).
 func (e *Engine) stickyApplies(snap *Snapshot, req SelectRequest) bool {
-	if snap.Settings.Routing != RoutingStickyBalanced || req.SessionID == "" || req.Streamed {
+	if snap.Settings.Routing != policy.RoutingStickyBalanced || req.SessionID == "" || req.Streamed {
 		return false
 	}
 	c, ok := e.mainCredentials()
@@ -126,7 +127,7 @@ func (e *Engine) stickyApplies(snap *Snapshot, req SelectRequest) bool {
 // Only this, or a 429 confirmed by a fresh check, opens API-key routes.
 func mainFreshExhausted(snap *Snapshot, now time.Time) bool {
 	q := mainQuota(snap)
-	return q != nil && standardExhausted(q) && !quotaStale(q, snap.Settings, "", now)
+	return q != nil && standardExhausted(q) && !policy.QuotaStale(q, snap.Settings, "", now)
 }
 
 func standardExhausted(q *record.QuotaSnapshot) bool {
@@ -192,7 +193,7 @@ func (e *Engine) judgeMain(ctx context.Context, snap *Snapshot, need need) (*Sna
 		j = judge(snap.Settings, &sub, need, e.now())
 	}
 	ev := mainEval{j: j}
-	if j.Reason == reasonRefreshBackoff {
+	if j.Reason == policy.ReasonRefreshBackoff {
 		now := e.now()
 		ev.err = &BackoffError{Account: MainAccountID, Kind: ErrRefreshBackoff, Record: snap.Main.LastRefreshError, Until: j.Until, Now: now}
 	}
@@ -253,7 +254,7 @@ func windowsCurrent(q *record.QuotaSnapshot, now time.Time) bool {
 		if w == nil {
 			continue
 		}
-		if t, ok := parseReset(w.ResetsAt); ok && !t.After(now) {
+		if t, ok := policy.ParseReset(w.ResetsAt); ok && !t.After(now) {
 			return false
 		}
 	}
@@ -293,7 +294,7 @@ func (e *Engine) selectOrdered(ctx context.Context, snap *Snapshot, req SelectRe
 		need: need{Purpose: forOrdered, Model: req.Model, Replayable: !req.Streamed, IncludeAPI: o.includeAPI || mainFreshExhausted(snap, e.now())}}
 	switch {
 	case req.Streamed:
-	case snap.Settings.Routing == RoutingFallbackFirst:
+	case snap.Settings.Routing == policy.RoutingFallbackFirst:
 		sel.mainLast = true
 	default:
 		sel.judgeMain(ctx)
@@ -380,7 +381,7 @@ func (sel *orderedSelection) tryFallbacks(ctx context.Context) *Route {
 			why = "API-key route: main quota confirmed exhausted"
 		case sel.main.j.LastResort:
 			why = "fallback: " + sel.main.j.Text()
-		case sel.snap.Settings.Routing == RoutingFallbackFirst:
+		case sel.snap.Settings.Routing == policy.RoutingFallbackFirst:
 			why = "fallback-first"
 		case sel.judged && !sel.main.j.Usable:
 			why = "fallback: main " + sel.main.j.Text()
@@ -416,11 +417,11 @@ func modelName(snap *Snapshot, model string) string {
 	if model == "" {
 		return ""
 	}
-	if sw := scopedWindowFor(mainQuota(snap), model); sw != nil {
+	if sw := policy.ScopedWindowFor(mainQuota(snap), model); sw != nil {
 		return sw.ModelName
 	}
 	for i := range snap.Accounts {
-		if sw := scopedWindowFor(snap.Accounts[i].State.Quota, model); sw != nil {
+		if sw := policy.ScopedWindowFor(snap.Accounts[i].State.Quota, model); sw != nil {
 			return sw.ModelName
 		}
 	}
@@ -469,9 +470,9 @@ func earliestUntil(reasons []AccountReason, now time.Time) time.Duration {
 		}
 	}
 	if best == 0 {
-		return killswitchDefaultRetry
+		return policy.KillswitchDefaultRetry
 	}
-	return ceilSeconds(fromMs(best).Sub(now))
+	return policy.CeilSeconds(fromMs(best).Sub(now))
 }
 
 // orderedNoRoute explains a failed main-first or fallback-first selection
@@ -483,36 +484,36 @@ func (e *Engine) orderedNoRoute(snap *Snapshot, req SelectRequest, reasons []Acc
 	switch {
 	case main.err != nil:
 		return mainRefreshNoRoute(main.err, reasons, now)
-	case main.j.Reason == reasonKillswitch:
+	case main.j.Reason == policy.ReasonKillswitch:
 		all := make([]*record.QuotaSnapshot, 0, len(quotas))
 		for _, q := range quotas {
 			all = append(all, q)
 		}
-		if killswitchScopedOnly(quotas[MainAccountID], s, MainAccountID, req.Model) {
-			retry := killswitchRetryAfter(all, req.Model, now)
-			return rateNoRoute(fmt.Sprintf("%s weekly limit reached, no routable accounts. Retry in %s.", modelName(snap, req.Model), retryInText(retry)), retry, reasons)
+		if policy.KillswitchScopedOnly(quotas[MainAccountID], s, MainAccountID, req.Model) {
+			retry := policy.KillswitchRetryAfter(all, req.Model, now)
+			return rateNoRoute(fmt.Sprintf("%s weekly limit reached, no routable accounts. Retry in %s.", modelName(snap, req.Model), policy.RetryInText(retry)), retry, reasons)
 		}
-		retry := killswitchRetryAfter(all, "", now)
-		return rateNoRoute(fmt.Sprintf("Killswitch: no routable accounts. Retry in %s.", retryInText(retry)), retry, reasons)
-	case main.j.Reason == reasonMainQuotaBackedOff:
+		retry := policy.KillswitchRetryAfter(all, "", now)
+		return rateNoRoute(fmt.Sprintf("Killswitch: no routable accounts. Retry in %s.", policy.RetryInText(retry)), retry, reasons)
+	case main.j.Reason == policy.ReasonMainQuotaBackedOff:
 		rec := snap.Main.LastQuotaAPIError
 		retry := 60 * time.Second
 		if rec != nil && rec.NextRetryAt > 0 {
-			retry = ceilSeconds(fromMs(rec.NextRetryAt).Sub(now))
+			retry = policy.CeilSeconds(fromMs(rec.NextRetryAt).Sub(now))
 		}
 		be := &BackoffError{Account: MainAccountID, Kind: ErrQuotaBackoff, Record: rec, Until: now.Add(retry), Now: now}
 		return rateNoRoute(be.Error(), retry, reasons)
-	case main.j.Reason == reasonNeedsRelogin:
+	case main.j.Reason == policy.ReasonNeedsRelogin:
 		return authNoRoute("Main Claude OAuth account requires re-login, and no fallback OAuth account is currently routable"+name+".", reasons)
 	}
 	if labels := reloginLabels(snap); len(labels) > 0 {
 		return authNoRoute(fmt.Sprintf("No OAuth account is currently routable%s. Fallback Claude OAuth accounts require re-login: %s.", name, strings.Join(labels, ", ")), reasons)
 	}
-	if main.j.Reason == reasonNoCredentials {
+	if main.j.Reason == policy.ReasonNoCredentials {
 		return authNoRoute("Main Claude OAuth credentials are not set, and no fallback account is currently routable"+name+".", reasons)
 	}
 	retry := earliestUntil(reasons, now)
-	return rateNoRoute(fmt.Sprintf("No account is currently routable%s. Retry in %s.", name, retryInText(retry)), retry, reasons)
+	return rateNoRoute(fmt.Sprintf("No account is currently routable%s. Retry in %s.", name, policy.RetryInText(retry)), retry, reasons)
 }
 
 // mainRefreshNoRoute explains a selection that failed because main's token
@@ -532,7 +533,7 @@ func mainRefreshNoRoute(err error, reasons []AccountReason, now time.Time) *NoRo
 	}
 	retry := 60 * time.Second
 	if until := errUntil(err); until.After(now) {
-		retry = ceilSeconds(until.Sub(now))
+		retry = policy.CeilSeconds(until.Sub(now))
 	} else if isUpstream && ue.Verdict.RetryAfter > 0 {
 		retry = ue.Verdict.RetryAfter
 	}

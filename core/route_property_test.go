@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/stretchr/testify/require"
@@ -91,7 +92,7 @@ func TestSelect_neverRoutesToUnusable(t *testing.T) {
 			require.False(t, a.State.LastRefreshError.IsPermanent(), "%s: %s needs re-login", name, a.ID)
 			require.False(t, oracleKilled(a.State.Quota, ks, failClosed, req.Model), "%s: %s killswitched", name, a.ID)
 			require.False(t, oracleBelow(a.State.Quota, s.QuotaEnabled, failClosed, minFive, minSeven), "%s: %s below threshold", name, a.ID)
-			require.False(t, modelScopeExhausted(a.State.Quota, req.Model), "%s: %s model scope exhausted", name, a.ID)
+			require.False(t, policy.ModelScopeExhausted(a.State.Quota, req.Model), "%s: %s model scope exhausted", name, a.ID)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/acctpool/acctpool/core/internal/filestore"
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
@@ -212,7 +213,7 @@ func TestSelect_refreshBackoffExclusion(t *testing.T) {
 		env.fake.script("token") // nothing scripted: any call would be 599
 		_, err = env.engine.Select(env.ctx(), SelectRequest{Exclude: []string{MainAccountID}})
 		nr := noRoute(t, err)
-		assert.Equal(t, AccountReason{AccountID: "fb", Reason: reasonRefreshBackoff.String(), Until: epochMs(testStart.Add(10 * time.Minute))}, reasonFor(nr, "fb"))
+		assert.Equal(t, AccountReason{AccountID: "fb", Reason: policy.ReasonRefreshBackoff.String(), Until: epochMs(testStart.Add(10 * time.Minute))}, reasonFor(nr, "fb"))
 	})
 	t.Run("45 fallback-first serves from a fallback while main is backed off", func(t *testing.T) {
 		env := routeEnv(t, `"routing":{"mode":"fallback-first"}`, &record.MainState{LastRefreshError: backoff}, fb{id: "fb", quota: fq(80, 80)})
@@ -582,7 +583,7 @@ func TestSelect_killswitchNoRoute(t *testing.T) {
 	// main's 5h resets 2 h after it was observed a minute ago.
 	want := 2*time.Hour - time.Minute + 60*time.Second
 	assert.Equal(t, want.Milliseconds(), nr.RetryAfterMs)
-	assert.Equal(t, "Killswitch: no routable accounts. Retry in "+retryInText(want)+".", nr.Message)
+	assert.Equal(t, "Killswitch: no routable accounts. Retry in "+policy.RetryInText(want)+".", nr.Message)
 	assert.Equal(t, "killswitch: 5h 2% < 5%", reasonFor(nr, MainAccountID).Reason)
 	assert.Equal(t, "killswitch: 7d 3% < 10%", reasonFor(nr, "fb").Reason)
 }

@@ -6,74 +6,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/millis"
 	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 )
-
-// RoutingMode is how requests are spread across accounts.
-type RoutingMode string
-
-// The routing modes of BEHAVIOUR.md §5.
-const (
-	RoutingMainFirst      RoutingMode = "main-first"
-	RoutingFallbackFirst  RoutingMode = "fallback-first"
-	RoutingStickyBalanced RoutingMode = "sticky-balanced"
-)
-
-// Thresholds are minimum remaining percentages per window.
-type Thresholds struct {
-	FiveHour float64 `json:"five_hour"`
-	SevenDay float64 `json:"seven_day"`
-	Scoped   float64 `json:"scoped"`
-}
-
-// Settings are the parsed, defaulted settings of anthropic-auth.json.
-type Settings struct {
-	Routing    RoutingMode
-	FallbackOn []int
-	// RefreshEnabled is false only when refresh.enabled is false.
-	RefreshEnabled bool
-	// RefreshBeforeExpiry is how long before expiry a token is refreshed;
-	// never less than 4 h, as upstream.
-	RefreshBeforeExpiry time.Duration
-	// QuotaEnabled is false only when quota.enabled is false (core rule).
-	QuotaEnabled bool
-	// QuotaRouting is true only when quota.enabled is true (router rule:
-	// main-account quota routing is opt-in).
-	QuotaRouting          bool
-	QuotaCheckInterval    time.Duration
-	RefreshEveryNRequests int
-	MinimumRemaining      Thresholds
-	FailClosedOnUnknown   bool
-	// FailClosedExplicit is true only when failClosedOnUnknownQuota is
-	// explicitly true: upstream's router refuses main on unknown quota
-	// only then (BEHAVIOUR.md §3.2).
-	FailClosedExplicit bool
-	Killswitch         KillswitchSettings
-}
-
-// KillswitchSettings are the killswitch thresholds.
-type KillswitchSettings struct {
-	Enabled  bool
-	Main     Thresholds
-	Accounts map[string]Thresholds
-}
-
-// For returns the killswitch thresholds of an account: its own entry, else
-// the main thresholds, which are the default for everyone.
-func (k KillswitchSettings) For(accountID string) Thresholds {
-	if t, ok := k.Accounts[accountID]; ok {
-		return t
-	}
-	return k.Main
-}
-
-// defaultFallbackOn are the message statuses that move a request to the next
-// account when fallbackOn is absent or empty.
-var defaultFallbackOn = []int{401, 403, 429}
-
-var defaultKillswitch = Thresholds{FiveHour: 5, SevenDay: 10, Scoped: 0}
 
 type rawRefresh struct {
 	Enabled                    *bool    `json:"enabled"`
@@ -98,7 +35,7 @@ type rawKillswitch struct {
 // strict, for settings a host is about to write: any value of the wrong
 // type is an error naming its key. Files on disk are read tolerantly
 // (see [parseSettings]).
-func parseSettingsStrict(c *record.ConfigFile) (Settings, error) {
+func parseSettingsStrict(c *record.ConfigFile) (policy.Settings, error) {
 	w := &warnings{file: warnConfig}
 	s := parseSettings(c, w)
 	if len(w.list) > 0 {
@@ -111,17 +48,8 @@ func parseSettingsStrict(c *record.ConfigFile) (Settings, error) {
 // parseSettings reads and defaults the settings of a config file
 // tolerantly (BEHAVIOUR.md §1.2): a value of the wrong type falls back to
 // its default, is reported in w, and the rest is used.
-func parseSettings(c *record.ConfigFile, w *warnings) Settings {
-	s := Settings{
-		Routing:             RoutingMainFirst,
-		FallbackOn:          defaultFallbackOn,
-		RefreshEnabled:      true,
-		RefreshBeforeExpiry: 240 * time.Minute,
-		QuotaEnabled:        true,
-		QuotaCheckInterval:  5 * time.Minute,
-		FailClosedOnUnknown: true,
-		Killswitch:          KillswitchSettings{Main: defaultKillswitch},
-	}
+func parseSettings(c *record.ConfigFile, w *warnings) policy.Settings {
+	s := policy.Defaults()
 	if c == nil {
 		return s
 	}
@@ -131,8 +59,8 @@ func parseSettings(c *record.ConfigFile, w *warnings) Settings {
 		Mode string `json:"mode"`
 	}
 	rd.section("routing", &routing)
-	switch m := RoutingMode(routing.Mode); m {
-	case RoutingMainFirst, RoutingFallbackFirst, RoutingStickyBalanced:
+	switch m := policy.RoutingMode(routing.Mode); m {
+	case policy.RoutingMainFirst, policy.RoutingFallbackFirst, policy.RoutingStickyBalanced:
 		s.Routing = m
 	}
 	var codes []int
@@ -176,7 +104,7 @@ func parseSettings(c *record.ConfigFile, w *warnings) Settings {
 	if q.RefreshEveryNRequests != nil && *q.RefreshEveryNRequests > 0 {
 		s.RefreshEveryNRequests = int(*q.RefreshEveryNRequests)
 	}
-	s.MinimumRemaining = rd.thresholds("quota.minimumRemaining", q.MinimumRemaining, Thresholds{})
+	s.MinimumRemaining = rd.thresholds("quota.minimumRemaining", q.MinimumRemaining, policy.Thresholds{})
 	if q.FailClosedOnUnknownQuota != nil {
 		s.FailClosedOnUnknown = *q.FailClosedOnUnknownQuota
 		s.FailClosedExplicit = *q.FailClosedOnUnknownQuota
@@ -184,9 +112,9 @@ func parseSettings(c *record.ConfigFile, w *warnings) Settings {
 	var k rawKillswitch
 	rd.section("killswitch", &k)
 	s.Killswitch.Enabled = k.Enabled != nil && *k.Enabled
-	s.Killswitch.Main = rd.thresholds("killswitch.main", k.Main, defaultKillswitch)
+	s.Killswitch.Main = rd.thresholds("killswitch.main", k.Main, policy.DefaultKillswitch)
 	if len(k.Accounts) > 0 {
-		s.Killswitch.Accounts = map[string]Thresholds{}
+		s.Killswitch.Accounts = map[string]policy.Thresholds{}
 		for id, t := range k.Accounts {
 			s.Killswitch.Accounts[trimmedID(id)] = rd.thresholds("killswitch.accounts."+id, t, s.Killswitch.Main)
 		}

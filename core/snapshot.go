@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 )
@@ -32,7 +33,7 @@ type Snapshot struct {
 	Config *record.ConfigFile
 	// State is nil when anthropic-auth-state.json does not exist.
 	State    *record.StateFile
-	Settings Settings
+	Settings policy.Settings
 	Accounts []Account
 	// Main is the state file's main section; never nil.
 	Main *record.MainState

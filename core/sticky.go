@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/acctpool/acctpool/core/internal/filestore"
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 )
 
@@ -46,12 +47,12 @@ type stickyFile struct {
 	// loads sums the assigned input bytes by account and quota snapshot,
 	// kept up to date by set and drop, so a new session's allocation does
 	// not walk every assignment.
-	loads map[loadKey]int64
+	loads map[policy.LoadKey]int64
 }
 
 func (f *stickyFile) reindex() {
 	f.index = make(map[[32]byte]*stickyAssignment, len(f.Assignments))
-	f.loads = map[loadKey]int64{}
+	f.loads = map[policy.LoadKey]int64{}
 	for k, a := range f.Assignments {
 		var key [32]byte
 		if n, err := hex.Decode(key[:], []byte(k)); err == nil && n == 32 && a != nil {
@@ -67,7 +68,7 @@ func (f *stickyFile) count(a *stickyAssignment, sign int64) {
 	if a == nil {
 		return
 	}
-	k := loadKey{a.AccountID, a.QuotaCheckedAt}
+	k := policy.LoadKey{Account: a.AccountID, Checked: a.QuotaCheckedAt}
 	if f.loads[k] += sign * a.InitialInputBytes; f.loads[k] == 0 {
 		delete(f.loads, k)
 	}
@@ -442,7 +443,7 @@ func (e *Engine) writeSticky(ctx context.Context, ops []stickyOp) error {
 // seconds, so held sessions do not all come back at the same moment.
 func stickyRetryAfter(sum [32]byte, d time.Duration) time.Duration {
 	jitter := time.Duration(binary.BigEndian.Uint32(sum[:4])%stickyJitterMax) * time.Second
-	return ceilSeconds(d) + jitter
+	return policy.CeilSeconds(d) + jitter
 }
 
 // stickyRoute is one account a sticky session can live on, with the
@@ -457,7 +458,7 @@ func (r *stickyRoute) id() string { return r.sub.ID }
 
 // blocked reports whether the route can neither keep nor take sessions
 // now (its token is due and its refresh is backed off).
-func (r *stickyRoute) blocked() bool { return r.keep.Reason == reasonRefreshBackoff }
+func (r *stickyRoute) blocked() bool { return r.keep.Reason == policy.ReasonRefreshBackoff }
 
 // needsToken reports whether the route's token must be refreshed first.
 func (r *stickyRoute) needsToken() bool { return r.keep.Settle&settleRefresh != 0 }
@@ -483,7 +484,7 @@ func stickyRoutes(snap *Snapshot, creds MainCredentials, model string, now time.
 	var out []AccountReason
 	for _, r := range all {
 		r.keep = judge(snap.Settings, &r.sub, need{Purpose: forStickyKeep, Model: model}, now)
-		if !r.keep.Usable && r.keep.Reason.lasting() {
+		if !r.keep.Usable && r.keep.Reason.Lasting() {
 			out = append(out, reasonOf(r.id(), r.keep))
 			continue
 		}
@@ -506,7 +507,7 @@ func stickyRouteOf(snap *Snapshot, creds MainCredentials, id, model string, now 
 		r.sub, r.acct = accountSubject(a), a
 	}
 	r.keep = judge(snap.Settings, &r.sub, need{Purpose: forStickyKeep, Model: model}, now)
-	return r, r.keep.Usable || !r.keep.Reason.lasting()
+	return r, r.keep.Usable || !r.keep.Reason.Lasting()
 }
 
 func sessionKey(sessionID string) [32]byte { return sha256.Sum256([]byte(sessionID)) }
@@ -518,7 +519,7 @@ func affinityMatches(a *stickyAssignment, model string) bool {
 	if model != "" {
 		return a.AffinityModelID == model
 	}
-	return a.AffinityModelID == "" && a.Family == modelFamily("")
+	return a.AffinityModelID == "" && a.Family == policy.ModelFamily("")
 }
 
 // selectSticky routes a request of a sticky session: the session's account
@@ -546,7 +547,7 @@ func (e *Engine) stickyFast(ctx context.Context, snap *Snapshot, req SelectReque
 	}
 	creds, _ := e.mainCredentials()
 	r, ok := stickyRouteOf(snap, creds, a.AccountID, req.Model, now)
-	if !ok || !r.keep.Usable || r.needsToken() || !quotaAgeFresh(r.sub.Quota, snap.Settings.QuotaCheckInterval, req.Model, now) {
+	if !ok || !r.keep.Usable || r.needsToken() || !policy.QuotaAgeFresh(r.sub.Quota, snap.Settings.QuotaCheckInterval, req.Model, now) {
 		return nil, nil, false
 	}
 	if r.keep.Hold {
@@ -689,7 +690,7 @@ func (e *Engine) stickyResolve(ctx context.Context, snap *Snapshot, routes []sti
 
 // stickyKeepOld keeps a session on its assigned account when the keep
 // judgement allows it, touching lastSeenAt at most once an hour.
-func stickyKeepOld(s Settings, routes []stickyRoute, old *stickyAssignment, req SelectRequest, o routeOpts, now time.Time, key [32]byte, res *stickyResolution) (kept, touched bool) {
+func stickyKeepOld(s policy.Settings, routes []stickyRoute, old *stickyAssignment, req SelectRequest, o routeOpts, now time.Time, key [32]byte, res *stickyResolution) (kept, touched bool) {
 	var r *stickyRoute
 	for i := range routes {
 		if routes[i].id() == old.AccountID {
@@ -723,8 +724,8 @@ func stickyKeepOld(s Settings, routes []stickyRoute, old *stickyAssignment, req 
 // stickyAllocate gives the session a new account among the routes whose
 // new-session judgement is usable, by the weighted deficit allocator. It
 // reports whether the file changed.
-func stickyAllocate(s Settings, routes []stickyRoute, f *stickyFile, old *stickyAssignment, key [32]byte, req SelectRequest, o routeOpts, now time.Time, res *stickyResolution) bool {
-	cands := make([]allocCandidate, 0, len(routes))
+func stickyAllocate(s policy.Settings, routes []stickyRoute, f *stickyFile, old *stickyAssignment, key [32]byte, req SelectRequest, o routeOpts, now time.Time, res *stickyResolution) bool {
+	cands := make([]policy.AllocCandidate, 0, len(routes))
 	scopedFails := 0
 	for i := range routes {
 		r := &routes[i]
@@ -733,17 +734,17 @@ func stickyAllocate(s Settings, routes []stickyRoute, f *stickyFile, old *sticky
 			continue
 		}
 		if j := judge(s, &r.sub, need{Purpose: forStickyNew, Model: req.Model}, now); !j.Usable {
-			if modelScopeExhausted(r.sub.Quota, req.Model) {
+			if policy.ModelScopeExhausted(r.sub.Quota, req.Model) {
 				scopedFails++
 			}
 			res.reasons = append(res.reasons, reasonOf(r.id(), j))
 			continue
 		}
-		cands = append(cands, allocCandidate{ID: r.id(), Order: r.sub.Order, Quota: r.sub.Quota, Known: hasStandardWindows(r.sub.Quota)})
+		cands = append(cands, policy.AllocCandidate{ID: r.id(), Order: r.sub.Order, Quota: r.sub.Quota, Known: policy.HasStandardWindows(r.sub.Quota)})
 	}
 	res.scopedOnly = len(routes) > 0 && scopedFails == len(routes)
-	family := modelFamily(req.Model)
-	id, ok := allocateBy(cands, f.loads, s, req.PromptBytes, family, req.Model, now)
+	family := policy.ModelFamily(req.Model)
+	id, ok := policy.AllocateBy(cands, f.loads, s, req.PromptBytes, family, req.Model, now)
 	if !ok {
 		for _, c := range cands {
 			res.reasons = append(res.reasons, AccountReason{AccountID: c.ID, Reason: "no spendable quota above the reserve"})
@@ -781,9 +782,9 @@ func (e *Engine) stickyNoRoute(snap *Snapshot, routes []stickyRoute, reasons []A
 	var waitUntil time.Time
 	for i := range routes {
 		r := &routes[i]
-		if !r.blocked() && !quotaAgeFresh(r.sub.Quota, s.QuotaCheckInterval, req.Model, now) {
+		if !r.blocked() && !policy.QuotaAgeFresh(r.sub.Quota, s.QuotaCheckInterval, req.Model, now) {
 			incomplete = true
-			if quotaBackoffActive(r.sub.QuotaError, now) {
+			if policy.QuotaBackoffActive(r.sub.QuotaError, now) {
 				if t := fromMs(r.sub.QuotaError.NextRetryAt); waitUntil.IsZero() || t.Before(waitUntil) {
 					waitUntil = t
 				}
@@ -808,9 +809,9 @@ func (e *Engine) stickyNoRoute(snap *Snapshot, routes []stickyRoute, reasons []A
 		quotas = append(quotas, routes[i].sub.Quota)
 	}
 	if res.scopedOnly {
-		retry := stickyRetryAfter(key, killswitchRetryAfter(quotas, req.Model, now))
-		return rateNoRoute(fmt.Sprintf("%s weekly limit reached, no routable OAuth accounts. Retry in %s.", modelName(snap, req.Model), retryInText(retry)), retry, reasons)
+		retry := stickyRetryAfter(key, policy.KillswitchRetryAfter(quotas, req.Model, now))
+		return rateNoRoute(fmt.Sprintf("%s weekly limit reached, no routable OAuth accounts. Retry in %s.", modelName(snap, req.Model), policy.RetryInText(retry)), retry, reasons)
 	}
-	retry := stickyRetryAfter(key, killswitchRetryAfter(quotas, "", now))
-	return rateNoRoute(fmt.Sprintf("No OAuth account currently satisfies sticky-balanced quota policy. Retry in %s.", retryInText(retry)), retry, reasons)
+	retry := stickyRetryAfter(key, policy.KillswitchRetryAfter(quotas, "", now))
+	return rateNoRoute(fmt.Sprintf("No OAuth account currently satisfies sticky-balanced quota policy. Retry in %s.", policy.RetryInText(retry)), retry, reasons)
 }

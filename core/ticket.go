@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/secret"
 )
 
@@ -113,7 +114,7 @@ func (e *Engine) reportedRoute(r Route) (Route, *routeTicket) {
 // routing state assigns the route's session to its account. An echoed
 // sticky field is never trusted.
 func (e *Engine) routeIsSticky(snap *Snapshot, r Route, t *routeTicket) bool {
-	if snap.Settings.Routing != RoutingStickyBalanced || r.SessionID == "" {
+	if snap.Settings.Routing != policy.RoutingStickyBalanced || r.SessionID == "" {
 		return false
 	}
 	if t != nil {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	json "github.com/goccy/go-json"
 )
@@ -240,10 +241,10 @@ func (r sectionReader) number(path string, raw json.RawMessage) (float64, bool) 
 // thresholds reads five_hour/5h, seven_day/1w and scoped; the canonical key
 // wins over its alias, and a missing, null or wrong-typed value takes def
 // (upstream writes NaN as null).
-func (r sectionReader) thresholds(path string, m map[string]json.RawMessage, def Thresholds) Thresholds {
+func (r sectionReader) thresholds(path string, m map[string]json.RawMessage, def policy.Thresholds) policy.Thresholds {
 	pick := func(canon, alias string, d float64) float64 {
 		for _, k := range []string{canon, alias} {
-			if v, ok := r.number(path+"."+k, m[k]); ok && finite(v) {
+			if v, ok := r.number(path+"."+k, m[k]); ok && policy.Finite(v) {
 				return v
 			}
 			if canon == alias {
@@ -252,7 +253,7 @@ func (r sectionReader) thresholds(path string, m map[string]json.RawMessage, def
 		}
 		return d
 	}
-	return Thresholds{
+	return policy.Thresholds{
 		FiveHour: pick("five_hour", "5h", def.FiveHour),
 		SevenDay: pick("seven_day", "1w", def.SevenDay),
 		Scoped:   pick("scoped", "scoped", def.Scoped),

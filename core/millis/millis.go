@@ -1,8 +1,3 @@
-// Package millis is the one conversion of a millisecond count read from
-// outside (RPC params, plugin output, plugin manifests, the config file)
-// into a [time.Duration], range-checked before it multiplies. It is a leaf:
-// it imports only the standard library, so the plugin host and the engine
-// share it without importing each other.
 package millis
 
 import (
@@ -26,6 +21,7 @@ type RangeError struct {
 	Max   int64  // the largest accepted value
 }
 
+// Error names the field, the value and the accepted range.
 func (e *RangeError) Error() string {
 	return fmt.Sprintf("%s: %d ms is out of range (%d..%d)", e.Field, e.Value, e.Min, e.Max)
 }

@@ -14,6 +14,7 @@ func (s *Store) Backend() core.Backend { return backend{s} }
 // backend adapts Store to core.Backend.
 type backend struct{ *Store }
 
+// LockAccount implements core.Backend.
 func (b backend) LockAccount(ctx context.Context, id string, wait time.Duration) (core.AccountLock, error) {
 	l, err := b.Store.LockAccount(ctx, id, wait)
 	if err != nil {

@@ -88,6 +88,7 @@ type LockTimeoutError struct {
 	Holder string
 }
 
+// Error is upstream's wording for a busy refresh, with the holder when known.
 func (e *LockTimeoutError) Error() string {
 	msg := "Fallback OAuth refresh is already in progress for " + e.Account
 	if e.Holder != "" {

@@ -1,9 +1,3 @@
-// Package anthropic is acctpool's client of Anthropic's OAuth endpoints: the
-// token endpoint (refresh and the PKCE code exchange), the usage endpoint
-// and the profile endpoint, with the request headers upstream sends and the
-// parsers of their answers (BEHAVIOUR.md §2.1 and §3.1). It performs HTTP
-// and parses; it decides nothing: a failed call comes back as a
-// [verdict.Failure] for the engine to classify and record.
 package anthropic
 
 import (

@@ -1,4 +1,4 @@
-package core
+package policy
 
 import (
 	"math"
@@ -7,8 +7,8 @@ import (
 	"github.com/acctpool/acctpool/core/record"
 )
 
-// allocCandidate is one account a new sticky session may be assigned to.
-type allocCandidate struct {
+// AllocCandidate is one account a new sticky session may be assigned to.
+type AllocCandidate struct {
 	ID    string
 	Order int
 	Quota *record.QuotaSnapshot
@@ -37,18 +37,18 @@ func stickyReserve(s Settings, id string) Thresholds {
 	return r
 }
 
-// stickyWeight is how fast an account can absorb new sessions: the
+// StickyWeight is how fast an account can absorb new sessions: the
 // smallest, over its 5h and 7d windows (and, for Fable-family requests, the
 // matching scoped window), of the spendable percentage above the reserve
 // per hour until that window resets. Unknown or stale quota weighs 0.
-func stickyWeight(q *record.QuotaSnapshot, s Settings, id, family, model string, now time.Time) float64 {
-	if !hasStandardWindows(q) || !quotaAgeFresh(q, s.QuotaCheckInterval, model, now) {
+func StickyWeight(q *record.QuotaSnapshot, s Settings, id, family, model string, now time.Time) float64 {
+	if !HasStandardWindows(q) || !QuotaAgeFresh(q, s.QuotaCheckInterval, model, now) {
 		return 0
 	}
 	reserve := stickyReserve(s, id)
 	rate := func(remaining, reserve float64, resetsAt string) float64 {
 		spend := math.Max(0, remaining-reserve)
-		if t, ok := futureReset(resetsAt, now); ok {
+		if t, ok := FutureReset(resetsAt, now); ok {
 			return spend / math.Max(t.Sub(now).Hours(), minResetHours)
 		}
 		return spend
@@ -57,7 +57,7 @@ func stickyWeight(q *record.QuotaSnapshot, s Settings, id, family, model string,
 		rate(q.FiveHour.RemainingPercent, reserve.FiveHour, q.FiveHour.ResetsAt),
 		rate(q.SevenDay.RemainingPercent, reserve.SevenDay, q.SevenDay.ResetsAt))
 	if family == "fable" {
-		if sw := scopedWindowFor(q, model); sw != nil && finite(sw.RemainingPercent) {
+		if sw := ScopedWindowFor(q, model); sw != nil && Finite(sw.RemainingPercent) {
 			w = math.Min(w, rate(sw.RemainingPercent, reserve.Scoped, sw.ResetsAt))
 		}
 	}
@@ -67,39 +67,29 @@ func stickyWeight(q *record.QuotaSnapshot, s Settings, id, family, model string,
 // fableDead reports whether q has a fresh Fable scoped window at 0 %: Opus
 // requests go there first, to spend quota Fable can no longer use.
 func fableDead(q *record.QuotaSnapshot, interval time.Duration, now time.Time) bool {
-	sw := scopedWindowFor(q, "fable")
-	if sw == nil || !finite(sw.RemainingPercent) || sw.RemainingPercent > 0 {
+	sw := ScopedWindowFor(q, "fable")
+	if sw == nil || !Finite(sw.RemainingPercent) || sw.RemainingPercent > 0 {
 		return false
 	}
-	return sw.CheckedAt > epochMs(now)-interval.Milliseconds()
+	return sw.CheckedAt > now.UnixMilli()-interval.Milliseconds()
 }
 
-// allocate picks the account for a new sticky session with the weighted
-// deficit rule (BEHAVIOUR.md §5.4): each account's score is the bytes
-// already assigned to it since its current quota observation, plus this
-// request's, divided by its weight; the lowest score wins, ties by order
-// then id. It returns false when no candidate has weight and some quota
-// is known; when no quota is known at all, the first candidate wins.
-func allocate(cands []allocCandidate, assignments map[string]*stickyAssignment, s Settings, requestBytes int64, family, model string, now time.Time) (string, bool) {
-	loads := map[loadKey]int64{}
-	for _, a := range assignments {
-		if a != nil {
-			loads[loadKey{a.AccountID, a.QuotaCheckedAt}] += a.InitialInputBytes
-		}
-	}
-	return allocateBy(cands, loads, s, requestBytes, family, model, now)
-}
-
-// loadKey names the sessions assigned to one account against one quota
+// LoadKey names the sessions assigned to one account against one quota
 // snapshot (its latest check).
-type loadKey struct {
-	account string
-	checked int64
+type LoadKey struct {
+	Account string
+	Checked int64
 }
 
-// allocateBy is allocate over the assigned input bytes already summed by
-// account and snapshot (stickyFile keeps them as it changes).
-func allocateBy(cands []allocCandidate, loads map[loadKey]int64, s Settings, requestBytes int64, family, model string, now time.Time) (string, bool) {
+// AllocateBy picks the account for a new sticky session with the weighted
+// deficit rule (BEHAVIOUR.md §5.4): each account's score is the bytes
+// already assigned to it since its current quota observation (loads, by
+// account and snapshot), plus this request's, divided by its weight
+// ([StickyWeight]); the lowest score wins, ties by order then id. It
+// returns false when no candidate has weight and some quota is known; when
+// no quota is known at all, the first candidate wins. core's allocate sums
+// loads from the assignments; its stickyFile keeps them as it changes.
+func AllocateBy(cands []AllocCandidate, loads map[LoadKey]int64, s Settings, requestBytes int64, family, model string, now time.Time) (string, bool) {
 	if len(cands) == 0 {
 		return "", false
 	}
@@ -121,7 +111,7 @@ func allocateBy(cands []allocCandidate, loads map[loadKey]int64, s Settings, req
 	}
 	pool := cands
 	if family == "opus" {
-		var dead []allocCandidate
+		var dead []AllocCandidate
 		for _, c := range cands {
 			if fableDead(c.Quota, s.QuotaCheckInterval, now) {
 				dead = append(dead, c)
@@ -140,11 +130,11 @@ func allocateBy(cands []allocCandidate, loads map[loadKey]int64, s Settings, req
 		bestScore = math.Inf(1)
 	)
 	for _, c := range pool {
-		w := stickyWeight(c.Quota, s, c.ID, family, model, now)
+		w := StickyWeight(c.Quota, s, c.ID, family, model, now)
 		if w <= 0 {
 			continue
 		}
-		pending := loads[loadKey{c.ID, c.Quota.LatestCheck()}]
+		pending := loads[LoadKey{c.ID, c.Quota.LatestCheck()}]
 		score := float64(pending+requestBytes) / math.Max(w, minAllocWeight)
 		if score < bestScore || (score == bestScore && (c.Order < bestOrder || (c.Order == bestOrder && c.ID < bestID))) {
 			bestID, bestOrder, bestScore = c.ID, c.Order, score

@@ -1,4 +1,4 @@
-package core
+package policy
 
 import (
 	"fmt"
@@ -10,16 +10,16 @@ import (
 	"github.com/acctpool/acctpool/core/secret"
 )
 
-// stickyHoldWindow is how close a five-hour reset must be for sticky
+// StickyHoldWindow is how close a five-hour reset must be for sticky
 // routing to hold a session instead of migrating it.
-const stickyHoldWindow = 15 * time.Minute
+const StickyHoldWindow = 15 * time.Minute
 
 // networkRefreshHeal caps how long a network-only refresh failure latches,
 // which heals old 24 h latches written for network errors.
 const networkRefreshHeal = 5 * time.Minute
 
-// refreshBackoffActive reports whether a persisted refresh error still
-// latches the account's token refresh (upstream refreshBackoffActive). The
+// RefreshBackoffActive reports whether a persisted refresh error still
+// latches the account's token refresh (upstream RefreshBackoffActive). The
 // latch is bound to the account identity (the account id, or mainAccountId
 // for main) and to the fingerprint of the refresh token that failed: a
 // rotated or re-logged refresh token releases it at once.
@@ -28,12 +28,16 @@ const networkRefreshHeal = 5 * time.Minute
 //
 // A record of a network failure (no HTTP status) latches at most 5 minutes
 // after it was written, whatever its nextRetryAt says.
-func refreshBackoffActive(err *record.OpError, identity string, now time.Time, currentFingerprint string) bool {
-	_, ok := refreshBackoffUntil(err, identity, now, currentFingerprint)
+func RefreshBackoffActive(err *record.OpError, identity string, now time.Time, currentFingerprint string) bool {
+	_, ok := RefreshBackoffUntil(err, identity, now, currentFingerprint)
 	return ok
 }
 
-func refreshBackoffUntil(err *record.OpError, identity string, now time.Time, fp string) (time.Time, bool) {
+// RefreshBackoffUntil is when the refresh backoff of err ends for the
+// account's identity and refresh token fingerprint fp; false when it does
+// not hold (expired, healed for a network failure, or bound to another
+// identity or token).
+func RefreshBackoffUntil(err *record.OpError, identity string, now time.Time, fp string) (time.Time, bool) {
 	if err == nil || err.NextRetryAt == 0 {
 		return time.Time{}, false
 	}
@@ -43,19 +47,19 @@ func refreshBackoffUntil(err *record.OpError, identity string, now time.Time, fp
 			retryAt = heal
 		}
 	}
-	until := fromMs(retryAt)
+	until := time.UnixMilli(retryAt)
 	if !until.After(now) {
 		return time.Time{}, false
 	}
-	if !refreshRecordBinds(err, identity, fp) {
+	if !RefreshRecordBinds(err, identity, fp) {
 		return time.Time{}, false
 	}
 	return until, true
 }
 
-// refreshRecordBinds reports whether a refresh error belongs to the
+// RefreshRecordBinds reports whether a refresh error belongs to the
 // account's current identity and refresh token.
-func refreshRecordBinds(err *record.OpError, identity, fp string) bool {
+func RefreshRecordBinds(err *record.OpError, identity, fp string) bool {
 	if err.RefreshTokenFingerprint != "" && fp != "" && err.RefreshTokenFingerprint != fp {
 		return false
 	}
@@ -65,84 +69,84 @@ func refreshRecordBinds(err *record.OpError, identity, fp string) bool {
 	return err.AccountIdentity == identity
 }
 
-// fingerprintFor is the refresh token's fingerprint when there is a
+// FingerprintFor is the refresh token's fingerprint when there is a
 // record to compare it with; hashing is skipped otherwise.
-func fingerprintFor(rec *record.OpError, refresh secret.Secret) string {
+func FingerprintFor(rec *record.OpError, refresh secret.Secret) string {
 	if rec == nil {
 		return ""
 	}
 	return refresh.Fingerprint()
 }
 
-// quotaBackoffActive reports whether a persisted quota error still stops
+// QuotaBackoffActive reports whether a persisted quota error still stops
 // quota checks of its account. Quota backoff never makes an account
 // unusable by itself: its cached quota is evaluated instead.
-func quotaBackoffActive(err *record.OpError, now time.Time) bool {
-	return err != nil && fromMs(err.NextRetryAt).After(now)
+func QuotaBackoffActive(err *record.OpError, now time.Time) bool {
+	return err != nil && time.UnixMilli(err.NextRetryAt).After(now)
 }
 
-// quotaStale reports whether a snapshot must be fetched again before it is
+// QuotaStale reports whether a snapshot must be fetched again before it is
 // trusted for routing (BEHAVIOUR.md §3.3): it is stale unless both
 // standard windows exist and are younger than the check interval, and the
 // model's scoped window (if any) is too. A window that blocks routing is
 // also stale one minute after its reset, so an account comes back soon
 // after its limit lifts rather than at the next interval.
-func quotaStale(q *record.QuotaSnapshot, s Settings, model string, now time.Time) bool {
-	if !quotaAgeFresh(q, s.QuotaCheckInterval, model, now) {
+func QuotaStale(q *record.QuotaSnapshot, s Settings, model string, now time.Time) bool {
+	if !QuotaAgeFresh(q, s.QuotaCheckInterval, model, now) {
 		return true
 	}
 	after := func(w *record.QuotaWindow, threshold float64) bool {
 		if w.RemainingPercent >= threshold && w.RemainingPercent > 0 {
 			return false
 		}
-		t, ok := parseReset(w.ResetsAt)
+		t, ok := ParseReset(w.ResetsAt)
 		return ok && !now.Before(t.Add(time.Minute))
 	}
 	if after(q.FiveHour, s.MinimumRemaining.FiveHour) || after(q.SevenDay, s.MinimumRemaining.SevenDay) {
 		return true
 	}
-	if sw := scopedWindowFor(q, model); sw != nil && sw.RemainingPercent <= 0 {
-		if t, ok := parseReset(sw.ResetsAt); ok && !now.Before(t.Add(time.Minute)) {
+	if sw := ScopedWindowFor(q, model); sw != nil && sw.RemainingPercent <= 0 {
+		if t, ok := ParseReset(sw.ResetsAt); ok && !now.Before(t.Add(time.Minute)) {
 			return true
 		}
 	}
 	return false
 }
 
-// quotaAgeFresh is upstream's sticky freshness: both standard windows exist
+// QuotaAgeFresh is upstream's sticky freshness: both standard windows exist
 // with an age below the interval, and so does the model's scoped window.
-func quotaAgeFresh(q *record.QuotaSnapshot, interval time.Duration, model string, now time.Time) bool {
+func QuotaAgeFresh(q *record.QuotaSnapshot, interval time.Duration, model string, now time.Time) bool {
 	if q == nil || q.FiveHour == nil || q.SevenDay == nil {
 		return false
 	}
 	if interval < time.Minute {
 		interval = time.Minute
 	}
-	limit := epochMs(now) - interval.Milliseconds()
+	limit := now.UnixMilli() - interval.Milliseconds()
 	if q.FiveHour.CheckedAt <= limit || q.SevenDay.CheckedAt <= limit {
 		return false
 	}
-	if sw := scopedWindowFor(q, model); sw != nil && sw.CheckedAt <= limit {
+	if sw := ScopedWindowFor(q, model); sw != nil && sw.CheckedAt <= limit {
 		return false
 	}
 	return true
 }
 
-// quotaPassesPolicy reports whether a snapshot satisfies the minimumRemaining
+// QuotaPassesPolicy reports whether a snapshot satisfies the minimumRemaining
 // thresholds (upstream quotaSnapshotPassesPolicy). With quota checks
 // disabled everything passes; a missing standard window passes only when
 // failClosedOnUnknownQuota is false.
-func quotaPassesPolicy(q *record.QuotaSnapshot, s Settings) bool {
-	_, _, _, ok := policyFailure(q, s, time.Time{})
+func QuotaPassesPolicy(q *record.QuotaSnapshot, s Settings) bool {
+	_, _, _, ok := PolicyFailure(q, s, time.Time{})
 	return ok
 }
 
-// policyFailure returns why q fails the minimumRemaining policy (the
+// PolicyFailure returns why q fails the minimumRemaining policy (the
 // reason and its display text) and when that ends, or ok. Windows are
 // checked 5h first and the first decision wins, as upstream short-circuits.
-func policyFailure(q *record.QuotaSnapshot, s Settings, now time.Time) (reason, string, time.Time, bool) {
+func PolicyFailure(q *record.QuotaSnapshot, s Settings, now time.Time) (Reason, string, time.Time, bool) {
 	if !s.QuotaEnabled {
-		return reasonUsable, "", time.Time{}, true
+		return ReasonUsable, "", time.Time{}, true
 	}
 	var five, seven *record.QuotaWindow
 	if q != nil {
@@ -153,32 +157,32 @@ func policyFailure(q *record.QuotaSnapshot, s Settings, now time.Time) (reason, 
 		w         *record.QuotaWindow
 		threshold float64
 	}{{"5h", five, s.MinimumRemaining.FiveHour}, {"7d", seven, s.MinimumRemaining.SevenDay}} {
-		if w.w == nil || !finite(w.w.RemainingPercent) {
+		if w.w == nil || !Finite(w.w.RemainingPercent) {
 			if s.FailClosedOnUnknown {
-				return reasonQuotaUnknown, "quota unknown (no " + w.name + " window)", time.Time{}, false
+				return ReasonQuotaUnknown, "quota unknown (no " + w.name + " window)", time.Time{}, false
 			}
-			return reasonUsable, "", time.Time{}, true
+			return ReasonUsable, "", time.Time{}, true
 		}
 		if w.w.RemainingPercent < w.threshold {
-			until, _ := futureReset(w.w.ResetsAt, now)
-			return reasonBelowMinimum, fmt.Sprintf("%s quota below minimum (%s%% < %s%%)", w.name, pct(w.w.RemainingPercent), pct(w.threshold)), until, false
+			until, _ := FutureReset(w.w.ResetsAt, now)
+			return ReasonBelowMinimum, fmt.Sprintf("%s quota below minimum (%s%% < %s%%)", w.name, pct(w.w.RemainingPercent), pct(w.threshold)), until, false
 		}
 	}
-	return reasonUsable, "", time.Time{}, true
+	return ReasonUsable, "", time.Time{}, true
 }
 
-// modelScopeExhausted reports whether the model's scoped weekly window (for
+// ModelScopeExhausted reports whether the model's scoped weekly window (for
 // example "Fable only") is at or below 0 % remaining. An empty scoped list
 // and a model without a scoped window are not exhausted.
-func modelScopeExhausted(q *record.QuotaSnapshot, model string) bool {
-	sw := scopedWindowFor(q, model)
-	return sw != nil && finite(sw.RemainingPercent) && sw.RemainingPercent <= 0
+func ModelScopeExhausted(q *record.QuotaSnapshot, model string) bool {
+	sw := ScopedWindowFor(q, model)
+	return sw != nil && Finite(sw.RemainingPercent) && sw.RemainingPercent <= 0
 }
 
-// scopedWindowFor returns the scoped window that limits model, if any
+// ScopedWindowFor returns the scoped window that limits model, if any
 // (upstream getScopedQuotaWindowForModel): Fable and Mythos models match by
 // family name, others by their whole normalized id.
-func scopedWindowFor(q *record.QuotaSnapshot, model string) *record.ScopedWindow {
+func ScopedWindowFor(q *record.QuotaSnapshot, model string) *record.ScopedWindow {
 	if q == nil || len(q.Scoped) == 0 || model == "" {
 		return nil
 	}
@@ -196,7 +200,7 @@ func scopedWindowFor(q *record.QuotaSnapshot, model string) *record.ScopedWindow
 }
 
 func scopeKey(model string) string {
-	key := normalizeModel(model)
+	key := NormalizeModel(model)
 	switch {
 	case strings.Contains(key, "fable"):
 		return "fable"
@@ -206,8 +210,8 @@ func scopeKey(model string) string {
 	return key
 }
 
-// normalizeModel lowercases s and keeps only ASCII letters and digits.
-func normalizeModel(s string) string {
+// NormalizeModel lowercases s and keeps only ASCII letters and digits.
+func NormalizeModel(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
 	for i := 0; i < len(s); i++ {
@@ -222,7 +226,7 @@ func normalizeModel(s string) string {
 	return b.String()
 }
 
-// normalizedContains reports whether normalizeModel(s) contains key,
+// normalizedContains reports whether NormalizeModel(s) contains key,
 // without allocating.
 func normalizedContains(s, key string) bool {
 	if key == "" {
@@ -263,9 +267,9 @@ func lowerAlnum(c byte) byte {
 	return 0
 }
 
-// modelFamily is the sticky family of a model: "fable" for Fable and
+// ModelFamily is the sticky family of a model: "fable" for Fable and
 // Mythos 5, "opus" for Opus, else "general".
-func modelFamily(model string) string {
+func ModelFamily(model string) string {
 	switch {
 	case model == "":
 		return "general"
@@ -277,8 +281,8 @@ func modelFamily(model string) string {
 	return "general"
 }
 
-// parseReset parses a window's ISO-8601 resetsAt.
-func parseReset(s string) (time.Time, bool) {
+// ParseReset parses a window's ISO-8601 resetsAt.
+func ParseReset(s string) (time.Time, bool) {
 	if s == "" {
 		return time.Time{}, false
 	}
@@ -289,10 +293,10 @@ func parseReset(s string) (time.Time, bool) {
 	return t, true
 }
 
-// futureReset returns a window's reset if it is after now (or any valid
+// FutureReset returns a window's reset if it is after now (or any valid
 // reset when now is zero).
-func futureReset(s string, now time.Time) (time.Time, bool) {
-	t, ok := parseReset(s)
+func FutureReset(s string, now time.Time) (time.Time, bool) {
+	t, ok := ParseReset(s)
 	if !ok || (!now.IsZero() && !t.After(now)) {
 		return time.Time{}, false
 	}
@@ -306,11 +310,11 @@ func pct(f float64) string {
 	return fmt.Sprintf("%.1f", f)
 }
 
-// hasStandardWindows reports whether q knows both the 5h and 7d windows.
-func hasStandardWindows(q *record.QuotaSnapshot) bool {
+// HasStandardWindows reports whether q knows both the 5h and 7d windows.
+func HasStandardWindows(q *record.QuotaSnapshot) bool {
 	return q != nil && q.FiveHour != nil && q.SevenDay != nil &&
-		finite(q.FiveHour.RemainingPercent) && finite(q.SevenDay.RemainingPercent)
+		Finite(q.FiveHour.RemainingPercent) && Finite(q.SevenDay.RemainingPercent)
 }
 
-// finite reports whether f is a number (not NaN, not an infinity).
-func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+// Finite reports whether f is a number (not NaN, not an infinity).
+func Finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }

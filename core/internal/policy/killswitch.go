@@ -1,4 +1,4 @@
-package core
+package policy
 
 import (
 	"fmt"
@@ -7,9 +7,9 @@ import (
 	"github.com/acctpool/acctpool/core/record"
 )
 
-// killswitchDefaultRetry is the killswitch retry-after when no window
+// KillswitchDefaultRetry is the killswitch retry-after when no window
 // reports a future reset.
-const killswitchDefaultRetry = 300 * time.Second
+const KillswitchDefaultRetry = 300 * time.Second
 
 // killswitchResetSlack is added to the earliest reset: limits lift a little
 // after the reset time the usage endpoint reports.
@@ -24,27 +24,27 @@ const killswitchResetSlack = 60 * time.Second
 // failClosedOnUnknownQuota. The thresholds are killswitch.accounts[id],
 // else killswitch.main.
 func killswitchPasses(q *record.QuotaSnapshot, s Settings, accountID, model string) bool {
-	_, _, ok := killswitchFailure(q, s, accountID, model, time.Time{})
+	_, _, ok := KillswitchFailure(q, s, accountID, model, time.Time{})
 	return ok
 }
 
-// killswitchFailure returns why q fails the killswitch and when that ends,
+// KillswitchFailure returns why q fails the killswitch and when that ends,
 // or ok.
-func killswitchFailure(q *record.QuotaSnapshot, s Settings, accountID, model string, now time.Time) (string, time.Time, bool) {
+func KillswitchFailure(q *record.QuotaSnapshot, s Settings, accountID, model string, now time.Time) (string, time.Time, bool) {
 	if !s.Killswitch.Enabled {
 		return "", time.Time{}, true
 	}
 	t := s.Killswitch.For(accountID)
 	unknown := ""
 	check := func(name string, w *record.QuotaWindow, threshold float64) (string, time.Time, bool) {
-		if w == nil || !finite(w.RemainingPercent) {
+		if w == nil || !Finite(w.RemainingPercent) {
 			if unknown == "" {
 				unknown = name
 			}
 			return "", time.Time{}, true
 		}
 		if w.RemainingPercent < threshold {
-			until, _ := futureReset(w.ResetsAt, now)
+			until, _ := FutureReset(w.ResetsAt, now)
 			return fmt.Sprintf("killswitch: %s %s%% < %s%%", name, pct(w.RemainingPercent), pct(threshold)), until, false
 		}
 		return "", time.Time{}, true
@@ -59,8 +59,8 @@ func killswitchFailure(q *record.QuotaSnapshot, s Settings, accountID, model str
 	if r, u, ok := check("7d", seven, t.SevenDay); !ok {
 		return r, u, false
 	}
-	if sw := scopedWindowFor(q, model); sw != nil && finite(sw.RemainingPercent) && sw.RemainingPercent <= t.Scoped {
-		until, _ := futureReset(sw.ResetsAt, now)
+	if sw := ScopedWindowFor(q, model); sw != nil && Finite(sw.RemainingPercent) && sw.RemainingPercent <= t.Scoped {
+		until, _ := FutureReset(sw.ResetsAt, now)
 		return fmt.Sprintf("killswitch: %s %s%% <= %s%%", sw.ModelName, pct(sw.RemainingPercent), pct(t.Scoped)), until, false
 	}
 	if unknown != "" && s.FailClosedOnUnknown {
@@ -69,10 +69,10 @@ func killswitchFailure(q *record.QuotaSnapshot, s Settings, accountID, model str
 	return "", time.Time{}, true
 }
 
-// killswitchScopedOnly reports whether q passes the killswitch on its
+// KillswitchScopedOnly reports whether q passes the killswitch on its
 // standard windows but fails it on the model's scoped window, which turns
 // the killswitch message into "<Model> weekly limit reached".
-func killswitchScopedOnly(q *record.QuotaSnapshot, s Settings, accountID, model string) bool {
+func KillswitchScopedOnly(q *record.QuotaSnapshot, s Settings, accountID, model string) bool {
 	if !s.Killswitch.Enabled || model == "" {
 		return false
 	}
@@ -82,15 +82,15 @@ func killswitchScopedOnly(q *record.QuotaSnapshot, s Settings, accountID, model 
 	return false
 }
 
-// killswitchRetryAfter is how long a host should wait when the killswitch
+// KillswitchRetryAfter is how long a host should wait when the killswitch
 // (or sticky quota policy) leaves no account: the earliest future reset
 // among the given snapshots' 5h and 7d windows (only the scoped windows
 // matching scopedModel, when it is set), rounded up to whole seconds, plus
 // 60 s; 300 s when no reset is known.
-func killswitchRetryAfter(quotas []*record.QuotaSnapshot, scopedModel string, now time.Time) time.Duration {
+func KillswitchRetryAfter(quotas []*record.QuotaSnapshot, scopedModel string, now time.Time) time.Duration {
 	var earliest time.Time
 	consider := func(reset string) {
-		if t, ok := futureReset(reset, now); ok && (earliest.IsZero() || t.Before(earliest)) {
+		if t, ok := FutureReset(reset, now); ok && (earliest.IsZero() || t.Before(earliest)) {
 			earliest = t
 		}
 	}
@@ -99,7 +99,7 @@ func killswitchRetryAfter(quotas []*record.QuotaSnapshot, scopedModel string, no
 			continue
 		}
 		if scopedModel != "" {
-			if sw := scopedWindowFor(q, scopedModel); sw != nil {
+			if sw := ScopedWindowFor(q, scopedModel); sw != nil {
 				consider(sw.ResetsAt)
 			}
 			continue
@@ -112,13 +112,13 @@ func killswitchRetryAfter(quotas []*record.QuotaSnapshot, scopedModel string, no
 		}
 	}
 	if earliest.IsZero() {
-		return killswitchDefaultRetry
+		return KillswitchDefaultRetry
 	}
-	return ceilSeconds(earliest.Sub(now)) + killswitchResetSlack
+	return CeilSeconds(earliest.Sub(now)) + killswitchResetSlack
 }
 
-// ceilSeconds rounds d up to whole seconds, at least one.
-func ceilSeconds(d time.Duration) time.Duration {
+// CeilSeconds rounds d up to whole seconds, at least one.
+func CeilSeconds(d time.Duration) time.Duration {
 	s := (d + time.Second - 1) / time.Second
 	if s < 1 {
 		s = 1
@@ -126,8 +126,8 @@ func ceilSeconds(d time.Duration) time.Duration {
 	return s * time.Second
 }
 
-// retryInText formats a wait as upstream's "<m>m <s>s".
-func retryInText(d time.Duration) string {
-	secs := int64(ceilSeconds(d) / time.Second)
+// RetryInText formats a wait as upstream's "<m>m <s>s".
+func RetryInText(d time.Duration) string {
+	secs := int64(CeilSeconds(d) / time.Second)
 	return fmt.Sprintf("%dm %ds", secs/60, secs%60)
 }

@@ -1,4 +1,4 @@
-package core
+package policy
 
 import (
 	"testing"
@@ -11,8 +11,10 @@ import (
 
 var policyNow = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 
+func msOf(t time.Time) int64 { return t.UnixMilli() }
+
 func win(remaining float64, checked time.Time, reset time.Duration) *record.QuotaWindow {
-	w := &record.QuotaWindow{UsedPercent: 100 - remaining, RemainingPercent: remaining, CheckedAt: epochMs(checked)}
+	w := &record.QuotaWindow{UsedPercent: 100 - remaining, RemainingPercent: remaining, CheckedAt: msOf(checked)}
 	if reset != 0 {
 		w.ResetsAt = checked.Add(reset).UTC().Format(time.RFC3339)
 	}
@@ -21,21 +23,16 @@ func win(remaining float64, checked time.Time, reset time.Duration) *record.Quot
 
 func scoped(name string, remaining float64, checked time.Time, reset time.Duration) record.ScopedWindow {
 	w := win(remaining, checked, reset)
-	return record.ScopedWindow{ID: "claude-weekly-scoped-" + normalizeModel(name), Title: name + " only", ModelName: name,
+	return record.ScopedWindow{ID: "claude-weekly-scoped-" + NormalizeModel(name), Title: name + " only", ModelName: name,
 		UsedPercent: w.UsedPercent, RemainingPercent: w.RemainingPercent, ResetsAt: w.ResetsAt, CheckedAt: w.CheckedAt}
 }
 
 func snapQ(five, seven float64, checked time.Time, sc ...record.ScopedWindow) *record.QuotaSnapshot {
-	return &record.QuotaSnapshot{FiveHour: win(five, checked, 2*time.Hour), SevenDay: win(seven, checked, 72*time.Hour), Scoped: sc, CheckedAt: epochMs(checked)}
-}
-
-func defaultSettings() Settings {
-	s, _ := parseSettingsStrict(nil)
-	return s
+	return &record.QuotaSnapshot{FiveHour: win(five, checked, 2*time.Hour), SevenDay: win(seven, checked, 72*time.Hour), Scoped: sc, CheckedAt: msOf(checked)}
 }
 
 func TestQuotaPassesPolicy(t *testing.T) {
-	base := defaultSettings()
+	base := Defaults()
 	withMin := base
 	withMin.MinimumRemaining = Thresholds{FiveHour: 10, SevenDay: 20}
 	open := withMin
@@ -61,7 +58,7 @@ func TestQuotaPassesPolicy(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, quotaPassesPolicy(tc.q, tc.s))
+			assert.Equal(t, tc.want, QuotaPassesPolicy(tc.q, tc.s))
 		})
 	}
 }
@@ -84,13 +81,13 @@ func TestModelScopeExhausted(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, modelScopeExhausted(tc.q, tc.model))
+			assert.Equal(t, tc.want, ModelScopeExhausted(tc.q, tc.model))
 		})
 	}
 }
 
 func TestQuotaStale(t *testing.T) {
-	s := defaultSettings() // 5 min interval
+	s := Defaults() // 5 min interval
 	s.MinimumRemaining = Thresholds{FiveHour: 10}
 	old := policyNow.Add(-5 * time.Minute)
 	recent := policyNow.Add(-4 * time.Minute)
@@ -111,7 +108,7 @@ func TestQuotaStale(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, quotaStale(tc.q, s, tc.model, policyNow))
+			assert.Equal(t, tc.want, QuotaStale(tc.q, s, tc.model, policyNow))
 		})
 	}
 }
@@ -119,8 +116,8 @@ func TestQuotaStale(t *testing.T) {
 func TestRefreshBackoffActive(t *testing.T) {
 	fp := secret.Secret("refresh-1").Fingerprint()
 	rec := func(mut func(*record.OpError)) *record.OpError {
-		e := &record.OpError{Message: "Claude OAuth refresh failed: 429", Status: 429, CheckedAt: epochMs(policyNow.Add(-time.Minute)),
-			NextRetryAt: epochMs(policyNow.Add(10 * time.Minute)), AccountIdentity: "fb", RefreshTokenFingerprint: fp}
+		e := &record.OpError{Message: "Claude OAuth refresh failed: 429", Status: 429, CheckedAt: msOf(policyNow.Add(-time.Minute)),
+			NextRetryAt: msOf(policyNow.Add(10 * time.Minute)), AccountIdentity: "fb", RefreshTokenFingerprint: fp}
 		if mut != nil {
 			mut(e)
 		}
@@ -135,32 +132,32 @@ func TestRefreshBackoffActive(t *testing.T) {
 	}{
 		{"no error", nil, "fb", fp, false},
 		{"active and bound", rec(nil), "fb", fp, true},
-		{"expired", rec(func(e *record.OpError) { e.NextRetryAt = epochMs(policyNow) }), "fb", fp, false},
+		{"expired", rec(func(e *record.OpError) { e.NextRetryAt = msOf(policyNow) }), "fb", fp, false},
 		{"new refresh token releases the latch", rec(nil), "fb", secret.Secret("refresh-2").Fingerprint(), false},
 		{"other identity", rec(nil), "other", fp, false},
 		{"record without identity binds everyone", rec(func(e *record.OpError) { e.AccountIdentity = "" }), "other", fp, true},
 		{"unknown fingerprint still binds", rec(nil), "fb", "", true},
 		{"legacy 24 h network latch heals after 5 min", rec(func(e *record.OpError) {
 			e.Status, e.Message = 0, "fetch failed"
-			e.CheckedAt = epochMs(policyNow.Add(-6 * time.Minute))
-			e.NextRetryAt = epochMs(policyNow.Add(20 * time.Hour))
+			e.CheckedAt = msOf(policyNow.Add(-6 * time.Minute))
+			e.NextRetryAt = msOf(policyNow.Add(20 * time.Hour))
 		}), "fb", fp, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, refreshBackoffActive(tc.err, tc.identity, policyNow, tc.fp))
+			assert.Equal(t, tc.want, RefreshBackoffActive(tc.err, tc.identity, policyNow, tc.fp))
 		})
 	}
 }
 
 func TestQuotaBackoffActive(t *testing.T) {
-	assert.False(t, quotaBackoffActive(nil, policyNow))
-	assert.True(t, quotaBackoffActive(&record.OpError{NextRetryAt: epochMs(policyNow.Add(time.Second))}, policyNow))
-	assert.False(t, quotaBackoffActive(&record.OpError{NextRetryAt: epochMs(policyNow)}, policyNow))
+	assert.False(t, QuotaBackoffActive(nil, policyNow))
+	assert.True(t, QuotaBackoffActive(&record.OpError{NextRetryAt: msOf(policyNow.Add(time.Second))}, policyNow))
+	assert.False(t, QuotaBackoffActive(&record.OpError{NextRetryAt: msOf(policyNow)}, policyNow))
 }
 
 func TestKillswitchPasses(t *testing.T) {
-	on := defaultSettings()
+	on := Defaults()
 	on.Killswitch.Enabled = true
 	perAccount := on
 	perAccount.Killswitch.Accounts = map[string]Thresholds{"fb": {FiveHour: 50, SevenDay: 10}}
@@ -174,7 +171,7 @@ func TestKillswitchPasses(t *testing.T) {
 		model string
 		want  bool
 	}{
-		{"off passes everything", snapQ(0, 0, policyNow), defaultSettings(), "main", "", true},
+		{"off passes everything", snapQ(0, 0, policyNow), Defaults(), "main", "", true},
 		{"default thresholds 5/10 pass", snapQ(5, 10, policyNow), on, "main", "", true},
 		{"5h below default", snapQ(4, 50, policyNow), on, "main", "", false},
 		{"7d below default", snapQ(50, 9, policyNow), on, "main", "", false},
@@ -198,10 +195,10 @@ func TestKillswitchRetryAfter(t *testing.T) {
 	b := &record.QuotaSnapshot{FiveHour: win(0, policyNow, 90*time.Minute+500*time.Millisecond), SevenDay: win(50, policyNow, 0),
 		Scoped: []record.ScopedWindow{scoped("Fable", 0, policyNow, 30*time.Hour)}}
 	b.FiveHour.ResetsAt = policyNow.Add(90*time.Minute + 500*time.Millisecond).Format(time.RFC3339Nano)
-	assert.Equal(t, 90*time.Minute+time.Second+60*time.Second, killswitchRetryAfter([]*record.QuotaSnapshot{a, b}, "", policyNow), "earliest reset rounded up, plus 60 s")
-	assert.Equal(t, 30*time.Hour+60*time.Second, killswitchRetryAfter([]*record.QuotaSnapshot{a, b}, "claude-fable-5", policyNow), "scoped-driven")
-	assert.Equal(t, 300*time.Second, killswitchRetryAfter([]*record.QuotaSnapshot{nil, {FiveHour: win(0, policyNow, 0)}}, "", policyNow), "no reset known")
+	assert.Equal(t, 90*time.Minute+time.Second+60*time.Second, KillswitchRetryAfter([]*record.QuotaSnapshot{a, b}, "", policyNow), "earliest reset rounded up, plus 60 s")
+	assert.Equal(t, 30*time.Hour+60*time.Second, KillswitchRetryAfter([]*record.QuotaSnapshot{a, b}, "claude-fable-5", policyNow), "scoped-driven")
+	assert.Equal(t, 300*time.Second, KillswitchRetryAfter([]*record.QuotaSnapshot{nil, {FiveHour: win(0, policyNow, 0)}}, "", policyNow), "no reset known")
 	past := &record.QuotaSnapshot{FiveHour: win(0, policyNow, -time.Minute)}
-	assert.Equal(t, 300*time.Second, killswitchRetryAfter([]*record.QuotaSnapshot{past}, "", policyNow), "past resets do not count")
-	assert.Equal(t, "1m 5s", retryInText(65*time.Second))
+	assert.Equal(t, 300*time.Second, KillswitchRetryAfter([]*record.QuotaSnapshot{past}, "", policyNow), "past resets do not count")
+	assert.Equal(t, "1m 5s", RetryInText(65*time.Second))
 }

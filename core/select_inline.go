@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -32,6 +33,22 @@ func mustWait(ctx context.Context) bool {
 	}
 	nw.waited.Store(true)
 	return true
+}
+
+// lockUnlessWaiting locks mu and reports true; for a no-wait selection
+// it only takes mu if it is free, and otherwise records the wait and
+// reports false: whoever holds it (a write-behind flush, the cut back to
+// the cap) may hold it for milliseconds.
+func lockUnlessWaiting(ctx context.Context, mu *sync.Mutex) bool {
+	if ctx.Value(noWaitKey{}) == nil {
+		mu.Lock()
+		return true
+	}
+	if mu.TryLock() {
+		return true
+	}
+	mustWait(ctx)
+	return false
 }
 
 // TrySelect is [Engine.Select] for a caller that must not wait (the RPC

@@ -187,3 +187,19 @@ func TestTrySelect_scanDueWaits(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "sticky: new session (weighted allocation)", r.Reason)
 }
+
+// TestTrySelect_busyRoutingStateWaits: while another goroutine holds the
+// routing state (a flush, the cut back to the cap), a sticky TrySelect
+// refuses rather than block; once it is free, it answers.
+func TestTrySelect_busyRoutingStateWaits(t *testing.T) {
+	env, _ := inlineEnv(t, `"routing":{"mode":"sticky-balanced"}`, &record.MainState{Quota: fq(70, 70)}, fb{id: "a", quota: fq(80, 80)})
+	req := SelectRequest{SessionID: "s1", Model: "claude-sonnet-4", PromptBytes: 100}
+	c := &env.engine.router().sticky
+	c.mu.Lock()
+	_, err := env.engine.TrySelect(req)
+	c.mu.Unlock()
+	require.ErrorIs(t, err, ErrWouldWait)
+	r, err := env.engine.TrySelect(req)
+	require.NoError(t, err)
+	assert.Equal(t, "sticky: new session (weighted allocation)", r.Reason)
+}

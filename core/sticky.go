@@ -241,7 +241,9 @@ func (e *Engine) stickyLoaded(ctx context.Context) error {
 	path := e.store.Paths().RoutingState
 	c := &e.router().sticky
 	wall := e.store.wallNow()
-	c.mu.Lock()
+	if !lockUnlessWaiting(ctx, &c.mu) {
+		return ErrWouldWait
+	}
 	if c.file != nil && recentlyChecked(c.checked, wall) {
 		c.mu.Unlock()
 		return nil
@@ -283,7 +285,9 @@ func (e *Engine) stickyLookup(ctx context.Context, key [32]byte) (stickyAssignme
 		return stickyAssignment{}, false, err
 	}
 	c := &e.router().sticky
-	c.mu.Lock()
+	if !lockUnlessWaiting(ctx, &c.mu) {
+		return stickyAssignment{}, false, ErrWouldWait
+	}
 	defer c.mu.Unlock()
 	if a := c.file.lookup(key); a != nil {
 		return *a, true, nil
@@ -304,7 +308,9 @@ func (e *Engine) updateSticky(ctx context.Context, key [32]byte, fn func(f *stic
 		return ErrWouldWait // the change would be written at once
 	}
 	c := &e.router().sticky
-	c.mu.Lock()
+	if !lockUnlessWaiting(ctx, &c.mu) {
+		return ErrWouldWait
+	}
 	now := e.now()
 	if stickyScanDue(c, now) && mustWait(ctx) {
 		// A scan of every assignment is due: not on a caller that must

@@ -89,9 +89,6 @@ type Scanner struct {
 // New returns a scanner at the start of data.
 func New(data []byte) *Scanner { return &Scanner{data: data} }
 
-// Reset makes s read data from the start, keeping its scratch buffer.
-func (s *Scanner) Reset(data []byte) { s.data, s.pos, s.depth = data, 0, 0 }
-
 func (s *Scanner) syntax(at int, format string, args ...any) *SyntaxError {
 	return &SyntaxError{Offset: int64(at), msg: "invalid JSON: " + fmt.Sprintf(format, args...)}
 }
@@ -163,9 +160,6 @@ func (s *Scanner) Mark() Mark {
 // Rewind goes back to m, so that a value a decoder gave up on (a type
 // error) can be read again, raw.
 func (s *Scanner) Rewind(m Mark) { s.pos, s.depth = m.pos, m.depth }
-
-// Offset returns m's byte offset, for [Scanner.Since].
-func (m Mark) Offset() int { return m.pos }
 
 // Since returns the input from start (a [Scanner.Pos]) to where the
 // scanner is: the raw text of the value read since.

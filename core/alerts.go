@@ -56,6 +56,24 @@ func reloginAlerts(before, after []AccountView) []Alert {
 	return out
 }
 
+// reloginRecovered returns the ids of the accounts that needed a re-login
+// before and no longer do after (a new login, or the journal of a rotation
+// a killed process had not saved, replayed: BEHAVIOUR.md §1.8), in the
+// order of after. It is the one definition of "left needs-re-login".
+func reloginRecovered(before, after []AccountView) []string {
+	was := map[string]bool{}
+	for _, v := range before {
+		was[v.ID] = v.NeedsRelogin
+	}
+	var out []string
+	for _, v := range after {
+		if was[v.ID] && !v.NeedsRelogin {
+			out = append(out, v.ID)
+		}
+	}
+	return out
+}
+
 // AlertWatchOptions configure an AlertWatch.
 type AlertWatchOptions struct {
 	// Logger receives one warning per alert; nil discards.
@@ -68,7 +86,9 @@ type AlertWatchOptions struct {
 // AlertWatch turns changes of the pool into alerts, each once: it
 // remembers the views it saw last, logs every new alert at warn level with
 // the account's label and the fix, and posts it to the config's
-// alerts.webhook URL, if set.
+// alerts.webhook URL, if set. An account that leaves needs-re-login is
+// logged once at info level, so a log that said an account was dead also
+// says when it came back.
 type AlertWatch struct {
 	eng  *Engine
 	log  *slog.Logger
@@ -104,8 +124,12 @@ func (w *AlertWatch) Check(ctx context.Context) []Alert {
 	}
 	w.mu.Lock()
 	alerts := reloginAlerts(w.last, views)
+	recovered := reloginRecovered(w.last, views)
 	w.last = views
 	w.mu.Unlock()
+	for _, id := range recovered {
+		w.log.Info("account no longer needs re-login; it is routed again", "account", id)
+	}
 	if len(alerts) == 0 {
 		return nil
 	}

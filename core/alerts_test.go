@@ -52,6 +52,32 @@ func TestReloginAlerts(t *testing.T) {
 	assert.Contains(t, m[0].Fix, "log in to the host again")
 }
 
+func TestReloginRecovered(t *testing.T) {
+	dead := func(id string) AccountView { return AccountView{ID: id, NeedsRelogin: true} }
+	alive := func(id string) AccountView { return AccountView{ID: id} }
+	cases := []struct {
+		name          string
+		before, after []AccountView
+		want          []string
+	}{
+		{"first look recovers nothing", nil, []AccountView{alive("a")}, nil},
+		{"leaving needs-re-login", []AccountView{dead("a"), dead("b")}, []AccountView{alive("a"), dead("b")}, []string{"a"}},
+		{"still alive is not news", []AccountView{alive("a")}, []AccountView{alive("a")}, nil},
+		{"removed is not recovered", []AccountView{dead("a")}, nil, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, reloginRecovered(tc.before, tc.after))
+		})
+	}
+}
+
+func TestReloginAlerts_mainFix(t *testing.T) {
+	m := reloginAlerts(nil, []AccountView{{ID: MainAccountID, Main: true, NeedsRelogin: true}})
+	require.Len(t, m, 1)
+	assert.Contains(t, m[0].Fix, "log in to the host again")
+}
+
 // webhookSink records the alerts a webhook receives and answers with the
 // scripted statuses (the last repeats).
 type webhookSink struct {

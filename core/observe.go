@@ -40,8 +40,15 @@ type observation struct {
 //
 // With a negative StoreOptions.WriteBehind the change is written at once
 // (UpdateState).
+//
+// For a no-wait caller (TryReport) it returns ErrWouldWait, having applied
+// nothing, whenever it would write or read a file: a write-through store,
+// or a current snapshot that must be read again first.
 func (s *Store) observeState(ctx context.Context, id string, fn func(st *record.StateFile) error) (*Snapshot, error) {
 	if s.interval < 0 {
+		if mustWait(ctx) {
+			return nil, ErrWouldWait
+		}
 		return s.UpdateState(ctx, fn)
 	}
 	for range 3 {
@@ -60,6 +67,9 @@ func (s *Store) observeState(ctx context.Context, id string, fn func(st *record.
 			return next, nil
 		}
 		s.obsMu.Unlock()
+		if mustWait(ctx) {
+			return nil, ErrWouldWait // the snapshot moved: reading it is I/O
+		}
 		if _, _, err := s.current(context.WithoutCancel(ctx)); err != nil {
 			return nil, err
 		}

@@ -288,7 +288,7 @@ func (e *Engine) touchLastUsed(ctx context.Context, id string) {
 			s.LastUsed = now
 		}
 		return nil
-	}); err != nil {
+	}); err != nil && !errors.Is(err, ErrWouldWait) { // TryReport hands the report on
 		e.log.Warn("persist lastUsed", "account", id, "err", err)
 	}
 }

@@ -40,7 +40,7 @@ func (e *Engine) Report(ctx context.Context, req ReportRequest) (*ReportResult, 
 		h.Set(k, v)
 	}
 	now := e.now()
-	served := !req.Network && req.Status >= 200 && req.Status < 300 && !req.StreamRateLimit
+	served := req.served()
 	f := verdict.Failure{Source: verdict.SourceMessages, Status: req.Status, Network: req.Network, Header: h, Body: []byte(req.Body),
 		Message: secret.Redact(shorten(req.Body, anthropic.MaxBodyExcerpt), route.Credential.Token), StreamRateLimit: req.StreamRateLimit, At: now}
 	var v verdict.Verdict
@@ -50,7 +50,7 @@ func (e *Engine) Report(ctx context.Context, req ReportRequest) (*ReportResult, 
 	touch := served && kind != KindMain
 	switch {
 	case (kind == KindMain || kind == KindOAuth) && len(h) > 0:
-		if _, err := e.observeHeaders(ctx, route.AccountID, h, v.Class == verdict.ClassRateLimited, served, touch); err != nil {
+		if _, err := e.observeHeaders(ctx, route.AccountID, h, v.Class == verdict.ClassRateLimited, served, touch); err != nil && !errors.Is(err, ErrWouldWait) {
 			e.log.Debug("harvest rate-limit headers", "account", route.AccountID, "err", err)
 		}
 	case touch:

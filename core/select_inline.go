@@ -8,17 +8,18 @@ import (
 	"time"
 )
 
-// ErrWouldWait is TrySelect's answer when the selection cannot be made
-// from memory: a quota poll or a token refresh is due, a lock would be
-// taken, or a file must be looked at or read. The caller then runs
-// [Engine.Select], which does that work.
-var ErrWouldWait = errors.New("selection must wait for a poll, a refresh, a lock or a file")
+// ErrWouldWait is the answer of TrySelect (and TryReport) when the call
+// cannot be answered from memory: a quota poll or a token refresh is due,
+// a lock would be taken, or a file must be looked at, read or written.
+// The caller then runs [Engine.Select] (or [Engine.Report]), which does
+// that work.
+var ErrWouldWait = errors.New("call must wait for a poll, a refresh, a lock or a file")
 
-// noWaitKey marks a context whose selection must not wait (TrySelect).
+// noWaitKey marks a context whose call must not wait (TrySelect, TryReport).
 type noWaitKey struct{}
 
-// noWait records that a no-wait selection reached a step that would wait.
-// The step refuses and the selection's answer is thrown away, even when
+// noWait records that a no-wait call reached a step that would wait.
+// The step refuses and the call's answer is thrown away, even when
 // the code on the way swallowed the refusal.
 type noWait struct{ waited atomic.Bool }
 

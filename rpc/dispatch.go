@@ -72,9 +72,9 @@ func methodNames(table map[string]method) []string {
 // Handle implements jsonrpc2.Handler. It runs on the connection's read
 // goroutine, so it must not block: it answers lifecycle, cancellation and
 // cheap methods inline and hands the rest to a goroutine each. An async
-// method with a no-wait form (route/select) is answered inline when that
+// method with a no-wait form (route/select, route/report) is answered inline when that
 // form can answer without waiting, and handed off only when it cannot:
-// a worker on another thread costs more than a selection from memory.
+// a worker on another thread costs more than an answer from memory.
 // Either way a request is answered once; an inline answer is written
 // before the next message is read, so it cannot be cancelled (there is
 // nothing left to cancel) and it never overtakes an earlier inline one.

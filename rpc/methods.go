@@ -42,7 +42,7 @@ func methodTable(manualClock bool) map[string]method {
 		"quota/observe":    {call: with(quotaObserve), async: true},
 
 		"route/select": {call: with(routeSelect), async: true, try: tryWith(routeTrySelect, routeSelect)},
-		"route/report": {call: with(routeReport), async: true},
+		"route/report": {call: with(routeReport), async: true, try: tryWith(routeTryReport, routeReport)},
 
 		"errors/classify": {call: with(errorsClassify), async: true},
 
@@ -292,6 +292,18 @@ func checkStatus(status int) error {
 
 func routeReport(ctx context.Context, s *Server, p *reportParams) (any, error) {
 	return s.eng.Report(ctx, core.ReportRequest(*p))
+}
+
+// routeTryReport answers route/report inline when the engine can record
+// it from memory (a served response, observed in memory and written
+// behind); a failure to classify, or a report that must write or read a
+// file, goes to the async lane (ok false).
+func routeTryReport(s *Server, p *reportParams) (any, error, bool) {
+	r, err := s.eng.TryReport(core.ReportRequest(*p))
+	if errors.Is(err, core.ErrWouldWait) {
+		return nil, nil, false
+	}
+	return r, err, true
 }
 
 // Classification.

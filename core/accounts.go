@@ -73,20 +73,20 @@ func mainViewOf(snap *Snapshot, c MainCredentials, ok bool, now time.Time) Accou
 
 // fillView sets a view's judgement and backoffs. needsRelogin, usable and
 // reason come from the one judgement, so they never disagree.
-func fillView(v *AccountView, s policy.Settings, sub *subject, now time.Time) {
+func fillView(v *AccountView, s policy.Settings, sub *policy.Subject, now time.Time) {
 	if sub.Kind == KindMain || sub.Kind == KindOAuth {
 		fp := policy.FingerprintFor(sub.RefreshError, sub.Refresh)
 		if until, ok := policy.RefreshBackoffUntil(sub.RefreshError, sub.Identity, now, fp); ok {
 			v.RefreshBackoffUntil = epochMs(until)
 		}
-		v.NeedsRelogin = needsRelogin(sub.RefreshError, sub.Identity, fp)
+		v.NeedsRelogin = policy.NeedsRelogin(sub.RefreshError, sub.Identity, fp)
 	}
 	if rec := sub.QuotaError; rec != nil && fromMs(rec.NextRetryAt).After(now) {
 		v.QuotaBackoffUntil = rec.NextRetryAt
 	}
-	j := judge(s, sub, need{Purpose: forView}, now)
+	j := policy.Judge(s, sub, policy.Need{Purpose: policy.ForView}, now)
 	v.Usable, v.Reason = j.Usable, j.Text()
-	if j.Usable && j.Reason == policy.ReasonUsable && j.detail == "" {
+	if j.Usable && j.Reason == policy.ReasonUsable && j.Detail == "" {
 		v.Reason = ""
 	}
 	if !j.Until.IsZero() {

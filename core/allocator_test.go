@@ -95,44 +95,6 @@ func TestAllocate_rules(t *testing.T) {
 	})
 }
 
-func TestStickyDecision(t *testing.T) {
-	now := policyNow
-	at := now.Add(-time.Minute)
-	five := func(remaining float64, reset time.Duration) *record.QuotaSnapshot {
-		return &record.QuotaSnapshot{FiveHour: &record.QuotaWindow{RemainingPercent: remaining, ResetsAt: now.Add(reset).Format(time.RFC3339), CheckedAt: epochMs(at)}, SevenDay: win(50, at, 0)}
-	}
-	tests := []struct {
-		name  string
-		q     *record.QuotaSnapshot
-		model string
-		want  string // retain, hold or migrate
-		why   policy.Reason
-	}{
-		{"unknown retains", nil, "", "retain", policy.ReasonUsable},
-		{"not exhausted retains", snapQ(10, 10, at), "", "retain", policy.ReasonUsable},
-		{"model scope exhausted migrates", snapQ(50, 50, at, scoped("Fable", 0, at, time.Hour)), "claude-fable-5", "migrate", policy.ReasonModelScope},
-		{"seven-day exhausted migrates", snapQ(50, 0, at), "", "migrate", policy.ReasonWindowSpent},
-		{"five-hour resetting within 15 min holds", five(0, 14*time.Minute), "", "hold", policy.ReasonResetsShortly},
-		{"five-hour resetting exactly at 15 min holds", five(0, 15*time.Minute), "", "hold", policy.ReasonResetsShortly},
-		{"five-hour resetting later migrates", five(0, 16*time.Minute), "", "migrate", policy.ReasonWindowSpent},
-		{"five-hour with a past reset migrates", five(0, -time.Minute), "", "migrate", policy.ReasonWindowSpent},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			d := stickyDecision(tc.q, tc.model, now)
-			got := "retain"
-			switch {
-			case d.Hold:
-				got = "hold"
-			case !d.Usable:
-				got = "migrate"
-			}
-			assert.Equal(t, tc.want, got)
-			assert.Equal(t, tc.why, d.Reason)
-		})
-	}
-}
-
 func TestStickyRetryAfter_jitter(t *testing.T) {
 	key := sessionKey("session-1")
 	a := stickyRetryAfter(key, 840*time.Second)

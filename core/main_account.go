@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 )
@@ -43,10 +44,10 @@ func (e *Engine) ensureMainFresh(ctx context.Context, rejected secret.Secret) (M
 		return c, ErrNoMain
 	}
 	now := e.now()
-	if rejected != "" && c.Access != rejected && !expired(c.Access, c.Expires, now) {
+	if rejected != "" && c.Access != rejected && !policy.Expired(c.Access, c.Expires, now) {
 		return c, nil
 	}
-	if rejected == "" && !expired(c.Access, c.Expires, now) {
+	if rejected == "" && !policy.Expired(c.Access, c.Expires, now) {
 		return c, nil
 	}
 	return e.refreshMain(ctx, rejected != "")
@@ -85,7 +86,7 @@ func (hostSource) lockBusy(_ context.Context, _ oauthAccount, _ bool, err error)
 // dueForUse: main's token is refreshed for use only once expired; before
 // that the host (or the refresh pass) renews it.
 func (hostSource) dueForUse(t tokenPair, _ time.Duration, now time.Time) bool {
-	return expired(t.Access, t.Expires, now)
+	return policy.Expired(t.Access, t.Expires, now)
 }
 
 func (hostSource) latchesNetwork() bool { return false }

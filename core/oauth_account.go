@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 )
@@ -149,7 +150,7 @@ func (e *Engine) refreshLocked(ctx context.Context, id string, force, inQuotaPas
 		return oauthAccount{}, errorf(ErrConfigInvalid, "Token refresh failed: missing refresh token")
 	}
 	now := e.now()
-	if !force && !needsRefresh(a.tokens.Access, a.tokens.Expires, snap.Settings.RefreshBeforeExpiry, now) {
+	if !force && !policy.NeedsRefresh(a.tokens.Access, a.tokens.Expires, snap.Settings.RefreshBeforeExpiry, now) {
 		return a, nil
 	}
 	if until, ok := refreshLatched(a.refreshErr, a.identity, a.tokens.Refresh, now); ok {

@@ -38,7 +38,7 @@ func (e *Engine) RefreshDue(ctx context.Context) (PassSummary, error) {
 			sum.add(a.id, OutcomeSkipped, a.skip, nil)
 			continue
 		}
-		if !needsRefresh(a.tokens.Access, a.tokens.Expires, snap.Settings.RefreshBeforeExpiry, now) {
+		if !policy.NeedsRefresh(a.tokens.Access, a.tokens.Expires, snap.Settings.RefreshBeforeExpiry, now) {
 			sum.add(a.id, OutcomeSkipped, "token fresh", nil)
 			continue
 		}
@@ -64,7 +64,7 @@ func (e *Engine) passAccounts(snap *Snapshot) []passAccount {
 	out := make([]passAccount, 0, len(snap.Accounts)+1)
 	if c, ok := e.mainCredentials(); ok {
 		m := passAccount{oauthAccount: mainAccount(snap, c, e)}
-		if needsRelogin(m.refreshErr, m.identity, policy.FingerprintFor(m.refreshErr, m.tokens.Refresh)) {
+		if policy.NeedsRelogin(m.refreshErr, m.identity, policy.FingerprintFor(m.refreshErr, m.tokens.Refresh)) {
 			m.skip = policy.ReasonNeedsRelogin.String()
 		}
 		out = append(out, m)
@@ -117,7 +117,7 @@ func (e *Engine) RefreshQuotaDue(ctx context.Context) (PassSummary, error) {
 			if rec := a.quotaErr; rec != nil && !policy.QuotaBackoffActive(rec, now) && rec.CheckedAt < a.quota.LatestCheck() {
 				superseded = append(superseded, a.id)
 			}
-			if snap.Settings.RefreshEnabled && needsRefresh(a.tokens.Access, a.tokens.Expires, snap.Settings.RefreshBeforeExpiry, now) {
+			if snap.Settings.RefreshEnabled && policy.NeedsRefresh(a.tokens.Access, a.tokens.Expires, snap.Settings.RefreshBeforeExpiry, now) {
 				// Upstream's quota pass refreshes a due token even when the
 				// quota is fresh (BEHAVIOUR.md §3.4).
 				_, err := e.refresh(ctx, a.id, false, true)
@@ -156,7 +156,7 @@ func passSkip(a *Account) (bool, string) {
 		return true, "disabled"
 	case a.Problem != "":
 		return true, a.Problem
-	case needsRelogin(a.State.LastRefreshError, a.ID, policy.FingerprintFor(a.State.LastRefreshError, a.State.Refresh)):
+	case policy.NeedsRelogin(a.State.LastRefreshError, a.ID, policy.FingerprintFor(a.State.LastRefreshError, a.State.Refresh)):
 		return true, policy.ReasonNeedsRelogin.String()
 	}
 	return false, ""

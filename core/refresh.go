@@ -35,17 +35,6 @@ func fallbackRefreshLock(id string) string {
 	return "fallback-oauth-refresh-" + sha256Hex(id)[:16]
 }
 
-// needsRefresh reports whether an access token is missing or expires within
-// the refresh window (upstream tokenNeedsRefresh).
-func needsRefresh(access secret.Secret, expires int64, window time.Duration, now time.Time) bool {
-	return access == "" || expires == 0 || fromMs(expires).Sub(now) <= window
-}
-
-// expired reports whether an access token is missing or past its expiry.
-func expired(access secret.Secret, expires int64, now time.Time) bool {
-	return access == "" || expires == 0 || !fromMs(expires).After(now)
-}
-
 // refreshRecord builds the lastRefreshError record for a token-endpoint
 // failure (upstream buildRefreshOperationError), using the effects table
 // and the one refresh backoff schedule.
@@ -207,7 +196,7 @@ func (s stateFileSource) rotate(ctx context.Context, before oauthAccount, force,
 }
 
 func (stateFileSource) dueForUse(t tokenPair, window time.Duration, now time.Time) bool {
-	return needsRefresh(t.Access, t.Expires, window, now)
+	return policy.NeedsRefresh(t.Access, t.Expires, window, now)
 }
 
 func (stateFileSource) latchesNetwork() bool { return true }
@@ -330,7 +319,7 @@ func adoptable(before, now tokenPair, t time.Time, window time.Duration, force b
 	if !changed {
 		return false
 	}
-	return force || !needsRefresh(now.Access, now.Expires, window, t)
+	return force || !policy.NeedsRefresh(now.Access, now.Expires, window, t)
 }
 
 func applyGrant(s *record.AccountState, g *anthropic.Grant, used secret.Secret, now time.Time) {

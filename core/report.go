@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/acctpool/acctpool/core/internal/anthropic"
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/record"
 	"github.com/acctpool/acctpool/core/secret"
 	"github.com/acctpool/acctpool/core/verdict"
@@ -93,7 +94,7 @@ func (e *Engine) carryOut(ctx context.Context, route Route, rf reportFacts, v ve
 			q, err := e.fetchQuota(ctx, route.AccountID)
 			out.probed, out.probeFailed = true, err
 			if err == nil {
-				out.probe = stickyDecision(q, route.Model, e.now())
+				out.probe = policy.StickyDecision(q, route.Model, e.now())
 			}
 		case planMoveOn:
 			next, err := e.moveOn(ctx, route, p)
@@ -207,7 +208,7 @@ func (e *Engine) confirmMainExhausted(ctx context.Context) bool {
 		e.log.Debug("main quota check after 429 failed", "err", err)
 		return false
 	}
-	return q != nil && standardExhausted(q)
+	return q != nil && policy.StandardExhausted(q)
 }
 
 // selectAPIOnly picks an API-key route for a sticky session whose 429 left

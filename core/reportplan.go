@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/acctpool/acctpool/core/internal/policy"
 	"github.com/acctpool/acctpool/core/verdict"
 )
 
@@ -47,7 +48,7 @@ type reportOutcome struct {
 	// probe the sticky decision on the fresh snapshot.
 	probed      bool
 	probeFailed error
-	probe       judgement
+	probe       policy.Judgement
 	// noneCanServe is set when the move found no account.
 	noneCanServe bool
 }
@@ -66,8 +67,8 @@ type reportPlan struct {
 	// why is the plan's explanation: the result's reason for a return or
 	// a hold, the cause a move names in the next route's reason.
 	why string
-	// hold is the sticky judgement the hold answers with.
-	hold judgement
+	// hold is the sticky policy.Judgement the hold answers with.
+	hold policy.Judgement
 }
 
 // planReport is the one decision of what a failed response leads to

@@ -37,8 +37,8 @@ func TestPlanReport(t *testing.T) {
 	streamed.replayable = false
 	refreshErr := errors.New("token endpoint 503")
 	relogin := fmt.Errorf("refresh: %w", ErrInvalidGrant)
-	hold := judgement{Usable: true, Hold: true, Reason: policy.ReasonResetsShortly, Until: policyNow.Add(10 * time.Minute)}
-	migrate := judgement{Reason: policy.ReasonWindowSpent, detail: "seven-day quota exhausted"}
+	hold := policy.Judgement{Usable: true, Hold: true, Reason: policy.ReasonResetsShortly, Until: policyNow.Add(10 * time.Minute)}
+	migrate := policy.Judgement{Reason: policy.ReasonWindowSpent, Detail: "seven-day quota exhausted"}
 
 	tests := []struct {
 		name    string
@@ -72,7 +72,7 @@ func TestPlanReport(t *testing.T) {
 		{"sticky 429 probes the quota", sticky, rl, messages(rl, 429), reportOutcome{}, planProbeQuota, false, false, false},
 		{"sticky 429 whose probe failed keeps the affinity", sticky, rl, messages(rl, 429), reportOutcome{probed: true, probeFailed: refreshErr}, planReturn, false, false, false},
 		{"sticky 429 with a reset within 15 minutes holds", sticky, rl, messages(rl, 429), reportOutcome{probed: true, probe: hold}, planHold, false, false, false},
-		{"sticky 429 not exhausted keeps the affinity", sticky, rl, messages(rl, 429), reportOutcome{probed: true, probe: judgement{Usable: true}}, planReturn, false, false, false},
+		{"sticky 429 not exhausted keeps the affinity", sticky, rl, messages(rl, 429), reportOutcome{probed: true, probe: policy.Judgement{Usable: true}}, planReturn, false, false, false},
 		{"sticky 429 spent migrates, API-key routes allowed", sticky, rl, messages(rl, 429), reportOutcome{probed: true, probe: migrate}, planMoveOn, false, true, true},
 		{"sticky move with no account left returns", sticky, org, messages(org, 403), reportOutcome{noneCanServe: true}, planReturn, false, false, false},
 	}

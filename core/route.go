@@ -127,11 +127,7 @@ func (e *Engine) stickyApplies(snap *Snapshot, req SelectRequest) bool {
 // Only this, or a 429 confirmed by a fresh check, opens API-key routes.
 func mainFreshExhausted(snap *Snapshot, now time.Time) bool {
 	q := mainQuota(snap)
-	return q != nil && standardExhausted(q) && !policy.QuotaStale(q, snap.Settings, "", now)
-}
-
-func standardExhausted(q *record.QuotaSnapshot) bool {
-	return (q.FiveHour != nil && q.FiveHour.RemainingPercent <= 0) || (q.SevenDay != nil && q.SevenDay.RemainingPercent <= 0)
+	return q != nil && policy.StandardExhausted(q) && !policy.QuotaStale(q, snap.Settings, "", now)
 }
 
 func mainRoute(c MainCredentials) *Route {
@@ -168,7 +164,7 @@ func finish(r *Route, req SelectRequest, o routeOpts, reason string) *Route {
 
 // mainEval is what one selection found out about main.
 type mainEval struct {
-	j judgement
+	j policy.Judgement
 	// err is the token refresh failure, when that is why main is out.
 	err error
 }
@@ -176,11 +172,11 @@ type mainEval struct {
 // judgeMain judges main for an ordered request, doing the quota check the
 // judgement asks for and asking again (BEHAVIOUR.md §5.2). A failed check
 // is not fatal: the cached snapshot is judged.
-func (e *Engine) judgeMain(ctx context.Context, snap *Snapshot, need need) (*Snapshot, mainEval) {
+func (e *Engine) judgeMain(ctx context.Context, snap *Snapshot, need policy.Need) (*Snapshot, mainEval) {
 	creds, has := e.mainCredentials()
 	sub := mainSubject(snap, creds, has)
-	j := judge(snap.Settings, &sub, need, e.now())
-	if j.Settle&settleQuota != 0 {
+	j := policy.Judge(snap.Settings, &sub, need, e.now())
+	if j.Settle&policy.SettleQuota != 0 {
 		_, err := e.fetchQuota(ctx, MainAccountID)
 		if err != nil {
 			e.log.Debug("main quota check before routing failed", "err", err)
@@ -189,8 +185,8 @@ func (e *Engine) judgeMain(ctx context.Context, snap *Snapshot, need need) (*Sna
 			snap = fresh
 		}
 		sub = mainSubject(snap, creds, has)
-		sub.Tried.Quota = err
-		j = judge(snap.Settings, &sub, need, e.now())
+		sub.Tried.Quota = failureOf(err)
+		j = policy.Judge(snap.Settings, &sub, need, e.now())
 	}
 	ev := mainEval{j: j}
 	if j.Reason == policy.ReasonRefreshBackoff {
@@ -203,30 +199,30 @@ func (e *Engine) judgeMain(ctx context.Context, snap *Snapshot, need need) (*Sna
 // judgeFallback judges one fallback for an ordered request, refreshing its
 // token and polling its quota first when the judgement asks for it, then
 // asking again with the outcome (upstream getUsableFallbackAccounts).
-func (e *Engine) judgeFallback(ctx context.Context, snap *Snapshot, a *Account, need need) (*Account, judgement) {
+func (e *Engine) judgeFallback(ctx context.Context, snap *Snapshot, a *Account, need policy.Need) (*Account, policy.Judgement) {
 	s := snap.Settings
 	sub := accountSubject(a)
-	j := judge(s, &sub, need, e.now())
+	j := policy.Judge(s, &sub, need, e.now())
 	if j.Settle == 0 {
 		return a, j
 	}
 	acct := *a
-	if j.Settle&settleRefresh != 0 {
+	if j.Settle&policy.SettleRefresh != 0 {
 		fresh, err := e.refreshFallback(ctx, acct.ID, false)
 		if err != nil {
-			sub.Tried.Refresh = err
-			return a, judge(s, &sub, need, e.now())
+			sub.Tried.Refresh = failureOf(err)
+			return a, policy.Judge(s, &sub, need, e.now())
 		}
 		acct = *fresh
 		sub = accountSubject(&acct)
-		if j = judge(s, &sub, need, e.now()); j.Settle&settleQuota == 0 {
+		if j = policy.Judge(s, &sub, need, e.now()); j.Settle&policy.SettleQuota == 0 {
 			return &acct, j
 		}
 	}
 	q, err := e.fetchQuota(ctx, acct.ID)
 	if err != nil {
-		sub.Tried.Quota = err
-		return &acct, judge(s, &sub, need, e.now())
+		sub.Tried.Quota = failureOf(err)
+		return &acct, policy.Judge(s, &sub, need, e.now())
 	}
 	// A usage 401 inside the fetch rotates the tokens: route with the
 	// stored ones, not the ones read before the fetch (case 7). The
@@ -239,34 +235,13 @@ func (e *Engine) judgeFallback(ctx context.Context, snap *Snapshot, a *Account, 
 	acct.State.Quota = q
 	acct.State.LastQuotaRefreshError = nil
 	sub = accountSubject(&acct)
-	j = judge(s, &sub, need, e.now())
+	j = policy.Judge(s, &sub, need, e.now())
 	j.Settle = 0
 	return &acct, j
 }
 
-// windowsCurrent reports whether the cached 5h and 7d windows have not
-// reset yet (no reset known counts as current).
-func windowsCurrent(q *record.QuotaSnapshot, now time.Time) bool {
-	if q == nil {
-		return false
-	}
-	for _, w := range []*record.QuotaWindow{q.FiveHour, q.SevenDay} {
-		if w == nil {
-			continue
-		}
-		if t, ok := policy.ParseReset(w.ResetsAt); ok && !t.After(now) {
-			return false
-		}
-	}
-	return true
-}
-
-func shorten(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
+// shorten cuts a message for display (policy.Shorten).
+func shorten(s string, n int) string { return policy.Shorten(s, n) }
 
 // orderedSelection is one main-first or fallback-first selection: what
 // it has judged so far and why each account was passed over.
@@ -275,7 +250,7 @@ type orderedSelection struct {
 	snap    *Snapshot
 	req     SelectRequest
 	o       routeOpts
-	need    need
+	need    policy.Need
 	reasons []AccountReason
 	quotas  map[string]*record.QuotaSnapshot
 	main    mainEval
@@ -291,7 +266,7 @@ type orderedSelection struct {
 // body cannot move, so it goes to main only.
 func (e *Engine) selectOrdered(ctx context.Context, snap *Snapshot, req SelectRequest, o routeOpts) (*Route, error) {
 	sel := &orderedSelection{e: e, snap: snap, req: req, o: o, quotas: map[string]*record.QuotaSnapshot{},
-		need: need{Purpose: forOrdered, Model: req.Model, Replayable: !req.Streamed, IncludeAPI: o.includeAPI || mainFreshExhausted(snap, e.now())}}
+		need: policy.Need{Purpose: policy.ForOrdered, Model: req.Model, Replayable: !req.Streamed, IncludeAPI: o.includeAPI || mainFreshExhausted(snap, e.now())}}
 	switch {
 	case req.Streamed:
 	case snap.Settings.Routing == policy.RoutingFallbackFirst:
@@ -341,8 +316,8 @@ func (sel *orderedSelection) tryMain(ctx context.Context) *Route {
 	if err != nil {
 		creds, has := sel.e.mainCredentials()
 		sub := mainSubject(sel.snap, creds, has)
-		sub.Tried.Refresh = err
-		sel.main = mainEval{j: judge(sel.snap.Settings, &sub, sel.need, sel.e.now()), err: err}
+		sub.Tried.Refresh = failureOf(err)
+		sel.main = mainEval{j: policy.Judge(sel.snap.Settings, &sub, sel.need, sel.e.now()), err: err}
 		sel.reasons = append(sel.reasons, reasonOf(MainAccountID, sel.main.j))
 		return nil
 	}
@@ -391,7 +366,7 @@ func (sel *orderedSelection) tryFallbacks(ctx context.Context) *Route {
 	return nil
 }
 
-func reasonOf(id string, j judgement) AccountReason {
+func reasonOf(id string, j policy.Judgement) AccountReason {
 	r := AccountReason{AccountID: id, Reason: j.Text()}
 	if !j.Until.IsZero() {
 		r.Until = epochMs(j.Until)
@@ -441,7 +416,7 @@ func reloginLabels(snap *Snapshot) []string {
 	var out []string
 	for i := range snap.Accounts {
 		a := &snap.Accounts[i]
-		if a.Type == record.AccountOAuth && a.IsEnabled() && needsRelogin(a.State.LastRefreshError, a.ID, a.State.Refresh.Fingerprint()) {
+		if a.Type == record.AccountOAuth && a.IsEnabled() && policy.NeedsRelogin(a.State.LastRefreshError, a.ID, a.State.Refresh.Fingerprint()) {
 			name := a.Label
 			if name == "" {
 				name = a.ID

@@ -79,7 +79,7 @@ func TestSelect_neverRoutesToUnusable(t *testing.T) {
 				continue
 			}
 			if r.AccountID == MainAccountID {
-				require.False(t, needsRelogin(snap.Main.LastRefreshError, mainIdentity(snap), secret.Secret("main-refresh").Fingerprint()), "%s: main needs re-login", name)
+				require.False(t, policy.NeedsRelogin(snap.Main.LastRefreshError, mainIdentity(snap), secret.Secret("main-refresh").Fingerprint()), "%s: main needs re-login", name)
 				require.False(t, oracleKilled(snap.Main.Quota, ks, failClosed, req.Model), "%s: main killswitched", name)
 				if r.Sticky != nil && r.Sticky.Created {
 					require.False(t, oracleBelow(snap.Main.Quota, s.QuotaEnabled, failClosed, minFive, minSeven), "%s: new sticky session on main below threshold", name)

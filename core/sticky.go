@@ -455,9 +455,9 @@ func stickyRetryAfter(sum [32]byte, d time.Duration) time.Duration {
 // stickyRoute is one account a sticky session can live on, with the
 // judgement on keeping a session there.
 type stickyRoute struct {
-	sub  subject
+	sub  policy.Subject
 	acct *Account // nil for main
-	keep judgement
+	keep policy.Judgement
 }
 
 func (r *stickyRoute) id() string { return r.sub.ID }
@@ -467,7 +467,7 @@ func (r *stickyRoute) id() string { return r.sub.ID }
 func (r *stickyRoute) blocked() bool { return r.keep.Reason == policy.ReasonRefreshBackoff }
 
 // needsToken reports whether the route's token must be refreshed first.
-func (r *stickyRoute) needsToken() bool { return r.keep.Settle&settleRefresh != 0 }
+func (r *stickyRoute) needsToken() bool { return r.keep.Settle&policy.SettleRefresh != 0 }
 
 // stickySubjects lists main and every fallback as sticky subjects.
 func stickySubjects(snap *Snapshot, creds MainCredentials) []stickyRoute {
@@ -489,7 +489,7 @@ func stickyRoutes(snap *Snapshot, creds MainCredentials, model string, now time.
 	routes := all[:0]
 	var out []AccountReason
 	for _, r := range all {
-		r.keep = judge(snap.Settings, &r.sub, need{Purpose: forStickyKeep, Model: model}, now)
+		r.keep = policy.Judge(snap.Settings, &r.sub, policy.Need{Purpose: policy.ForStickyKeep, Model: model}, now)
 		if !r.keep.Usable && r.keep.Reason.Lasting() {
 			out = append(out, reasonOf(r.id(), r.keep))
 			continue
@@ -512,7 +512,7 @@ func stickyRouteOf(snap *Snapshot, creds MainCredentials, id, model string, now 
 		}
 		r.sub, r.acct = accountSubject(a), a
 	}
-	r.keep = judge(snap.Settings, &r.sub, need{Purpose: forStickyKeep, Model: model}, now)
+	r.keep = policy.Judge(snap.Settings, &r.sub, policy.Need{Purpose: policy.ForStickyKeep, Model: model}, now)
 	return r, r.keep.Usable || !r.keep.Reason.Lasting()
 }
 
@@ -573,7 +573,7 @@ func (e *Engine) stickyRoute(creds MainCredentials, r *stickyRoute, req SelectRe
 	return finish(out, req, o, why)
 }
 
-func stickyHoldNoRoute(key [32]byte, id string, j judgement, now time.Time) *NoRouteError {
+func stickyHoldNoRoute(key [32]byte, id string, j policy.Judgement, now time.Time) *NoRouteError {
 	retry := stickyRetryAfter(key, j.Until.Sub(now))
 	return rateNoRoute(stickyHoldMessage, retry, []AccountReason{reasonOf(id, j)})
 }
@@ -642,7 +642,7 @@ func (e *Engine) stickyPoll(ctx context.Context, req SelectRequest, o routeOpts)
 	fetched := false
 	for i := range routes {
 		r := &routes[i]
-		if o.exclude[r.id()] || r.keep.Settle&settleQuota == 0 {
+		if o.exclude[r.id()] || r.keep.Settle&policy.SettleQuota == 0 {
 			continue
 		}
 		if _, err := e.fetchQuota(ctx, r.id()); err != nil {
@@ -711,7 +711,7 @@ func stickyKeepOld(s policy.Settings, routes []stickyRoute, old *stickyAssignmen
 		res.why = old.AccountID + " failed this request"
 		return false, false
 	}
-	j := judge(s, &r.sub, need{Purpose: forStickyKeep, Model: req.Model}, now)
+	j := policy.Judge(s, &r.sub, policy.Need{Purpose: policy.ForStickyKeep, Model: req.Model}, now)
 	if !j.Usable {
 		res.why = old.AccountID + ": " + j.Text()
 		return false, false
@@ -739,7 +739,7 @@ func stickyAllocate(s policy.Settings, routes []stickyRoute, f *stickyFile, old 
 			res.reasons = append(res.reasons, AccountReason{AccountID: r.id(), Reason: "already tried for this request"})
 			continue
 		}
-		if j := judge(s, &r.sub, need{Purpose: forStickyNew, Model: req.Model}, now); !j.Usable {
+		if j := policy.Judge(s, &r.sub, policy.Need{Purpose: policy.ForStickyNew, Model: req.Model}, now); !j.Usable {
 			if policy.ModelScopeExhausted(r.sub.Quota, req.Model) {
 				scopedFails++
 			}
@@ -783,7 +783,7 @@ func (e *Engine) stickyNoRoute(snap *Snapshot, routes []stickyRoute, reasons []A
 	s := snap.Settings
 	name := forModel(modelName(snap, req.Model))
 	creds, _ := e.mainCredentials()
-	mainDead := needsRelogin(snap.Main.LastRefreshError, mainIdentity(snap), creds.Refresh.Fingerprint())
+	mainDead := policy.NeedsRelogin(snap.Main.LastRefreshError, mainIdentity(snap), creds.Refresh.Fingerprint())
 	incomplete := len(routes) == 0 && !mainDead
 	var waitUntil time.Time
 	for i := range routes {

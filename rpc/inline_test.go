@@ -117,3 +117,45 @@ func TestServer_selectAsyncCancels(t *testing.T) {
 	requireError(t, c.response(id), -32800, "cancel")
 	assert.Equal(t, before.async+1, lanesOf(srv).async)
 }
+
+// TestServer_reportLane: a served route/report is recorded from memory
+// and answered on the read goroutine; a 429 is classified and may poll or
+// select again, so it goes to the async lane.
+func TestServer_reportLane(t *testing.T) {
+	doer := &refusingDoer{}
+	c, srv := startInlineFixture(t, doer)
+	sel := c.call("route/select", map[string]any{})
+	require.Nil(t, sel.Error)
+	var r struct {
+		AccountID string `json:"accountId"`
+		Ticket    string `json:"ticket"`
+	}
+	require.NoError(t, json.Unmarshal(sel.Result, &r))
+	require.Equal(t, "main", r.AccountID)
+	route := map[string]any{"accountId": "main", "ticket": r.Ticket}
+	headers := map[string]string{"anthropic-ratelimit-unified-5h-utilization": "0.5", "anthropic-ratelimit-unified-7d-utilization": "0.2"}
+
+	calls := doer.calls.Load()
+	before := lanesOf(srv)
+	m := c.call("route/report", map[string]any{"route": route, "status": 200, "replayable": true, "headers": headers})
+	require.Nil(t, m.Error)
+	var res struct {
+		Action string `json:"action"`
+		Reason string `json:"reason"`
+	}
+	require.NoError(t, json.Unmarshal(m.Result, &res))
+	assert.Equal(t, "return", res.Action)
+	assert.Equal(t, "success", res.Reason)
+	assert.Equal(t, lanes{before.inline + 1, before.async}, lanesOf(srv), "a served report is answered inline")
+	assert.Equal(t, calls, doer.calls.Load(), "a served report makes no request")
+
+	// A bad request is answered inline with the usual error.
+	before = lanesOf(srv)
+	requireError(t, c.call("route/report", map[string]any{"route": route}), -32602, "status")
+	assert.Equal(t, lanes{before.inline + 1, before.async}, lanesOf(srv))
+
+	before = lanesOf(srv)
+	m = c.call("route/report", map[string]any{"route": route, "status": 429, "replayable": true, "headers": headers})
+	assert.True(t, m.Error != nil || m.Result != nil, "the 429 is answered")
+	assert.Equal(t, lanes{before.inline, before.async + 1}, lanesOf(srv), "a 429 is handed off")
+}

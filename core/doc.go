@@ -14,7 +14,7 @@
 // Entry points:
 //   - core/verdict: failures, verdicts, the built-in classifier and the
 //     effects table of BEHAVIOUR.md §4 (a leaf the plugins import instead of
-//     core); core applies the table in one place (effectFor).
+//     core); core applies the table in one place (policy.EffectFor).
 //   - [Store]: load and save anthropic-auth.json and anthropic-auth-state.json
 //     in the upstream shapes, under the upstream lock-file protocol.
 //   - [Engine]: token refresh, quota checks, background passes and routing,

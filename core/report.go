@@ -17,8 +17,8 @@ import (
 // Report takes the outcome of a routed request and decides what the host
 // does next: return the response, retry on Next, or hold with a 429 and
 // Retry-After. A failure is classified (plugins first) with source
-// messages; its effects come from the one effects table (effectFor),
-// and what follows from them from the one report plan (planReport):
+// messages; its effects come from the one effects table (policy.EffectFor),
+// and what follows from them from the one report plan (policy.PlanReport):
 // Report only carries the plan out, doing the I/O it names (a token
 // refresh, a quota probe, the next selection) and asking again with the
 // outcome (BEHAVIOUR.md §5).
@@ -63,40 +63,40 @@ func (e *Engine) Report(ctx context.Context, req ReportRequest) (*ReportResult, 
 	if snap, err = e.routeSnapshot(ctx); err != nil {
 		return nil, err
 	}
-	rf := reportFacts{kind: kind, sticky: e.routeIsSticky(snap, route, ticket), authRetried: route.AuthRetried, replayable: req.Replayable,
-		apiWaiting: hasAPIRoute(snap) && !mainFreshExhausted(snap, now), status: statusText(f)}
-	return e.carryOut(ctx, route, rf, v, effectFor(snap.Settings, f, v))
+	rf := policy.ReportFacts{Kind: kind, Sticky: e.routeIsSticky(snap, route, ticket), AuthRetried: route.AuthRetried, Replayable: req.Replayable,
+		APIWaiting: hasAPIRoute(snap) && !mainFreshExhausted(snap, now), Status: statusText(f)}
+	return e.carryOut(ctx, route, rf, v, policy.EffectFor(snap.Settings, f, v))
 }
 
 // carryOut does what the report plan says, asking the plan again after
 // each step's I/O until it says return, retry or hold.
-func (e *Engine) carryOut(ctx context.Context, route Route, rf reportFacts, v verdict.Verdict, eff verdict.Effect) (*ReportResult, error) {
+func (e *Engine) carryOut(ctx context.Context, route Route, rf policy.ReportFacts, v verdict.Verdict, eff verdict.Effect) (*ReportResult, error) {
 	res := &ReportResult{Verdict: &v, Action: ActionReturn}
-	var out reportOutcome
+	var out policy.ReportOutcome
 	for range 6 { // each outcome is learned once, so the plan settles in a few steps
-		p := planReport(rf, v, eff, out)
-		switch p.step {
-		case planReturn:
-			res.Reason = p.why
+		p := policy.PlanReport(rf, v, eff, out)
+		switch p.Step {
+		case policy.PlanReturn:
+			res.Reason = p.Why
 			return res, nil
-		case planHold:
-			nr := stickyHoldNoRoute(sessionKey(route.SessionID), route.AccountID, p.hold, e.now())
-			res.Action, res.RetryAfterMs, res.NoRoute, res.Reason = ActionHold, nr.NoRoute.RetryAfterMs, &nr.NoRoute, p.why
+		case policy.PlanHold:
+			nr := stickyHoldNoRoute(sessionKey(route.SessionID), route.AccountID, p.Hold, e.now())
+			res.Action, res.RetryAfterMs, res.NoRoute, res.Reason = ActionHold, nr.NoRoute.RetryAfterMs, &nr.NoRoute, p.Why
 			return res, nil
-		case planRefreshHere:
+		case policy.PlanRefreshHere:
 			next, err := e.refreshRoute(ctx, route)
 			if err == nil {
 				res.Action, res.Next, res.Reason = ActionRetry, next, next.Reason
 				return res, nil
 			}
-			out.refreshFailed = err
-		case planProbeQuota:
+			out.RefreshFailed = failureOf(err)
+		case policy.PlanProbeQuota:
 			q, err := e.fetchQuota(ctx, route.AccountID)
-			out.probed, out.probeFailed = true, err
+			out.Probed, out.ProbeFailed = true, failureOf(err)
 			if err == nil {
-				out.probe = policy.StickyDecision(q, route.Model, e.now())
+				out.Probe = policy.StickyDecision(q, route.Model, e.now())
 			}
-		case planMoveOn:
+		case policy.PlanMoveOn:
 			next, err := e.moveOn(ctx, route, p)
 			var nr *NoRouteError
 			switch {
@@ -107,7 +107,7 @@ func (e *Engine) carryOut(ctx context.Context, route Route, rf reportFacts, v ve
 				return nil, err
 			}
 			res.NoRoute = &nr.NoRoute
-			out.noneCanServe = true
+			out.NoneCanServe = true
 		}
 	}
 	return res, nil
@@ -117,14 +117,14 @@ func (e *Engine) carryOut(ctx context.Context, route Route, rf reportFacts, v ve
 // every account tried; a sticky session migrates (and, after a rate
 // limit with no OAuth account left, may go to an API-key route once main
 // is confirmed spent).
-func (e *Engine) moveOn(ctx context.Context, route Route, p reportPlan) (*Route, error) {
+func (e *Engine) moveOn(ctx context.Context, route Route, p policy.ReportPlan) (*Route, error) {
 	attempted := attemptedAfter(route)
 	o := newRouteOpts(attempted)
 	sel := SelectRequest{SessionID: route.SessionID, Model: route.Model, PromptBytes: route.PromptBytes}
-	if p.migrate {
-		o.why = "migrated after " + route.AccountID + " " + p.why
+	if p.Migrate {
+		o.why = "migrated after " + route.AccountID + " " + p.Why
 		next, err := e.stickySlow(ctx, sel, o, sessionKey(route.SessionID))
-		if err != nil && p.apiIfNone && errors.Is(err, ErrNoRoute) {
+		if err != nil && p.APIIfNone && errors.Is(err, ErrNoRoute) {
 			if fresh, serr := e.routeSnapshot(ctx); serr == nil && mainFreshExhausted(fresh, e.now()) && hasAPIRoute(fresh) {
 				if api, aerr := e.selectAPIOnly(ctx, fresh, route, attempted); aerr == nil {
 					return e.issued(api), nil
@@ -133,8 +133,8 @@ func (e *Engine) moveOn(ctx context.Context, route Route, p reportPlan) (*Route,
 		}
 		return e.issued(next), err
 	}
-	o.why = fmt.Sprintf("after %s %s", route.AccountID, p.why)
-	if p.confirmMain {
+	o.why = fmt.Sprintf("after %s %s", route.AccountID, p.Why)
+	if p.ConfirmMain {
 		o.includeAPI = e.confirmMainExhausted(ctx)
 	}
 	snap, err := e.routeSnapshot(ctx)

@@ -44,7 +44,7 @@ type Effect struct {
 	// quota error is persisted only if the retry fails too.
 	RefreshAndRetry bool
 	// Fallback moves a replayable request to the next routable account
-	// (messages only; fallbackOn narrows or widens it, see core.effectFor).
+	// (messages only; fallbackOn narrows or widens it, see policy.EffectFor).
 	Fallback bool
 	// ProbeQuota asks for a fresh usage poll of the account before the
 	// request moves: it confirms main's exhaustion (which opens API-key
@@ -97,7 +97,7 @@ var effects = map[effectKey]Effect{
 // The usage/auth_expired row arms the 5-minute quota backoff and persists
 // lastQuotaRefreshError only after its forced refresh and retry have failed
 // too; the caller does the retry first. For the messages source, the
-// engine reads the row through effectFor, which applies fallbackOn, and
+// engine reads the row through policy.EffectFor, which applies fallbackOn, and
 // the report plan decides what follows (a request that cannot be replayed
 // never moves).
 func EffectOf(source Source, v Verdict) Effect { return effects[effectKey{source, v.Class}] }

@@ -13,9 +13,10 @@
 // allocator ([AllocateBy], [StickyWeight]). Every function is a pure
 // function of its arguments and the time it is given; the outcome of I/O
 // reaches it as plain facts ([Tried], [IOFailure]) that core reads from
-// its errors, never as error values.
+// its errors, never as error values. The one report plan ([PlanReport],
+// with [EffectFor], the one place a status code meets the effects table)
+// decides what a failed response leads to.
 //
 // It may import the standard library and core's leaf and document
 // packages (core/record, core/secret, core/verdict); only core imports it.
-// The report plan still lives in core (core/reportplan.go).
 package policy

@@ -194,12 +194,29 @@ func (s *Store) capQueueLocked() {
 
 // armLocked schedules the write-behind flush unless one is scheduled.
 func (s *Store) armLocked() {
+	if len(s.queue) >= flushEarlyAt && !s.earlyArmed {
+		// A burst (thousands of reports a second) would fill the queue
+		// before the interval ends: write now instead of dropping.
+		s.earlyArmed = true
+		s.afterFunc(0, func() {
+			s.obsMu.Lock()
+			s.earlyArmed = false
+			s.obsMu.Unlock()
+			s.flushBehind()
+		})
+	}
 	if s.armed || len(s.queue) == 0 {
 		return
 	}
 	s.armed = true
 	s.afterFunc(s.interval, s.flushBehind)
 }
+
+// flushEarlyAt is the queue length at which the write-behind flush runs at
+// once rather than at the end of its interval: a burst of observations is
+// written in batches of about this many (one write per 1,024 calls at
+// most) instead of outgrowing maxQueued within one interval.
+const flushEarlyAt = 1024
 
 // flushBehind is the scheduled write of the queued observations.
 func (s *Store) flushBehind() {

@@ -295,8 +295,9 @@ func TestStickyFile_evictOverCap(t *testing.T) {
 }
 
 // Writes per call, counted: route/report on a fallback with rate-limit
-// headers writes nothing on the call, at 1 or 64 calls in flight, and the
-// interval's flush writes them all in one file replacement.
+// headers writes nothing on the call, at 1 or 64 calls in flight, and one
+// flush writes them all in one file replacement (at most one write per
+// flushEarlyAt calls in a burst).
 func TestObservations_writesPerCall(t *testing.T) {
 	for _, inflight := range []int{1, 64} {
 		t.Run(fmt.Sprintf("in_flight=%d", inflight), func(t *testing.T) {
@@ -321,9 +322,10 @@ func TestObservations_writesPerCall(t *testing.T) {
 			}
 			wg.Wait()
 			assert.Equal(t, writes, atomicfile.Commits(env.paths.State), "%d calls, no write on the request path", inflight*perWorker)
-			assert.Equal(t, 1, env.timers.scheduled(), "one flush pending for all of them")
+			// The interval's flush, plus one at once per full batch.
+			assert.Equal(t, 1+inflight*perWorker/flushEarlyAt, env.timers.scheduled(), "one flush pending for all of them, and one per batch of flushEarlyAt")
 			env.timers.fire()
-			assert.Equal(t, writes+1, atomicfile.Commits(env.paths.State), "one write per interval")
+			assert.Equal(t, writes+1, atomicfile.Commits(env.paths.State), "one write for them all")
 			assert.Equal(t, float64(60), env.accountState("fb")["quota"].(map[string]any)["five_hour"].(map[string]any)["remainingPercent"])
 		})
 	}
@@ -346,4 +348,38 @@ func TestObservations_queueBounded(t *testing.T) {
 	assert.Len(t, env.engine.store.queued(), maxQueued)
 	require.NoError(t, env.engine.Flush(env.ctx()))
 	assert.Equal(t, float64(maxQueued+10), env.accountState("fb")["lastUsed"], "the newest kept")
+}
+
+// A burst of observations is written in batches rather than dropped: at
+// flushEarlyAt queued observations a flush is asked for at once (not at
+// the end of the interval), once per batch, and it writes them all.
+func TestObservations_burstFlushesEarly(t *testing.T) {
+	env := routeEnv(t, `"routing":{"mode":"fallback-first"}`, nil, fb{id: "fb", quota: fq(80, 80)})
+	_, err := env.engine.routeSnapshot(env.ctx())
+	require.NoError(t, err)
+	observe := func(i int) {
+		_, err := env.engine.store.observeState(env.ctx(), "fb", func(st *record.StateFile) error {
+			st.Accounts["fb"].LastUsed = int64(i)
+			return nil
+		})
+		require.NoError(t, err)
+	}
+	for i := 1; i < flushEarlyAt; i++ {
+		observe(i)
+	}
+	env.timers.mu.Lock()
+	assert.Equal(t, []time.Duration{defaultWriteBehind}, env.timers.asked, "below a batch: only the interval's flush")
+	env.timers.mu.Unlock()
+	for i := flushEarlyAt; i < flushEarlyAt+10; i++ {
+		observe(i)
+	}
+	env.timers.mu.Lock()
+	assert.Equal(t, []time.Duration{defaultWriteBehind, 0}, env.timers.asked, "a full batch asks for one flush at once")
+	env.timers.mu.Unlock()
+
+	writes := atomicfile.Commits(env.paths.State)
+	assert.Equal(t, 2, env.timers.fire())
+	assert.Equal(t, writes+1, atomicfile.Commits(env.paths.State), "the batch is one write")
+	assert.Empty(t, env.engine.store.queued(), "nothing dropped, nothing left")
+	assert.Equal(t, float64(flushEarlyAt+9), env.accountState("fb")["lastUsed"])
 }

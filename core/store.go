@@ -91,6 +91,9 @@ type Store struct {
 	// dropWarned is set once capQueueLocked has logged dropping.
 	dropWarned bool
 	armed      bool
+	// earlyArmed is set while a flush asked for by a full batch
+	// (flushEarlyAt) is pending.
+	earlyArmed bool
 	cur        *Snapshot
 	curGen     uint64
 	// curBackend is the backend's generation cur was read at.

@@ -30,48 +30,34 @@ type Alert struct {
 	Fix string `json:"fix"`
 }
 
-// reloginAlerts compares the views before and after a change and returns an
-// alert for every account that needs a re-login after it and did not
-// before (an account absent before counts as not needing one). It is the
-// one definition of "entered needs-re-login".
-func reloginAlerts(before, after []AccountView) []Alert {
+// reloginChanges compares the views before and after a change. It returns
+// an alert for every account that needs a re-login after it and did not
+// before (an account absent before counts as not needing one), and the ids
+// of the accounts that needed one before and no longer do (a new login, or
+// the journal of a rotation a killed process had not saved, replayed:
+// BEHAVIOUR.md §1.8), both in the order of after. It is the one definition
+// of entering and leaving needs-re-login.
+func reloginChanges(before, after []AccountView) (entered []Alert, left []string) {
 	was := map[string]bool{}
 	for _, v := range before {
 		was[v.ID] = v.NeedsRelogin
 	}
-	var out []Alert
 	for _, v := range after {
-		if !v.NeedsRelogin || was[v.ID] {
-			continue
-		}
-		a := Alert{AccountID: v.ID, Label: v.Label, Reason: policy.ReasonNeedsRelogin.String(), Fix: "acctpool login --replace " + v.ID}
-		if v.Main {
-			a.Fix = "log in to the host again (opencode: opencode auth login)"
-		}
-		if v.LastRefreshError != nil {
-			a.Since = v.LastRefreshError.CheckedAt
-		}
-		out = append(out, a)
-	}
-	return out
-}
-
-// reloginRecovered returns the ids of the accounts that needed a re-login
-// before and no longer do after (a new login, or the journal of a rotation
-// a killed process had not saved, replayed: BEHAVIOUR.md §1.8), in the
-// order of after. It is the one definition of "left needs-re-login".
-func reloginRecovered(before, after []AccountView) []string {
-	was := map[string]bool{}
-	for _, v := range before {
-		was[v.ID] = v.NeedsRelogin
-	}
-	var out []string
-	for _, v := range after {
-		if was[v.ID] && !v.NeedsRelogin {
-			out = append(out, v.ID)
+		switch {
+		case was[v.ID] && !v.NeedsRelogin:
+			left = append(left, v.ID)
+		case v.NeedsRelogin && !was[v.ID]:
+			a := Alert{AccountID: v.ID, Label: v.Label, Reason: policy.ReasonNeedsRelogin.String(), Fix: "acctpool login --replace " + v.ID}
+			if v.Main {
+				a.Fix = "log in to the host again (opencode: opencode auth login)"
+			}
+			if v.LastRefreshError != nil {
+				a.Since = v.LastRefreshError.CheckedAt
+			}
+			entered = append(entered, a)
 		}
 	}
-	return out
+	return entered, left
 }
 
 // AlertWatchOptions configure an AlertWatch.
@@ -123,8 +109,7 @@ func (w *AlertWatch) Check(ctx context.Context) []Alert {
 		return nil
 	}
 	w.mu.Lock()
-	alerts := reloginAlerts(w.last, views)
-	recovered := reloginRecovered(w.last, views)
+	alerts, recovered := reloginChanges(w.last, views)
 	w.last = views
 	w.mu.Unlock()
 	for _, id := range recovered {

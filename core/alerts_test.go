@@ -37,7 +37,8 @@ func TestReloginAlerts(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
-			for _, a := range reloginAlerts(tc.before, tc.after) {
+			entered, _ := reloginChanges(tc.before, tc.after)
+			for _, a := range entered {
 				got = append(got, a.AccountID)
 				assert.Equal(t, policy.ReasonNeedsRelogin.String(), a.Reason)
 				assert.Equal(t, int64(42), a.Since)
@@ -47,7 +48,7 @@ func TestReloginAlerts(t *testing.T) {
 			assert.Equal(t, tc.want, got)
 		})
 	}
-	m := reloginAlerts(nil, []AccountView{{ID: MainAccountID, Main: true, NeedsRelogin: true}})
+	m, _ := reloginChanges(nil, []AccountView{{ID: MainAccountID, Main: true, NeedsRelogin: true}})
 	require.Len(t, m, 1)
 	assert.Contains(t, m[0].Fix, "log in to the host again")
 }
@@ -67,15 +68,10 @@ func TestReloginRecovered(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, reloginRecovered(tc.before, tc.after))
+			_, left := reloginChanges(tc.before, tc.after)
+			assert.Equal(t, tc.want, left)
 		})
 	}
-}
-
-func TestReloginAlerts_mainFix(t *testing.T) {
-	m := reloginAlerts(nil, []AccountView{{ID: MainAccountID, Main: true, NeedsRelogin: true}})
-	require.Len(t, m, 1)
-	assert.Contains(t, m[0].Fix, "log in to the host again")
 }
 
 // webhookSink records the alerts a webhook receives and answers with the

@@ -26,11 +26,5 @@ func (e *Engine) TryReport(req ReportRequest) (*ReportResult, error) {
 	if !req.served() || e.store.interval < 0 {
 		return nil, ErrWouldWait
 	}
-	nw := &noWait{}
-	ctx := context.WithValue(context.Background(), noWaitKey{}, nw)
-	res, err := e.Report(ctx, req)
-	if nw.waited.Load() {
-		return nil, ErrWouldWait
-	}
-	return res, err
+	return runNoWait(func(ctx context.Context) (*ReportResult, error) { return e.Report(ctx, req) })
 }

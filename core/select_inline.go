@@ -60,13 +60,21 @@ func lockUnlessWaiting(ctx context.Context, mu *sync.Mutex) bool {
 // Select would give at that moment, ticket included; it runs the same
 // selection code, so the two cannot drift apart.
 func (e *Engine) TrySelect(req SelectRequest) (*Route, error) {
-	nw := &noWait{}
-	ctx := context.WithValue(context.Background(), noWaitKey{}, nw)
-	r, err := e.selectRoute(ctx, req)
-	if nw.waited.Load() {
-		return nil, ErrWouldWait
-	}
+	r, err := runNoWait(func(ctx context.Context) (*Route, error) { return e.selectRoute(ctx, req) })
 	return e.issued(r), err
+}
+
+// runNoWait runs a call with the no-wait marker in its context and throws
+// its answer away for ErrWouldWait if any step on the way asked to wait
+// (TrySelect, TryReport).
+func runNoWait[T any](call func(ctx context.Context) (T, error)) (T, error) {
+	nw := &noWait{}
+	v, err := call(context.WithValue(context.Background(), noWaitKey{}, nw))
+	if nw.waited.Load() {
+		var zero T
+		return zero, ErrWouldWait
+	}
+	return v, err
 }
 
 // stickyWouldRefresh reports, for a no-wait selection, whether resolving a
